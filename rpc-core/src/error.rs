@@ -1,0 +1,349 @@
+//! Errors: [`RpcError`] (what a caller sees), [`Status`] (what a server answers instead of
+//! a result) and [`TransportError`] (what a transport reports).
+
+use std::io;
+use std::sync::Arc;
+
+use thiserror::Error;
+
+use crate::frame::FrameError;
+use crate::xdr::{XdrDecode, XdrEncode, XdrError, XdrReader, XdrWriter};
+
+/// Everything that can go wrong with a remote call, as the caller sees it.
+#[derive(Debug, Clone, Error)]
+#[non_exhaustive]
+pub enum RpcError {
+    /// No answer arrived before the call's deadline.
+    #[error("call timed out")]
+    Timeout,
+    /// The server could not be reached (connection refused, no route, peer silent).
+    #[error("server unreachable: {0}")]
+    Unreachable(TransportError),
+    /// The transport failed while the call was in flight; whether the server executed
+    /// the call is unknown.
+    #[error("transport error: {0}")]
+    Transport(TransportError),
+    /// The arguments could not be encoded (a value breaks a bound of its declaration).
+    #[error("could not encode the arguments: {0}")]
+    Encode(XdrError),
+    /// The server's reply could not be decoded.
+    #[error("could not decode the reply: {0}")]
+    Decode(XdrError),
+    /// The peer broke the protocol (e.g. answered with an unknown status code).
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+    /// The server hosts no interface with this id.
+    #[error("server has no interface {id:#010x}")]
+    UnknownInterface {
+        /// The interface id the call named.
+        id: u32,
+    },
+    /// The server hosts the interface, but not this version.
+    #[error("interface version not supported: server has versions {low}..={high}")]
+    VersionMismatch {
+        /// Lowest version the server hosts.
+        low: u32,
+        /// Highest version the server hosts.
+        high: u32,
+    },
+    /// The interface has no procedure with this number.
+    #[error("interface has no procedure {procedure}")]
+    UnknownProcedure {
+        /// The procedure number the call named.
+        procedure: u32,
+    },
+    /// The server could not decode the arguments.
+    #[error("server could not decode the arguments: {message}")]
+    BadArguments {
+        /// The server's description of the problem.
+        message: String,
+    },
+    /// The server's work queue was full; the call was not executed.
+    #[error("server overloaded; call not executed")]
+    Overloaded,
+    /// The server restarted while the call was in doubt.
+    #[error("server restarted while the call was in doubt")]
+    ServerRestarted,
+    /// The handler returned an application error.
+    #[error("application error {code}: {message}")]
+    Application {
+        /// Application-defined code.
+        code: i32,
+        /// Application-defined message.
+        message: String,
+    },
+    /// The server dropped the call because its deadline passed before it ran.
+    #[error("deadline exceeded before the server ran the call")]
+    DeadlineExceeded,
+    /// The call was cancelled.
+    #[error("call cancelled")]
+    Cancelled,
+    /// The server is shutting down and refused the call; it was not executed.
+    #[error("server is shutting down; call not executed")]
+    ShuttingDown,
+    /// The handler failed unexpectedly (it panicked).
+    #[error("server internal error: {message}")]
+    Internal {
+        /// The server's description.
+        message: String,
+    },
+    /// The server does not speak our protocol version.
+    #[error("protocol version not supported: server speaks {low}..={high}")]
+    ProtocolVersion {
+        /// Lowest version the server speaks.
+        low: u32,
+        /// Highest version the server speaks.
+        high: u32,
+    },
+}
+
+impl RpcError {
+    /// Whether the server certainly did not execute the call (so resending is safe
+    /// whatever its semantics).
+    pub fn not_executed(&self) -> bool {
+        matches!(
+            self,
+            RpcError::Unreachable(_)
+                | RpcError::Encode(_)
+                | RpcError::UnknownInterface { .. }
+                | RpcError::VersionMismatch { .. }
+                | RpcError::UnknownProcedure { .. }
+                | RpcError::BadArguments { .. }
+                | RpcError::Overloaded
+                | RpcError::DeadlineExceeded
+                | RpcError::ShuttingDown
+                | RpcError::ProtocolVersion { .. }
+        )
+    }
+}
+
+/// What a server answers instead of a result: the payload of a `Status` frame.
+///
+/// Handlers return `Err(Status::application(code, message))` for application errors;
+/// the runtime produces the other variants.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum Status {
+    /// Code 1: no interface with this id.
+    #[error("unknown interface {id:#010x}")]
+    UnknownInterface {
+        /// The id the call named.
+        id: u32,
+    },
+    /// Code 2: the interface exists, but not in this version.
+    #[error("version mismatch: hosted versions {low}..={high}")]
+    VersionMismatch {
+        /// Lowest hosted version.
+        low: u32,
+        /// Highest hosted version.
+        high: u32,
+    },
+    /// Code 3: no procedure with this number.
+    #[error("unknown procedure {procedure}")]
+    UnknownProcedure {
+        /// The procedure number the call named.
+        procedure: u32,
+    },
+    /// Code 4: the arguments did not decode.
+    #[error("bad arguments: {message}")]
+    BadArguments {
+        /// What was wrong.
+        message: String,
+    },
+    /// Code 5: the work queue is full.
+    #[error("overloaded")]
+    Overloaded,
+    /// Code 6: the server restarted while the call was in doubt.
+    #[error("server restarted")]
+    ServerRestarted,
+    /// Code 7: an application error from the handler.
+    #[error("application error {code}: {message}")]
+    Application {
+        /// Application-defined code.
+        code: i32,
+        /// Application-defined message.
+        message: String,
+    },
+    /// Code 8: the call's deadline passed before a worker took it.
+    #[error("deadline exceeded")]
+    DeadlineExceeded,
+    /// Code 9: the call was cancelled before it ran.
+    #[error("cancelled")]
+    Cancelled,
+    /// Code 10: the server is shutting down.
+    #[error("shutting down")]
+    ShuttingDown,
+    /// Code 11: the handler panicked or failed unexpectedly.
+    #[error("internal error: {message}")]
+    Internal {
+        /// What happened.
+        message: String,
+    },
+    /// Code 12: the frame's protocol version is not spoken here.
+    #[error("protocol version mismatch: supported {low}..={high}")]
+    ProtocolVersion {
+        /// Lowest version spoken.
+        low: u32,
+        /// Highest version spoken.
+        high: u32,
+    },
+}
+
+impl Status {
+    /// An application error with a code and a message.
+    pub fn application(code: i32, message: impl Into<String>) -> Self {
+        Status::Application {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The wire code of this status.
+    pub fn code(&self) -> u32 {
+        match self {
+            Status::UnknownInterface { .. } => 1,
+            Status::VersionMismatch { .. } => 2,
+            Status::UnknownProcedure { .. } => 3,
+            Status::BadArguments { .. } => 4,
+            Status::Overloaded => 5,
+            Status::ServerRestarted => 6,
+            Status::Application { .. } => 7,
+            Status::DeadlineExceeded => 8,
+            Status::Cancelled => 9,
+            Status::ShuttingDown => 10,
+            Status::Internal { .. } => 11,
+            Status::ProtocolVersion { .. } => 12,
+        }
+    }
+}
+
+/// Longest status message the runtime sends or accepts, in bytes.
+pub const MAX_STATUS_MESSAGE: u32 = 4096;
+
+fn truncated(message: &str) -> &str {
+    if message.len() <= MAX_STATUS_MESSAGE as usize {
+        return message;
+    }
+    let mut end = MAX_STATUS_MESSAGE as usize;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    &message[..end]
+}
+
+impl XdrEncode for Status {
+    fn encode(&self, w: &mut XdrWriter) -> Result<(), XdrError> {
+        w.put_u32(self.code());
+        match self {
+            Status::UnknownInterface { id } => w.put_u32(*id),
+            Status::VersionMismatch { low, high } | Status::ProtocolVersion { low, high } => {
+                w.put_u32(*low);
+                w.put_u32(*high);
+            }
+            Status::UnknownProcedure { procedure } => w.put_u32(*procedure),
+            Status::BadArguments { message } | Status::Internal { message } => {
+                w.put_string(truncated(message), MAX_STATUS_MESSAGE)?
+            }
+            Status::Application { code, message } => {
+                w.put_i32(*code);
+                w.put_string(truncated(message), MAX_STATUS_MESSAGE)?;
+            }
+            Status::Overloaded
+            | Status::ServerRestarted
+            | Status::DeadlineExceeded
+            | Status::Cancelled
+            | Status::ShuttingDown => {}
+        }
+        Ok(())
+    }
+}
+
+impl XdrDecode for Status {
+    fn decode(r: &mut XdrReader<'_>) -> Result<Self, XdrError> {
+        let code = r.get_u32()?;
+        Ok(match code {
+            1 => Status::UnknownInterface { id: r.get_u32()? },
+            2 => Status::VersionMismatch {
+                low: r.get_u32()?,
+                high: r.get_u32()?,
+            },
+            3 => Status::UnknownProcedure {
+                procedure: r.get_u32()?,
+            },
+            4 => Status::BadArguments {
+                message: r.get_string(MAX_STATUS_MESSAGE)?,
+            },
+            5 => Status::Overloaded,
+            6 => Status::ServerRestarted,
+            7 => Status::Application {
+                code: r.get_i32()?,
+                message: r.get_string(MAX_STATUS_MESSAGE)?,
+            },
+            8 => Status::DeadlineExceeded,
+            9 => Status::Cancelled,
+            10 => Status::ShuttingDown,
+            11 => Status::Internal {
+                message: r.get_string(MAX_STATUS_MESSAGE)?,
+            },
+            12 => Status::ProtocolVersion {
+                low: r.get_u32()?,
+                high: r.get_u32()?,
+            },
+            other => {
+                return Err(XdrError::InvalidDiscriminant {
+                    name: "Status",
+                    value: other as i64,
+                })
+            }
+        })
+    }
+}
+
+impl From<Status> for RpcError {
+    fn from(s: Status) -> Self {
+        match s {
+            Status::UnknownInterface { id } => RpcError::UnknownInterface { id },
+            Status::VersionMismatch { low, high } => RpcError::VersionMismatch { low, high },
+            Status::UnknownProcedure { procedure } => RpcError::UnknownProcedure { procedure },
+            Status::BadArguments { message } => RpcError::BadArguments { message },
+            Status::Overloaded => RpcError::Overloaded,
+            Status::ServerRestarted => RpcError::ServerRestarted,
+            Status::Application { code, message } => RpcError::Application { code, message },
+            Status::DeadlineExceeded => RpcError::DeadlineExceeded,
+            Status::Cancelled => RpcError::Cancelled,
+            Status::ShuttingDown => RpcError::ShuttingDown,
+            Status::Internal { message } => RpcError::Internal { message },
+            Status::ProtocolVersion { low, high } => RpcError::ProtocolVersion { low, high },
+        }
+    }
+}
+
+/// A transport failure. Cheap to clone, so one failure can be reported to every call
+/// that was in flight on the connection.
+#[derive(Debug, Clone, Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// The connection was closed (by the peer, by shutdown, or after an error).
+    #[error("connection closed")]
+    Closed,
+    /// Connecting failed.
+    #[error("connect to {addr} failed: {source}")]
+    Connect {
+        /// The address dialled.
+        addr: String,
+        /// The OS error.
+        source: Arc<io::Error>,
+    },
+    /// An I/O error on an established connection.
+    #[error("I/O error: {0}")]
+    Io(Arc<io::Error>),
+    /// The peer sent a frame that breaks the protocol; the connection was closed.
+    #[error("bad frame from peer: {0}")]
+    BadFrame(#[from] FrameError),
+}
+
+impl From<io::Error> for TransportError {
+    fn from(e: io::Error) -> Self {
+        TransportError::Io(Arc::new(e))
+    }
+}

@@ -1,0 +1,229 @@
+use bytes::Bytes;
+
+use super::{padding, XdrDecode, XdrError};
+
+/// Reads XDR items from a [`Bytes`] buffer.
+///
+/// Every read checks the remaining length first; nothing panics on any input. Variable
+/// opaques are returned as zero-copy slices of the buffer.
+#[derive(Debug)]
+pub struct XdrReader<'a> {
+    buf: &'a Bytes,
+    pos: usize,
+}
+
+impl<'a> XdrReader<'a> {
+    /// A reader over the whole of `buf`.
+    pub fn new(buf: &'a Bytes) -> Self {
+        XdrReader { buf, pos: 0 }
+    }
+
+    /// Bytes not yet read.
+    #[inline]
+    pub fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    /// Bytes read so far.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Succeeds only if every byte was read.
+    pub fn finish(&self) -> Result<(), XdrError> {
+        match self.remaining() {
+            0 => Ok(()),
+            n => Err(XdrError::TrailingBytes(n)),
+        }
+    }
+
+    /// Reads any decodable value.
+    #[inline]
+    pub fn get<T: XdrDecode>(&mut self) -> Result<T, XdrError> {
+        T::decode(self)
+    }
+
+    #[inline]
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], XdrError> {
+        let remaining = self.remaining();
+        if remaining < N {
+            return Err(XdrError::UnexpectedEof {
+                needed: N,
+                remaining,
+            });
+        }
+        let mut out = [0u8; N];
+        out.copy_from_slice(&self.buf[self.pos..self.pos + N]);
+        self.pos += N;
+        Ok(out)
+    }
+
+    /// `unsigned int`.
+    #[inline]
+    pub fn get_u32(&mut self) -> Result<u32, XdrError> {
+        self.take::<4>().map(u32::from_be_bytes)
+    }
+
+    /// `int`.
+    #[inline]
+    pub fn get_i32(&mut self) -> Result<i32, XdrError> {
+        self.take::<4>().map(i32::from_be_bytes)
+    }
+
+    /// `unsigned hyper`.
+    #[inline]
+    pub fn get_u64(&mut self) -> Result<u64, XdrError> {
+        self.take::<8>().map(u64::from_be_bytes)
+    }
+
+    /// `hyper`.
+    #[inline]
+    pub fn get_i64(&mut self) -> Result<i64, XdrError> {
+        self.take::<8>().map(i64::from_be_bytes)
+    }
+
+    /// `float`.
+    #[inline]
+    pub fn get_f32(&mut self) -> Result<f32, XdrError> {
+        self.take::<4>().map(f32::from_be_bytes)
+    }
+
+    /// `double`.
+    #[inline]
+    pub fn get_f64(&mut self) -> Result<f64, XdrError> {
+        self.take::<8>().map(f64::from_be_bytes)
+    }
+
+    /// `bool`: anything but 0 or 1 is [`XdrError::InvalidBool`].
+    #[inline]
+    pub fn get_bool(&mut self) -> Result<bool, XdrError> {
+        match self.get_u32()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            v => Err(XdrError::InvalidBool(v)),
+        }
+    }
+
+    /// Takes `len` data bytes plus their padding, checking the padding is zero.
+    fn take_padded(&mut self, len: usize) -> Result<Bytes, XdrError> {
+        let pad = padding(len);
+        let remaining = self.remaining();
+        if remaining < len + pad {
+            return Err(XdrError::UnexpectedEof {
+                needed: len + pad,
+                remaining,
+            });
+        }
+        let data = self.buf.slice(self.pos..self.pos + len);
+        if self.buf[self.pos + len..self.pos + len + pad]
+            .iter()
+            .any(|&b| b != 0)
+        {
+            return Err(XdrError::NonZeroPadding);
+        }
+        self.pos += len + pad;
+        Ok(data)
+    }
+
+    /// Reads a length prefix and checks it against `max` and against the input left,
+    /// assuming each element takes at least `min_elem_size` bytes.
+    fn get_len(&mut self, max: u32, min_elem_size: u64) -> Result<usize, XdrError> {
+        let len = self.get_u32()?;
+        if len > max {
+            return Err(XdrError::LengthExceedsBound {
+                len: len as u64,
+                max,
+            });
+        }
+        let needed = len as u64 * min_elem_size;
+        if needed > self.remaining() as u64 {
+            return Err(XdrError::LengthExceedsInput {
+                len,
+                needed,
+                remaining: self.remaining(),
+            });
+        }
+        Ok(len as usize)
+    }
+
+    /// `opaque name[N]` into a fixed array.
+    pub fn get_opaque_fixed<const N: usize>(&mut self) -> Result<[u8; N], XdrError> {
+        let data = self.take_padded(N)?;
+        let mut out = [0u8; N];
+        out.copy_from_slice(&data);
+        Ok(out)
+    }
+
+    /// `opaque name[len]` as a zero-copy slice.
+    pub fn get_opaque_fixed_bytes(&mut self, len: usize) -> Result<Bytes, XdrError> {
+        self.take_padded(len)
+    }
+
+    /// `opaque name<max>` as a zero-copy slice of the input.
+    pub fn get_opaque(&mut self, max: u32) -> Result<Bytes, XdrError> {
+        let len = self.get_len(max, 1)?;
+        self.take_padded(len)
+    }
+
+    /// `string name<max>`; must be valid UTF-8.
+    pub fn get_string(&mut self, max: u32) -> Result<String, XdrError> {
+        let data = self.get_opaque(max)?;
+        String::from_utf8(data.to_vec()).map_err(|_| XdrError::InvalidUtf8)
+    }
+
+    /// `T name<max>` with a custom element decoder.
+    pub fn get_var_array_with<T>(
+        &mut self,
+        max: u32,
+        mut each: impl FnMut(&mut Self) -> Result<T, XdrError>,
+    ) -> Result<Vec<T>, XdrError> {
+        // Every XDR item is at least 4 bytes, so `len * 4` bytes must remain.
+        let len = self.get_len(max, 4)?;
+        let mut out = Vec::with_capacity(len);
+        for _ in 0..len {
+            out.push(each(self)?);
+        }
+        Ok(out)
+    }
+
+    /// `T name<max>` for elements that decode themselves.
+    pub fn get_var_array<T: XdrDecode>(&mut self, max: u32) -> Result<Vec<T>, XdrError> {
+        self.get_var_array_with(max, T::decode)
+    }
+
+    /// `T name[N]` with a custom element decoder.
+    pub fn get_fixed_array_with<T, const N: usize>(
+        &mut self,
+        mut each: impl FnMut(&mut Self) -> Result<T, XdrError>,
+    ) -> Result<[T; N], XdrError> {
+        let needed = N.saturating_mul(4);
+        if needed > self.remaining() {
+            return Err(XdrError::UnexpectedEof {
+                needed,
+                remaining: self.remaining(),
+            });
+        }
+        let mut out = Vec::with_capacity(N);
+        for _ in 0..N {
+            out.push(each(self)?);
+        }
+        // The loop pushed exactly N elements.
+        out.try_into()
+            .map_err(|v: Vec<T>| XdrError::FixedLengthMismatch {
+                expected: N,
+                actual: v.len(),
+            })
+    }
+
+    /// `T *name` with a custom decoder for the present value.
+    pub fn get_optional_with<T>(
+        &mut self,
+        each: impl FnOnce(&mut Self) -> Result<T, XdrError>,
+    ) -> Result<Option<T>, XdrError> {
+        if self.get_bool()? {
+            each(self).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+}
