@@ -1,0 +1,760 @@
+//! The server runtime: a receive/dispatch loop per connection and a fixed pool of worker
+//! tasks fed by one bounded queue.
+//!
+//! ```text
+//!  connection ──recv──▶ dispatch loop ──try_send──▶ [ bounded queue ] ──▶ worker 1..N
+//!      ▲               (decode header,                (full: answer         (decode args,
+//!      │                table lookup,                  Overloaded)           run handler,
+//!      └──────── FrameSender (bounded) ◀────────────── reply ◀─────────────  encode result)
+//! ```
+//!
+//! The dispatch loop never runs user code: it validates the header, finds the interface
+//! and procedure in a table built at start-up (binary search over a sorted array, then a
+//! dense per-interface procedure table; no string maps, no allocation), checks the
+//! deadline, and either queues the call or answers a [`Status`] at once. Workers decode
+//! the arguments, run the handler (catching panics), and queue the reply on the
+//! connection the call came from.
+//!
+//! Every buffer is bounded: the work queue (`queue_depth`, overflow answered with
+//! [`Status::Overloaded`] and counted in [`ServerStats::overloaded`]), each connection's
+//! outgoing queue (the dispatch loop waits when it is full, which stops reading from that
+//! connection only), and the number of connections (`max_connections`, excess
+//! connections are closed at once and counted in [`ServerStats::connections_rejected`]).
+
+mod context;
+mod service;
+
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use thiserror::Error;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+pub use context::CallContext;
+pub use service::{bad_arguments, encode_result, Service, ServiceFuture};
+
+use crate::error::{Status, TransportError};
+use crate::frame::{Frame, FrameError, FrameHeader, FrameKind, PROTOCOL_VERSION};
+use crate::interface::InterfaceInfo;
+use crate::transport::{Connection, FrameReceiver, FrameSender, Listener};
+
+/// Default number of worker tasks.
+pub const DEFAULT_WORKERS: usize = 16;
+/// Default capacity of the work queue.
+pub const DEFAULT_QUEUE_DEPTH: usize = 1024;
+/// Default connection limit.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Procedure numbers up to this use a dense lookup table; above it, binary search.
+const DENSE_PROCEDURE_LIMIT: u32 = 4096;
+
+/// Why a server could not start.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// Two services implement the same interface id and version.
+    #[error("interface {name} (id {id:#010x}) version {version} is registered twice")]
+    DuplicateService {
+        /// The interface name.
+        name: &'static str,
+        /// The interface id.
+        id: u32,
+        /// The version.
+        version: u32,
+    },
+    /// `serve` was called outside a tokio runtime.
+    #[error("Server::serve must be called from within a tokio runtime")]
+    NoRuntime,
+}
+
+/// Entry point: `Server::builder()`.
+#[derive(Debug)]
+pub struct Server;
+
+impl Server {
+    /// A builder with the default settings and no services.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder {
+            workers: DEFAULT_WORKERS,
+            queue_depth: DEFAULT_QUEUE_DEPTH,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            services: Vec::new(),
+        }
+    }
+}
+
+/// Configures and starts a server.
+///
+/// ```no_run
+/// # async fn doc<L: rpc_core::transport::Listener>(listener: L, svc: impl rpc_core::server::Service) {
+/// use rpc_core::server::Server;
+/// let handle = Server::builder()
+///     .workers(8)
+///     .queue_depth(1024)
+///     .add_service(svc)
+///     .serve(listener)
+///     .unwrap();
+/// handle.shutdown().await;
+/// # }
+/// ```
+pub struct ServerBuilder {
+    workers: usize,
+    queue_depth: usize,
+    max_connections: usize,
+    services: Vec<Arc<dyn Service>>,
+}
+
+impl std::fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("workers", &self.workers)
+            .field("queue_depth", &self.queue_depth)
+            .field("max_connections", &self.max_connections)
+            .field(
+                "services",
+                &self.services.iter().map(|s| s.info().name).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl ServerBuilder {
+    /// Number of worker tasks: the most handlers that run at once. Default 16.
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n.max(1);
+        self
+    }
+
+    /// Calls that may wait for a worker; a call beyond it is answered `Overloaded`.
+    /// Default 1024.
+    pub fn queue_depth(mut self, n: usize) -> Self {
+        self.queue_depth = n.max(1);
+        self
+    }
+
+    /// Most connections at once; further ones are closed on accept. Default 1024.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    /// Hosts a service (one interface version). Several interfaces, and several versions
+    /// of one interface, can share a server.
+    pub fn add_service(mut self, service: impl Service) -> Self {
+        self.services.push(Arc::new(service));
+        self
+    }
+
+    /// Hosts an already shared service.
+    pub fn add_shared_service(mut self, service: Arc<dyn Service>) -> Self {
+        self.services.push(service);
+        self
+    }
+
+    /// Starts accepting on `listener`, with the accept loop, one dispatch loop per
+    /// connection, and the worker pool spawned on the current tokio runtime.
+    pub fn serve<L: Listener>(self, listener: L) -> Result<ServerHandle, ServerError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| ServerError::NoRuntime)?;
+        let registry = Registry::new(self.services)?;
+        let (queue_tx, queue_rx) = async_channel::bounded(self.queue_depth);
+        let (phase_tx, _) = watch::channel(Phase::Running);
+        let local_addr = listener.local_addr();
+        let shared = Arc::new(Shared {
+            registry,
+            queue: queue_tx,
+            incarnation: crate::id::random_u64(),
+            phase: phase_tx,
+            in_flight: AtomicUsize::new(0),
+            drained: Notify::new(),
+            connections: AtomicUsize::new(0),
+            connections_closed: Notify::new(),
+            max_connections: self.max_connections,
+            counters: Counters::default(),
+        });
+        let workers = (0..self.workers)
+            .map(|_| runtime.spawn(worker(shared.clone(), queue_rx.clone())))
+            .collect();
+        let accept = runtime.spawn(accept_loop(shared.clone(), listener));
+        tracing::info!(%local_addr, workers = self.workers, queue_depth = self.queue_depth, "server started");
+        Ok(ServerHandle {
+            shared,
+            local_addr,
+            accept: Some(accept),
+            workers,
+        })
+    }
+}
+
+/// A running server. [`ServerHandle::shutdown`] stops it gracefully; dropping the handle
+/// closes it at once (calls in flight are abandoned).
+#[derive(Debug)]
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+    local_addr: SocketAddr,
+    accept: Option<JoinHandle<()>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl ServerHandle {
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// This server instance's incarnation number (sent in every reply).
+    pub fn incarnation(&self) -> u64 {
+        self.shared.incarnation
+    }
+
+    /// A snapshot of the server's counters.
+    pub fn stats(&self) -> ServerStats {
+        self.shared.stats()
+    }
+
+    /// Graceful shutdown: stops accepting connections, refuses new calls with
+    /// [`Status::ShuttingDown`], waits until every call already queued or running has
+    /// been answered (its reply handed to the transport), then closes every connection
+    /// and stops the workers.
+    pub async fn shutdown(mut self) {
+        let shared = self.shared.clone();
+        shared.phase.send_replace(Phase::Draining);
+        if let Some(accept) = self.accept.take() {
+            let _ = accept.await;
+        }
+        shared.wait_drained().await;
+        shared.phase.send_replace(Phase::Closed);
+        shared.queue.close();
+        for w in self.workers.drain(..) {
+            let _ = w.await;
+        }
+        shared.wait_connections_closed().await;
+        tracing::info!(local_addr = %self.local_addr, "server stopped");
+    }
+
+    /// Runs until `signal` resolves, then shuts down gracefully.
+    pub async fn run_until(self, signal: impl std::future::Future<Output = ()>) {
+        signal.await;
+        self.shutdown().await;
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.shared.phase.send_replace(Phase::Closed);
+        self.shared.queue.close();
+        if let Some(accept) = &self.accept {
+            accept.abort();
+        }
+        for w in &self.workers {
+            w.abort();
+        }
+    }
+}
+
+/// A snapshot of a server's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerStats {
+    /// Connections accepted.
+    pub connections_accepted: u64,
+    /// Connections closed on accept because `max_connections` were open.
+    pub connections_rejected: u64,
+    /// Connections open right now.
+    pub connections_open: u64,
+    /// Call frames received.
+    pub calls_received: u64,
+    /// Calls a handler finished (successfully or not).
+    pub calls_completed: u64,
+    /// Calls refused because the work queue was full.
+    pub overloaded: u64,
+    /// Calls for an unknown interface.
+    pub unknown_interface: u64,
+    /// Calls for a hosted interface in a version not hosted.
+    pub version_mismatch: u64,
+    /// Calls for an unknown procedure.
+    pub unknown_procedure: u64,
+    /// Calls whose arguments did not decode.
+    pub bad_arguments: u64,
+    /// Calls dropped because their deadline passed before a worker took them.
+    pub deadline_expired: u64,
+    /// Calls refused during shutdown.
+    pub refused_shutting_down: u64,
+    /// Handlers that panicked.
+    pub handler_panics: u64,
+    /// Connections closed because of a bad frame or a protocol violation.
+    pub bad_frames: u64,
+    /// Replies that could not be sent because the connection had closed.
+    pub replies_dropped: u64,
+    /// Calls queued or running right now.
+    pub in_flight: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    connections_accepted: AtomicU64,
+    connections_rejected: AtomicU64,
+    calls_received: AtomicU64,
+    calls_completed: AtomicU64,
+    overloaded: AtomicU64,
+    unknown_interface: AtomicU64,
+    version_mismatch: AtomicU64,
+    unknown_procedure: AtomicU64,
+    bad_arguments: AtomicU64,
+    deadline_expired: AtomicU64,
+    refused_shutting_down: AtomicU64,
+    handler_panics: AtomicU64,
+    bad_frames: AtomicU64,
+    replies_dropped: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Running,
+    Draining,
+    Closed,
+}
+
+#[derive(Debug)]
+struct Shared {
+    registry: Registry,
+    queue: async_channel::Sender<Job>,
+    incarnation: u64,
+    phase: watch::Sender<Phase>,
+    in_flight: AtomicUsize,
+    drained: Notify,
+    connections: AtomicUsize,
+    connections_closed: Notify,
+    max_connections: usize,
+    counters: Counters,
+}
+
+struct Job {
+    hosted: Arc<Hosted>,
+    header: FrameHeader,
+    payload: Bytes,
+    reply: FrameSender,
+    peer: SocketAddr,
+    received: Instant,
+}
+
+impl Shared {
+    fn stats(&self) -> ServerStats {
+        let c = &self.counters;
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        ServerStats {
+            connections_accepted: l(&c.connections_accepted),
+            connections_rejected: l(&c.connections_rejected),
+            connections_open: self.connections.load(Ordering::Relaxed) as u64,
+            calls_received: l(&c.calls_received),
+            calls_completed: l(&c.calls_completed),
+            overloaded: l(&c.overloaded),
+            unknown_interface: l(&c.unknown_interface),
+            version_mismatch: l(&c.version_mismatch),
+            unknown_procedure: l(&c.unknown_procedure),
+            bad_arguments: l(&c.bad_arguments),
+            deadline_expired: l(&c.deadline_expired),
+            refused_shutting_down: l(&c.refused_shutting_down),
+            handler_panics: l(&c.handler_panics),
+            bad_frames: l(&c.bad_frames),
+            replies_dropped: l(&c.replies_dropped),
+            in_flight: self.in_flight.load(Ordering::Relaxed) as u64,
+        }
+    }
+
+    fn phase(&self) -> Phase {
+        *self.phase.borrow()
+    }
+
+    async fn wait_drained(&self) {
+        loop {
+            let notified = self.drained.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.in_flight.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    async fn wait_connections_closed(&self) {
+        loop {
+            let notified = self.connections_closed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.connections.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn finish_call(&self) {
+        if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.drained.notify_waiters();
+        }
+    }
+
+    /// Answers `call` with `status` (unless the call is oneway).
+    async fn answer_status(&self, call: &FrameHeader, status: Status, sender: &FrameSender) {
+        if call.is_oneway() {
+            return;
+        }
+        let frame = status_frame(call, &status, self.incarnation);
+        if sender.send(frame).await.is_err() {
+            bump(&self.counters.replies_dropped);
+        }
+    }
+
+    /// Handles one frame on the dispatch loop. `Err` closes the connection.
+    async fn dispatch(
+        &self,
+        frame: Frame,
+        sender: &FrameSender,
+        peer: SocketAddr,
+    ) -> Result<(), ()> {
+        let header = frame.header;
+        match header.kind {
+            FrameKind::Call => {}
+            // Cancellation of queued work comes with the call-semantics layer; until a
+            // call can be found by id, a cancel is a no-op, as the protocol allows.
+            FrameKind::Cancel => return Ok(()),
+            FrameKind::Reply | FrameKind::Status => {
+                tracing::debug!(%peer, kind = ?header.kind, "client sent a server-only frame; closing");
+                bump(&self.counters.bad_frames);
+                return Err(());
+            }
+        }
+        let received = Instant::now();
+        bump(&self.counters.calls_received);
+        if self.phase() != Phase::Running {
+            bump(&self.counters.refused_shutting_down);
+            self.answer_status(&header, Status::ShuttingDown, sender).await;
+            return Ok(());
+        }
+        let hosted = match self.registry.lookup(header.interface_id, header.interface_version) {
+            Ok(h) => h,
+            Err(status) => {
+                match status {
+                    Status::VersionMismatch { .. } => bump(&self.counters.version_mismatch),
+                    _ => bump(&self.counters.unknown_interface),
+                }
+                self.answer_status(&header, status, sender).await;
+                return Ok(());
+            }
+        };
+        if !hosted.procedures.contains(header.procedure) {
+            bump(&self.counters.unknown_procedure);
+            let status = Status::UnknownProcedure {
+                procedure: header.procedure,
+            };
+            self.answer_status(&header, status, sender).await;
+            return Ok(());
+        }
+        if header.deadline_us == 0 {
+            bump(&self.counters.deadline_expired);
+            self.answer_status(&header, Status::DeadlineExceeded, sender).await;
+            return Ok(());
+        }
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let job = Job {
+            hosted: hosted.clone(),
+            header,
+            payload: frame.payload,
+            reply: sender.clone(),
+            peer,
+            received,
+        };
+        match self.queue.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.finish_call();
+                let status = if e.is_full() {
+                    bump(&self.counters.overloaded);
+                    Status::Overloaded
+                } else {
+                    bump(&self.counters.refused_shutting_down);
+                    Status::ShuttingDown
+                };
+                self.answer_status(&header, status, sender).await;
+                Ok(())
+            }
+        }
+    }
+
+    /// Runs one call on a worker.
+    async fn run(&self, job: Job) {
+        let Job {
+            hosted,
+            header,
+            payload,
+            reply,
+            peer,
+            received,
+        } = job;
+        if let Some(budget) = header.deadline_budget() {
+            if received + budget <= Instant::now() {
+                bump(&self.counters.deadline_expired);
+                self.answer_status(&header, Status::DeadlineExceeded, &reply).await;
+                return;
+            }
+        }
+        let ctx = CallContext::new(peer, header, received);
+        let service = &hosted.service;
+        let result = match std::panic::catch_unwind(AssertUnwindSafe(|| {
+            service.call(header.procedure, ctx, payload)
+        })) {
+            Ok(fut) => AssertUnwindSafe(fut).catch_unwind().await,
+            Err(panic) => Err(panic),
+        };
+        let result = result.unwrap_or_else(|panic| {
+            bump(&self.counters.handler_panics);
+            let message = panic_message(&panic);
+            tracing::error!(%message, "handler panicked");
+            Err(Status::Internal {
+                message: format!("handler panicked: {message}"),
+            })
+        });
+        bump(&self.counters.calls_completed);
+        if header.is_oneway() {
+            return;
+        }
+        let frame = match result {
+            Ok(bytes) => Frame::new(
+                FrameHeader::answer(&header, FrameKind::Reply, self.incarnation),
+                bytes,
+            ),
+            Err(status) => {
+                if matches!(status, Status::BadArguments { .. }) {
+                    bump(&self.counters.bad_arguments);
+                }
+                status_frame(&header, &status, self.incarnation)
+            }
+        };
+        if reply.send(frame).await.is_err() {
+            bump(&self.counters.replies_dropped);
+        }
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}
+
+/// A status frame answering `call`.
+fn status_frame(call: &FrameHeader, status: &Status, incarnation: u64) -> Frame {
+    // Status encoding cannot fail: messages are truncated to the bound before encoding.
+    let payload = crate::xdr::to_bytes(status).unwrap_or_default();
+    Frame::new(FrameHeader::answer(call, FrameKind::Status, incarnation), payload)
+}
+
+async fn worker(shared: Arc<Shared>, queue: async_channel::Receiver<Job>) {
+    while let Ok(job) = queue.recv().await {
+        let span = tracing::debug_span!(
+            "rpc.serve",
+            interface = job.hosted.info.name,
+            procedure = job.header.procedure,
+            call_id = job.header.call_id,
+            client_id = job.header.client_id,
+            semantics = %job.header.semantics(),
+        );
+        shared.run(job).instrument(span).await;
+        shared.finish_call();
+    }
+}
+
+async fn accept_loop<L: Listener>(shared: Arc<Shared>, mut listener: L) {
+    let mut phase = shared.phase.subscribe();
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = phase.wait_for(|p| *p != Phase::Running) => break,
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok(conn) => {
+                bump(&shared.counters.connections_accepted);
+                if shared.connections.load(Ordering::Acquire) >= shared.max_connections {
+                    bump(&shared.counters.connections_rejected);
+                    tracing::warn!(peer = %conn.peer_addr, "connection limit reached; closing new connection");
+                    drop(conn);
+                    continue;
+                }
+                shared.connections.fetch_add(1, Ordering::AcqRel);
+                tokio::spawn(serve_connection(shared.clone(), conn));
+            }
+            Err(TransportError::Closed) => break,
+            Err(e) => {
+                // E.g. EMFILE: back off briefly instead of spinning on the error.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+async fn serve_connection<R: FrameReceiver>(shared: Arc<Shared>, conn: Connection<R>) {
+    let Connection {
+        sender,
+        mut receiver,
+        peer_addr,
+    } = conn;
+    let mut phase = shared.phase.subscribe();
+    tracing::debug!(peer = %peer_addr, "connection opened");
+    loop {
+        let received = tokio::select! {
+            biased;
+            r = receiver.recv() => r,
+            _ = phase.wait_for(|p| *p == Phase::Closed) => break,
+        };
+        match received {
+            Ok(Some(frame)) => {
+                if shared.dispatch(frame, &sender, peer_addr).await.is_err() {
+                    break;
+                }
+            }
+            Ok(None) => break,
+            Err(TransportError::BadFrame(FrameError::UnsupportedVersion(v))) => {
+                bump(&shared.counters.bad_frames);
+                tracing::debug!(peer = %peer_addr, version = v, "unsupported protocol version; closing");
+                let header = FrameHeader::call(0, 0, 0, 0, 0);
+                let status = Status::ProtocolVersion {
+                    low: PROTOCOL_VERSION as u32,
+                    high: PROTOCOL_VERSION as u32,
+                };
+                let _ = sender.send(status_frame(&header, &status, shared.incarnation)).await;
+                break;
+            }
+            Err(e) => {
+                if matches!(e, TransportError::BadFrame(_)) {
+                    bump(&shared.counters.bad_frames);
+                }
+                tracing::debug!(peer = %peer_addr, error = %e, "connection ended with an error");
+                break;
+            }
+        }
+    }
+    drop(receiver);
+    drop(sender);
+    if shared.connections.fetch_sub(1, Ordering::AcqRel) == 1 {
+        shared.connections_closed.notify_waiters();
+    }
+    tracing::debug!(peer = %peer_addr, "connection closed");
+}
+
+/// Hosted interfaces, sorted by (id, version) for binary search.
+#[derive(Debug)]
+struct Registry {
+    entries: Vec<Arc<Hosted>>,
+}
+
+struct Hosted {
+    info: &'static InterfaceInfo,
+    service: Arc<dyn Service>,
+    procedures: ProcedureTable,
+}
+
+impl std::fmt::Debug for Hosted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hosted").field("info", &self.info).finish()
+    }
+}
+
+#[derive(Debug)]
+enum ProcedureTable {
+    /// `table[n]` says whether procedure `n` exists.
+    Dense(Box<[bool]>),
+    /// Sorted procedure numbers (used when some number exceeds the dense limit).
+    Sparse(Box<[u32]>),
+}
+
+impl ProcedureTable {
+    fn new(info: &InterfaceInfo) -> Self {
+        let max = info.procedures.iter().map(|p| p.number).max().unwrap_or(0);
+        if max <= DENSE_PROCEDURE_LIMIT {
+            let mut table = vec![false; max as usize + 1];
+            for p in info.procedures {
+                table[p.number as usize] = true;
+            }
+            ProcedureTable::Dense(table.into_boxed_slice())
+        } else {
+            let mut numbers: Vec<u32> = info.procedures.iter().map(|p| p.number).collect();
+            numbers.sort_unstable();
+            ProcedureTable::Sparse(numbers.into_boxed_slice())
+        }
+    }
+
+    #[inline]
+    fn contains(&self, number: u32) -> bool {
+        match self {
+            ProcedureTable::Dense(t) => t.get(number as usize).copied().unwrap_or(false),
+            ProcedureTable::Sparse(t) => t.binary_search(&number).is_ok(),
+        }
+    }
+}
+
+impl Registry {
+    fn new(services: Vec<Arc<dyn Service>>) -> Result<Self, ServerError> {
+        let mut entries: Vec<Arc<Hosted>> = services
+            .into_iter()
+            .map(|service| {
+                let info = service.info();
+                Arc::new(Hosted {
+                    info,
+                    procedures: ProcedureTable::new(info),
+                    service,
+                })
+            })
+            .collect();
+        entries.sort_by_key(|h| (h.info.id, h.info.version));
+        for pair in entries.windows(2) {
+            if (pair[0].info.id, pair[0].info.version) == (pair[1].info.id, pair[1].info.version) {
+                return Err(ServerError::DuplicateService {
+                    name: pair[1].info.name,
+                    id: pair[1].info.id,
+                    version: pair[1].info.version,
+                });
+            }
+        }
+        Ok(Registry { entries })
+    }
+
+    fn lookup(&self, id: u32, version: u32) -> Result<&Arc<Hosted>, Status> {
+        match self
+            .entries
+            .binary_search_by_key(&(id, version), |h| (h.info.id, h.info.version))
+        {
+            Ok(i) => Ok(&self.entries[i]),
+            Err(_) => {
+                let mut versions = self
+                    .entries
+                    .iter()
+                    .filter(|h| h.info.id == id)
+                    .map(|h| h.info.version);
+                match versions.next() {
+                    None => Err(Status::UnknownInterface { id }),
+                    Some(first) => {
+                        let (low, high) = versions.fold((first, first), |(lo, hi), v| (lo.min(v), hi.max(v)));
+                        Err(Status::VersionMismatch { low, high })
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! [`TcpConfig`]: the knobs of a TCP connection.
+
+use std::time::Duration;
+
+use rpc_core::transport::DEFAULT_SEND_QUEUE;
+use socket2::SockRef;
+use tracing::warn;
+
+/// Settings shared by [`crate::TcpChannel`] and [`crate::TcpListener`].
+///
+/// Start from [`TcpConfig::default`] and change what you need:
+///
+/// ```
+/// use std::time::Duration;
+/// use rpc_transport_tcp::TcpConfig;
+///
+/// let config = TcpConfig::default()
+///     .max_payload(1 << 20)
+///     .connect_timeout(Duration::from_secs(1))
+///     .recv_buffer_size(Some(1 << 20));
+/// assert_eq!(config.max_payload, 1 << 20);
+/// assert!(config.nodelay);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TcpConfig {
+    /// Longest payload accepted from the peer, in bytes; a longer one closes the
+    /// connection with `PayloadTooLarge`. Default 16 MiB.
+    pub max_payload: u32,
+    /// Capacity of the outgoing frame queue; senders wait when it is full.
+    /// Default [`DEFAULT_SEND_QUEUE`].
+    pub send_queue: usize,
+    /// Most frames the writer gathers into one vectored write. Default 64.
+    pub write_batch: usize,
+    /// `SO_SNDBUF`, or `None` for the system default (and autotuning). Default `None`.
+    pub send_buffer_size: Option<usize>,
+    /// `SO_RCVBUF`, or `None` for the system default (and autotuning). Default `None`.
+    pub recv_buffer_size: Option<usize>,
+    /// `TCP_NODELAY`: send small frames at once instead of waiting to coalesce them
+    /// (the writer already batches). Default `true`.
+    pub nodelay: bool,
+    /// How long [`crate::TcpChannel`] waits for name resolution and the handshake.
+    /// Default 5 s.
+    pub connect_timeout: Duration,
+    /// Initial capacity of a connection's read buffer, and how much room is made when
+    /// it runs out. Default 8 KiB.
+    pub read_buffer_capacity: usize,
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        TcpConfig {
+            max_payload: 16 << 20,
+            send_queue: DEFAULT_SEND_QUEUE,
+            write_batch: 64,
+            send_buffer_size: None,
+            recv_buffer_size: None,
+            nodelay: true,
+            connect_timeout: Duration::from_secs(5),
+            read_buffer_capacity: 8 << 10,
+        }
+    }
+}
+
+impl TcpConfig {
+    /// Sets [`TcpConfig::max_payload`].
+    pub fn max_payload(mut self, bytes: u32) -> Self {
+        self.max_payload = bytes;
+        self
+    }
+
+    /// Sets [`TcpConfig::send_queue`] (at least 1).
+    pub fn send_queue(mut self, frames: usize) -> Self {
+        self.send_queue = frames.max(1);
+        self
+    }
+
+    /// Sets [`TcpConfig::write_batch`] (at least 1).
+    pub fn write_batch(mut self, frames: usize) -> Self {
+        self.write_batch = frames.max(1);
+        self
+    }
+
+    /// Sets [`TcpConfig::send_buffer_size`].
+    pub fn send_buffer_size(mut self, bytes: Option<usize>) -> Self {
+        self.send_buffer_size = bytes;
+        self
+    }
+
+    /// Sets [`TcpConfig::recv_buffer_size`].
+    pub fn recv_buffer_size(mut self, bytes: Option<usize>) -> Self {
+        self.recv_buffer_size = bytes;
+        self
+    }
+
+    /// Sets [`TcpConfig::nodelay`].
+    pub fn nodelay(mut self, on: bool) -> Self {
+        self.nodelay = on;
+        self
+    }
+
+    /// Sets [`TcpConfig::connect_timeout`].
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets [`TcpConfig::read_buffer_capacity`] (at least one header).
+    pub fn read_buffer_capacity(mut self, bytes: usize) -> Self {
+        self.read_buffer_capacity = bytes;
+        self
+    }
+
+    /// The read buffer capacity actually used: never less than a frame header.
+    pub(crate) fn read_capacity(&self) -> usize {
+        self.read_buffer_capacity.max(rpc_core::frame::HEADER_LEN)
+    }
+
+    /// Applies the buffer sizes to a socket (a listening socket passes them on to the
+    /// connections it accepts; a client socket should get them before connecting, so the
+    /// window scale is chosen with them).
+    ///
+    /// Failures are logged, not returned: the kernel clamps these values anyway, and a
+    /// connection with default buffers still works.
+    pub(crate) fn apply_buffer_sizes(&self, socket: SockRef<'_>) {
+        if let Some(size) = self.send_buffer_size {
+            if let Err(e) = socket.set_send_buffer_size(size) {
+                warn!(size, error = %e, "could not set SO_SNDBUF");
+            }
+        }
+        if let Some(size) = self.recv_buffer_size {
+            if let Err(e) = socket.set_recv_buffer_size(size) {
+                warn!(size, error = %e, "could not set SO_RCVBUF");
+            }
+        }
+    }
+
+    /// Applies the per-connection options to an established socket. Failures are
+    /// logged: e.g. macOS refuses `TCP_NODELAY` on a connection the peer has already
+    /// reset, and that connection then fails on its first read or write anyway.
+    pub(crate) fn apply_to_stream(&self, socket: SockRef<'_>) {
+        if let Err(e) = socket.set_nodelay(self.nodelay) {
+            warn!(nodelay = self.nodelay, error = %e, "could not set TCP_NODELAY");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let c = TcpConfig::default();
+        assert_eq!(c.max_payload, 16 * 1024 * 1024);
+        assert_eq!(c.send_queue, DEFAULT_SEND_QUEUE);
+        assert_eq!(c.write_batch, 64);
+        assert_eq!(c.send_buffer_size, None);
+        assert_eq!(c.recv_buffer_size, None);
+        assert!(c.nodelay);
+        assert_eq!(c.connect_timeout, Duration::from_secs(5));
+        assert_eq!(c.read_buffer_capacity, 8192);
+    }
+
+    #[test]
+    fn setters_clamp_zero() {
+        let c = TcpConfig::default()
+            .send_queue(0)
+            .write_batch(0)
+            .read_buffer_capacity(0);
+        assert_eq!(c.send_queue, 1);
+        assert_eq!(c.write_batch, 1);
+        assert_eq!(c.read_capacity(), rpc_core::frame::HEADER_LEN);
+    }
+}
