@@ -7,7 +7,7 @@
 //! is rejected before a single byte is reserved for it.
 
 use bytes::{Buf, Bytes, BytesMut};
-use rpc_core::frame::{verify_crc, Frame, FrameError, FrameHeader, HEADER_LEN};
+use rpc_core::frame::{verify_crc, Frame, FrameError, FrameHeader, HEADER_LEN, MAGIC};
 
 /// Decodes frames from a stream's read buffer.
 ///
@@ -51,6 +51,15 @@ impl FrameDecoder {
             Some(header) => header,
             None => {
                 if buf.len() < HEADER_LEN {
+                    // Reject a peer speaking another protocol (an HTTP request, a TLS
+                    // hello) as soon as its first four bytes are in, instead of waiting
+                    // for 56 bytes that a short request may never send.
+                    if let Some(&[a, b, c, d]) = buf.get(..4) {
+                        let magic = u32::from_be_bytes([a, b, c, d]);
+                        if magic != MAGIC {
+                            return Err(FrameError::BadMagic(magic));
+                        }
+                    }
                     buf.reserve(HEADER_LEN - buf.len());
                     return Ok(None);
                 }
@@ -93,12 +102,14 @@ impl FrameDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rpc_core::frame::{FrameKind, MAGIC};
+    use rpc_core::frame::FrameKind;
 
     fn frame(call_id: u64, payload_len: usize) -> Frame {
         let mut header = FrameHeader::call(7, call_id, 0x2000_0001, 1, 3);
         header.payload_len = payload_len as u32;
-        let payload: Vec<u8> = (0..payload_len).map(|i| (i as u64 ^ call_id) as u8).collect();
+        let payload: Vec<u8> = (0..payload_len)
+            .map(|i| (i as u64 ^ call_id) as u8)
+            .collect();
         Frame::new(header, payload.into())
     }
 
@@ -106,7 +117,14 @@ mod tests {
         let mut reply = frame(4, 3);
         reply.header.kind = FrameKind::Reply;
         reply.header.aux = 99;
-        vec![frame(1, 0), frame(2, 1), frame(3, 300), reply, frame(5, 57), frame(6, 0)]
+        vec![
+            frame(1, 0),
+            frame(2, 1),
+            frame(3, 300),
+            reply,
+            frame(5, 57),
+            frame(6, 0),
+        ]
     }
 
     fn stream(frames: &[Frame]) -> Vec<u8> {
@@ -197,7 +215,11 @@ mod tests {
         assert!(buf.capacity() >= bytes.len());
         let before = buf.capacity();
         buf.extend_from_slice(&bytes[HEADER_LEN + 10..]);
-        assert_eq!(buf.capacity(), before, "the rest of the frame fit without growing");
+        assert_eq!(
+            buf.capacity(),
+            before,
+            "the rest of the frame fit without growing"
+        );
         let f = decoder.decode(&mut buf).unwrap().expect("complete");
         assert_eq!(f.payload.len(), 100_000);
     }
@@ -224,7 +246,10 @@ mod tests {
         let cap = buf.capacity();
         assert_eq!(
             decoder.decode(&mut buf),
-            Err(FrameError::PayloadTooLarge { len: 5000, max: 4096 })
+            Err(FrameError::PayloadTooLarge {
+                len: 5000,
+                max: 4096
+            })
         );
         assert_eq!(buf.capacity(), cap, "nothing reserved for the payload");
     }
@@ -248,11 +273,30 @@ mod tests {
 
     #[test]
     fn garbage_is_bad_magic() {
-        let mut buf = BytesMut::from(&b"GET / HTTP/1.1\r\nHost: example.invalid\r\nAccept: */*\r\n\r\n"[..]);
-        assert!(buf.len() >= HEADER_LEN);
+        let request =
+            b"GET / HTTP/1.1\r\nHost: example.invalid\r\nAccept: */*\r\nUser-Agent: x\r\n\r\n";
+        assert!(request.len() >= HEADER_LEN);
+        let mut buf = BytesMut::from(&request[..]);
         let err = FrameDecoder::new(1024).decode(&mut buf).unwrap_err();
         assert_eq!(err, FrameError::BadMagic(u32::from_be_bytes(*b"GET ")));
-        assert_ne!(u32::from_be_bytes(*b"GET "), MAGIC);
+    }
+
+    #[test]
+    fn bad_magic_is_reported_after_four_bytes() {
+        let mut decoder = FrameDecoder::new(1024);
+        let mut buf = BytesMut::new();
+        for (i, b) in b"GET ".iter().enumerate() {
+            buf.extend_from_slice(&[*b]);
+            let result = decoder.decode(&mut buf);
+            if i < 3 {
+                assert_eq!(result, Ok(None));
+            } else {
+                assert_eq!(
+                    result,
+                    Err(FrameError::BadMagic(u32::from_be_bytes(*b"GET ")))
+                );
+            }
+        }
     }
 
     #[test]

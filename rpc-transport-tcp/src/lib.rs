@@ -1,1 +1,99 @@
-//! placeholder
+//! The TCP transport of the RPC framework: length-delimited [`Frame`](rpc_core::frame::Frame)s over one TCP
+//! connection, on which the runtime multiplexes many concurrent calls by call id.
+//!
+//! * [`TcpChannel`] (client side) implements [`rpc_core::transport::Channel`]: it dials
+//!   an address or a `host:port` name with a timeout.
+//! * [`TcpListener`] (server side) implements [`rpc_core::transport::Listener`].
+//! * Both hand out a [`Connection`] whose sender is a bounded queue drained by a writer
+//!   task ([`write_loop`]) that gathers every queued frame's header and payload into one
+//!   vectored write (payloads are never copied), and whose receiver
+//!   ([`TcpFrameReceiver`]) is polled directly by the runtime; received payloads are
+//!   zero-copy slices of the read buffer.
+//! * Every frame's header is checked (magic, version, kind, flags, payload length
+//!   against [`TcpConfig::max_payload`]) before anything is reserved for its payload,
+//!   and its CRC before it is delivered ([`FrameDecoder`]). A bad frame ends the
+//!   connection: a byte stream cannot be resynchronised.
+//!
+//! What it is not: an RPC runtime (calls, replies, retries and reconnection with backoff
+//! live in `rpc-core`, which uses this crate only through the `Channel`/`Listener`
+//! traits), and not encrypted (TLS is a separate layer).
+//!
+//! The wire format on the stream is simply one frame after another, each a 56-byte
+//! header followed by its payload (`docs/PROTOCOL.md`); there is no extra framing.
+//!
+//! # Example
+//!
+//! Frames from a client to a server and back, without the RPC runtime:
+//!
+//! ```
+//! use bytes::Bytes;
+//! use rpc_core::frame::{Frame, FrameHeader, FrameKind};
+//! use rpc_core::transport::{Channel, FrameReceiver, Listener};
+//! use rpc_transport_tcp::{TcpChannel, TcpListener};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), rpc_core::TransportError> {
+//! let mut listener = TcpListener::bind("127.0.0.1:0").await?;
+//! let channel = TcpChannel::new(listener.local_addr());
+//!
+//! let client = channel.connect().await?;
+//! let mut server = listener.accept().await?;
+//!
+//! let mut header = FrameHeader::call(1, 42, 0x2000_0001, 1, 3);
+//! header.payload_len = 5;
+//! client.sender.send(Frame::new(header, Bytes::from_static(b"hello"))).await?;
+//!
+//! let mut client_rx = client.receiver;
+//! let call = server.receiver.recv().await?.expect("a frame");
+//! assert_eq!(call.header.call_id, 42);
+//! assert_eq!(&call.payload[..], b"hello");
+//!
+//! let reply = FrameHeader::answer(&call.header, FrameKind::Reply, 7);
+//! server.sender.send(Frame::new(reply, Bytes::new())).await?;
+//! let reply = client_rx.recv().await?.expect("a frame");
+//! assert_eq!((reply.header.kind, reply.header.call_id), (FrameKind::Reply, 42));
+//!
+//! // Dropping the server's side closes the connection; the client sees a clean end.
+//! drop(server);
+//! assert!(client_rx.recv().await?.is_none());
+//! # Ok(())
+//! # }
+//! ```
+
+mod channel;
+pub mod codec;
+mod config;
+mod listener;
+mod receiver;
+mod writer;
+
+use std::net::SocketAddr;
+
+use rpc_core::transport::{frame_queue, Connection};
+use socket2::SockRef;
+use tokio::net::TcpStream;
+
+pub use channel::{TcpAddr, TcpChannel};
+pub use codec::FrameDecoder;
+pub use config::TcpConfig;
+pub use listener::TcpListener;
+pub use receiver::TcpFrameReceiver;
+pub use writer::write_loop;
+
+/// Turns an established stream into a [`Connection`]: socket options, the writer task,
+/// the receiver.
+pub(crate) fn open(
+    stream: TcpStream,
+    peer_addr: SocketAddr,
+    config: &TcpConfig,
+) -> Connection<TcpFrameReceiver> {
+    config.apply_to_stream(SockRef::from(&stream));
+    let (read, write) = stream.into_split();
+    let (sender, outbox) = frame_queue(config.send_queue);
+    writer::spawn_writer(outbox, write, config.write_batch, peer_addr);
+    Connection {
+        sender,
+        receiver: TcpFrameReceiver::new(read, config.max_payload, config.read_capacity()),
+        peer_addr,
+    }
+}

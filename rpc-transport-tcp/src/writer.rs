@@ -26,7 +26,11 @@ use tracing::{debug, warn, Instrument};
 ///
 /// A frame whose header cannot be encoded (payload longer than `u32::MAX` bytes) is
 /// logged and skipped; the peer would reject it anyway, since its limit is lower.
-pub async fn write_loop<W>(mut outbox: FrameOutbox, mut out: W, batch_limit: usize) -> io::Result<()>
+pub async fn write_loop<W>(
+    mut outbox: FrameOutbox,
+    mut out: W,
+    batch_limit: usize,
+) -> io::Result<()>
 where
     W: AsyncWrite + Unpin,
 {
@@ -262,7 +266,11 @@ mod tests {
     }
 
     impl AsyncWrite for ChoppyWriter {
-        fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
             self.poll_write_vectored(cx, &[IoSlice::new(buf)])
         }
 
@@ -314,7 +322,9 @@ mod tests {
     fn frame(call_id: u64, payload_len: usize) -> Frame {
         let mut header = FrameHeader::call(1, call_id, 2, 3, 4);
         header.payload_len = payload_len as u32;
-        let payload: Vec<u8> = (0..payload_len).map(|i| (i as u64 * 31 + call_id) as u8).collect();
+        let payload: Vec<u8> = (0..payload_len)
+            .map(|i| (i as u64 * 31 + call_id) as u8)
+            .collect();
         Frame::new(header, Bytes::from(payload))
     }
 
@@ -398,7 +408,9 @@ mod tests {
     async fn partial_and_pending_writes_deliver_every_byte() {
         for seed in 1..30u64 {
             let (tx, outbox) = frame_queue(1024);
-            let frames: Vec<Frame> = (0..100).map(|i| frame(i, (i as usize * 37) % 300)).collect();
+            let frames: Vec<Frame> = (0..100)
+                .map(|i| frame(i, (i as usize * 37) % 300))
+                .collect();
             for f in &frames {
                 tx.send(f.clone()).await.unwrap();
             }

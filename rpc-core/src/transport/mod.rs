@@ -135,3 +135,14 @@ pub trait Listener: Send + 'static {
     /// The address the listener is bound to.
     fn local_addr(&self) -> SocketAddr;
 }
+
+pub mod memory;
+
+impl FrameReceiver for FrameOutbox {
+    /// Frames queued by the other side's [`FrameSender`]s; `Ok(None)` once they are all
+    /// gone. This is what makes a pair of queues an in-process connection
+    /// ([`memory`]).
+    async fn recv(&mut self) -> Result<Option<Frame>, TransportError> {
+        Ok(self.rx.recv().await)
+    }
+}

@@ -1,0 +1,286 @@
+//! Compiler diagnostics, rendered like rustc's.
+//!
+//! A [`Diagnostic`] is one error: a message, a primary [`Span`] with a label, optional
+//! secondary spans ("first defined here") and notes. [`Diagnostics`] is the error type
+//! of [`crate::parse`] and [`crate::parse_and_check`]: it owns the file name and source
+//! so that its `Display` can draw every error with `annotate-snippets`:
+//!
+//! ```text
+//! error: expected `;` after procedure declaration, found `}`
+//!  --> proto/calc.idl:3:32
+//!   |
+//! 3 |   int func2(int arg1, int arg2)
+//!   |                                ^ expected `;`
+//! ```
+//!
+//! Rendering never uses colours through `Display`; [`Diagnostics::render_styled`] gives
+//! the ANSI-coloured form for terminals.
+
+use std::fmt;
+
+use annotate_snippets::{Level, Renderer, Snippet};
+
+use crate::model::Span;
+
+/// One error found in an IDL file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Diagnostic {
+    /// The headline, e.g. ``expected `;` after procedure declaration, found `}` ``.
+    pub message: String,
+    /// Where the error is (byte offsets into the source).
+    pub span: Span,
+    /// The text drawn next to the caret, e.g. ``expected `;` ``.
+    pub label: String,
+    /// Related places, each with its own label (e.g. "first defined here").
+    pub secondary: Vec<(Span, String)>,
+    /// Footer lines. A note starting with `help: ` is drawn as `= help: ...`, any other
+    /// as `= note: ...`.
+    pub notes: Vec<String>,
+}
+
+impl Diagnostic {
+    /// An error at `span`.
+    pub fn error(message: impl Into<String>, span: Span, label: impl Into<String>) -> Self {
+        Diagnostic {
+            message: message.into(),
+            span,
+            label: label.into(),
+            secondary: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    /// Adds a footer note (prefix it with `help: ` for a suggestion).
+    pub fn with_note(mut self, note: impl Into<String>) -> Self {
+        self.notes.push(note.into());
+        self
+    }
+
+    /// Adds a secondary labelled span.
+    pub fn with_secondary(mut self, span: Span, label: impl Into<String>) -> Self {
+        self.secondary.push((span, label.into()));
+        self
+    }
+
+    /// The primary span as `(start, end)` byte offsets, for callers (such as a
+    /// proc-macro) that map the error back onto their own spans.
+    pub fn byte_range(&self) -> (usize, usize) {
+        (self.span.start, self.span.end)
+    }
+
+    /// The 1-based line and 1-based column (in characters) where the primary span
+    /// starts in `source`.
+    pub fn line_col(&self, source: &str) -> (usize, usize) {
+        line_col(source, self.span.start)
+    }
+
+    /// Renders the diagnostic without colours, as `Display` on [`Diagnostics`] does.
+    pub fn render(&self, file_name: &str, source: &str) -> String {
+        self.render_with(&Renderer::plain(), file_name, source)
+    }
+
+    fn render_with(&self, renderer: &Renderer, file_name: &str, source: &str) -> String {
+        // Only the lines the annotations touch are handed to annotate-snippets, with
+        // `line_start` set, so the line numbers stay right and huge files stay cheap.
+        // Every span is clamped to its first line: multi-line spans (an unterminated
+        // comment) are drawn at their start.
+        let primary = clamp_to_line(source, self.span);
+        let secondary: Vec<(Span, &str)> = self
+            .secondary
+            .iter()
+            .map(|(s, l)| (clamp_to_line(source, *s), l.as_str()))
+            .collect();
+        let first = secondary
+            .iter()
+            .map(|(s, _)| s.start)
+            .fold(primary.start, usize::min);
+        let last = secondary
+            .iter()
+            .map(|(s, _)| s.start)
+            .fold(primary.start, usize::max);
+        let window_start = line_start(source, first);
+        let window_end = line_end(source, last);
+        // Tabs and carriage returns become spaces (same byte length, one column each):
+        // annotate-snippets expands tabs itself, which would misplace the caret.
+        let mut window: String = source[window_start..window_end]
+            .chars()
+            .map(|c| if c == '\t' || c == '\r' { ' ' } else { c })
+            .collect();
+        if window.is_empty() {
+            window.push(' ');
+        }
+        let (first_line, _) = line_col(source, window_start);
+        let local = |s: Span| (s.start - window_start)..(s.end - window_start);
+
+        let mut snippet = Snippet::source(&window)
+            .line_start(first_line)
+            .origin(file_name)
+            .fold(true)
+            .annotation(Level::Error.span(local(primary)).label(&self.label));
+        for (span, label) in &secondary {
+            // `Warning` draws `-` markers and, unlike `Info`, no "info:" prefix.
+            snippet = snippet.annotation(Level::Warning.span(local(*span)).label(label));
+        }
+        let mut message = Level::Error.title(&self.message).snippet(snippet);
+        for note in &self.notes {
+            message = match note.strip_prefix("help: ") {
+                Some(help) => message.footer(Level::Help.title(help)),
+                None => message.footer(Level::Note.title(note)),
+            };
+        }
+        renderer.render(message).to_string()
+    }
+}
+
+/// The 1-based line and 1-based column (in characters) of byte `offset` in `source`.
+/// Offsets past the end, or inside a character, are clamped.
+pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
+    let offset = floor_boundary(source, offset);
+    let before = &source[..offset];
+    let line = before.bytes().filter(|&b| b == b'\n').count() + 1;
+    let start = line_start(source, offset);
+    let col = source[start..offset].chars().count() + 1;
+    (line, col)
+}
+
+fn floor_boundary(source: &str, offset: usize) -> usize {
+    let mut offset = offset.min(source.len());
+    while !source.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    offset
+}
+
+fn line_start(source: &str, offset: usize) -> usize {
+    source[..offset].rfind('\n').map_or(0, |i| i + 1)
+}
+
+fn line_end(source: &str, offset: usize) -> usize {
+    source[offset..]
+        .find('\n')
+        .map_or(source.len(), |i| offset + i)
+}
+
+fn clamp_to_line(source: &str, span: Span) -> Span {
+    let start = floor_boundary(source, span.start);
+    let end = floor_boundary(source, span.end.max(start)).min(line_end(source, start));
+    Span::new(start, end.max(start))
+}
+
+/// Every error found in one IDL file; the error type of [`crate::parse`] and
+/// [`crate::parse_and_check`].
+///
+/// `Display` renders all of them, rustc-style and without colours, separated by blank
+/// lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostics {
+    file_name: String,
+    source: String,
+    list: Vec<Diagnostic>,
+}
+
+impl Diagnostics {
+    /// Errors for `source`, which is called `file_name` in the rendered messages.
+    pub fn new(
+        file_name: impl Into<String>,
+        source: impl Into<String>,
+        list: Vec<Diagnostic>,
+    ) -> Self {
+        Diagnostics {
+            file_name: file_name.into(),
+            source: source.into(),
+            list,
+        }
+    }
+
+    /// The errors, in source order.
+    pub fn as_slice(&self) -> &[Diagnostic] {
+        &self.list
+    }
+
+    /// Iterates over the errors.
+    pub fn iter(&self) -> std::slice::Iter<'_, Diagnostic> {
+        self.list.iter()
+    }
+
+    /// How many errors there are.
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// Whether there are none (never the case for a returned error).
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// The file name used in the messages.
+    pub fn file_name(&self) -> &str {
+        &self.file_name
+    }
+
+    /// The source text the spans point into.
+    pub fn source_text(&self) -> &str {
+        &self.source
+    }
+
+    /// The errors, by value.
+    pub fn into_vec(self) -> Vec<Diagnostic> {
+        self.list
+    }
+
+    /// Renders every error with ANSI colours, for a terminal.
+    pub fn render_styled(&self) -> String {
+        self.render_all(&Renderer::styled())
+    }
+
+    fn render_all(&self, renderer: &Renderer) -> String {
+        self.list
+            .iter()
+            .map(|d| d.render_with(renderer, &self.file_name, &self.source))
+            .collect::<Vec<_>>()
+            .join("\n\n")
+    }
+}
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.render_all(&Renderer::plain()))
+    }
+}
+
+impl std::error::Error for Diagnostics {}
+
+impl<'a> IntoIterator for &'a Diagnostics {
+    type Item = &'a Diagnostic;
+    type IntoIter = std::slice::Iter<'a, Diagnostic>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.list.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_col_counts_characters() {
+        let src = "ab\néé x\n";
+        assert_eq!(line_col(src, 0), (1, 1));
+        assert_eq!(line_col(src, 3), (2, 1));
+        assert_eq!(line_col(src, 8), (2, 4));
+        assert_eq!(line_col(src, 1000), (3, 1));
+        assert_eq!(line_col(src, 4), (2, 1)); // inside `é`: clamped down
+    }
+
+    #[test]
+    fn renders_caret_with_tabs_and_out_of_range_spans() {
+        let d = Diagnostic::error("boom", Span::new(1, 2), "here");
+        let text = d.render("f.idl", "\tx");
+        assert!(text.contains(" --> f.idl:1:2"), "{text}");
+        assert!(text.contains("1 |  x\n  |  ^ here"), "{text}");
+        let d = Diagnostic::error("boom", Span::new(50, 70), "here");
+        assert!(d.render("f.idl", "").contains("f.idl:1:1"));
+    }
+}

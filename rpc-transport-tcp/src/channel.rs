@@ -1,0 +1,205 @@
+//! [`TcpChannel`]: the client side.
+
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use rpc_core::transport::{Channel, Connection};
+use rpc_core::TransportError;
+use socket2::SockRef;
+use tokio::net::{TcpSocket, TcpStream};
+use tracing::debug;
+
+use crate::config::TcpConfig;
+use crate::receiver::TcpFrameReceiver;
+
+/// Where a [`TcpChannel`] connects: an address, or a `host:port` resolved at each
+/// connect (so a reconnect follows DNS changes).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TcpAddr {
+    /// A socket address; no name resolution.
+    Socket(SocketAddr),
+    /// `host:port`, resolved with [`tokio::net::lookup_host`] when connecting; every
+    /// resolved address is tried in order.
+    Host(String),
+}
+
+impl fmt::Display for TcpAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TcpAddr::Socket(a) => a.fmt(f),
+            TcpAddr::Host(h) => f.write_str(h),
+        }
+    }
+}
+
+impl From<SocketAddr> for TcpAddr {
+    fn from(a: SocketAddr) -> Self {
+        TcpAddr::Socket(a)
+    }
+}
+
+impl<I: Into<IpAddr>> From<(I, u16)> for TcpAddr {
+    fn from((ip, port): (I, u16)) -> Self {
+        TcpAddr::Socket(SocketAddr::new(ip.into(), port))
+    }
+}
+
+impl From<&str> for TcpAddr {
+    /// A literal socket address (`127.0.0.1:80`, `[::1]:80`) is used as is; anything
+    /// else is a `host:port` to resolve.
+    fn from(s: &str) -> Self {
+        match s.parse() {
+            Ok(a) => TcpAddr::Socket(a),
+            Err(_) => TcpAddr::Host(s.to_owned()),
+        }
+    }
+}
+
+impl From<String> for TcpAddr {
+    fn from(s: String) -> Self {
+        match s.parse() {
+            Ok(a) => TcpAddr::Socket(a),
+            Err(_) => TcpAddr::Host(s),
+        }
+    }
+}
+
+impl From<&String> for TcpAddr {
+    fn from(s: &String) -> Self {
+        TcpAddr::from(s.as_str())
+    }
+}
+
+/// Connects to one server over TCP: the client side of the transport.
+///
+/// Each [`connect`](Channel::connect) opens a new connection: it resolves the address
+/// (if it is a name), dials with [`TcpConfig::connect_timeout`] covering resolution and
+/// every attempt, sets `TCP_NODELAY` and the buffer sizes, and spawns the connection's
+/// writer task on the current tokio runtime. Failures are
+/// [`TransportError::Connect`] naming the address dialled.
+///
+/// ```
+/// use rpc_transport_tcp::{TcpChannel, TcpConfig};
+///
+/// let by_addr = TcpChannel::new("127.0.0.1:4000");
+/// let by_name = TcpChannel::new("localhost:4000").with_config(TcpConfig::default().nodelay(true));
+/// # use rpc_core::transport::Channel;
+/// assert_eq!(by_name.remote(), "localhost:4000");
+/// # let _ = by_addr;
+/// ```
+#[derive(Debug, Clone)]
+pub struct TcpChannel {
+    addr: TcpAddr,
+    config: Arc<TcpConfig>,
+}
+
+impl TcpChannel {
+    /// A channel to `addr`: a [`SocketAddr`], an `(ip, port)` pair, or a string (a
+    /// literal address, or `host:port` resolved at connect time).
+    pub fn new(addr: impl Into<TcpAddr>) -> Self {
+        TcpChannel {
+            addr: addr.into(),
+            config: Arc::new(TcpConfig::default()),
+        }
+    }
+
+    /// Uses `config` for the connections this channel opens.
+    pub fn with_config(mut self, config: TcpConfig) -> Self {
+        self.config = Arc::new(config);
+        self
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &TcpConfig {
+        &self.config
+    }
+
+    /// The address this channel connects to.
+    pub fn addr(&self) -> &TcpAddr {
+        &self.addr
+    }
+
+    async fn dial(&self) -> io::Result<TcpStream> {
+        let mut last_err = None;
+        match &self.addr {
+            TcpAddr::Socket(a) => return self.dial_one(*a).await,
+            TcpAddr::Host(host) => {
+                for a in tokio::net::lookup_host(host.as_str()).await? {
+                    match self.dial_one(a).await {
+                        Ok(stream) => return Ok(stream),
+                        Err(e) => {
+                            debug!(addr = %a, error = %e, "connect attempt failed");
+                            last_err = Some(e);
+                        }
+                    }
+                }
+            }
+        }
+        Err(last_err.unwrap_or_else(|| {
+            io::Error::new(io::ErrorKind::NotFound, "name resolved to no addresses")
+        }))
+    }
+
+    async fn dial_one(&self, addr: SocketAddr) -> io::Result<TcpStream> {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        // Before connecting, so the window scale offered in the SYN accounts for them.
+        self.config.apply_buffer_sizes(SockRef::from(&socket));
+        socket.connect(addr).await
+    }
+}
+
+impl Channel for TcpChannel {
+    type Receiver = TcpFrameReceiver;
+
+    async fn connect(&self) -> Result<Connection<TcpFrameReceiver>, TransportError> {
+        let connect_err = |source: io::Error| TransportError::Connect {
+            addr: self.addr.to_string(),
+            source: Arc::new(source),
+        };
+        let stream = tokio::time::timeout(self.config.connect_timeout, self.dial())
+            .await
+            .map_err(|_| {
+                connect_err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("no connection within {:?}", self.config.connect_timeout),
+                ))
+            })?
+            .map_err(connect_err)?;
+        let peer_addr = stream.peer_addr().map_err(connect_err)?;
+        debug!(remote = %self.addr, %peer_addr, "connected");
+        Ok(crate::open(stream, peer_addr, &self.config))
+    }
+
+    fn remote(&self) -> String {
+        self.addr.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn addresses() {
+        let a: SocketAddr = "127.0.0.1:80".parse().unwrap();
+        assert_eq!(TcpAddr::from("127.0.0.1:80"), TcpAddr::Socket(a));
+        assert_eq!(TcpAddr::from((Ipv4Addr::LOCALHOST, 80)), TcpAddr::Socket(a));
+        assert_eq!(
+            TcpAddr::from(String::from("[::1]:9")).to_string(),
+            "[::1]:9"
+        );
+        assert_eq!(
+            TcpAddr::from("example.invalid:80"),
+            TcpAddr::Host("example.invalid:80".into())
+        );
+        assert_eq!(TcpChannel::new(a).remote(), "127.0.0.1:80");
+    }
+}

@@ -1,0 +1,112 @@
+//! [`TcpFrameReceiver`]: the receiving half of a TCP connection.
+
+use std::io;
+
+use bytes::BytesMut;
+use rpc_core::frame::{Frame, HEADER_LEN};
+use rpc_core::transport::FrameReceiver;
+use rpc_core::TransportError;
+use tokio::io::AsyncReadExt;
+use tokio::net::tcp::OwnedReadHalf;
+use tracing::debug;
+
+use crate::codec::FrameDecoder;
+
+/// Reads frames from a TCP connection; the runtime polls it through [`FrameReceiver`].
+///
+/// [`recv`](FrameReceiver::recv) returns:
+/// * `Ok(Some(frame))`: the next frame, header and CRC checked; its payload is a
+///   zero-copy slice of the read buffer.
+/// * `Ok(None)`: the peer closed the stream cleanly, on a frame boundary.
+/// * `Err(TransportError::BadFrame(_))`: the peer sent a bad frame (bad magic, version,
+///   kind or flags, a payload over the limit, a wrong CRC).
+/// * `Err(TransportError::Io(_))`: a read failed, or the stream ended in the middle of a
+///   frame (the error's kind is then [`io::ErrorKind::UnexpectedEof`]).
+///
+/// After `Ok(None)` it keeps returning `Ok(None)`; after an error it returns
+/// [`TransportError::Closed`] (the stream cannot be resynchronised).
+///
+/// `recv` is cancellation safe: the buffer and the decoder's progress live in the
+/// receiver, so dropping a pending `recv` (e.g. in a `select!`) loses no bytes.
+#[derive(Debug)]
+pub struct TcpFrameReceiver {
+    read: OwnedReadHalf,
+    buf: BytesMut,
+    decoder: FrameDecoder,
+    read_capacity: usize,
+    state: State,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Open,
+    Eof,
+    Failed,
+}
+
+impl TcpFrameReceiver {
+    /// A receiver over `read` that accepts payloads up to `max_payload` bytes and starts
+    /// with a read buffer of `read_capacity` bytes (at least a header).
+    pub fn new(read: OwnedReadHalf, max_payload: u32, read_capacity: usize) -> Self {
+        let read_capacity = read_capacity.max(HEADER_LEN);
+        TcpFrameReceiver {
+            read,
+            buf: BytesMut::with_capacity(read_capacity),
+            decoder: FrameDecoder::new(max_payload),
+            read_capacity,
+            state: State::Open,
+        }
+    }
+
+    async fn next_frame(&mut self) -> Result<Option<Frame>, TransportError> {
+        loop {
+            if let Some(frame) = self.decoder.decode(&mut self.buf)? {
+                return Ok(Some(frame));
+            }
+            // The decoder has made room for the rest of the current frame; also make sure
+            // a read can pick up a good run of small frames at once, rather than a few
+            // bytes at the tail of an almost full buffer.
+            if self.buf.capacity() - self.buf.len() < (self.read_capacity / 8).max(HEADER_LEN) {
+                self.buf.reserve(self.read_capacity);
+            }
+            if self.read.read_buf(&mut self.buf).await? == 0 {
+                if self.buf.is_empty() && self.decoder.is_idle() {
+                    return Ok(None);
+                }
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "connection closed in the middle of a frame ({} bytes buffered)",
+                        self.buf.len()
+                    ),
+                )
+                .into());
+            }
+        }
+    }
+}
+
+impl FrameReceiver for TcpFrameReceiver {
+    async fn recv(&mut self) -> Result<Option<Frame>, TransportError> {
+        match self.state {
+            State::Open => {}
+            State::Eof => return Ok(None),
+            State::Failed => return Err(TransportError::Closed),
+        }
+        let result = self.next_frame().await;
+        match &result {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                debug!("peer closed the connection");
+                self.state = State::Eof;
+            }
+            Err(e) => {
+                debug!(error = %e, "receive failed; connection unusable");
+                self.state = State::Failed;
+                // Give the memory back now: the runtime may keep the receiver a while.
+                self.buf = BytesMut::new();
+            }
+        }
+        result
+    }
+}
