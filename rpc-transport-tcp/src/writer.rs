@@ -431,7 +431,6 @@ mod tests {
             tx.send(f.clone()).await.unwrap();
         }
         drop(tx);
-        // Never Pending in practice? `ChoppyWriter` may be; count only completed calls.
         let (w, sink) = ChoppyWriter::new(3, u64::MAX / 2);
         write_loop(outbox, w, 64).await.unwrap();
         let sink = sink.lock().unwrap();
