@@ -128,9 +128,14 @@ struct Fixture {
 }
 
 fn start(workers: usize, queue_depth: usize) -> Fixture {
+    start_with(workers, queue_depth, None)
+}
+
+fn start_with(workers: usize, queue_depth: usize, idle: Option<Duration>) -> Fixture {
     let svc = Arc::new(TestService::default());
     let (channel, listener) = memory::endpoint(1024);
     let server = Server::builder()
+        .idle_timeout(idle)
         .workers(workers)
         .queue_depth(queue_depth)
         .add_service(Svc(svc.clone(), &TEST_V1))
@@ -409,5 +414,25 @@ async fn unreachable_server_and_reconnect() {
     client.disconnect();
     assert!(matches!(stuck.await.unwrap(), Err(RpcError::Transport(_))));
     assert_eq!(add(&client, 2, 2).await.unwrap(), 4);
+    assert_eq!(client.stats().connects, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed_but_busy_ones_are_not() {
+    let f = start_with(2, 16, Some(Duration::from_millis(50)));
+    let client = Client::new(f.channel.clone());
+    // A call that outlives the idle timeout keeps its connection open.
+    let c = client.clone();
+    let slow = tokio::spawn(async move { wait(&c, &CallOptions::new()).await });
+    eventually("call running", || f.svc.executions.load(Ordering::SeqCst) == 1).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(f.server.stats().idle_closed, 0, "busy connection kept");
+    f.svc.gate.add_permits(1);
+    slow.await.unwrap().expect("slow call answered on the same connection");
+    // Once idle, it is closed, and the client reconnects for its next call.
+    eventually("idle connection closed", || f.server.stats().idle_closed == 1).await;
+    eventually("client saw the close", || f.server.stats().connections_open == 0).await;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(add(&client, 1, 2).await.unwrap(), 3);
     assert_eq!(client.stats().connects, 2);
 }

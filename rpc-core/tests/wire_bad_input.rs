@@ -272,6 +272,26 @@ fn xdr_opaque_missing_padding_is_eof() {
     );
 }
 
+/// A fixed length near `usize::MAX` (from the caller, not the input) is an error, not
+/// an arithmetic overflow.
+#[test]
+fn xdr_fixed_opaque_length_near_usize_max() {
+    assert_eq!(
+        read(&[0; 8], |r| r.get_opaque_fixed_bytes(usize::MAX)),
+        Err(XdrError::UnexpectedEof {
+            needed: usize::MAX,
+            remaining: 8
+        })
+    );
+    assert_eq!(
+        read(&[0; 8], |r| r.get_opaque_fixed_bytes(usize::MAX - 2)),
+        Err(XdrError::UnexpectedEof {
+            needed: usize::MAX,
+            remaining: 8
+        })
+    );
+}
+
 #[test]
 fn xdr_fixed_array_too_short_is_eof_before_decoding_elements() {
     // [i32; 3] needs 12 bytes; 8 are there.

@@ -84,6 +84,7 @@ impl Server {
             workers: DEFAULT_WORKERS,
             queue_depth: DEFAULT_QUEUE_DEPTH,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            idle_timeout: None,
             services: Vec::new(),
         }
     }
@@ -107,6 +108,7 @@ pub struct ServerBuilder {
     workers: usize,
     queue_depth: usize,
     max_connections: usize,
+    idle_timeout: Option<Duration>,
     services: Vec<Arc<dyn Service>>,
 }
 
@@ -144,6 +146,16 @@ impl ServerBuilder {
         self
     }
 
+    /// Closes a connection that has sent no frame for `timeout` and has no call queued
+    /// or running (a peer that stalls mid-frame included). Default: never. Clients
+    /// reconnect transparently, but a call sent at the very moment the server closes the
+    /// connection fails with a transport error, so choose a timeout well above the
+    /// clients' idle periods.
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
     /// Hosts a service (one interface version). Several interfaces, and several versions
     /// of one interface, can share a server.
     pub fn add_service(mut self, service: impl Service) -> Self {
@@ -175,6 +187,7 @@ impl ServerBuilder {
             connections: AtomicUsize::new(0),
             connections_closed: Notify::new(),
             max_connections: self.max_connections,
+            idle_timeout: self.idle_timeout,
             counters: Counters::default(),
         });
         let workers = (0..self.workers)
@@ -291,6 +304,8 @@ pub struct ServerStats {
     pub bad_frames: u64,
     /// Replies that could not be sent because the connection had closed.
     pub replies_dropped: u64,
+    /// Connections closed by the idle timeout.
+    pub idle_closed: u64,
     /// Calls queued or running right now.
     pub in_flight: u64,
 }
@@ -311,6 +326,7 @@ struct Counters {
     handler_panics: AtomicU64,
     bad_frames: AtomicU64,
     replies_dropped: AtomicU64,
+    idle_closed: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
@@ -335,6 +351,7 @@ struct Shared {
     connections: AtomicUsize,
     connections_closed: Notify,
     max_connections: usize,
+    idle_timeout: Option<Duration>,
     counters: Counters,
 }
 
@@ -343,6 +360,8 @@ struct Job {
     header: FrameHeader,
     payload: Bytes,
     reply: FrameSender,
+    /// Calls of this job's connection that are queued or running.
+    connection_calls: Arc<AtomicUsize>,
     peer: SocketAddr,
     received: Instant,
 }
@@ -367,6 +386,7 @@ impl Shared {
             handler_panics: l(&c.handler_panics),
             bad_frames: l(&c.bad_frames),
             replies_dropped: l(&c.replies_dropped),
+            idle_closed: l(&c.idle_closed),
             in_flight: self.in_flight.load(Ordering::Relaxed) as u64,
         }
     }
@@ -421,6 +441,7 @@ impl Shared {
         &self,
         frame: Frame,
         sender: &FrameSender,
+        connection_calls: &Arc<AtomicUsize>,
         peer: SocketAddr,
     ) -> Result<(), ()> {
         let header = frame.header;
@@ -467,11 +488,13 @@ impl Shared {
             return Ok(());
         }
         self.in_flight.fetch_add(1, Ordering::AcqRel);
+        connection_calls.fetch_add(1, Ordering::AcqRel);
         let job = Job {
             hosted: hosted.clone(),
             header,
             payload: frame.payload,
             reply: sender.clone(),
+            connection_calls: connection_calls.clone(),
             peer,
             received,
         };
@@ -479,6 +502,7 @@ impl Shared {
             Ok(()) => Ok(()),
             Err(e) => {
                 self.finish_call();
+                connection_calls.fetch_sub(1, Ordering::AcqRel);
                 let status = if e.is_full() {
                     bump(&self.counters.overloaded);
                     Status::Overloaded
@@ -499,9 +523,12 @@ impl Shared {
             header,
             payload,
             reply,
+            connection_calls,
             peer,
             received,
         } = job;
+        // However this call ends, it no longer keeps its connection busy.
+        let _busy = DecrementOnDrop(&connection_calls);
         if let Some(budget) = header.deadline_budget() {
             if received + budget <= Instant::now() {
                 bump(&self.counters.deadline_expired);
@@ -544,6 +571,14 @@ impl Shared {
         if reply.send(frame).await.is_err() {
             bump(&self.counters.replies_dropped);
         }
+    }
+}
+
+struct DecrementOnDrop<'a>(&'a AtomicUsize);
+
+impl Drop for DecrementOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -609,6 +644,18 @@ async fn accept_loop<L: Listener>(shared: Arc<Shared>, mut listener: L) {
     }
 }
 
+/// The next frame, or `None` if `idle` passed without one. Without an idle timeout no
+/// timer is armed (the common, latency-critical case).
+async fn recv_unless_idle<R: FrameReceiver>(
+    receiver: &mut R,
+    idle: Option<Duration>,
+) -> Option<Result<Option<Frame>, TransportError>> {
+    match idle {
+        None => Some(receiver.recv().await),
+        Some(d) => tokio::time::timeout(d, receiver.recv()).await.ok(),
+    }
+}
+
 async fn serve_connection<R: FrameReceiver>(shared: Arc<Shared>, conn: Connection<R>) {
     let Connection {
         sender,
@@ -616,16 +663,29 @@ async fn serve_connection<R: FrameReceiver>(shared: Arc<Shared>, conn: Connectio
         peer_addr,
     } = conn;
     let mut phase = shared.phase.subscribe();
+    let connection_calls = Arc::new(AtomicUsize::new(0));
     tracing::debug!(peer = %peer_addr, "connection opened");
     loop {
         let received = tokio::select! {
             biased;
-            r = receiver.recv() => r,
+            r = recv_unless_idle(&mut receiver, shared.idle_timeout) => match r {
+                Some(r) => r,
+                None if connection_calls.load(Ordering::Acquire) == 0 => {
+                    bump(&shared.counters.idle_closed);
+                    tracing::debug!(peer = %peer_addr, "idle connection closed");
+                    break;
+                }
+                None => continue,
+            },
             _ = phase.wait_for(|p| *p == Phase::Closed) => break,
         };
         match received {
             Ok(Some(frame)) => {
-                if shared.dispatch(frame, &sender, peer_addr).await.is_err() {
+                if shared
+                    .dispatch(frame, &sender, &connection_calls, peer_addr)
+                    .await
+                    .is_err()
+                {
                     break;
                 }
             }

@@ -108,11 +108,11 @@ impl<'a> XdrReader<'a> {
     fn take_padded(&mut self, len: usize) -> Result<Bytes, XdrError> {
         let pad = padding(len);
         let remaining = self.remaining();
-        if remaining < len + pad {
-            return Err(XdrError::UnexpectedEof {
-                needed: len + pad,
-                remaining,
-            });
+        // Saturating: `len` comes from the caller (`get_opaque_fixed_bytes`) and may be
+        // near `usize::MAX`; once checked against `remaining`, the sums below cannot wrap.
+        let needed = len.saturating_add(pad);
+        if remaining < needed {
+            return Err(XdrError::UnexpectedEof { needed, remaining });
         }
         let data = self.buf.slice(self.pos..self.pos + len);
         if self.buf[self.pos + len..self.pos + len + pad]
