@@ -129,7 +129,10 @@ impl Diagnostic {
                 None => message.footer(Level::Note.title(note)),
             };
         }
-        renderer.render(message).to_string()
+        // A local copy: `render` ties the message's lifetime to the renderer's borrow.
+        let renderer = renderer.clone();
+        let text = renderer.render(message).to_string();
+        text
     }
 }
 

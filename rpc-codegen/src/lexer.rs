@@ -259,7 +259,9 @@ impl Lexer<'_> {
                 self.block_comment(start);
             } else if c.is_ascii_alphabetic() || c == '_' {
                 self.word(start);
-            } else if c.is_ascii_digit() || (c == '-' && self.peek_at(1).is_some_and(|d| d.is_ascii_digit())) {
+            } else if c.is_ascii_digit()
+                || (c == '-' && self.peek_at(1).is_some_and(|d| d.is_ascii_digit()))
+            {
                 self.number(start);
             } else if let Some(p) = Punct::from_char(c) {
                 self.pos += 1;
@@ -369,13 +371,13 @@ impl Lexer<'_> {
         self.pos += len;
         let text = &self.src[digits_start..self.pos];
         let span = Span::new(start, self.pos);
-        let (radix, digits, offset, kind) =
+        let (radix, digits, offset, kind, article) =
             if let Some(hex) = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
-                (16, hex, 2, "hexadecimal")
+                (16, hex, 2, "hexadecimal", "a")
             } else if text.len() > 1 && text.starts_with('0') {
-                (8, &text[1..], 1, "octal")
+                (8, &text[1..], 1, "octal", "an")
             } else {
-                (10, text, 0, "decimal")
+                (10, text, 0, "decimal", "a")
             };
         if digits.is_empty() {
             self.errors.push(Diagnostic::error(
@@ -393,7 +395,7 @@ impl Lexer<'_> {
                 let mut diag = Diagnostic::error(
                     format!("invalid digit `{c}` in {kind} literal"),
                     Span::new(at, at + c.len_utf8()),
-                    format!("not a {kind} digit"),
+                    format!("not {article} {kind} digit"),
                 );
                 if radix == 8 && c.is_ascii_digit() {
                     diag = diag.with_note(
@@ -405,10 +407,13 @@ impl Lexer<'_> {
                 return;
             };
             // Saturate well above i64's range; the range check below reports it.
-            magnitude = (magnitude * u128::from(radix) + u128::from(d)).min(u128::from(u64::MAX) + 1);
+            magnitude =
+                (magnitude * u128::from(radix) + u128::from(d)).min(u128::from(u64::MAX) + 1);
         }
         let value = if negative {
-            0i128.checked_sub_unsigned(magnitude).and_then(|v| i64::try_from(v).ok())
+            0i128
+                .checked_sub_unsigned(magnitude)
+                .and_then(|v| i64::try_from(v).ok())
         } else {
             i64::try_from(magnitude).ok()
         };
@@ -453,7 +458,8 @@ mod tests {
 
     #[test]
     fn comments_docs_and_lines() {
-        let src = "%#include <x.h>\n# 1 \"a.x\"\n/// a\n//// no\n/** b\n * c\n */ /**/ x // y\n/* z */";
+        let src =
+            "%#include <x.h>\n# 1 \"a.x\"\n/// a\n//// no\n/** b\n * c\n */ /**/ x // y\n/* z */";
         assert_eq!(
             kinds(src),
             vec![
