@@ -1,0 +1,134 @@
+//! Makes one call to a running `calc-server`, with the blocking client.
+//!
+//! ```text
+//! cargo run -p examples --bin calc-client -- --addr 127.0.0.1:7000 add 2 3
+//! cargo run -p examples --bin calc-client -- mean 1 2 3.5
+//! cargo run -p examples --bin calc-client -- apply div 1 0
+//! ```
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use examples::calc::{CalcBlockingClient, Op};
+use examples::seed::SeedBlockingClient;
+use rpc_core::client::BlockingRuntime;
+use rpc_core::CallOptions;
+use rpc_transport_tcp::TcpChannel;
+
+/// Call the calculator.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Server address (`host:port`).
+    #[arg(long, default_value = "127.0.0.1:7000")]
+    addr: String,
+    /// Call timeout in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    timeout_ms: u64,
+    /// The call to make.
+    #[command(subcommand)]
+    call: Call,
+}
+
+#[derive(Debug, Subcommand)]
+enum Call {
+    /// a + b
+    Add {
+        /// First operand.
+        a: i32,
+        /// Second operand.
+        b: i32,
+    },
+    /// One arithmetic operation.
+    Apply {
+        /// The operation.
+        op: OpArg,
+        /// First operand.
+        a: f64,
+        /// Second operand.
+        b: f64,
+    },
+    /// The mean of some numbers.
+    Mean {
+        /// The numbers.
+        xs: Vec<f64>,
+    },
+    /// Echo a string.
+    Echo {
+        /// The string.
+        s: String,
+    },
+    /// Round trip with no arguments.
+    Ping,
+    /// Send a line to the server's log (oneway).
+    Log {
+        /// The line.
+        line: String,
+    },
+    /// The seed interface's func1(x).
+    Func1 {
+        /// The argument.
+        x: i32,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum OpArg {
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+impl From<OpArg> for Op {
+    fn from(op: OpArg) -> Op {
+        match op {
+            OpArg::Add => Op::Add,
+            OpArg::Sub => Op::Sub,
+            OpArg::Mul => Op::Mul,
+            OpArg::Div => Op::Div,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match BlockingRuntime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start a runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let options = CallOptions::new().timeout(Duration::from_millis(args.timeout_ms));
+    let channel = || TcpChannel::new(args.addr.clone());
+    let calc = CalcBlockingClient::with_runtime(channel(), runtime.clone()).with_options(options.clone());
+    let result: Result<String, rpc_core::RpcError> = match args.call {
+        Call::Add { a, b } => calc.add(a, b).map(|v| v.to_string()),
+        Call::Apply { op, a, b } => calc.apply(op.into(), a, b).map(|v| format!("{v:?}")),
+        Call::Mean { xs } => calc.mean(xs).map(|v| v.to_string()),
+        Call::Echo { s } => calc.echo(s),
+        Call::Ping => calc.ping().map(|()| "pong".to_owned()),
+        // A oneway call returns once the frame is queued; the ping that follows on the
+        // same connection makes sure it left before this process exits.
+        Call::Log { line } => calc
+            .log(line)
+            .and_then(|()| calc.ping())
+            .map(|()| "sent".to_owned()),
+        Call::Func1 { x } => SeedBlockingClient::with_runtime(channel(), runtime)
+            .with_options(options)
+            .func1(x)
+            .map(|v| v.to_string()),
+    };
+    match result {
+        Ok(v) => {
+            println!("{v}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
