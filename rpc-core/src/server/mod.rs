@@ -306,6 +306,8 @@ pub struct ServerStats {
     pub replies_dropped: u64,
     /// Connections closed by the idle timeout.
     pub idle_closed: u64,
+    /// Connections that ended with an I/O error (e.g. the stream ended mid-frame).
+    pub connection_errors: u64,
     /// Calls queued or running right now.
     pub in_flight: u64,
 }
@@ -327,6 +329,7 @@ struct Counters {
     bad_frames: AtomicU64,
     replies_dropped: AtomicU64,
     idle_closed: AtomicU64,
+    connection_errors: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
@@ -387,6 +390,7 @@ impl Shared {
             bad_frames: l(&c.bad_frames),
             replies_dropped: l(&c.replies_dropped),
             idle_closed: l(&c.idle_closed),
+            connection_errors: l(&c.connection_errors),
             in_flight: self.in_flight.load(Ordering::Relaxed) as u64,
         }
     }
@@ -704,6 +708,8 @@ async fn serve_connection<R: FrameReceiver>(shared: Arc<Shared>, conn: Connectio
             Err(e) => {
                 if matches!(e, TransportError::BadFrame(_)) {
                     bump(&shared.counters.bad_frames);
+                } else {
+                    bump(&shared.counters.connection_errors);
                 }
                 tracing::debug!(peer = %peer_addr, error = %e, "connection ended with an error");
                 break;
