@@ -101,17 +101,30 @@ impl Diagnostic {
             .fold(primary.start, usize::max);
         let window_start = line_start(source, first);
         let window_end = line_end(source, last);
-        // Tabs and carriage returns become spaces (same byte length, one column each):
-        // annotate-snippets expands tabs itself, which would misplace the caret.
-        let mut window: String = source[window_start..window_end]
-            .chars()
-            .map(|c| if c == '\t' || c == '\r' { ' ' } else { c })
-            .collect();
+        // Tabs become spaces (same byte length, one column each): annotate-snippets
+        // expands tabs itself, which would misplace the caret. The `\r` of `\r\n`
+        // line ends is dropped, and offsets after it shifted to match.
+        let text = &source[window_start..window_end];
+        let mut window = String::with_capacity(text.len());
+        let mut dropped = Vec::new();
+        for (i, c) in text.char_indices() {
+            match c {
+                '\r' if matches!(text[i + 1..].chars().next(), Some('\n') | None) => {
+                    dropped.push(i)
+                }
+                '\t' | '\r' => window.push(' '),
+                c => window.push(c),
+            }
+        }
         if window.is_empty() {
             window.push(' ');
         }
         let (first_line, _) = line_col(source, window_start);
-        let local = |s: Span| (s.start - window_start)..(s.end - window_start);
+        let map = |offset: usize| {
+            let offset = offset - window_start;
+            offset - dropped.iter().filter(|&&d| d < offset).count()
+        };
+        let local = |s: Span| map(s.start)..map(s.end);
 
         let mut snippet = Snippet::source(&window)
             .line_start(first_line)
@@ -283,6 +296,10 @@ mod tests {
         let text = d.render("f.idl", "\tx");
         assert!(text.contains(" --> f.idl:1:2"), "{text}");
         assert!(text.contains("1 |  x\n  |  ^ here"), "{text}");
+        let d = Diagnostic::error("boom", Span::new(7, 8), "here");
+        let text = d.render("f.idl", "a\r\nb\r\ncd\r\n");
+        assert!(text.contains(" --> f.idl:3:2"), "{text}");
+        assert!(text.contains("3 | cd\n  |  ^ here"), "{text}");
         let d = Diagnostic::error("boom", Span::new(50, 70), "here");
         assert!(d.render("f.idl", "").contains("f.idl:1:1"));
     }

@@ -24,7 +24,8 @@
 //!  --> proto/calc.idl:2:14
 //!   |
 //! 2 |   void ping()
-//!   |              ^ expected `;`"
+//!   |              ^ expected `;`
+//!   |"
 //! );
 //! ```
 

@@ -65,6 +65,9 @@ pub struct Spec {
 }
 
 /// A named constant or type definition.
+// A file holds a handful of definitions: boxing the large variants would only make
+// every match on them noisier.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Definition {
     /// `const NAME = value;`
