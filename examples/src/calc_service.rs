@@ -54,8 +54,9 @@ fn apply_op(op: Op, a: f64, b: f64) -> Outcome {
 
 impl Calc for CalcService {
     async fn add(&self, _ctx: &CallContext, a: i32, b: i32) -> Result<i32, Status> {
-        a.checked_add(b)
-            .ok_or_else(|| Status::application(codes::OVERFLOW, format!("{a} + {b} overflows an int")))
+        a.checked_add(b).ok_or_else(|| {
+            Status::application(codes::OVERFLOW, format!("{a} + {b} overflows an int"))
+        })
     }
 
     async fn apply(&self, _ctx: &CallContext, op: Op, a: f64, b: f64) -> Result<Outcome, Status> {
@@ -69,7 +70,12 @@ impl Calc for CalcService {
         Ok(xs.iter().sum::<f64>() / xs.len() as f64)
     }
 
-    async fn run(&self, _ctx: &CallContext, start: f64, steps: Vec<Step>) -> Result<Outcome, Status> {
+    async fn run(
+        &self,
+        _ctx: &CallContext,
+        start: f64,
+        steps: Vec<Step>,
+    ) -> Result<Outcome, Status> {
         let mut acc = start;
         for step in steps {
             match apply_op(step.op, acc, step.operand) {
@@ -105,7 +111,11 @@ impl Calc for CalcService {
         })
     }
 
-    async fn nearest(&self, _ctx: &CallContext, points: Vec<Point>) -> Result<Option<Point>, Status> {
+    async fn nearest(
+        &self,
+        _ctx: &CallContext,
+        points: Vec<Point>,
+    ) -> Result<Option<Point>, Status> {
         Ok(points
             .into_iter()
             .min_by_key(|p| (p.x as i64).pow(2) + (p.y as i64).pow(2)))

@@ -86,7 +86,9 @@ interface Calc version 1 {
 "#;
 
 /// The macro's output for the same text, as a string.
-const MACRO_SOURCE: &str = rpc_macros::idl_source!("calc", r#"/* A calculator service: the framework's running example.
+const MACRO_SOURCE: &str = rpc_macros::idl_source!(
+    "calc",
+    r#"/* A calculator service: the framework's running example.
  * Shows constants, typedefs, enums, structs, unions, optional values, fixed and
  * variable arrays, bounded strings, opaque data, oneway and idempotent procedures. */
 package calc;
@@ -167,13 +169,16 @@ interface Calc version 1 {
   /// Writes a line to the server's log; no reply.
   oneway void log(string line<>);
 };
-"#);
+"#
+);
 
 /// The build script's output.
 const BUILD_SOURCE: &str = include_str!(concat!(env!("OUT_DIR"), "/calc.rs"));
 
 mod via_macro {
-    rpc_macros::idl!("calc", r#"/* A calculator service: the framework's running example.
+    rpc_macros::idl!(
+        "calc",
+        r#"/* A calculator service: the framework's running example.
  * Shows constants, typedefs, enums, structs, unions, optional values, fixed and
  * variable arrays, bounded strings, opaque data, oneway and idempotent procedures. */
 package calc;
@@ -254,12 +259,14 @@ interface Calc version 1 {
   /// Writes a line to the server's log; no reply.
   oneway void log(string line<>);
 };
-"#);
+"#
+    );
 }
 
 #[test]
 fn inline_idl_is_the_proto_file() {
-    let file = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../proto/calc.idl")).unwrap();
+    let file =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../proto/calc.idl")).unwrap();
     assert_eq!(CALC_IDL, file);
 }
 
@@ -295,7 +302,10 @@ async fn both_outputs_make_real_calls_to_each_other() {
     assert_eq!(scaled.points, vec![via_macro::Point { x: 3, y: 6 }]);
     assert_eq!(
         client.apply(via_macro::Op::Div, 1.0, 0.0).await.unwrap(),
-        via_macro::Outcome::Default { discriminant: 2, value: "division by zero".into() }
+        via_macro::Outcome::Default {
+            discriminant: 2,
+            value: "division by zero".into()
+        }
     );
     assert_eq!(via_macro::CALC_INTERFACE, examples::calc::CALC_INTERFACE);
     server.shutdown().await;

@@ -141,7 +141,10 @@ async fn eight_clients_times_a_thousand_calls() {
         assert_eq!(bounded("client", client).await.unwrap(), 1000);
     }
     let stats = server.stats();
-    assert_eq!((stats.connections_accepted, stats.calls_completed), (8, 8000));
+    assert_eq!(
+        (stats.connections_accepted, stats.calls_completed),
+        (8, 8000)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -156,7 +159,10 @@ async fn overloaded_promptly_with_bounded_memory_then_recovers() {
         let expected = i as u64 + 1;
         eventually("call queued", || server.stats().in_flight == expected).await;
     }
-    eventually("workers busy", || svc.started.load(Ordering::SeqCst) == workers as u64).await;
+    eventually("workers busy", || {
+        svc.started.load(Ordering::SeqCst) == workers as u64
+    })
+    .await;
 
     // Workers blocked and queue full: every further call is refused at once, and what
     // the server holds does not grow with the number of refused calls.
@@ -176,13 +182,21 @@ async fn overloaded_promptly_with_bounded_memory_then_recovers() {
         }
         let stats = server.stats();
         assert_eq!(stats.overloaded, 200 * (round + 1));
-        assert_eq!(stats.in_flight, (workers + depth) as u64, "queue stays at its bound");
+        assert_eq!(
+            stats.in_flight,
+            (workers + depth) as u64,
+            "queue stays at its bound"
+        );
     }
     svc.permits.add_permits(workers + depth);
     for (i, b) in blocked.into_iter().enumerate() {
         assert_eq!(bounded("queued call", b).await.unwrap().unwrap(), i as i32);
     }
-    assert_eq!(client.quick(5).await.unwrap(), 5, "served again once workers free up");
+    assert_eq!(
+        client.quick(5).await.unwrap(),
+        5,
+        "served again once workers free up"
+    );
     assert_eq!(client.client().stats().connects, 1);
 }
 
@@ -297,7 +311,10 @@ async fn graceful_shutdown_over_tcp() {
         .is_err());
     svc.permits.add_permits(6);
     for (i, call) in in_flight.into_iter().enumerate() {
-        assert_eq!(bounded("in-flight call", call).await.unwrap().unwrap(), i as i32);
+        assert_eq!(
+            bounded("in-flight call", call).await.unwrap().unwrap(),
+            i as i32
+        );
     }
     bounded("shutdown", shutdown).await.unwrap();
 }
@@ -354,7 +371,8 @@ async fn client_reconnects_after_the_server_restarts() {
 fn blocking_client_makes_real_calls() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let server = rt.block_on(calc_server());
-    let client = examples::calc::CalcBlockingClient::new(TcpChannel::new(server.local_addr())).unwrap();
+    let client =
+        examples::calc::CalcBlockingClient::new(TcpChannel::new(server.local_addr())).unwrap();
     assert_eq!(client.add(20, 22).unwrap(), 42);
     assert_eq!(client.echo("blocking".into()).unwrap(), "blocking");
     match client.mean(vec![]) {

@@ -152,7 +152,13 @@ pub struct FrameHeader {
 
 impl FrameHeader {
     /// A call header with no deadline, at-most-once, and `aux` = 0.
-    pub fn call(client_id: u64, call_id: u64, interface_id: u32, version: u32, procedure: u32) -> Self {
+    pub fn call(
+        client_id: u64,
+        call_id: u64,
+        interface_id: u32,
+        version: u32,
+        procedure: u32,
+    ) -> Self {
         FrameHeader {
             kind: FrameKind::Call,
             flags: 0,
@@ -203,7 +209,9 @@ impl FrameHeader {
     pub fn budget_from(remaining: Option<Duration>) -> u32 {
         match remaining {
             None => NO_DEADLINE,
-            Some(d) => u32::try_from(d.as_micros()).unwrap_or(NO_DEADLINE - 1).min(NO_DEADLINE - 1),
+            Some(d) => u32::try_from(d.as_micros())
+                .unwrap_or(NO_DEADLINE - 1)
+                .min(NO_DEADLINE - 1),
         }
     }
 
@@ -247,9 +255,7 @@ impl FrameHeader {
         let b: &[u8; HEADER_LEN] = bytes
             .get(..HEADER_LEN)
             .and_then(|s| s.try_into().ok())
-            .ok_or(FrameError::Truncated {
-                len: bytes.len(),
-            })?;
+            .ok_or(FrameError::Truncated { len: bytes.len() })?;
         let u32_at = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
         let u64_at = |i: usize| (u32_at(i) as u64) << 32 | u32_at(i + 4) as u64;
         let magic = u32_at(0);

@@ -185,7 +185,10 @@ async fn call_on(
 async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
-        assert!(start.elapsed() < Duration::from_secs(10), "timed out waiting for {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
@@ -214,7 +217,11 @@ async fn a_thousand_concurrent_calls_on_one_connection() {
         let (i, r) = t.await.unwrap();
         assert_eq!(r.unwrap(), i + 1000 * i);
     }
-    assert_eq!(client.stats().connects, 1, "all calls shared one connection");
+    assert_eq!(
+        client.stats().connects,
+        1,
+        "all calls shared one connection"
+    );
     assert_eq!(f.server.stats().connections_accepted, 1);
 }
 
@@ -248,12 +255,19 @@ async fn statuses_for_unknown_interface_version_and_procedure() {
         )
         .await;
     match r {
-        Err(RpcError::BadArguments { message }) => assert!(message.contains("truncated"), "{message}"),
+        Err(RpcError::BadArguments { message }) => {
+            assert!(message.contains("truncated"), "{message}")
+        }
         other => panic!("expected BadArguments, got {other:?}"),
     }
     let s = f.server.stats();
     assert_eq!(
-        (s.unknown_interface, s.version_mismatch, s.unknown_procedure, s.bad_arguments),
+        (
+            s.unknown_interface,
+            s.version_mismatch,
+            s.unknown_procedure,
+            s.bad_arguments
+        ),
         (1, 1, 1, 1)
     );
     assert_eq!(f.svc.executions.load(Ordering::SeqCst), 0, "no handler ran");
@@ -268,7 +282,9 @@ async fn handler_panic_is_an_error_reply_and_the_worker_survives() {
     let client = Client::new(f.channel.clone());
     for _ in 0..3 {
         match call_on(&client, &TEST_V1, &BOOM).await {
-            Err(RpcError::Internal { message }) => assert!(message.contains("handler exploded"), "{message}"),
+            Err(RpcError::Internal { message }) => {
+                assert!(message.contains("handler exploded"), "{message}")
+            }
             other => panic!("expected Internal, got {other:?}"),
         }
         // The single worker is still alive.
@@ -286,12 +302,17 @@ async fn full_queue_answers_overloaded_then_recovers() {
     let mut blocked = Vec::new();
     for _ in 0..workers + depth {
         let c = client.clone();
-        blocked.push(tokio::spawn(async move { wait(&c, &CallOptions::new()).await }));
+        blocked.push(tokio::spawn(
+            async move { wait(&c, &CallOptions::new()).await },
+        ));
         // Keep the order deterministic: each call is queued before the next is sent.
         let target = blocked.len() as u64;
         eventually("call queued", || f.server.stats().in_flight == target).await;
     }
-    eventually("workers busy", || f.svc.executions.load(Ordering::SeqCst) == workers as u64).await;
+    eventually("workers busy", || {
+        f.svc.executions.load(Ordering::SeqCst) == workers as u64
+    })
+    .await;
     for _ in 0..50 {
         match add(&client, 1, 2).await {
             Err(RpcError::Overloaded) => {}
@@ -300,7 +321,11 @@ async fn full_queue_answers_overloaded_then_recovers() {
     }
     let s = f.server.stats();
     assert_eq!(s.overloaded, 50);
-    assert_eq!(s.in_flight, (workers + depth) as u64, "refused calls take no queue space");
+    assert_eq!(
+        s.in_flight,
+        (workers + depth) as u64,
+        "refused calls take no queue space"
+    );
     f.svc.gate.add_permits(workers + depth);
     for t in blocked {
         t.await.unwrap().expect("queued call completes");
@@ -315,21 +340,28 @@ async fn graceful_shutdown_drains_in_flight_calls_and_refuses_new_ones() {
     let mut in_flight = Vec::new();
     for _ in 0..5 {
         let c = client.clone();
-        in_flight.push(tokio::spawn(async move { wait(&c, &CallOptions::new()).await }));
+        in_flight.push(tokio::spawn(
+            async move { wait(&c, &CallOptions::new()).await },
+        ));
     }
     eventually("calls in flight", || f.server.stats().in_flight == 5).await;
     let svc = f.svc.clone();
     let shutdown = tokio::spawn(f.server.shutdown());
     // Shutdown is waiting for the five calls; a new call is refused.
     tokio::time::sleep(Duration::from_millis(20)).await;
-    assert!(!shutdown.is_finished(), "shutdown must wait for in-flight calls");
+    assert!(
+        !shutdown.is_finished(),
+        "shutdown must wait for in-flight calls"
+    );
     match add(&client, 1, 1).await {
         Err(RpcError::ShuttingDown) => {}
         other => panic!("expected ShuttingDown, got {other:?}"),
     }
     svc.gate.add_permits(5);
     for t in in_flight {
-        t.await.unwrap().expect("in-flight call completes during shutdown");
+        t.await
+            .unwrap()
+            .expect("in-flight call completes during shutdown");
     }
     tokio::time::timeout(Duration::from_secs(10), shutdown)
         .await
@@ -349,9 +381,16 @@ async fn client_timeout_and_late_reply() {
         Err(RpcError::Timeout) => {}
         other => panic!("expected Timeout, got {other:?}"),
     }
-    assert_eq!(client.stats().in_flight, 0, "a timed-out call leaves no pending entry");
+    assert_eq!(
+        client.stats().in_flight,
+        0,
+        "a timed-out call leaves no pending entry"
+    );
     f.svc.gate.add_permits(1);
-    eventually("late reply discarded", || client.stats().unmatched_replies == 1).await;
+    eventually("late reply discarded", || {
+        client.stats().unmatched_replies == 1
+    })
+    .await;
     assert_eq!(client.stats().timeouts, 1);
 }
 
@@ -363,7 +402,10 @@ async fn expired_deadline_is_not_executed() {
     // the queue and must not run.
     let c = client.clone();
     let first = tokio::spawn(async move { wait(&c, &CallOptions::new()).await });
-    eventually("worker busy", || f.svc.executions.load(Ordering::SeqCst) == 1).await;
+    eventually("worker busy", || {
+        f.svc.executions.load(Ordering::SeqCst) == 1
+    })
+    .await;
     let c = client.clone();
     let short = tokio::spawn(async move {
         wait(&c, &CallOptions::new().timeout(Duration::from_millis(20))).await
@@ -373,8 +415,15 @@ async fn expired_deadline_is_not_executed() {
     f.svc.gate.add_permits(1);
     first.await.unwrap().unwrap();
     assert!(matches!(short.await.unwrap(), Err(RpcError::Timeout)));
-    eventually("deadline counted", || f.server.stats().deadline_expired == 1).await;
-    assert_eq!(f.svc.executions.load(Ordering::SeqCst), 1, "expired call never ran");
+    eventually("deadline counted", || {
+        f.server.stats().deadline_expired == 1
+    })
+    .await;
+    assert_eq!(
+        f.svc.executions.load(Ordering::SeqCst),
+        1,
+        "expired call never ran"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -384,7 +433,10 @@ async fn oneway_returns_without_a_reply() {
     for _ in 0..10 {
         call_on(&client, &TEST_V1, &LOG).await.unwrap();
     }
-    eventually("oneway calls executed", || f.svc.logged.load(Ordering::SeqCst) == 10).await;
+    eventually("oneway calls executed", || {
+        f.svc.logged.load(Ordering::SeqCst) == 10
+    })
+    .await;
     assert_eq!(client.stats().in_flight, 0);
     assert_eq!(add(&client, 1, 1).await.unwrap(), 2);
 }
@@ -395,7 +447,8 @@ async fn unreachable_server_and_reconnect() {
     drop(listener);
     let client = Client::with_config(
         channel,
-        ClientConfig::default().reconnect_backoff(Duration::from_millis(1), Duration::from_millis(5)),
+        ClientConfig::default()
+            .reconnect_backoff(Duration::from_millis(1), Duration::from_millis(5)),
     );
     match add(&client, 1, 1).await {
         Err(RpcError::Unreachable(_)) => {}
@@ -424,14 +477,25 @@ async fn idle_connections_are_closed_but_busy_ones_are_not() {
     // A call that outlives the idle timeout keeps its connection open.
     let c = client.clone();
     let slow = tokio::spawn(async move { wait(&c, &CallOptions::new()).await });
-    eventually("call running", || f.svc.executions.load(Ordering::SeqCst) == 1).await;
+    eventually("call running", || {
+        f.svc.executions.load(Ordering::SeqCst) == 1
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(150)).await;
     assert_eq!(f.server.stats().idle_closed, 0, "busy connection kept");
     f.svc.gate.add_permits(1);
-    slow.await.unwrap().expect("slow call answered on the same connection");
+    slow.await
+        .unwrap()
+        .expect("slow call answered on the same connection");
     // Once idle, it is closed, and the client reconnects for its next call.
-    eventually("idle connection closed", || f.server.stats().idle_closed == 1).await;
-    eventually("client saw the close", || f.server.stats().connections_open == 0).await;
+    eventually("idle connection closed", || {
+        f.server.stats().idle_closed == 1
+    })
+    .await;
+    eventually("client saw the close", || {
+        f.server.stats().connections_open == 0
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert_eq!(add(&client, 1, 2).await.unwrap(), 3);
     assert_eq!(client.stats().connects, 2);

@@ -103,7 +103,8 @@ fn main() -> ExitCode {
     };
     let options = CallOptions::new().timeout(Duration::from_millis(args.timeout_ms));
     let channel = || TcpChannel::new(args.addr.clone());
-    let calc = CalcBlockingClient::with_runtime(channel(), runtime.clone()).with_options(options.clone());
+    let calc =
+        CalcBlockingClient::with_runtime(channel(), runtime.clone()).with_options(options.clone());
     let result: Result<String, rpc_core::RpcError> = match args.call {
         Call::Add { a, b } => calc.add(a, b).map(|v| v.to_string()),
         Call::Apply { op, a, b } => calc.apply(op.into(), a, b).map(|v| format!("{v:?}")),

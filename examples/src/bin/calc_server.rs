@@ -32,8 +32,7 @@ struct Args {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     let args = Args::parse();
@@ -44,7 +43,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .add_service(CalcServer::new(CalcService::new()))
         .add_service(SeedServer::new(SeedService))
         .serve(listener)?;
-    println!("calc-server listening on {} (Ctrl-C to stop)", server.local_addr());
+    println!(
+        "calc-server listening on {} (Ctrl-C to stop)",
+        server.local_addr()
+    );
     server
         .run_until(async {
             let _ = tokio::signal::ctrl_c().await;

@@ -77,28 +77,59 @@ async fn run() -> Result<usize, Box<dyn std::error::Error>> {
     println!("plain calls (async client):");
     report.ok("add(2, 3)", calc.add(2, 3).await);
     report.ok("apply(MUL, 6, 7)", calc.apply(Op::Mul, 6.0, 7.0).await);
-    report.ok("apply(DIV, 1, 0)  [union default arm]", calc.apply(Op::Div, 1.0, 0.0).await);
-    report.ok("mean([1, 2, 3.5])  [idempotent]", calc.mean(vec![1.0, 2.0, 3.5]).await);
+    report.ok(
+        "apply(DIV, 1, 0)  [union default arm]",
+        calc.apply(Op::Div, 1.0, 0.0).await,
+    );
+    report.ok(
+        "mean([1, 2, 3.5])  [idempotent]",
+        calc.mean(vec![1.0, 2.0, 3.5]).await,
+    );
     let steps = vec![
-        Step { op: Op::Add, operand: 4.0 },
-        Step { op: Op::Mul, operand: 10.0 },
+        Step {
+            op: Op::Add,
+            operand: 4.0,
+        },
+        Step {
+            op: Op::Mul,
+            operand: 10.0,
+        },
     ];
     report.ok("run(1, [+4, *10])", calc.run(1.0, steps).await);
-    report.ok("echo(\"héllo, wörld\")", calc.echo("héllo, wörld".to_owned()).await);
-    report.ok("put(64 KiB blob)  [opaque, CRC-32]", calc.put(Bytes::from(vec![7u8; 65536])).await);
-    report.ok("format_ip([192, 168, 0, 1])  [opaque[4]]", calc.format_ip([192, 168, 0, 1]).await);
+    report.ok(
+        "echo(\"héllo, wörld\")",
+        calc.echo("héllo, wörld".to_owned()).await,
+    );
+    report.ok(
+        "put(64 KiB blob)  [opaque, CRC-32]",
+        calc.put(Bytes::from(vec![7u8; 65536])).await,
+    );
+    report.ok(
+        "format_ip([192, 168, 0, 1])  [opaque[4]]",
+        calc.format_ip([192, 168, 0, 1]).await,
+    );
     let triangle = Shape {
         name: "triangle".to_owned(),
-        points: vec![Point { x: 0, y: 0 }, Point { x: 4, y: 0 }, Point { x: 0, y: 3 }],
+        points: vec![
+            Point { x: 0, y: 0 },
+            Point { x: 4, y: 0 },
+            Point { x: 0, y: 3 },
+        ],
         centre: Some(Point { x: 1, y: 1 }),
         op: Op::Add,
     };
-    report.ok("scale(triangle, 2.5)  [struct, optional]", calc.scale(triangle, 2.5).await);
+    report.ok(
+        "scale(triangle, 2.5)  [struct, optional]",
+        calc.scale(triangle, 2.5).await,
+    );
     let points = vec![Point { x: 5, y: 5 }, Point { x: -1, y: 2 }];
     report.ok("nearest([(5,5), (-1,2)])", calc.nearest(points).await);
     report.ok("nearest([])  [optional absent]", calc.nearest(vec![]).await);
     report.ok("ping()", calc.ping().await);
-    report.ok("log(\"hello from the demo\")  [oneway]", calc.log("hello from the demo".to_owned()).await);
+    report.ok(
+        "log(\"hello from the demo\")  [oneway]",
+        calc.log("hello from the demo".to_owned()).await,
+    );
 
     println!("\nthe seed interface (anonymous `interface {{ ... }}`, named after seed.idl):");
     let seed = SeedClient::new(TcpChannel::new(addr));
@@ -106,7 +137,10 @@ async fn run() -> Result<usize, Box<dyn std::error::Error>> {
     report.ok("func2(6, 7)", seed.func2(6, 7).await);
 
     println!("\nerrors:");
-    report.err("add(i32::MAX, 1)  [application error]", calc.add(i32::MAX, 1).await);
+    report.err(
+        "add(i32::MAX, 1)  [application error]",
+        calc.add(i32::MAX, 1).await,
+    );
     report.err("mean([])  [application error]", calc.mean(vec![]).await);
     let long_name = Shape {
         name: "x".repeat(65),
@@ -114,7 +148,10 @@ async fn run() -> Result<usize, Box<dyn std::error::Error>> {
         centre: None,
         op: Op::Add,
     };
-    report.err("scale(name of 65 bytes)  [bound is 64]", calc.scale(long_name, 1.0).await);
+    report.err(
+        "scale(name of 65 bytes)  [bound is 64]",
+        calc.scale(long_name, 1.0).await,
+    );
     let unreachable = CalcClient::new(TcpChannel::new("127.0.0.1:1"));
     report.err("add(1, 1) on a closed port", unreachable.add(1, 1).await);
 
@@ -124,7 +161,10 @@ async fn run() -> Result<usize, Box<dyn std::error::Error>> {
             .timeout(Duration::from_millis(500))
             .semantics(Semantics::AtMostOnce),
     );
-    report.ok("add(40, 2) with a 500 ms deadline", careful.add(40, 2).await);
+    report.ok(
+        "add(40, 2) with a 500 ms deadline",
+        careful.add(40, 2).await,
+    );
 
     println!("\nconcurrency: 1,000 calls in flight on one connection:");
     let calls = (0..1000).map(|i| {
@@ -137,7 +177,14 @@ async fn run() -> Result<usize, Box<dyn std::error::Error>> {
             right += 1;
         }
     }
-    report.ok("1,000 x add(i, i) == 2i", if right == 1000 { Ok(right) } else { Err(RpcError::Protocol(format!("only {right} right"))) });
+    report.ok(
+        "1,000 x add(i, i) == 2i",
+        if right == 1000 {
+            Ok(right)
+        } else {
+            Err(RpcError::Protocol(format!("only {right} right")))
+        },
+    );
 
     println!("\nthe blocking client (from a plain thread):");
     let blocking = tokio::task::spawn_blocking(move || -> Result<i32, RpcError> {

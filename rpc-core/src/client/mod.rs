@@ -190,7 +190,8 @@ impl<C: Channel> Client<C> {
             slot.sender = None;
             slot.generation
         };
-        self.inner.fail_generation(generation, TransportError::Closed);
+        self.inner
+            .fail_generation(generation, TransportError::Closed);
     }
 
     /// Makes one call: encodes the arguments with `encode`, waits for the answer, and
@@ -257,14 +258,15 @@ impl<C: Channel> Client<C> {
         encode(&mut w).map_err(RpcError::Encode)?;
         let payload = w.into_bytes();
 
-        let _permit = match tokio::time::timeout_at(deadline.into(), inner.in_flight.acquire()).await {
-            Ok(Ok(permit)) => permit,
-            Ok(Err(_)) => return Err(RpcError::Transport(TransportError::Closed)),
-            Err(_) => {
-                inner.stats.timeouts.fetch_add(1, Ordering::Relaxed);
-                return Err(RpcError::Timeout);
-            }
-        };
+        let _permit =
+            match tokio::time::timeout_at(deadline.into(), inner.in_flight.acquire()).await {
+                Ok(Ok(permit)) => permit,
+                Ok(Err(_)) => return Err(RpcError::Transport(TransportError::Closed)),
+                Err(_) => {
+                    inner.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                    return Err(RpcError::Timeout);
+                }
+            };
         let (sender, generation) = self.sender(deadline).await?;
 
         let call_id = inner.next_call_id.fetch_add(1, Ordering::Relaxed);
@@ -290,16 +292,15 @@ impl<C: Channel> Client<C> {
                 .send(frame)
                 .await
                 .map_err(RpcError::Unreachable)
-                .and_then(|()| decode(&mut XdrReader::new(&Bytes::new())).map_err(RpcError::Decode));
+                .and_then(|()| {
+                    decode(&mut XdrReader::new(&Bytes::new())).map_err(RpcError::Decode)
+                });
         }
 
         let (tx, rx) = oneshot::channel();
         lock(&inner.pending).insert(call_id, Pending { tx, generation });
         // Removes the pending entry however this future ends (reply, timeout, drop).
-        let _guard = PendingGuard {
-            inner,
-            call_id,
-        };
+        let _guard = PendingGuard { inner, call_id };
         if let Err(e) = sender.send(frame).await {
             // The frame never reached the transport: the call was not sent.
             return Err(RpcError::Unreachable(e));
@@ -324,9 +325,9 @@ impl<C: Channel> Client<C> {
             }
             FrameKind::Status => Err(decode_status(&reply.payload)),
             // The reader only delivers Reply and Status frames.
-            FrameKind::Call | FrameKind::Cancel => {
-                Err(RpcError::Protocol("server answered with a call frame".into()))
-            }
+            FrameKind::Call | FrameKind::Cancel => Err(RpcError::Protocol(
+                "server answered with a call frame".into(),
+            )),
         }
     }
 
@@ -335,10 +336,11 @@ impl<C: Channel> Client<C> {
         if let Some(found) = self.inner.current_sender() {
             return Ok(found);
         }
-        let mut backoff = match tokio::time::timeout_at(deadline.into(), self.inner.connecting.lock()).await {
-            Ok(guard) => guard,
-            Err(_) => return Err(RpcError::Timeout),
-        };
+        let mut backoff =
+            match tokio::time::timeout_at(deadline.into(), self.inner.connecting.lock()).await {
+                Ok(guard) => guard,
+                Err(_) => return Err(RpcError::Timeout),
+            };
         // Someone else may have connected while we waited for the lock.
         if let Some(found) = self.inner.current_sender() {
             return Ok(found);
@@ -372,7 +374,10 @@ impl<C: Channel> Client<C> {
                 Ok((conn.sender, generation))
             }
             Ok(Err(e)) => {
-                self.inner.stats.connect_failures.fetch_add(1, Ordering::Relaxed);
+                self.inner
+                    .stats
+                    .connect_failures
+                    .fetch_add(1, Ordering::Relaxed);
                 let delay = backoff.delay;
                 backoff.next_attempt = Some(Instant::now() + crate::id::jitter(delay));
                 backoff.delay = (delay * 2).min(self.inner.config.reconnect_backoff_max);
@@ -452,13 +457,22 @@ async fn read_replies<C: Send + Sync + 'static, R: FrameReceiver>(
                         let _ = p.tx.send(Ok(frame));
                     }
                     None => {
-                        inner.stats.unmatched_replies.fetch_add(1, Ordering::Relaxed);
-                        tracing::debug!(call_id = frame.header.call_id, "reply for no pending call");
+                        inner
+                            .stats
+                            .unmatched_replies
+                            .fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(
+                            call_id = frame.header.call_id,
+                            "reply for no pending call"
+                        );
                     }
                 }
             }
             FrameKind::Reply | FrameKind::Status => {
-                inner.stats.unmatched_replies.fetch_add(1, Ordering::Relaxed);
+                inner
+                    .stats
+                    .unmatched_replies
+                    .fetch_add(1, Ordering::Relaxed);
             }
             FrameKind::Call | FrameKind::Cancel => {
                 tracing::warn!(kind = ?frame.header.kind, "server sent a client-only frame; closing");

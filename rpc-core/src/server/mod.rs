@@ -120,7 +120,11 @@ impl std::fmt::Debug for ServerBuilder {
             .field("max_connections", &self.max_connections)
             .field(
                 "services",
-                &self.services.iter().map(|s| s.info().name).collect::<Vec<_>>(),
+                &self
+                    .services
+                    .iter()
+                    .map(|s| s.info().name)
+                    .collect::<Vec<_>>(),
             )
             .finish()
     }
@@ -464,10 +468,14 @@ impl Shared {
         bump(&self.counters.calls_received);
         if self.phase() != Phase::Running {
             bump(&self.counters.refused_shutting_down);
-            self.answer_status(&header, Status::ShuttingDown, sender).await;
+            self.answer_status(&header, Status::ShuttingDown, sender)
+                .await;
             return Ok(());
         }
-        let hosted = match self.registry.lookup(header.interface_id, header.interface_version) {
+        let hosted = match self
+            .registry
+            .lookup(header.interface_id, header.interface_version)
+        {
             Ok(h) => h,
             Err(status) => {
                 match status {
@@ -488,7 +496,8 @@ impl Shared {
         }
         if header.deadline_us == 0 {
             bump(&self.counters.deadline_expired);
-            self.answer_status(&header, Status::DeadlineExceeded, sender).await;
+            self.answer_status(&header, Status::DeadlineExceeded, sender)
+                .await;
             return Ok(());
         }
         self.in_flight.fetch_add(1, Ordering::AcqRel);
@@ -536,7 +545,8 @@ impl Shared {
         if let Some(budget) = header.deadline_budget() {
             if received + budget <= Instant::now() {
                 bump(&self.counters.deadline_expired);
-                self.answer_status(&header, Status::DeadlineExceeded, &reply).await;
+                self.answer_status(&header, Status::DeadlineExceeded, &reply)
+                    .await;
                 return;
             }
         }
@@ -600,7 +610,10 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 fn status_frame(call: &FrameHeader, status: &Status, incarnation: u64) -> Frame {
     // Status encoding cannot fail: messages are truncated to the bound before encoding.
     let payload = crate::xdr::to_bytes(status).unwrap_or_default();
-    Frame::new(FrameHeader::answer(call, FrameKind::Status, incarnation), payload)
+    Frame::new(
+        FrameHeader::answer(call, FrameKind::Status, incarnation),
+        payload,
+    )
 }
 
 async fn worker(shared: Arc<Shared>, queue: async_channel::Receiver<Job>) {
@@ -702,7 +715,9 @@ async fn serve_connection<R: FrameReceiver>(shared: Arc<Shared>, conn: Connectio
                     low: PROTOCOL_VERSION as u32,
                     high: PROTOCOL_VERSION as u32,
                 };
-                let _ = sender.send(status_frame(&header, &status, shared.incarnation)).await;
+                let _ = sender
+                    .send(status_frame(&header, &status, shared.incarnation))
+                    .await;
                 break;
             }
             Err(e) => {
@@ -816,7 +831,8 @@ impl Registry {
                 match versions.next() {
                     None => Err(Status::UnknownInterface { id }),
                     Some(first) => {
-                        let (low, high) = versions.fold((first, first), |(lo, hi), v| (lo.min(v), hi.max(v)));
+                        let (low, high) =
+                            versions.fold((first, first), |(lo, hi), v| (lo.min(v), hi.max(v)));
                         Err(Status::VersionMismatch { low, high })
                     }
                 }

@@ -46,7 +46,10 @@ pub fn frame_queue(capacity: usize) -> (FrameSender, FrameOutbox) {
 impl FrameSender {
     /// Queues a frame, waiting while the queue is full.
     pub async fn send(&self, frame: Frame) -> Result<(), TransportError> {
-        self.tx.send(frame).await.map_err(|_| TransportError::Closed)
+        self.tx
+            .send(frame)
+            .await
+            .map_err(|_| TransportError::Closed)
     }
 
     /// Queues a frame if there is room right now; `Ok(false)` if the queue is full.
@@ -117,7 +120,9 @@ pub trait Channel: Send + Sync + 'static {
 
     /// Opens a new connection. The runtime calls this lazily on the first call and again
     /// after a connection drops (with backoff).
-    fn connect(&self) -> impl Future<Output = Result<Connection<Self::Receiver>, TransportError>> + Send;
+    fn connect(
+        &self,
+    ) -> impl Future<Output = Result<Connection<Self::Receiver>, TransportError>> + Send;
 
     /// The server this channel connects to, for logs and errors.
     fn remote(&self) -> String;
@@ -130,7 +135,9 @@ pub trait Listener: Send + 'static {
 
     /// Waits for the next connection. An error is logged and accepting continues, unless
     /// the listener is closed for good (then it returns [`TransportError::Closed`]).
-    fn accept(&mut self) -> impl Future<Output = Result<Connection<Self::Receiver>, TransportError>> + Send;
+    fn accept(
+        &mut self,
+    ) -> impl Future<Output = Result<Connection<Self::Receiver>, TransportError>> + Send;
 
     /// The address the listener is bound to.
     fn local_addr(&self) -> SocketAddr;
