@@ -1,0 +1,3 @@
+rpc_macros::idl!("calc");
+
+fn main() {}
