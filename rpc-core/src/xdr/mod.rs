@@ -5,7 +5,7 @@
 //! `u32` length and is zero-padded to a multiple of 4; an optional is a `bool` followed by
 //! the value; a union is its discriminant followed by the selected arm.
 //!
-//! [`XdrWriter`] appends to a growable buffer; [`XdrReader`] reads from a [`Bytes`]
+//! [`XdrWriter`] appends to a growable buffer; [`XdrReader`] reads from a [`Bytes`](bytes::Bytes)
 //! without copying variable-length opaques (they come back as slices of the receive
 //! buffer). Decoding untrusted input never panics and never allocates more than the input
 //! can justify: a length prefix is checked against the declared bound and against the
@@ -13,7 +13,7 @@
 //!
 //! Bounds (`string<N>`, `opaque<N>`, `T<N>`) belong to declarations, not types, so the
 //! generated code passes them explicitly (`put_string(s, 64)`, `get_var_array_with(64, ..)`);
-//! the [`XdrEncode`]/[`XdrDecode`] impls for `String`, [`Bytes`] and `Vec<T>` are the
+//! the [`XdrEncode`]/[`XdrDecode`] impls for `String`, [`Bytes`](bytes::Bytes) and `Vec<T>` are the
 //! unbounded (`<>`) forms.
 //!
 //! ```
