@@ -20,6 +20,9 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use crate::diagnostics::{Diagnostic, Diagnostics};
+use crate::generate::{
+    arg_names, ident, interface_names, proc_name, screaming, snake, upper_camel,
+};
 use crate::model::*;
 
 /// The largest fixed length (`opaque x[N]`, `T x[N]`): such types become inline Rust
@@ -104,6 +107,38 @@ impl Sym {
             Sym::Struct(_) => "a struct",
             Sym::Union(_) => "a union",
             Sym::Variant(..) => "an enum variant",
+        }
+    }
+}
+
+/// A name in the generated Rust code and the IDL item it comes from.
+struct RustName<'s> {
+    /// The Rust identifier as generated (`FooBar`, `r#type`, `self_`).
+    rust: String,
+    /// The IDL name, if the item has one (identical IDL names are reported elsewhere).
+    idl: Option<&'s str>,
+    /// The IDL item for messages (`` `foo_bar` ``, `unnamed argument 2`).
+    shown: String,
+    span: Span,
+    /// How the item gets the Rust name ("becomes `FooBar`", "generates the server `CalcServer`").
+    how: String,
+    /// Which IDL item this is: items that collide are reported once per pair.
+    item: usize,
+    /// Whether the item is an interface.
+    interface: bool,
+}
+
+impl<'s> RustName<'s> {
+    /// The Rust name an IDL name becomes.
+    fn plain(name: &'s Ident, rust: String, item: usize) -> Self {
+        RustName {
+            how: format!("becomes `{rust}`"),
+            rust,
+            idl: Some(&name.name),
+            shown: format!("`{}`", name.name),
+            span: name.span,
+            item,
+            interface: false,
         }
     }
 }
@@ -669,12 +704,193 @@ impl Checker {
                 _ => {}
             }
         }
+        self.rust_names(spec);
         let mut plan = Plan {
             boxed: self.recursion(spec),
             ..Plan::default()
         };
         self.interfaces(spec, &mut plan);
         plan
+    }
+
+    // ---- generated Rust names -----------------------------------------------------
+
+    /// Reports distinct IDL names that the generator would turn into the same Rust name
+    /// in the same Rust namespace (`foo_bar` and `FooBar` both become `FooBar`). The
+    /// names come from generate.rs's own conversions, so the two cannot drift apart.
+    /// Identical IDL names are reported by the duplicate-name rules instead, and union
+    /// variants need no rule: the generator appends case labels until they are unique.
+    fn rust_names(&mut self, spec: &Spec) {
+        const TYPE_NOTE: &str =
+            "structs, enums, unions and typedefs become Rust types named in UpperCamelCase, in one Rust namespace";
+        const INTERFACE_TYPE_NOTE: &str =
+            "an interface `Name` becomes the trait `Name` and the types `NameClient`, `NameBlockingClient` and `NameServer` (with `V<version>` after `Name` when two interfaces share a name), in one Rust namespace with the file's types";
+        const VALUE_NOTE: &str = "constants become Rust constants named in SCREAMING_SNAKE_CASE";
+        const INTERFACE_VALUE_NOTE: &str =
+            "an interface `Name` defines the statics `NAME_INTERFACE` and `NAME_PROCEDURES`, in one Rust namespace with the constants (named in SCREAMING_SNAKE_CASE)";
+
+        // Items are the definitions' indices, then `definitions.len() + interface index`.
+        let mut types = Vec::new();
+        let mut values = Vec::new();
+        for (i, def) in spec.definitions.iter().enumerate() {
+            let name = def.name();
+            let (rust, out) = match def {
+                Definition::Const(_) => (ident(&screaming(&name.name)), &mut values),
+                _ => (ident(&upper_camel(&name.name)), &mut types),
+            };
+            out.push(RustName::plain(name, rust.to_string(), i));
+        }
+        let bases = interface_names(&spec.interfaces);
+        for (k, (iface, base)) in spec.interfaces.iter().zip(bases).enumerate() {
+            let item = spec.definitions.len() + k;
+            let made = |rust: String, what: &str| RustName {
+                how: format!("generates the {what} `{rust}`"),
+                rust,
+                idl: Some(&iface.name.name),
+                shown: format!("`{}`", iface.name.name),
+                span: iface.name.span,
+                item,
+                interface: true,
+            };
+            // The same names as `Generator::interface` gives its items.
+            let mut named = RustName::plain(&iface.name, ident(&base).to_string(), item);
+            named.how = format!("becomes the trait `{}`", named.rust);
+            named.interface = true;
+            types.push(named);
+            types.push(made(format!("{base}Client"), "async client"));
+            types.push(made(format!("{base}BlockingClient"), "blocking client"));
+            types.push(made(format!("{base}Server"), "server"));
+            let screaming_base = screaming(&base);
+            values.push(made(format!("{screaming_base}_INTERFACE"), "static"));
+            values.push(made(format!("{screaming_base}_PROCEDURES"), "static"));
+        }
+        let mut reported = HashSet::new();
+        self.rust_collisions(types, &mut reported, |a, b| {
+            if a.interface || b.interface {
+                INTERFACE_TYPE_NOTE
+            } else {
+                TYPE_NOTE
+            }
+        });
+        self.rust_collisions(values, &mut reported, |a, b| {
+            if a.interface || b.interface {
+                INTERFACE_VALUE_NOTE
+            } else {
+                VALUE_NOTE
+            }
+        });
+
+        for def in &spec.definitions {
+            match def {
+                Definition::Struct(s) => {
+                    let fields = s
+                        .fields
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, f)| f.ty != Type::Void) // already reported
+                        .map(|(i, f)| {
+                            RustName::plain(&f.name, ident(&snake(&f.name.name)).to_string(), i)
+                        })
+                        .collect();
+                    self.rust_collisions(fields, &mut HashSet::new(), |_, _| {
+                        "struct fields become Rust fields named in snake_case"
+                    });
+                }
+                Definition::Enum(e) => {
+                    let variants = e
+                        .variants
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| {
+                            RustName::plain(
+                                &v.name,
+                                ident(&upper_camel(&v.name.name)).to_string(),
+                                i,
+                            )
+                        })
+                        .collect();
+                    self.rust_collisions(variants, &mut HashSet::new(), |_, _| {
+                        "enum variants become Rust variants named in UpperCamelCase"
+                    });
+                }
+                _ => {}
+            }
+        }
+
+        for iface in &spec.interfaces {
+            let procs = iface
+                .procedures
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    RustName::plain(&p.name, ident(&proc_name(&p.name.name)).to_string(), i)
+                })
+                .collect();
+            self.rust_collisions(procs, &mut HashSet::new(), |_, _| {
+                "procedures become methods of the generated clients and server trait, named in snake_case; names the clients use themselves (`new`, `client`, `with_options`, ...) get a trailing `_`"
+            });
+            for proc in &iface.procedures {
+                let args = proc
+                    .args
+                    .iter()
+                    .zip(arg_names(proc))
+                    .enumerate()
+                    .map(|(i, (arg, rust))| match &arg.name {
+                        Some(name) => RustName::plain(name, rust.to_string(), i),
+                        None => {
+                            let rust = rust.to_string();
+                            RustName {
+                                how: format!("becomes `{rust}`"),
+                                rust,
+                                idl: None,
+                                shown: format!("unnamed argument {}", i + 1),
+                                span: arg.span,
+                                item: i,
+                                interface: false,
+                            }
+                        }
+                    })
+                    .collect();
+                self.rust_collisions(args, &mut HashSet::new(), |_, _| {
+                    "arguments become Rust parameters named in snake_case; unnamed ones are `arg1`, `arg2`, ..., and names the generated code uses itself (`ctx`, `args`, `w`, ...) get a trailing `_`"
+                });
+            }
+        }
+    }
+
+    /// Reports each pair of items (in source order) whose Rust names in `names` (one
+    /// namespace) are equal, once per pair across calls sharing `reported`.
+    fn rust_collisions(
+        &mut self,
+        mut names: Vec<RustName<'_>>,
+        reported: &mut HashSet<(usize, usize)>,
+        note: impl Fn(&RustName<'_>, &RustName<'_>) -> &'static str,
+    ) {
+        names.sort_by_key(|n| n.span.start);
+        let mut first: HashMap<&str, usize> = HashMap::new();
+        for (k, second) in names.iter().enumerate() {
+            let Some(&f) = first.get(second.rust.as_str()) else {
+                first.insert(&second.rust, k);
+                continue;
+            };
+            let first = &names[f];
+            let same_idl_name = first.idl.is_some() && first.idl == second.idl;
+            if same_idl_name || !reported.insert((first.item, second.item)) {
+                continue;
+            }
+            self.errors.push(
+                Diagnostic::error(
+                    format!(
+                        "{} and {} both become the Rust name `{}`",
+                        first.shown, second.shown, second.rust
+                    ),
+                    second.span,
+                    format!("also {}", second.how),
+                )
+                .with_secondary(first.span, first.how.clone())
+                .with_note(note(first, second)),
+            );
+        }
     }
 
     fn struct_rules(&mut self, s: &StructDef) {

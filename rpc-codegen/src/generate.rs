@@ -1247,7 +1247,7 @@ impl<'a> Generator<'a> {
 
 /// The Rust base names of the interfaces (`Calc` → `CalcClient`, `CALC_INTERFACE`, ...):
 /// the camel-case name, with `V<version>` appended when two interfaces share a name.
-fn interface_names(interfaces: &[Interface]) -> Vec<String> {
+pub(crate) fn interface_names(interfaces: &[Interface]) -> Vec<String> {
     let camel: Vec<String> = interfaces
         .iter()
         .map(|i| upper_camel(&i.name.name))
@@ -1270,7 +1270,7 @@ fn interface_names(interfaces: &[Interface]) -> Vec<String> {
 }
 
 /// The generated names of a procedure's arguments.
-fn arg_names(p: &Procedure) -> Vec<RIdent> {
+pub(crate) fn arg_names(p: &Procedure) -> Vec<RIdent> {
     const LOCALS: &[&str] = &[
         "w",
         "r",
@@ -1301,7 +1301,7 @@ fn arg_names(p: &Procedure) -> Vec<RIdent> {
 }
 
 /// The Rust method name of a procedure.
-fn proc_name(name: &str) -> String {
+pub(crate) fn proc_name(name: &str) -> String {
     const RESERVED: &[&str] = &[
         "new",
         "from_client",
@@ -1427,7 +1427,7 @@ const KEYWORDS: &[&str] = &[
 ];
 
 /// An identifier, escaped if it is a Rust keyword.
-fn ident(name: &str) -> RIdent {
+pub(crate) fn ident(name: &str) -> RIdent {
     let name = if name.is_empty() { "_x" } else { name };
     match name {
         "self" | "Self" | "super" | "crate" | "_" => format_ident!("{}_", name),

@@ -642,6 +642,215 @@ fn several_errors_are_all_reported_in_source_order() {
     assert_eq!(first.line_col(err.source_text()), (1, 12));
 }
 
+// ---- generated Rust names ----------------------------------------------------------
+
+#[test]
+fn types_collide_after_camel_case() {
+    check(
+        "struct foo_bar { int x; };\nstruct FooBar { int y; };\n",
+        "\
+error: `foo_bar` and `FooBar` both become the Rust name `FooBar`
+ --> t.idl:2:8
+  |
+1 | struct foo_bar { int x; };
+  |        ------- becomes `FooBar`
+2 | struct FooBar { int y; };
+  |        ^^^^^^ also becomes `FooBar`
+  |
+  = note: structs, enums, unions and typedefs become Rust types named in UpperCamelCase, in one Rust namespace",
+    );
+}
+
+#[test]
+fn struct_collides_with_generated_client() {
+    check(
+        "struct CalcClient { int x; };\ninterface Calc { int f(); };\n",
+        "\
+error: `CalcClient` and `Calc` both become the Rust name `CalcClient`
+ --> t.idl:2:11
+  |
+1 | struct CalcClient { int x; };
+  |        ---------- becomes `CalcClient`
+2 | interface Calc { int f(); };
+  |           ^^^^ also generates the async client `CalcClient`
+  |
+  = note: an interface `Name` becomes the trait `Name` and the types `NameClient`, `NameBlockingClient` and `NameServer` (with `V<version>` after `Name` when two interfaces share a name), in one Rust namespace with the file's types",
+    );
+}
+
+#[test]
+fn versioned_interface_names_collide() {
+    // Two `Calc`s become `CalcV1` and `CalcV2`; the interface `CalcV1` keeps its name.
+    check(
+        "interface Calc version 1 { int f(); };\ninterface Calc version 2 { int f(); };\ninterface CalcV1 { int g(); };\n",
+        "\
+error: `Calc` and `CalcV1` both become the Rust name `CalcV1`
+ --> t.idl:3:11
+  |
+1 | interface Calc version 1 { int f(); };
+  |           ---- becomes the trait `CalcV1`
+2 | interface Calc version 2 { int f(); };
+3 | interface CalcV1 { int g(); };
+  |           ^^^^^^ also becomes the trait `CalcV1`
+  |
+  = note: an interface `Name` becomes the trait `Name` and the types `NameClient`, `NameBlockingClient` and `NameServer` (with `V<version>` after `Name` when two interfaces share a name), in one Rust namespace with the file's types",
+    );
+}
+
+#[test]
+fn constants_collide_after_screaming_case() {
+    check(
+        "const maxName = 1;\nconst MAX_NAME = 2;\n",
+        "\
+error: `maxName` and `MAX_NAME` both become the Rust name `MAX_NAME`
+ --> t.idl:2:7
+  |
+1 | const maxName = 1;
+  |       ------- becomes `MAX_NAME`
+2 | const MAX_NAME = 2;
+  |       ^^^^^^^^ also becomes `MAX_NAME`
+  |
+  = note: constants become Rust constants named in SCREAMING_SNAKE_CASE",
+    );
+}
+
+#[test]
+fn constant_collides_with_interface_static() {
+    check(
+        "interface Calc { int f(); };\nconst CALC_INTERFACE = 1;\n",
+        "\
+error: `Calc` and `CALC_INTERFACE` both become the Rust name `CALC_INTERFACE`
+ --> t.idl:2:7
+  |
+1 | interface Calc { int f(); };
+  |           ---- generates the static `CALC_INTERFACE`
+2 | const CALC_INTERFACE = 1;
+  |       ^^^^^^^^^^^^^^ also becomes `CALC_INTERFACE`
+  |
+  = note: an interface `Name` defines the statics `NAME_INTERFACE` and `NAME_PROCEDURES`, in one Rust namespace with the constants (named in SCREAMING_SNAKE_CASE)",
+    );
+}
+
+#[test]
+fn struct_fields_collide_after_snake_case() {
+    check(
+        "struct Point {\n  int numItems;\n  int num_items;\n};\n",
+        "\
+error: `numItems` and `num_items` both become the Rust name `num_items`
+ --> t.idl:3:7
+  |
+2 |   int numItems;
+  |       -------- becomes `num_items`
+3 |   int num_items;
+  |       ^^^^^^^^^ also becomes `num_items`
+  |
+  = note: struct fields become Rust fields named in snake_case",
+    );
+}
+
+#[test]
+fn enum_variants_collide_after_camel_case() {
+    check(
+        "enum Op { ADD, Add };\n",
+        "\
+error: `ADD` and `Add` both become the Rust name `Add`
+ --> t.idl:1:16
+  |
+1 | enum Op { ADD, Add };
+  |           ---  ^^^ also becomes `Add`
+  |           |
+  |           becomes `Add`
+  |
+  = note: enum variants become Rust variants named in UpperCamelCase",
+    );
+}
+
+#[test]
+fn procedures_collide_after_snake_case() {
+    check(
+        "interface Calc {\n  int getValue();\n  int get_value();\n};\n",
+        "\
+error: `getValue` and `get_value` both become the Rust name `get_value`
+ --> t.idl:3:7
+  |
+2 |   int getValue();
+  |       -------- becomes `get_value`
+3 |   int get_value();
+  |       ^^^^^^^^^ also becomes `get_value`
+  |
+  = note: procedures become methods of the generated clients and server trait, named in snake_case; names the clients use themselves (`new`, `client`, `with_options`, ...) get a trailing `_`",
+    );
+}
+
+#[test]
+fn escaped_procedure_collides() {
+    check(
+        "interface Calc {\n  int new();\n  int new_();\n};\n",
+        "\
+error: `new` and `new_` both become the Rust name `new_`
+ --> t.idl:3:7
+  |
+2 |   int new();
+  |       --- becomes `new_`
+3 |   int new_();
+  |       ^^^^ also becomes `new_`
+  |
+  = note: procedures become methods of the generated clients and server trait, named in snake_case; names the clients use themselves (`new`, `client`, `with_options`, ...) get a trailing `_`",
+    );
+}
+
+#[test]
+fn arguments_collide_after_snake_case() {
+    check(
+        "interface Calc {\n  int f(int fooBar, int foo_bar);\n};\n",
+        "\
+error: `fooBar` and `foo_bar` both become the Rust name `foo_bar`
+ --> t.idl:2:25
+  |
+2 |   int f(int fooBar, int foo_bar);
+  |             ------      ^^^^^^^ also becomes `foo_bar`
+  |             |
+  |             becomes `foo_bar`
+  |
+  = note: arguments become Rust parameters named in snake_case; unnamed ones are `arg1`, `arg2`, ..., and names the generated code uses itself (`ctx`, `args`, `w`, ...) get a trailing `_`",
+    );
+}
+
+#[test]
+fn unnamed_argument_collides() {
+    check(
+        "interface Calc {\n  int f(int, int arg1);\n};\n",
+        "\
+error: unnamed argument 1 and `arg1` both become the Rust name `arg1`
+ --> t.idl:2:18
+  |
+2 |   int f(int, int arg1);
+  |         ---      ^^^^ also becomes `arg1`
+  |         |
+  |         becomes `arg1`
+  |
+  = note: arguments become Rust parameters named in snake_case; unnamed ones are `arg1`, `arg2`, ..., and names the generated code uses itself (`ctx`, `args`, `w`, ...) get a trailing `_`",
+    );
+}
+
+#[test]
+fn same_idl_name_is_reported_once() {
+    // Already a duplicate-name error: no second "both become" error for it.
+    let err = parse_and_check(
+        "t.idl",
+        "interface Calc { int f(); };\nstruct Calc { int x; };\ninterface calc { int f(); };\n",
+    )
+    .unwrap_err();
+    let messages: Vec<&str> = err.iter().map(|d| d.message.as_str()).collect();
+    assert_eq!(
+        messages,
+        [
+            "the name `Calc` is used by both an interface and a struct",
+            "`Calc` and `calc` both become the Rust name `CalcV1`",
+        ]
+    );
+}
+
 // ---- positive cases ----------------------------------------------------------------
 
 const SEED: &str = "interface {\n  int func1(int arg1);\n  int func2(int arg1, int arg2);\n};\n";
@@ -939,6 +1148,25 @@ fn c_style_typedefs_and_bool_unions() {
         .map(|d| d.name().name.as_str())
         .collect();
     assert_eq!(names, ["pt", "ab", "u"]);
+}
+
+#[test]
+fn distinct_rust_names_are_accepted() {
+    // Union variants are de-duplicated by the generator (`X`, `XCase1`), interfaces
+    // sharing a name get `V<version>`, and items in different Rust namespaces may
+    // share a name.
+    parse_and_check(
+        "t.idl",
+        "union U switch (int d) { case 0: int x; case 1: int X; };
+         interface Calc version 1 { int f(); };
+interface calc version 2 { int f(); };
+         const point = 1;
+struct POINT { int point; };
+enum E { POINT_A };
+struct S { int pointA; };
+",
+    )
+    .unwrap();
 }
 
 #[test]
