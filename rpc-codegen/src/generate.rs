@@ -1145,7 +1145,7 @@ impl<'a> Generator<'a> {
                 };
                 quote! {
                     #number => {
-                        let decoded = decode_args(&args, #decode);
+                        let decoded = ::rpc_core::server::decode_args(&args, #decode);
                         let inner = ::std::sync::Arc::clone(&self.inner);
                         ::std::boxed::Box::pin(async move {
                             #unpack
@@ -1159,23 +1159,6 @@ impl<'a> Generator<'a> {
             (quote!(_ctx), quote!(_args))
         } else {
             (quote!(ctx), quote!(args))
-        };
-        let decode_args_fn = if call_arms.is_empty() {
-            TokenStream::new()
-        } else {
-            quote! {
-                /// Decodes a whole argument payload (trailing bytes are an error too); a
-                /// failure is answered with `Status::BadArguments` and the handler never runs.
-                fn decode_args<A>(
-                    args: &::rpc_core::__private::Bytes,
-                    decode: impl ::core::ops::FnOnce(&mut ::rpc_core::xdr::XdrReader<'_>) -> ::core::result::Result<A, ::rpc_core::xdr::XdrError>,
-                ) -> ::core::result::Result<A, ::rpc_core::Status> {
-                    let mut r = ::rpc_core::xdr::XdrReader::new(args);
-                    let decoded = decode(&mut r).map_err(::rpc_core::server::bad_arguments)?;
-                    r.finish().map_err(::rpc_core::server::bad_arguments)?;
-                    Ok(decoded)
-                }
-            }
         };
         let server_doc = doc(&format!(
             "Serves an implementation of [`{base}`] (the `{iname}` interface): add it to a server with \
@@ -1229,7 +1212,6 @@ impl<'a> Generator<'a> {
                     #ctx_param: ::rpc_core::CallContext,
                     #args_param: ::rpc_core::__private::Bytes,
                 ) -> ::rpc_core::server::ServiceFuture {
-                    #decode_args_fn
                     match procedure {
                         #(#call_arms)*
                         _ => ::std::boxed::Box::pin(::core::future::ready(Err(

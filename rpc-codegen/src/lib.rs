@@ -53,10 +53,10 @@ pub fn parse_and_check(
 }
 
 // generator: added by the lead
-pub mod generate;
 mod builder;
-pub use builder::Builder;
+pub mod generate;
 pub use builder::BuildError;
+pub use builder::Builder;
 
 /// Parses, checks and generates: the Rust source of one IDL file (what
 /// [`Builder`] writes to `OUT_DIR` and what `rpc_macros::idl!` expands to).

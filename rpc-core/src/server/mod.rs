@@ -38,7 +38,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 pub use context::CallContext;
-pub use service::{bad_arguments, encode_result, Service, ServiceFuture};
+pub use service::{bad_arguments, decode_args, encode_result, Service, ServiceFuture};
 
 use crate::error::{Status, TransportError};
 use crate::frame::{Frame, FrameError, FrameHeader, FrameKind, PROTOCOL_VERSION};

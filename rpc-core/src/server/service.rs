@@ -6,7 +6,7 @@ use bytes::Bytes;
 use crate::error::Status;
 use crate::interface::InterfaceInfo;
 use crate::server::CallContext;
-use crate::xdr::{XdrError, XdrWriter};
+use crate::xdr::{XdrError, XdrReader, XdrWriter};
 
 /// The future a [`Service`] returns for one call: the XDR-encoded result or a status.
 pub type ServiceFuture = Pin<Box<dyn Future<Output = Result<Bytes, Status>> + Send + 'static>>;
@@ -28,6 +28,19 @@ pub fn bad_arguments(e: XdrError) -> Status {
     Status::BadArguments {
         message: e.to_string(),
     }
+}
+
+/// Decodes a whole argument payload with `decode` (for generated code): a decoding
+/// error, or bytes left after the last argument, is [`Status::BadArguments`], and the
+/// handler never runs.
+pub fn decode_args<A>(
+    args: &Bytes,
+    decode: impl FnOnce(&mut XdrReader<'_>) -> Result<A, XdrError>,
+) -> Result<A, Status> {
+    let mut r = XdrReader::new(args);
+    let decoded = decode(&mut r).map_err(bad_arguments)?;
+    r.finish().map_err(bad_arguments)?;
+    Ok(decoded)
 }
 
 /// Encodes a handler's result (for generated code): a result that breaks its own
