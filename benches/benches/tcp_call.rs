@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use benches::echo::{echo, EchoService};
 use benches::{raw_tcp_echo_server, RawTcpPinger};
 use criterion::{criterion_group, criterion_main, Criterion};
-use rpc_core::transport::{memory, Channel, Listener};
+use rpc_core::frame::{Frame, FrameHeader, FrameKind};
+use rpc_core::transport::{memory, Channel, FrameReceiver, Listener};
 use rpc_core::{Client, Server};
 use rpc_transport_tcp::{TcpChannel, TcpListener};
 use tokio::runtime::Runtime;
@@ -59,6 +60,42 @@ fn roundtrip(c: &mut Criterion) {
                 let start = Instant::now();
                 for _ in 0..iters {
                     p.ping().await.unwrap();
+                }
+                start.elapsed()
+            }))
+            .unwrap()
+        })
+    });
+
+    // The transport alone: frames echoed by a task on the accepted connection, with no
+    // RPC runtime on either side (writer tasks and framing included).
+    let (frame_tx, frame_rx) = rt.block_on(async {
+        let mut listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let channel = TcpChannel::new(listener.local_addr());
+        let client = channel.connect().await.unwrap();
+        let mut server = listener.accept().await.unwrap();
+        tokio::spawn(async move {
+            let _listener = listener;
+            while let Ok(Some(frame)) = server.receiver.recv().await {
+                let reply = FrameHeader::answer(&frame.header, FrameKind::Reply, 1);
+                if server.sender.send(Frame::new(reply, frame.payload)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        (client.sender, Arc::new(tokio::sync::Mutex::new(client.receiver)))
+    });
+    group.bench_function("tcp_transport_frame_echo", |b| {
+        b.iter_custom(|iters| {
+            let (tx, rx) = (frame_tx.clone(), frame_rx.clone());
+            rt.block_on(rt.spawn(async move {
+                let mut rx = rx.lock().await;
+                let payload = bytes::Bytes::from_static(&[0x5a; SIZE + 4]);
+                let start = Instant::now();
+                for i in 0..iters {
+                    let header = FrameHeader::call(1, i, 1, 1, 1);
+                    tx.send(Frame::new(header, payload.clone())).await.unwrap();
+                    rx.recv().await.unwrap().unwrap();
                 }
                 start.elapsed()
             }))
