@@ -78,12 +78,20 @@ fn roundtrip(c: &mut Criterion) {
             let _listener = listener;
             while let Ok(Some(frame)) = server.receiver.recv().await {
                 let reply = FrameHeader::answer(&frame.header, FrameKind::Reply, 1);
-                if server.sender.send(Frame::new(reply, frame.payload)).await.is_err() {
+                if server
+                    .sender
+                    .send(Frame::new(reply, frame.payload))
+                    .await
+                    .is_err()
+                {
                     break;
                 }
             }
         });
-        (client.sender, Arc::new(tokio::sync::Mutex::new(client.receiver)))
+        (
+            client.sender,
+            Arc::new(tokio::sync::Mutex::new(client.receiver)),
+        )
     });
     group.bench_function("tcp_transport_frame_echo", |b| {
         b.iter_custom(|iters| {
