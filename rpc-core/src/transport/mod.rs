@@ -4,10 +4,12 @@
 //! transport: the client is generic over a [`Channel`] (how to connect to a server), the
 //! server over a [`Listener`] (how to accept connections). Both yield a [`Connection`]:
 //!
-//! * its [`FrameSender`] is the bounded queue of outgoing frames. The transport owns the
-//!   other end (a [`FrameOutbox`]) and drains it from a writer task, batching whatever
-//!   is queued into one vectored write. Senders wait (asynchronously) when the queue is
-//!   full; when the writer dies, sends fail with [`TransportError::Closed`].
+//! * its [`FrameSender`] takes outgoing frames: either a bounded queue whose other end (a
+//!   [`FrameOutbox`]) the transport drains from a writer task, batching whatever is
+//!   queued into one vectored write (TCP), or the transport's own [`FrameSink`], which
+//!   takes each frame in the sender's task (reliable UDP). Senders wait (asynchronously)
+//!   when there is no room; when the connection dies, sends fail with
+//!   [`TransportError::Closed`].
 //! * its receiver ([`FrameReceiver`]) is polled directly by the runtime's own task (the
 //!   client's reply reader, the server's dispatch loop), so a received frame costs no
 //!   task hand-off before the runtime sees it.
@@ -16,6 +18,8 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use tokio::sync::mpsc;
 
@@ -25,10 +29,61 @@ use crate::frame::Frame;
 /// Default capacity of a connection's outgoing frame queue.
 pub const DEFAULT_SEND_QUEUE: usize = 1024;
 
-/// The sending half of a connection: a bounded queue drained by the transport's writer.
-#[derive(Debug, Clone)]
+/// The sending half of a connection.
+///
+/// Either a bounded queue drained by the transport's writer task ([`frame_queue`]: TCP,
+/// the in-process transport), or a transport's own [`FrameSink`] that takes the frame in
+/// the caller's task ([`FrameSender::from_sink`]: reliable UDP hands it straight to its
+/// protocol core and the socket). Cheap to clone; clones feed the same connection.
+#[derive(Clone)]
 pub struct FrameSender {
-    tx: mpsc::Sender<Frame>,
+    inner: SenderInner,
+}
+
+#[derive(Clone)]
+enum SenderInner {
+    Queue(mpsc::Sender<Frame>),
+    Sink(Arc<dyn FrameSink>),
+}
+
+impl std::fmt::Debug for FrameSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match &self.inner {
+            SenderInner::Queue(_) => "queue",
+            SenderInner::Sink(_) => "sink",
+        };
+        f.debug_struct("FrameSender")
+            .field("kind", &kind)
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+/// Why [`FrameSink::try_send`] did not take a frame.
+#[derive(Debug)]
+pub enum TrySendError {
+    /// No room now (e.g. the send window is full); the frame is handed back. The sender
+    /// waits with [`FrameSink::poll_ready`] and tries again.
+    Full(Frame),
+    /// The connection is gone.
+    Closed(TransportError),
+}
+
+/// A transport's own way to take frames in the sender's task, without a writer task.
+///
+/// Implementations must be non-blocking: `try_send` either takes the frame or says why
+/// not at once, and `poll_ready` registers the waker to be woken when room may have
+/// appeared (or the connection closed).
+pub trait FrameSink: Send + Sync + 'static {
+    /// Takes `frame` now, or hands it back.
+    fn try_send(&self, frame: Frame) -> Result<(), TrySendError>;
+
+    /// `Ready(Ok)` when a `try_send` may succeed, `Ready(Err)` when the connection is
+    /// gone; otherwise registers `cx`'s waker and returns `Pending`.
+    fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<Result<(), TransportError>>;
+
+    /// Whether the connection is gone.
+    fn is_closed(&self) -> bool;
 }
 
 /// The transport's end of a connection's outgoing queue.
@@ -40,40 +95,73 @@ pub struct FrameOutbox {
 /// A bounded outgoing frame queue holding at most `capacity` frames.
 pub fn frame_queue(capacity: usize) -> (FrameSender, FrameOutbox) {
     let (tx, rx) = mpsc::channel(capacity.max(1));
-    (FrameSender { tx }, FrameOutbox { rx })
+    (
+        FrameSender {
+            inner: SenderInner::Queue(tx),
+        },
+        FrameOutbox { rx },
+    )
 }
 
 impl FrameSender {
-    /// Queues a frame, waiting while the queue is full.
-    pub async fn send(&self, frame: Frame) -> Result<(), TransportError> {
-        self.tx
-            .send(frame)
-            .await
-            .map_err(|_| TransportError::Closed)
-    }
-
-    /// Queues a frame if there is room right now; `Ok(false)` if the queue is full.
-    pub fn try_send(&self, frame: Frame) -> Result<bool, TransportError> {
-        match self.tx.try_send(frame) {
-            Ok(()) => Ok(true),
-            Err(mpsc::error::TrySendError::Full(_)) => Ok(false),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(TransportError::Closed),
+    /// A sender backed by a transport's own sink.
+    pub fn from_sink(sink: Arc<dyn FrameSink>) -> Self {
+        FrameSender {
+            inner: SenderInner::Sink(sink),
         }
     }
 
-    /// Whether the transport's writer has gone away.
-    pub fn is_closed(&self) -> bool {
-        self.tx.is_closed()
+    /// Hands a frame to the transport, waiting while there is no room.
+    pub async fn send(&self, frame: Frame) -> Result<(), TransportError> {
+        match &self.inner {
+            SenderInner::Queue(tx) => tx.send(frame).await.map_err(|_| TransportError::Closed),
+            SenderInner::Sink(sink) => {
+                let mut frame = frame;
+                loop {
+                    match sink.try_send(frame) {
+                        Ok(()) => return Ok(()),
+                        Err(TrySendError::Closed(e)) => return Err(e),
+                        Err(TrySendError::Full(back)) => {
+                            frame = back;
+                            std::future::poll_fn(|cx| sink.poll_ready(cx)).await?;
+                        }
+                    }
+                }
+            }
+        }
     }
 
-    /// Resolves when the transport's writer has gone away.
-    pub async fn closed(&self) {
-        self.tx.closed().await
+    /// Hands a frame over if there is room right now; `Ok(false)` if there is none.
+    pub fn try_send(&self, frame: Frame) -> Result<bool, TransportError> {
+        match &self.inner {
+            SenderInner::Queue(tx) => match tx.try_send(frame) {
+                Ok(()) => Ok(true),
+                Err(mpsc::error::TrySendError::Full(_)) => Ok(false),
+                Err(mpsc::error::TrySendError::Closed(_)) => Err(TransportError::Closed),
+            },
+            SenderInner::Sink(sink) => match sink.try_send(frame) {
+                Ok(()) => Ok(true),
+                Err(TrySendError::Full(_)) => Ok(false),
+                Err(TrySendError::Closed(e)) => Err(e),
+            },
+        }
+    }
+
+    /// Whether the connection is gone.
+    pub fn is_closed(&self) -> bool {
+        match &self.inner {
+            SenderInner::Queue(tx) => tx.is_closed(),
+            SenderInner::Sink(sink) => sink.is_closed(),
+        }
     }
 
     /// Whether both senders feed the same connection.
     pub fn same_connection(&self, other: &FrameSender) -> bool {
-        self.tx.same_channel(&other.tx)
+        match (&self.inner, &other.inner) {
+            (SenderInner::Queue(a), SenderInner::Queue(b)) => a.same_channel(b),
+            (SenderInner::Sink(a), SenderInner::Sink(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
     }
 }
 
