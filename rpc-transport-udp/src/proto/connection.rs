@@ -1,0 +1,983 @@
+//! One reliable connection to one peer: the protocol's state machine.
+//!
+//! ```text
+//!  client: connect()                               server: Init from a new peer
+//!      │ send Init (retransmitted on RTO)                 │ send Accept
+//!      ▼                                                  │
+//!  ┌─────────────┐   Accept (our incarnation)    ┌─────────────┐
+//!  │ Handshaking │ ─────────────────────────────▶│ Established │◀──┘
+//!  └─────────────┘                               └─────────────┘
+//!      │ peer silent for peer_timeout                 │ close()              → send Close
+//!      │ or Init retransmitted max_retransmits        │ Close / Reset received
+//!      ▼                                              │ peer silent (peer_timeout with data
+//!  ┌────────────────────┐                             │   in flight, or idle_timeout)
+//!  │ Closed(reason)     │◀────────────────────────────┘ a datagram retransmitted too often
+//!  └────────────────────┘                               an incomplete message timed out
+//!      │ Close sent (if the reason calls for one)
+//!      ▼
+//!   drained: the endpoint frees it
+//! ```
+//!
+//! Sending: a message is cut into fragments ([`packet::fragment_range`]); each fragment
+//! gets the next sequence number when it is first sent, keeps it across retransmissions,
+//! and stays in the in-flight table until acknowledged. At most `min(send_window, peer's
+//! receive window)` fragments are in flight. A fragment is retransmitted when the
+//! retransmission timer fires (RFC 6298: one timer, restarted when new data is acked,
+//! exponential backoff) or, sooner, when a datagram sent after it with a sequence number
+//! `reorder_threshold` higher is acknowledged (fast retransmit).
+//!
+//! Receiving: the [`RecvWindow`] classifies each sequence number; fragments go to the
+//! [`Reassembler`], and a message is handed up as soon as its last fragment arrives,
+//! whatever happened to other messages. Every datagram carries the cumulative ack and
+//! selective-ack ranges; an ack waits at most `ack_delay` alone, and goes out at once
+//! after a gap, a duplicate, a keepalive, or every `ack_every` datagrams.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::config::Config;
+use super::packet::{
+    self, AckInfo, Body, Packet, SackRanges, DATA_SACK_RANGES, MAX_SACK_RANGES,
+};
+use super::reassembly::{GlobalBudget, Insert, Reassembler};
+use super::rtt::RttEstimator;
+use super::timer::{Timer, TimerTable};
+use super::window::{RecvWindow, Seen};
+
+/// Which end of the connection this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// Opened the connection with a handshake.
+    Client,
+    /// Accepted it.
+    Server,
+}
+
+/// Why a connection closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// This side closed it.
+    Local,
+    /// The peer sent Close with this reason code.
+    PeerClosed {
+        /// The peer's reason code ([`close_code`]).
+        code: u32,
+    },
+    /// The peer stopped answering (or never answered the handshake).
+    Unreachable,
+    /// Nothing was heard from the peer for the idle timeout.
+    Idle,
+    /// The peer no longer knows this connection (it restarted or dropped it).
+    Reset,
+    /// The peer opened a new connection with a new incarnation on the same id: it
+    /// restarted.
+    PeerRestarted,
+    /// An incomplete message timed out after its fragments were acknowledged; the
+    /// stream of messages can no longer be completed.
+    ReassemblyTimeout,
+    /// The peer broke the protocol (inconsistent fragments, oversized message).
+    ProtocolError,
+    /// The endpoint refused the connection (connection limit).
+    Refused,
+}
+
+/// Reason codes carried in Close datagrams.
+pub mod close_code {
+    /// Normal close.
+    pub const NORMAL: u32 = 0;
+    /// The sender stopped hearing from the receiver of the Close.
+    pub const IDLE: u32 = 1;
+    /// An incomplete message timed out.
+    pub const REASSEMBLY_TIMEOUT: u32 = 2;
+    /// The receiver of the Close broke the protocol.
+    pub const PROTOCOL_ERROR: u32 = 3;
+    /// The connection limit was reached.
+    pub const REFUSED: u32 = 4;
+}
+
+impl CloseReason {
+    fn close_code(self) -> Option<u32> {
+        match self {
+            CloseReason::Local => Some(close_code::NORMAL),
+            CloseReason::Idle => Some(close_code::IDLE),
+            CloseReason::ReassemblyTimeout => Some(close_code::REASSEMBLY_TIMEOUT),
+            CloseReason::ProtocolError => Some(close_code::PROTOCOL_ERROR),
+            CloseReason::Refused => Some(close_code::REFUSED),
+            // The peer is gone or already knows.
+            CloseReason::PeerClosed { .. }
+            | CloseReason::Unreachable
+            | CloseReason::Reset
+            | CloseReason::PeerRestarted => None,
+        }
+    }
+}
+
+/// What a connection reports to the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Client: the handshake completed.
+    Connected {
+        /// The server's incarnation number.
+        server_incarnation: u64,
+    },
+    /// Server: a new connection was accepted.
+    Accepted {
+        /// The client's address.
+        peer: SocketAddr,
+        /// The client's incarnation number.
+        client_incarnation: u64,
+    },
+    /// A complete message arrived.
+    Message(Bytes),
+    /// A send that was refused as full may now succeed.
+    Writable,
+    /// The connection closed; nothing more will be delivered or sent.
+    Closed(CloseReason),
+}
+
+/// Why a message was not accepted for sending.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendError {
+    /// The send backlog is full; wait for [`Event::Writable`] and try again.
+    Full(Bytes),
+    /// Longer than the maximum message size.
+    TooLarge(Bytes),
+    /// The connection is closed.
+    Closed(CloseReason),
+}
+
+/// A connection's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnectionStats {
+    /// Datagrams sent (all kinds).
+    pub datagrams_sent: u64,
+    /// Datagrams received and accepted as this connection's.
+    pub datagrams_received: u64,
+    /// Data fragments retransmitted.
+    pub retransmits: u64,
+    /// Of those, retransmitted early because later datagrams were acknowledged.
+    pub fast_retransmits: u64,
+    /// Retransmission timeouts.
+    pub rto_timeouts: u64,
+    /// Data datagrams received again (dropped, acknowledged again).
+    pub duplicates: u64,
+    /// Data datagrams beyond the receive window (dropped).
+    pub beyond_window: u64,
+    /// Data datagrams dropped unacknowledged because reassembly memory was exhausted.
+    pub over_budget: u64,
+    /// Data datagrams dropped unacknowledged because the application was not taking
+    /// messages.
+    pub paused_drops: u64,
+    /// Messages accepted for sending.
+    pub messages_sent: u64,
+    /// Messages delivered.
+    pub messages_received: u64,
+    /// Acks that acknowledged unsent sequence numbers (ignored).
+    pub invalid_acks: u64,
+    /// Smoothed RTT in microseconds (0 before the first sample).
+    pub srtt_us: u64,
+    /// Current retransmission timeout in microseconds.
+    pub rto_us: u64,
+    /// Fragments in flight.
+    pub in_flight: u64,
+}
+
+/// Endpoint-wide state a connection needs while handling an input.
+pub(crate) struct Ctx<'a> {
+    pub(crate) events: &'a mut VecDeque<Event>,
+    pub(crate) budget: &'a mut GlobalBudget,
+}
+
+#[derive(Debug)]
+enum State {
+    /// Client: Init sent, no Accept yet.
+    Handshaking {
+        /// When Init was first sent (for an RTT sample if it is never resent).
+        first_sent: Option<Instant>,
+        /// How many times Init was sent.
+        transmissions: u32,
+    },
+    Established,
+    Closed(CloseReason),
+}
+
+/// A fragment sent and not yet acknowledged.
+#[derive(Debug)]
+struct Sent {
+    frag_index: u32,
+    frag_count: u32,
+    msg_len: u32,
+    payload: Bytes,
+    first_sent: Instant,
+    last_sent: Instant,
+    transmissions: u32,
+    /// Queued for retransmission.
+    lost: bool,
+}
+
+/// A message accepted for sending whose fragments are not all sent yet.
+#[derive(Debug)]
+struct Outgoing {
+    msg: Bytes,
+    frag_count: u32,
+    next_index: u32,
+    /// Sequence number of fragment 0 once it is sent.
+    msg_id: Option<u64>,
+}
+
+/// One connection.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    pub(crate) peer: SocketAddr,
+    pub(crate) conn_id: u32,
+    side: Side,
+    state: State,
+    cfg: Config,
+    local_incarnation: u64,
+    peer_incarnation: Option<u64>,
+    peer_recv_window: u32,
+    fragment_payload: usize,
+
+    // Sending.
+    next_seq: u64,
+    /// In-flight fragments; index = seq - send_base; `None` once acknowledged.
+    sent: VecDeque<Option<Sent>>,
+    send_base: u64,
+    in_flight: usize,
+    lost: VecDeque<u64>,
+    outgoing: VecDeque<Outgoing>,
+    backlog: usize,
+    blocked: bool,
+    rtt: RttEstimator,
+    largest_acked: u64,
+    largest_acked_sent: Option<Instant>,
+
+    // Receiving.
+    window: RecvWindow,
+    reassembler: Reassembler,
+    ack_needed: bool,
+    ack_now: bool,
+    unacked_eliciting: u32,
+    /// Highest sequence number received, and when (for the ack delay field).
+    largest_recv: u64,
+    largest_recv_time: Option<Instant>,
+    paused: bool,
+
+    // Control datagrams waiting to go out.
+    init_pending: bool,
+    accept_pending: bool,
+    ping_pending: bool,
+    close_pending: Option<u32>,
+
+    timers: TimerTable,
+    last_recv: Instant,
+    last_send: Instant,
+    closed_reported: bool,
+    stats: ConnectionStats,
+}
+
+impl Connection {
+    fn new(peer: SocketAddr, conn_id: u32, side: Side, cfg: &Config, incarnation: u64, now: Instant) -> Self {
+        Connection {
+            peer,
+            conn_id,
+            side,
+            state: State::Established,
+            cfg: cfg.clone(),
+            local_incarnation: incarnation,
+            peer_incarnation: None,
+            peer_recv_window: cfg.send_window,
+            fragment_payload: packet::max_fragment_payload(cfg.max_datagram),
+            next_seq: 1,
+            sent: VecDeque::new(),
+            send_base: 1,
+            in_flight: 0,
+            lost: VecDeque::new(),
+            outgoing: VecDeque::new(),
+            backlog: 0,
+            blocked: false,
+            rtt: RttEstimator::new(cfg.rtt),
+            largest_acked: 0,
+            largest_acked_sent: None,
+            window: RecvWindow::new(cfg.recv_window),
+            reassembler: Reassembler::new(cfg.reassembly),
+            ack_needed: false,
+            ack_now: false,
+            unacked_eliciting: 0,
+            largest_recv: 0,
+            largest_recv_time: None,
+            paused: false,
+            init_pending: false,
+            accept_pending: false,
+            ping_pending: false,
+            close_pending: None,
+            timers: TimerTable::default(),
+            last_recv: now,
+            last_send: now,
+            closed_reported: false,
+            stats: ConnectionStats::default(),
+        }
+    }
+
+    /// A client connection: sends Init at once.
+    pub(crate) fn client(peer: SocketAddr, conn_id: u32, cfg: &Config, incarnation: u64, now: Instant) -> Self {
+        let mut c = Connection::new(peer, conn_id, Side::Client, cfg, incarnation, now);
+        c.state = State::Handshaking {
+            first_sent: None,
+            transmissions: 0,
+        };
+        c.init_pending = true;
+        c.arm_liveness(now);
+        c
+    }
+
+    /// A server connection for a peer's Init: established, sends Accept at once.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn server(
+        peer: SocketAddr,
+        conn_id: u32,
+        cfg: &Config,
+        incarnation: u64,
+        client_incarnation: u64,
+        peer_recv_window: u32,
+        peer_max_datagram: u32,
+        now: Instant,
+    ) -> Self {
+        let mut c = Connection::new(peer, conn_id, Side::Server, cfg, incarnation, now);
+        c.set_peer_params(client_incarnation, peer_recv_window, peer_max_datagram);
+        c.accept_pending = true;
+        c.arm_liveness(now);
+        c
+    }
+
+    fn set_peer_params(&mut self, incarnation: u64, recv_window: u32, max_datagram: u32) {
+        self.peer_incarnation = Some(incarnation);
+        self.peer_recv_window = recv_window.max(1);
+        let datagram = self.cfg.max_datagram.min(max_datagram as usize);
+        self.fragment_payload = packet::max_fragment_payload(datagram).max(1);
+    }
+
+    /// The peer's incarnation, once known.
+    pub(crate) fn peer_incarnation(&self) -> Option<u64> {
+        self.peer_incarnation
+    }
+
+    /// Whether the connection is closed.
+    pub(crate) fn close_reason(&self) -> Option<CloseReason> {
+        match self.state {
+            State::Closed(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// Closed, reported, and nothing left to send: the endpoint may free it.
+    pub(crate) fn is_drained(&self) -> bool {
+        matches!(self.state, State::Closed(_)) && self.closed_reported && self.close_pending.is_none()
+    }
+
+    /// The connection's counters.
+    pub(crate) fn stats(&self) -> ConnectionStats {
+        ConnectionStats {
+            srtt_us: self.rtt.srtt().map_or(0, |d| d.as_micros() as u64),
+            rto_us: self.rtt.rto().as_micros() as u64,
+            in_flight: self.in_flight as u64,
+            ..self.stats
+        }
+    }
+
+    /// Bytes this connection holds in reassembly.
+    pub(crate) fn reassembly_bytes(&self) -> usize {
+        self.reassembler.bytes_used()
+    }
+
+    /// Whether a [`Connection::send`] would be accepted now.
+    pub(crate) fn is_writable(&self) -> bool {
+        !matches!(self.state, State::Closed(_)) && self.backlog < self.cfg.send_buffer
+    }
+
+    /// Stops (or resumes) accepting new data: while paused, data datagrams are dropped
+    /// unacknowledged so the peer sends them again later.
+    pub(crate) fn set_paused(&mut self, paused: bool) {
+        self.paused = paused;
+    }
+
+    fn effective_window(&self) -> usize {
+        self.cfg.send_window.min(self.peer_recv_window) as usize
+    }
+
+    /// Accepts a message for sending.
+    pub(crate) fn send(&mut self, msg: Bytes) -> Result<(), SendError> {
+        if let State::Closed(reason) = self.state {
+            return Err(SendError::Closed(reason));
+        }
+        if msg.len() > self.cfg.reassembly.max_message as usize {
+            return Err(SendError::TooLarge(msg));
+        }
+        if self.backlog >= self.cfg.send_buffer {
+            self.blocked = true;
+            return Err(SendError::Full(msg));
+        }
+        self.backlog += msg.len();
+        self.stats.messages_sent += 1;
+        self.outgoing.push_back(Outgoing {
+            frag_count: 0,
+            next_index: 0,
+            msg_id: None,
+            msg,
+        });
+        Ok(())
+    }
+
+    /// Closes the connection from this side (a Close datagram is sent).
+    pub(crate) fn close(&mut self, ctx: &mut Ctx<'_>) {
+        self.enter_closed(CloseReason::Local, ctx);
+    }
+
+    fn enter_closed(&mut self, reason: CloseReason, ctx: &mut Ctx<'_>) {
+        if matches!(self.state, State::Closed(_)) {
+            return;
+        }
+        tracing::debug!(peer = %self.peer, conn_id = self.conn_id, ?reason, "connection closed");
+        self.state = State::Closed(reason);
+        self.close_pending = reason.close_code();
+        self.sent.clear();
+        self.in_flight = 0;
+        self.lost.clear();
+        self.outgoing.clear();
+        self.backlog = 0;
+        self.reassembler.clear(ctx.budget);
+        self.timers.stop_all();
+        self.init_pending = false;
+        self.accept_pending = false;
+        self.ping_pending = false;
+        self.ack_needed = false;
+        ctx.events.push_back(Event::Closed(reason));
+        self.closed_reported = true;
+    }
+
+    /// Fails the connection from outside (e.g. the endpoint learned the peer restarted).
+    pub(crate) fn fail(&mut self, reason: CloseReason, ctx: &mut Ctx<'_>) {
+        self.enter_closed(reason, ctx);
+    }
+
+    fn arm_liveness(&mut self, now: Instant) {
+        self.timers.set(Timer::Idle, self.last_recv + self.cfg.idle_timeout);
+        if self.expects_answer() {
+            self.timers.set(Timer::PeerTimeout, self.last_recv + self.cfg.peer_timeout);
+        } else {
+            self.timers.stop(Timer::PeerTimeout);
+        }
+        // Only clients send keepalives: the server learns of a dead client from the idle
+        // timeout, and one side probing is enough to keep both alive.
+        if self.side == Side::Client && matches!(self.state, State::Established) {
+            self.timers.set(Timer::Keepalive, self.last_send + self.cfg.keepalive_interval);
+        }
+        let _ = now;
+    }
+
+    /// Whether the peer owes us an answer (handshake or unacknowledged data).
+    fn expects_answer(&self) -> bool {
+        matches!(self.state, State::Handshaking { .. }) || self.in_flight > 0 || !self.outgoing.is_empty()
+    }
+
+    /// Restarts the bookkeeping timers after anything changed.
+    fn rearm(&mut self, now: Instant) {
+        if matches!(self.state, State::Closed(_)) {
+            self.timers.stop_all();
+            return;
+        }
+        self.arm_liveness(now);
+        match self.reassembler.next_expiry() {
+            Some(at) => self.timers.set(Timer::Reassembly, at),
+            None => self.timers.stop(Timer::Reassembly),
+        }
+        let sending_data = self.in_flight > 0;
+        let handshaking = matches!(self.state, State::Handshaking { .. });
+        if !sending_data && !handshaking {
+            self.timers.stop(Timer::Retransmit);
+        }
+    }
+
+    /// The earliest timer deadline.
+    pub(crate) fn next_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    /// Handles one parsed datagram from the peer.
+    pub(crate) fn handle_packet(&mut self, pkt: Packet, now: Instant, ctx: &mut Ctx<'_>) {
+        if matches!(self.state, State::Closed(_)) {
+            return;
+        }
+        self.stats.datagrams_received += 1;
+        self.last_recv = now;
+        match pkt.body {
+            Body::Init { .. } => {
+                // A retransmitted Init from the same incarnation (the endpoint routes
+                // other incarnations elsewhere): our Accept was lost.
+                if self.side == Side::Server {
+                    self.accept_pending = true;
+                }
+            }
+            Body::Accept {
+                client_incarnation,
+                server_incarnation,
+                recv_window,
+                max_datagram,
+            } => {
+                if let State::Handshaking {
+                    first_sent,
+                    transmissions,
+                } = self.state
+                {
+                    if client_incarnation == self.local_incarnation {
+                        self.set_peer_params(server_incarnation, recv_window, max_datagram);
+                        if let (1, Some(sent)) = (transmissions, first_sent) {
+                            self.rtt.on_sample(now.saturating_duration_since(sent));
+                        }
+                        self.state = State::Established;
+                        self.timers.stop(Timer::Retransmit);
+                        ctx.events.push_back(Event::Connected { server_incarnation });
+                    }
+                }
+            }
+            Body::Data {
+                seq,
+                frag_index,
+                frag_count,
+                msg_len,
+                payload,
+            } => {
+                if matches!(self.state, State::Established) {
+                    self.on_ack(&pkt.ack, now, ctx);
+                    self.on_data(seq, frag_index, frag_count, msg_len, payload, now, ctx);
+                }
+            }
+            Body::Ack => self.on_ack(&pkt.ack, now, ctx),
+            Body::Ping => {
+                self.on_ack(&pkt.ack, now, ctx);
+                self.ack_needed = true;
+                self.ack_now = true;
+            }
+            Body::Close { reason } => self.enter_closed(CloseReason::PeerClosed { code: reason }, ctx),
+            Body::Reset => self.enter_closed(CloseReason::Reset, ctx),
+        }
+        self.rearm(now);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_data(
+        &mut self,
+        seq: u64,
+        frag_index: u32,
+        frag_count: u32,
+        msg_len: u32,
+        payload: Bytes,
+        now: Instant,
+        ctx: &mut Ctx<'_>,
+    ) {
+        let seen = self.window.check(seq);
+        match seen {
+            Seen::Duplicate => {
+                self.stats.duplicates += 1;
+                // Our ack may have been lost: acknowledge again, now.
+                self.ack_needed = true;
+                self.ack_now = true;
+                return;
+            }
+            Seen::BeyondWindow => {
+                self.stats.beyond_window += 1;
+                return;
+            }
+            Seen::InOrder | Seen::OutOfOrder => {}
+        }
+        if self.paused {
+            self.stats.paused_drops += 1;
+            return;
+        }
+        let Some(msg_id) = seq.checked_sub(frag_index as u64) else {
+            self.enter_closed(CloseReason::ProtocolError, ctx);
+            return;
+        };
+        match self
+            .reassembler
+            .insert(ctx.budget, msg_id, frag_index, frag_count, msg_len, payload, now)
+        {
+            Insert::Complete(msg) => {
+                self.window.record(seq);
+                self.stats.messages_received += 1;
+                ctx.events.push_back(Event::Message(msg));
+            }
+            Insert::Pending | Insert::Duplicate => {
+                self.window.record(seq);
+            }
+            Insert::OverBudget => {
+                // Not recorded, not acknowledged: the peer will send it again.
+                self.stats.over_budget += 1;
+                return;
+            }
+            Insert::TooLarge | Insert::Inconsistent => {
+                self.enter_closed(CloseReason::ProtocolError, ctx);
+                return;
+            }
+        }
+        if seq > self.largest_recv {
+            self.largest_recv = seq;
+            self.largest_recv_time = Some(now);
+        }
+        self.ack_needed = true;
+        self.unacked_eliciting += 1;
+        if seen == Seen::OutOfOrder || self.unacked_eliciting >= self.cfg.ack_every {
+            self.ack_now = true;
+        } else if self.timers.get(Timer::Ack).is_none() {
+            self.timers.set(Timer::Ack, now + self.cfg.ack_delay);
+        }
+    }
+
+    /// Processes the acknowledgement fields every datagram carries.
+    fn on_ack(&mut self, ack: &AckInfo, now: Instant, ctx: &mut Ctx<'_>) {
+        let highest_sent = self.next_seq - 1;
+        let top = ack
+            .ranges
+            .as_slice()
+            .last()
+            .map_or(ack.cumulative, |r| r.end.max(ack.cumulative));
+        if top > highest_sent {
+            self.stats.invalid_acks += 1;
+            return;
+        }
+        let mut newly_acked = 0usize;
+        let mut sample: Option<Duration> = None;
+        let mut top_newly_acked = false;
+        let mut ack_one = |conn: &mut Connection, seq: u64| {
+            if seq < conn.send_base {
+                return;
+            }
+            let idx = (seq - conn.send_base) as usize;
+            let Some(slot) = conn.sent.get_mut(idx) else {
+                return;
+            };
+            if let Some(s) = slot.take() {
+                newly_acked += 1;
+                conn.in_flight -= 1;
+                if conn.largest_acked_sent.is_none_or(|t| s.last_sent > t) {
+                    conn.largest_acked_sent = Some(s.last_sent);
+                }
+                conn.largest_acked = conn.largest_acked.max(seq);
+                if seq == top {
+                    top_newly_acked = true;
+                    // Karn's rule: only datagrams sent exactly once give RTT samples.
+                    if s.transmissions == 1 {
+                        sample = Some(now.saturating_duration_since(s.first_sent));
+                    }
+                }
+            }
+        };
+        let cum_end = ack.cumulative.min(highest_sent);
+        let mut seq = self.send_base;
+        while seq <= cum_end {
+            ack_one(self, seq);
+            seq += 1;
+        }
+        for r in ack.ranges.as_slice() {
+            let start = r.start.max(self.send_base);
+            let mut seq = start;
+            while seq <= r.end {
+                ack_one(self, seq);
+                seq += 1;
+            }
+        }
+        while let Some(None) = self.sent.front() {
+            self.sent.pop_front();
+            self.send_base += 1;
+        }
+        if newly_acked == 0 {
+            return;
+        }
+        if let (true, Some(mut r)) = (top_newly_acked, sample) {
+            let delay = Duration::from_micros(ack.delay_us as u64);
+            if r > delay {
+                r -= delay;
+            }
+            self.rtt.on_sample(r);
+        }
+        // RFC 6298 5.3: new data acknowledged restarts the timer.
+        if self.in_flight > 0 {
+            self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+        } else {
+            self.timers.stop(Timer::Retransmit);
+        }
+        self.detect_lost();
+        let _ = ctx;
+    }
+
+    /// Fast retransmit: a datagram is lost when one sent after it, `reorder_threshold`
+    /// sequence numbers higher, has been acknowledged.
+    fn detect_lost(&mut self) {
+        let Some(acked_sent) = self.largest_acked_sent else {
+            return;
+        };
+        let limit = self.largest_acked.saturating_sub(self.cfg.reorder_threshold);
+        let mut seq = self.send_base;
+        while seq <= limit {
+            let idx = (seq - self.send_base) as usize;
+            if let Some(Some(s)) = self.sent.get_mut(idx) {
+                if !s.lost && s.last_sent < acked_sent {
+                    s.lost = true;
+                    self.lost.push_back(seq);
+                    self.stats.fast_retransmits += 1;
+                }
+            }
+            seq += 1;
+        }
+    }
+
+    /// Handles every timer due at `now`.
+    pub(crate) fn handle_timeout(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
+        if matches!(self.state, State::Closed(_)) {
+            return;
+        }
+        if self.timers.is_due(Timer::Idle, now) {
+            self.enter_closed(CloseReason::Idle, ctx);
+            return;
+        }
+        if self.timers.is_due(Timer::PeerTimeout, now) && self.expects_answer() {
+            self.enter_closed(CloseReason::Unreachable, ctx);
+            return;
+        }
+        if self.timers.is_due(Timer::Reassembly, now) && self.reassembler.expire(ctx.budget, now) > 0 {
+            self.enter_closed(CloseReason::ReassemblyTimeout, ctx);
+            return;
+        }
+        if self.timers.is_due(Timer::Ack, now) {
+            self.timers.stop(Timer::Ack);
+            if self.ack_needed {
+                self.ack_now = true;
+            }
+        }
+        if self.timers.is_due(Timer::Keepalive, now) {
+            self.timers.stop(Timer::Keepalive);
+            if matches!(self.state, State::Established) {
+                self.ping_pending = true;
+            }
+        }
+        if self.timers.is_due(Timer::Retransmit, now) {
+            self.on_retransmit_timeout(now, ctx);
+            if matches!(self.state, State::Closed(_)) {
+                return;
+            }
+        }
+        self.rearm(now);
+    }
+
+    fn on_retransmit_timeout(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
+        self.stats.rto_timeouts += 1;
+        if let State::Handshaking { transmissions, .. } = self.state {
+            if transmissions >= self.cfg.max_retransmits {
+                self.enter_closed(CloseReason::Unreachable, ctx);
+                return;
+            }
+            self.rtt.on_timeout();
+            self.init_pending = true;
+            // Armed again when the Init goes out.
+            self.timers.stop(Timer::Retransmit);
+            return;
+        }
+        let rto = self.rtt.rto();
+        let mut marked = 0;
+        for (i, slot) in self.sent.iter_mut().enumerate() {
+            let Some(s) = slot else { continue };
+            let overdue = s.last_sent + rto <= now;
+            // RFC 6298 5.4: at least the earliest unacknowledged datagram.
+            if (overdue || marked == 0) && !s.lost {
+                if s.transmissions > self.cfg.max_retransmits {
+                    self.enter_closed(CloseReason::Unreachable, ctx);
+                    return;
+                }
+                s.lost = true;
+                self.lost.push_back(self.send_base + i as u64);
+                marked += 1;
+            }
+        }
+        // RFC 6298 5.5: back off.
+        self.rtt.on_timeout();
+        self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+    }
+
+    fn ack_info(&self, now: Instant, max_ranges: usize) -> AckInfo {
+        let mut ranges = SackRanges::new();
+        self.window.sack_ranges(max_ranges, &mut ranges);
+        let delay = self
+            .largest_recv_time
+            .map_or(0, |t| now.saturating_duration_since(t).as_micros().min(u32::MAX as u128) as u32);
+        AckInfo {
+            cumulative: self.window.cumulative(),
+            delay_us: delay,
+            ranges,
+        }
+    }
+
+    /// Writes the next datagram to send into `out` (cleared first). Returns false when
+    /// there is nothing to send now.
+    pub(crate) fn poll_transmit(&mut self, now: Instant, out: &mut Vec<u8>, events: &mut VecDeque<Event>) -> bool {
+        out.clear();
+        let body = match self.next_body(now, events) {
+            Some(body) => body,
+            None => return false,
+        };
+        let max_ranges = if matches!(body, Body::Data { .. }) {
+            DATA_SACK_RANGES
+        } else {
+            MAX_SACK_RANGES
+        };
+        let ack = self.ack_info(now, max_ranges);
+        let pkt = Packet {
+            conn_id: self.conn_id,
+            ack,
+            body,
+        };
+        pkt.emit(out);
+        self.stats.datagrams_sent += 1;
+        self.last_send = now;
+        // Every datagram carries the current ack.
+        self.ack_needed = false;
+        self.ack_now = false;
+        self.unacked_eliciting = 0;
+        self.timers.stop(Timer::Ack);
+        if self.side == Side::Client && matches!(self.state, State::Established) {
+            self.timers.set(Timer::Keepalive, now + self.cfg.keepalive_interval);
+        }
+        true
+    }
+
+    /// Chooses what the next datagram carries, updating send state as if it were sent.
+    fn next_body(&mut self, now: Instant, events: &mut VecDeque<Event>) -> Option<Body> {
+        if let State::Closed(_) = self.state {
+            return self.close_pending.take().map(|reason| Body::Close { reason });
+        }
+        if let State::Handshaking {
+            first_sent,
+            transmissions,
+        } = &mut self.state
+        {
+            if !self.init_pending {
+                return None;
+            }
+            self.init_pending = false;
+            first_sent.get_or_insert(now);
+            *transmissions += 1;
+            self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+            return Some(Body::Init {
+                client_incarnation: self.local_incarnation,
+                recv_window: self.cfg.recv_window,
+                max_datagram: self.cfg.max_datagram as u32,
+            });
+        }
+        if self.accept_pending {
+            self.accept_pending = false;
+            return Some(Body::Accept {
+                client_incarnation: self.peer_incarnation.unwrap_or(0),
+                server_incarnation: self.local_incarnation,
+                recv_window: self.cfg.recv_window,
+                max_datagram: self.cfg.max_datagram as u32,
+            });
+        }
+        if let Some(body) = self.next_retransmission(now) {
+            return Some(body);
+        }
+        if let Some(body) = self.next_fragment(now, events) {
+            return Some(body);
+        }
+        if self.ping_pending {
+            self.ping_pending = false;
+            return Some(Body::Ping);
+        }
+        if self.ack_needed && self.ack_now {
+            return Some(Body::Ack);
+        }
+        None
+    }
+
+    fn next_retransmission(&mut self, now: Instant) -> Option<Body> {
+        while let Some(seq) = self.lost.pop_front() {
+            if seq < self.send_base {
+                continue;
+            }
+            let idx = (seq - self.send_base) as usize;
+            let Some(Some(s)) = self.sent.get_mut(idx) else {
+                continue;
+            };
+            if !s.lost {
+                continue;
+            }
+            s.lost = false;
+            s.transmissions += 1;
+            s.last_sent = now;
+            self.stats.retransmits += 1;
+            if self.timers.get(Timer::Retransmit).is_none() {
+                self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+            }
+            return Some(Body::Data {
+                seq,
+                frag_index: s.frag_index,
+                frag_count: s.frag_count,
+                msg_len: s.msg_len,
+                payload: s.payload.clone(),
+            });
+        }
+        None
+    }
+
+    fn next_fragment(&mut self, now: Instant, events: &mut VecDeque<Event>) -> Option<Body> {
+        if self.in_flight >= self.effective_window() {
+            return None;
+        }
+        let max_payload = self.fragment_payload;
+        let out = self.outgoing.front_mut()?;
+        let msg_len = out.msg.len() as u32;
+        if out.frag_count == 0 {
+            out.frag_count = packet::fragment_count(msg_len, max_payload);
+        }
+        let seq = self.next_seq;
+        let msg_id = *out.msg_id.get_or_insert(seq);
+        let frag_index = out.next_index;
+        let frag_count = out.frag_count;
+        debug_assert_eq!(seq - msg_id, frag_index as u64);
+        let payload = out.msg.slice(packet::fragment_range(msg_len, frag_count, frag_index));
+        out.next_index += 1;
+        if out.next_index == frag_count {
+            self.outgoing.pop_front();
+        }
+        self.backlog = self.backlog.saturating_sub(payload.len());
+        self.next_seq += 1;
+        self.sent.push_back(Some(Sent {
+            frag_index,
+            frag_count,
+            msg_len,
+            payload: payload.clone(),
+            first_sent: now,
+            last_sent: now,
+            transmissions: 1,
+            lost: false,
+        }));
+        self.in_flight += 1;
+        if self.timers.get(Timer::Retransmit).is_none() {
+            self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+        }
+        self.timers.set(Timer::PeerTimeout, self.last_recv + self.cfg.peer_timeout);
+        if self.blocked && self.backlog < self.cfg.send_buffer {
+            self.blocked = false;
+            events.push_back(Event::Writable);
+        }
+        Some(Body::Data {
+            seq,
+            frag_index,
+            frag_count,
+            msg_len,
+            payload,
+        })
+    }
+}
