@@ -500,11 +500,7 @@ impl Packet {
                 Body::Reset
             }
         };
-        Ok(Packet {
-            conn_id,
-            ack,
-            body,
-        })
+        Ok(Packet { conn_id, ack, body })
     }
 
     /// Appends the encoded datagram (CRC filled in) to `out`.
@@ -935,13 +931,13 @@ mod tests {
     fn error_bad_ack_range() {
         assert!(parse(&raw_ranges(10, &[(2, 1), (4, 1)])).is_ok());
         let bad: &[&[(u32, u32)]] = &[
-            &[(1, 1)],                 // starts at cum+1
-            &[(0, 1)],                 // starts at cum
-            &[(2, 0)],                 // empty
-            &[(2, 2), (4, 1)],         // adjacent (12..=13, 14)
-            &[(5, 1), (3, 1)],         // decreasing
-            &[(2, 5), (4, 1)],         // overlapping
-            &[(3, 1), (3, 1)],         // repeated
+            &[(1, 1)],         // starts at cum+1
+            &[(0, 1)],         // starts at cum
+            &[(2, 0)],         // empty
+            &[(2, 2), (4, 1)], // adjacent (12..=13, 14)
+            &[(5, 1), (3, 1)], // decreasing
+            &[(2, 5), (4, 1)], // overlapping
+            &[(3, 1), (3, 1)], // repeated
         ];
         for pairs in bad {
             assert_eq!(
@@ -979,14 +975,14 @@ mod tests {
         assert!(parse(&data_raw(1, 1, 2, 3, b"c")).is_ok());
         assert!(parse(&data_raw(1, 0, 1, 0, b"")).is_ok());
         let bad: &[(u64, u32, u32, u32, &[u8])] = &[
-            (0, 0, 1, 1, b"a"),    // seq 0
-            (1, 0, 0, 1, b"a"),    // no fragments
-            (1, 2, 2, 3, b""),     // index == count
-            (1, 0, 4, 3, b"a"),    // more fragments than bytes
-            (1, 0, 2, 0, b""),     // empty message in two fragments
-            (1, 0, 2, 3, b"a"),    // payload too short
-            (1, 1, 2, 3, b"cd"),   // payload too long
-            (1, 0, 1, 0, b"x"),    // payload for an empty message
+            (0, 0, 1, 1, b"a"),  // seq 0
+            (1, 0, 0, 1, b"a"),  // no fragments
+            (1, 2, 2, 3, b""),   // index == count
+            (1, 0, 4, 3, b"a"),  // more fragments than bytes
+            (1, 0, 2, 0, b""),   // empty message in two fragments
+            (1, 0, 2, 3, b"a"),  // payload too short
+            (1, 1, 2, 3, b"cd"), // payload too long
+            (1, 0, 1, 0, b"x"),  // payload for an empty message
         ];
         for &(seq, i, c, l, p) in bad {
             assert_eq!(
@@ -1141,14 +1137,14 @@ mod tests {
                 recv_window: w,
                 max_datagram: m
             }),
-            (any::<u64>(), any::<u64>(), any::<u32>(), any::<u32>()).prop_map(
-                |(c, s, w, m)| Body::Accept {
+            (any::<u64>(), any::<u64>(), any::<u32>(), any::<u32>()).prop_map(|(c, s, w, m)| {
+                Body::Accept {
                     client_incarnation: c,
                     server_incarnation: s,
                     recv_window: w,
-                    max_datagram: m
+                    max_datagram: m,
                 }
-            ),
+            }),
             arb_data(),
             Just(Body::Ack),
             Just(Body::Ping),

@@ -165,7 +165,9 @@ impl Reassembler {
             if frag_count == 1 {
                 return Insert::Complete(payload);
             }
-            return self.start_message(global, msg_id, frag_index, frag_count, msg_len, payload, now);
+            return self.start_message(
+                global, msg_id, frag_index, frag_count, msg_len, payload, now,
+            );
         };
 
         if partial.frag_count != frag_count || partial.msg_len != msg_len {
@@ -610,25 +612,43 @@ mod tests {
         let t1 = t0 + Duration::from_secs(10);
         let fa = fragments(&message(300, 9), 100);
         let fb = fragments(&message(400, 10), 100);
-        assert_eq!(s.r.insert(&mut s.g, 1, 0, 3, 300, fa[0].3.clone(), t0), Insert::Pending);
+        assert_eq!(
+            s.r.insert(&mut s.g, 1, 0, 3, 300, fa[0].3.clone(), t0),
+            Insert::Pending
+        );
         let used_a = s.r.bytes_used();
-        assert_eq!(s.r.insert(&mut s.g, 2, 1, 4, 400, fb[1].3.clone(), t1), Insert::Pending);
+        assert_eq!(
+            s.r.insert(&mut s.g, 2, 1, 4, 400, fb[1].3.clone(), t1),
+            Insert::Pending
+        );
         // A later fragment does not restart the clock.
-        assert_eq!(s.r.insert(&mut s.g, 1, 1, 3, 300, fa[1].3.clone(), t1), Insert::Pending);
+        assert_eq!(
+            s.r.insert(&mut s.g, 1, 1, 3, 300, fa[1].3.clone(), t1),
+            Insert::Pending
+        );
         let used_a = used_a + 100;
         let used_b = 4 * SLOT + 100;
         assert_eq!(s.r.bytes_used(), used_a + used_b);
         assert_eq!(s.r.next_expiry(), Some(t0 + timeout));
 
-        assert_eq!(s.r.expire(&mut s.g, t0 + timeout - Duration::from_nanos(1)), 0);
+        assert_eq!(
+            s.r.expire(&mut s.g, t0 + timeout - Duration::from_nanos(1)),
+            0
+        );
         assert_eq!(s.r.expire(&mut s.g, t0 + timeout), 1);
         assert_eq!(s.r.bytes_used(), used_b);
         assert_eq!(s.g.used(), used_b);
         assert_eq!(s.r.partial_messages(), 1);
         assert_eq!(s.r.next_expiry(), Some(t1 + timeout));
         // The expired message starts over if its fragments come again.
-        assert_eq!(s.r.insert(&mut s.g, 1, 2, 3, 300, fa[2].3.clone(), t1), Insert::Pending);
-        assert_eq!(s.r.expire(&mut s.g, t1 + timeout + Duration::from_secs(1)), 2);
+        assert_eq!(
+            s.r.insert(&mut s.g, 1, 2, 3, 300, fa[2].3.clone(), t1),
+            Insert::Pending
+        );
+        assert_eq!(
+            s.r.expire(&mut s.g, t1 + timeout + Duration::from_secs(1)),
+            2
+        );
         assert_eq!(s.r.bytes_used(), 0);
         assert_eq!(s.g.used(), 0);
         assert_eq!(s.r.partial_messages(), 0);

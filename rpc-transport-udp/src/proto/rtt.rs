@@ -66,9 +66,10 @@ impl RttEstimator {
                 r
             }
             Some(srtt) => {
-                let diff = srtt.abs_diff(r);
-                self.rttvar = self.rttvar.saturating_mul(3) / 4 + diff / 4;
-                srtt.saturating_mul(7) / 8 + r / 8
+                // Duration::abs_diff needs Rust 1.81; the workspace supports 1.80.
+                let diff = srtt.max(r) - srtt.min(r);
+                self.rttvar = (self.rttvar.saturating_mul(3) / 4).saturating_add(diff / 4);
+                (srtt.saturating_mul(7) / 8).saturating_add(r / 8)
             }
         };
         self.srtt = Some(srtt);
