@@ -18,3 +18,9 @@
 //! the call it belongs to.
 
 pub mod proto;
+
+pub mod driver;
+
+pub use driver::{
+    UdpAddr, UdpChannel, UdpConfig, UdpFrameReceiver, UdpListener, UdpStats, UdpStatsHandle,
+};

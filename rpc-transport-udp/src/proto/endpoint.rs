@@ -105,6 +105,13 @@ impl Endpoint {
         }
     }
 
+    /// Starts or stops accepting new connections (a server whose listener is gone stops;
+    /// its existing connections carry on). Inits that are not accepted are answered with
+    /// a Reset.
+    pub fn set_accept(&mut self, accept: bool) {
+        self.accept = accept;
+    }
+
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.cfg

@@ -1,20 +1,126 @@
-//! End-to-end acceptance tests over TCP on 127.0.0.1 with the generated stubs: the
-//! calculator from the build script (`proto/calc.idl`) and a test interface from the
-//! proc-macro (`idl!`).
+//! End-to-end acceptance tests of the runtime over BOTH transports, from the same test
+//! code: every scenario is a generic `async fn` over a [`Transport`] and runs once over
+//! TCP and once over reliable UDP (modules `tcp` and `udp` at the bottom). The services
+//! are the calculator from the build script (`proto/calc.idl`) and a test interface from
+//! the proc-macro (`idl!`). Transport-specific bad input (a byte stream of garbage for
+//! TCP, stray datagrams for UDP) is behind the trait too.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use examples::calc::{CalcClient, CalcServer};
 use examples::calc_service::CalcService;
-use rpc_core::frame::{FrameHeader, HEADER_LEN};
+use rpc_core::frame::{Frame, FrameHeader, FrameKind, HEADER_LEN};
 use rpc_core::server::ServerHandle;
-use rpc_core::{CallContext, CallOptions, Client, RpcError, Server, Status};
+use rpc_core::transport::{Channel, FrameReceiver, Listener};
+use rpc_core::{CallContext, CallOptions, Client, RpcError, Server, Status, TransportError};
 use rpc_transport_tcp::{TcpChannel, TcpListener};
+use rpc_transport_udp::{UdpChannel, UdpListener};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
+
+/// What a scenario needs from a transport.
+trait Transport: 'static {
+    type L: Listener;
+    type C: Channel;
+    /// A listener on `addr`.
+    async fn try_listen(addr: SocketAddr) -> Result<Self::L, TransportError>;
+    /// A listener on `addr`, which must be free.
+    async fn listen(addr: SocketAddr) -> Self::L {
+        Self::try_listen(addr).await.expect("listen")
+    }
+    /// A channel to `addr`.
+    fn channel(addr: SocketAddr) -> Self::C;
+    /// Sends this transport's kinds of garbage to the server from fresh sockets and
+    /// checks each is refused; returns how many bad inputs were sent.
+    async fn send_garbage(addr: SocketAddr) -> u64;
+}
+
+struct Tcp;
+struct Udp;
+
+impl Transport for Tcp {
+    type L = TcpListener;
+    type C = TcpChannel;
+
+    async fn try_listen(addr: SocketAddr) -> Result<TcpListener, TransportError> {
+        TcpListener::bind(addr).await
+    }
+
+    fn channel(addr: SocketAddr) -> TcpChannel {
+        TcpChannel::new(addr)
+    }
+
+    async fn send_garbage(addr: SocketAddr) -> u64 {
+        // Garbage: not our protocol at all.
+        assert!(server_closes_after(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", false).await);
+        // A valid header announcing a 1 GiB payload (over the 16 MiB limit): refused
+        // before any payload is read or allocated.
+        let header = FrameHeader::call(1, 1, 0x2000_0001, 1, 1);
+        let mut oversized = [0u8; HEADER_LEN];
+        header.emit(&[], &mut oversized).unwrap();
+        oversized[48..52].copy_from_slice(&(1u32 << 30).to_be_bytes());
+        assert!(server_closes_after(addr, &oversized, false).await);
+        // A truncated frame followed by EOF.
+        let frame = add_frame(2).to_bytes().unwrap();
+        assert!(server_closes_after(addr, &frame[..frame.len() - 3], true).await);
+        // A frame with a bad CRC.
+        let mut corrupt = frame.to_vec();
+        corrupt[60] ^= 0xff;
+        assert!(server_closes_after(addr, &corrupt, false).await);
+        4
+    }
+}
+
+impl Transport for Udp {
+    type L = UdpListener;
+    type C = UdpChannel;
+
+    async fn try_listen(addr: SocketAddr) -> Result<UdpListener, TransportError> {
+        UdpListener::bind(addr).await
+    }
+
+    fn channel(addr: SocketAddr) -> UdpChannel {
+        UdpChannel::new(addr)
+    }
+
+    async fn send_garbage(addr: SocketAddr) -> u64 {
+        // Stray datagrams: not our protocol, a truncated header, and one of our own
+        // frames sent raw (no reliable-UDP header: its "CRC" cannot match).
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let frame = add_frame(2).to_bytes().unwrap();
+        for datagram in [&b"GET / HTTP/1.1\r\n\r\n"[..], &[0x52, 0x55, 1], &frame[..]] {
+            socket.send_to(datagram, addr).await.unwrap();
+        }
+        // A well-formed connection that then breaks the RPC protocol (a Reply frame
+        // sent to a server): that connection is closed.
+        let conn = Udp::channel(addr).connect().await.unwrap();
+        let mut rx = conn.receiver;
+        let reply = FrameHeader::answer(&add_frame(3).header, FrameKind::Reply, 0);
+        conn.sender
+            .send(Frame::new(reply, bytes::Bytes::new()))
+            .await
+            .unwrap();
+        let ended = bounded("server closes the bad connection", rx.recv()).await;
+        assert!(!matches!(ended, Ok(Some(_))), "no answer to a protocol violation: {ended:?}");
+        1
+    }
+}
+
+/// A call frame for the calculator's `add(1, 2)`.
+fn add_frame(call_id: u64) -> Frame {
+    Frame::new(
+        FrameHeader::call(1, call_id, examples::calc::CALC_INTERFACE.id, 1, 1),
+        bytes::Bytes::from_static(&[0, 0, 0, 1, 0, 0, 0, 2]),
+    )
+}
+
+fn any_port() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
 
 mod gate {
     rpc_macros::idl!(
@@ -70,8 +176,8 @@ async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-async fn calc_server() -> ServerHandle {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+async fn calc_server<T: Transport>() -> ServerHandle {
+    let listener = T::listen(any_port()).await;
     Server::builder()
         .workers(8)
         .queue_depth(4096)
@@ -80,12 +186,12 @@ async fn calc_server() -> ServerHandle {
         .unwrap()
 }
 
-async fn gate_server(workers: usize, depth: usize) -> (ServerHandle, Arc<GateService>) {
+async fn gate_server<T: Transport>(workers: usize, depth: usize) -> (ServerHandle, Arc<GateService>) {
     let svc = Arc::new(GateService {
         permits: Semaphore::new(0),
         started: AtomicU64::new(0),
     });
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = T::listen(any_port()).await;
     let server = Server::builder()
         .workers(workers)
         .queue_depth(depth)
@@ -95,10 +201,9 @@ async fn gate_server(workers: usize, depth: usize) -> (ServerHandle, Arc<GateSer
     (server, svc)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn thousand_concurrent_calls_over_one_tcp_connection() {
-    let server = calc_server().await;
-    let calc = CalcClient::new(TcpChannel::new(server.local_addr()));
+async fn thousand_concurrent_calls_over_one_connection<T: Transport>() {
+    let server = calc_server::<T>().await;
+    let calc = CalcClient::new(T::channel(server.local_addr()));
     let calls: Vec<_> = (0..1000)
         .map(|i| {
             let calc = calc.clone();
@@ -114,12 +219,11 @@ async fn thousand_concurrent_calls_over_one_tcp_connection() {
     assert_eq!(server.stats().calls_completed, 1000);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn eight_clients_times_a_thousand_calls() {
-    let server = calc_server().await;
+async fn eight_clients_times_a_thousand_calls<T: Transport>() {
+    let server = calc_server::<T>().await;
     let clients: Vec<_> = (0..8)
         .map(|c| {
-            let calc = CalcClient::new(TcpChannel::new(server.local_addr()));
+            let calc = CalcClient::new(T::channel(server.local_addr()));
             tokio::spawn(async move {
                 let calls: Vec<_> = (0..1000)
                     .map(|i| {
@@ -147,11 +251,10 @@ async fn eight_clients_times_a_thousand_calls() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn overloaded_promptly_with_bounded_memory_then_recovers() {
+async fn overloaded_promptly_with_bounded_memory_then_recovers<T: Transport>() {
     let (workers, depth) = (2usize, 8usize);
-    let (server, svc) = gate_server(workers, depth).await;
-    let client = GateClient::new(TcpChannel::new(server.local_addr()));
+    let (server, svc) = gate_server::<T>(workers, depth).await;
+    let client = GateClient::new(T::channel(server.local_addr()));
     let mut blocked = Vec::new();
     for i in 0..(workers + depth) as i32 {
         let c = client.clone();
@@ -216,78 +319,31 @@ async fn server_closes_after(addr: std::net::SocketAddr, bytes: &[u8], then_eof:
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_frames_close_only_their_own_connection() {
-    let server = calc_server().await;
+async fn bad_input_closes_only_its_own_connection<T: Transport>() {
+    let server = calc_server::<T>().await;
     let addr = server.local_addr();
-    let calc = CalcClient::new(TcpChannel::new(addr));
+    let calc = CalcClient::new(T::channel(addr));
     assert_eq!(calc.add(1, 2).await.unwrap(), 3);
-
-    // Garbage.
-    assert!(server_closes_after(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", false).await);
-    assert_eq!(calc.add(2, 2).await.unwrap(), 4);
-
-    // A valid header announcing a 1 GiB payload (over the 16 MiB limit): refused before
-    // any payload is read or allocated.
-    let mut header = FrameHeader::call(1, 1, 0x2000_0001, 1, 1);
-    header.payload_len = 0;
-    let mut oversized = [0u8; HEADER_LEN];
-    header.emit(&[], &mut oversized).unwrap();
-    oversized[48..52].copy_from_slice(&(1u32 << 30).to_be_bytes());
-    assert!(server_closes_after(addr, &oversized, false).await);
-    assert_eq!(calc.add(3, 2).await.unwrap(), 5);
-
-    // A truncated frame followed by EOF.
-    let frame = rpc_core::frame::Frame::new(
-        FrameHeader::call(1, 1, examples::calc::CALC_INTERFACE.id, 1, 1),
-        bytes::Bytes::from_static(&[0, 0, 0, 1, 0, 0, 0, 2]),
-    )
-    .to_bytes()
-    .unwrap();
-    assert!(server_closes_after(addr, &frame[..frame.len() - 3], true).await);
-
-    // A frame with a bad CRC.
-    let mut corrupt = frame.to_vec();
-    corrupt[60] ^= 0xff;
-    assert!(server_closes_after(addr, &corrupt, false).await);
-
+    let sent = T::send_garbage(addr).await;
+    assert!(sent > 0);
     // The well-behaved client was never disturbed: same connection, still served.
     assert_eq!(calc.add(4, 2).await.unwrap(), 6);
     assert_eq!(calc.client().stats().connects, 1);
-    eventually("bad frames counted", || {
-        let s = server.stats();
-        (s.bad_frames, s.connection_errors) == (3, 1)
-    })
-    .await;
+    let calls: Vec<_> = (0..100)
+        .map(|i| {
+            let calc = calc.clone();
+            tokio::spawn(async move { calc.add(i, i).await })
+        })
+        .collect();
+    for (i, c) in calls.into_iter().enumerate() {
+        assert_eq!(c.await.unwrap().unwrap(), 2 * i as i32);
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unsupported_protocol_version_is_refused_with_a_status() {
-    let server = calc_server().await;
-    let frame = rpc_core::frame::Frame::new(
-        FrameHeader::call(9, 9, examples::calc::CALC_INTERFACE.id, 1, 1),
-        bytes::Bytes::from_static(&[0, 0, 0, 1, 0, 0, 0, 2]),
-    );
-    let mut wire = frame.to_bytes().unwrap().to_vec();
-    wire[4] = 2;
-    let mut s = TcpStream::connect(server.local_addr()).await.unwrap();
-    s.write_all(&wire).await.unwrap();
-    let mut reply = Vec::new();
-    bounded("server answers and closes", s.read_to_end(&mut reply))
-        .await
-        .unwrap();
-    let reply = bytes::Bytes::from(reply);
-    let answer = rpc_core::frame::Frame::parse(&reply, 1 << 20).unwrap();
-    assert_eq!(answer.header.kind, rpc_core::frame::FrameKind::Status);
-    let status: Status = rpc_core::xdr::from_bytes(&answer.payload).unwrap();
-    assert_eq!(status, Status::ProtocolVersion { low: 1, high: 1 });
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn graceful_shutdown_over_tcp() {
-    let (server, svc) = gate_server(4, 64).await;
+async fn graceful_shutdown<T: Transport>() {
+    let (server, svc) = gate_server::<T>(4, 64).await;
     let addr = server.local_addr();
-    let client = GateClient::new(TcpChannel::new(addr));
+    let client = GateClient::new(T::channel(addr));
     let in_flight: Vec<_> = (0..6)
         .map(|i| {
             let c = client.clone();
@@ -303,7 +359,7 @@ async fn graceful_shutdown_over_tcp() {
         other => panic!("expected ShuttingDown, got {other:?}"),
     }
     // New connections are no longer accepted.
-    let late = GateClient::new(TcpChannel::new(addr));
+    let late = GateClient::new(T::channel(addr));
     assert!(late
         .with_options(CallOptions::new().timeout(Duration::from_secs(2)))
         .quick(1)
@@ -319,11 +375,10 @@ async fn graceful_shutdown_over_tcp() {
     bounded("shutdown", shutdown).await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn client_reconnects_after_the_server_restarts() {
-    let (server, svc) = gate_server(2, 16).await;
+async fn client_reconnects_after_the_server_restarts<T: Transport>() {
+    let (server, svc) = gate_server::<T>(2, 16).await;
     let addr = server.local_addr();
-    let client = GateClient::new(TcpChannel::new(addr));
+    let client = GateClient::new(T::channel(addr));
     assert_eq!(client.quick(1).await.unwrap(), 1);
     let c = client.clone();
     let stuck = tokio::spawn(async move { c.pass(2).await });
@@ -336,7 +391,7 @@ async fn client_reconnects_after_the_server_restarts() {
     // Restart on the same port; the next call reconnects.
     let listener = bounded("rebind", async {
         loop {
-            match TcpListener::bind(addr).await {
+            match T::try_listen(addr).await {
                 Ok(l) => break l,
                 Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
             }
@@ -367,12 +422,11 @@ async fn client_reconnects_after_the_server_restarts() {
     assert!(client.client().stats().connects >= 2);
 }
 
-#[test]
-fn blocking_client_makes_real_calls() {
+fn blocking_client_makes_real_calls<T: Transport>() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let server = rt.block_on(calc_server());
     let client =
-        examples::calc::CalcBlockingClient::new(TcpChannel::new(server.local_addr())).unwrap();
+        examples::calc::CalcBlockingClient::new(T::channel(server.local_addr())).unwrap();
     assert_eq!(client.add(20, 22).unwrap(), 42);
     assert_eq!(client.echo("blocking".into()).unwrap(), "blocking");
     match client.mean(vec![]) {
@@ -383,12 +437,11 @@ fn blocking_client_makes_real_calls() {
     rt.block_on(server.shutdown());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn raw_client_reaches_generated_server() {
+async fn raw_client_reaches_generated_server<T: Transport>() {
     // The runtime client can address any procedure by its static description: the
     // generated server decodes what a hand-written encoder sends.
-    let server = calc_server().await;
-    let client = Client::new(TcpChannel::new(server.local_addr()));
+    let server = calc_server::<T>().await;
+    let client = Client::new(T::channel(server.local_addr()));
     let iface = &examples::calc::CALC_INTERFACE;
     let add = iface.procedures.iter().find(|p| p.name == "add").unwrap();
     let sum = client
@@ -407,3 +460,72 @@ async fn raw_client_reaches_generated_server() {
         .unwrap();
     assert_eq!(sum, 42);
 }
+
+async fn unsupported_protocol_version_is_refused_with_a_status() {
+    type T = Tcp;
+    let server = calc_server::<T>().await;
+    let frame = rpc_core::frame::Frame::new(
+        FrameHeader::call(9, 9, examples::calc::CALC_INTERFACE.id, 1, 1),
+        bytes::Bytes::from_static(&[0, 0, 0, 1, 0, 0, 0, 2]),
+    );
+    let mut wire = frame.to_bytes().unwrap().to_vec();
+    wire[4] = 2;
+    let mut s = TcpStream::connect(server.local_addr()).await.unwrap();
+    s.write_all(&wire).await.unwrap();
+    let mut reply = Vec::new();
+    bounded("server answers and closes", s.read_to_end(&mut reply))
+        .await
+        .unwrap();
+    let reply = bytes::Bytes::from(reply);
+    let answer = rpc_core::frame::Frame::parse(&reply, 1 << 20).unwrap();
+    assert_eq!(answer.header.kind, rpc_core::frame::FrameKind::Status);
+    let status: Status = rpc_core::xdr::from_bytes(&answer.payload).unwrap();
+    assert_eq!(status, Status::ProtocolVersion { low: 1, high: 1 });
+}
+
+
+macro_rules! over_both_transports {
+    ($($name:ident),* $(,)?) => {
+        mod tcp {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name::<super::Tcp>().await
+                }
+            )*
+
+            #[test]
+            fn blocking_client_makes_real_calls() {
+                super::blocking_client_makes_real_calls::<super::Tcp>()
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn unsupported_protocol_version_is_refused_with_a_status() {
+                super::unsupported_protocol_version_is_refused_with_a_status().await
+            }
+        }
+        mod udp {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name::<super::Udp>().await
+                }
+            )*
+
+            #[test]
+            fn blocking_client_makes_real_calls() {
+                super::blocking_client_makes_real_calls::<super::Udp>()
+            }
+        }
+    };
+}
+
+over_both_transports!(
+    thousand_concurrent_calls_over_one_connection,
+    eight_clients_times_a_thousand_calls,
+    overloaded_promptly_with_bounded_memory_then_recovers,
+    bad_input_closes_only_its_own_connection,
+    graceful_shutdown,
+    client_reconnects_after_the_server_restarts,
+    raw_client_reaches_generated_server,
+);

@@ -1,0 +1,240 @@
+//! One connection's two halves: [`ConnSink`] (behind the runtime's `FrameSender`) and
+//! [`UdpFrameReceiver`].
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use rpc_core::frame::{Frame, FrameError, HEADER_LEN};
+use rpc_core::transport::{FrameReceiver, FrameSink, TrySendError};
+use rpc_core::TransportError;
+use tokio::sync::mpsc;
+use tracing::debug;
+
+use super::Shared;
+use crate::proto::{ConnectionHandle, SendError};
+
+/// Memory order of the pause handshake between the driver and the receiver: each side
+/// stores its variable, then loads the other's, so one of them always sees the other.
+pub(super) const ORDER: Ordering = Ordering::SeqCst;
+
+/// Undelivered messages at or below which a paused connection resumes.
+pub(super) fn low_water(max_undelivered: usize) -> usize {
+    max_undelivered / 2
+}
+
+/// What both halves of a connection and the driver share without the lock.
+#[derive(Debug, Default)]
+pub(super) struct ConnShared {
+    /// Why the connection closed; set once, under the socket's lock.
+    closed: OnceLock<TransportError>,
+    /// Messages handed to the receiver's queue and not yet taken.
+    pub(super) undelivered: AtomicUsize,
+    /// Whether the endpoint was told to stop accepting data (changed under the lock).
+    pub(super) paused: AtomicBool,
+}
+
+impl ConnShared {
+    pub(super) fn mark_closed(&self, e: TransportError) {
+        let _ = self.closed.set(e);
+    }
+
+    fn closed(&self) -> Option<TransportError> {
+        self.closed.get().cloned()
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.get().is_some()
+    }
+}
+
+/// The sending half: takes each frame in the sender's task, hands it to the endpoint and
+/// writes the resulting datagrams to the socket at once (no writer task, no hand-off).
+/// Shared by every clone of the connection's `FrameSender`; dropping the last one closes
+/// the connection.
+pub(super) struct ConnSink {
+    shared: Arc<Shared>,
+    h: ConnectionHandle,
+    conn: Arc<ConnShared>,
+}
+
+impl ConnSink {
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        h: ConnectionHandle,
+        conn: Arc<ConnShared>,
+    ) -> Arc<Self> {
+        Arc::new(ConnSink { shared, h, conn })
+    }
+}
+
+impl FrameSink for ConnSink {
+    fn try_send(&self, frame: Frame) -> Result<(), TrySendError> {
+        if let Some(e) = self.conn.closed() {
+            return Err(TrySendError::Closed(e));
+        }
+        // Header and payload in one message: one copy, outside the lock.
+        let msg = match frame.to_bytes() {
+            Ok(msg) => msg,
+            Err(e) => return Err(TrySendError::Closed(TransportError::BadFrame(e))),
+        };
+        let mut st = self.shared.lock();
+        match st.endpoint.send(self.h, msg) {
+            Ok(()) => {}
+            Err(SendError::Full(_)) => return Err(TrySendError::Full(frame)),
+            Err(SendError::TooLarge(_)) => {
+                let max = st.endpoint.config().reassembly.max_message;
+                return Err(TrySendError::Closed(TransportError::BadFrame(
+                    FrameError::PayloadTooLarge {
+                        len: frame.payload.len() as u64,
+                        max: max.saturating_sub(HEADER_LEN as u32),
+                    },
+                )));
+            }
+            Err(SendError::Closed(_)) => {
+                return Err(TrySendError::Closed(
+                    self.conn.closed().unwrap_or(TransportError::Closed),
+                ))
+            }
+        }
+        self.shared.process_and_release(st);
+        Ok(())
+    }
+
+    fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<Result<(), TransportError>> {
+        let mut st = self.shared.lock();
+        if let Some(e) = self.conn.closed() {
+            return Poll::Ready(Err(e));
+        }
+        if st.endpoint.is_writable(self.h) {
+            return Poll::Ready(Ok(()));
+        }
+        match st.conns.get_mut(&self.h) {
+            Some(cs) => {
+                if !cs.writers.iter().any(|w| w.will_wake(cx.waker())) {
+                    cs.writers.push(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+            None => Poll::Ready(Err(TransportError::Closed)),
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.conn.is_closed()
+    }
+}
+
+impl Drop for ConnSink {
+    /// Every sender is gone: nothing more can be sent, so the connection is over (as a
+    /// TCP connection whose writer shut down). Close it; the peer gets a Close datagram
+    /// and this side's receiver the end of the stream.
+    fn drop(&mut self) {
+        if self.conn.is_closed() {
+            return;
+        }
+        let mut st = self.shared.lock();
+        st.endpoint.close(self.h);
+        self.shared.process_and_release(st);
+    }
+}
+
+/// The receiving half of a reliable-UDP connection, polled by the runtime's own task.
+///
+/// The driver task queues each complete message (one RPC frame); `recv` takes it and
+/// validates it ([`Frame::parse`]: header, length, CRC) in the caller's task. A bad
+/// frame inside a reliable message means a broken peer: `recv` returns
+/// [`TransportError::BadFrame`] and the connection is closed. After a clean close (by
+/// either side) `recv` returns `Ok(None)`; after a failure (peer unreachable, reset,
+/// restarted, idle) it returns the error once, then `Ok(None)`.
+pub struct UdpFrameReceiver {
+    rx: mpsc::UnboundedReceiver<Result<Bytes, TransportError>>,
+    shared: Arc<Shared>,
+    h: ConnectionHandle,
+    conn: Arc<ConnShared>,
+    max_payload: u32,
+    low_water: usize,
+}
+
+impl fmt::Debug for UdpFrameReceiver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UdpFrameReceiver")
+            .field("local", &self.shared.local_addr)
+            .field("connection", &self.h)
+            .field("closed", &self.conn.is_closed())
+            .finish()
+    }
+}
+
+impl UdpFrameReceiver {
+    pub(super) fn new(
+        rx: mpsc::UnboundedReceiver<Result<Bytes, TransportError>>,
+        shared: Arc<Shared>,
+        h: ConnectionHandle,
+        conn: Arc<ConnShared>,
+        max_payload: u32,
+        low_water: usize,
+    ) -> Self {
+        UdpFrameReceiver {
+            rx,
+            shared,
+            h,
+            conn,
+            max_payload,
+            low_water,
+        }
+    }
+
+    /// Lets the endpoint accept data again once the queue has drained to the low-water
+    /// mark.
+    fn resume(&self) {
+        let mut st = self.shared.lock();
+        if self.conn.paused.load(ORDER) && self.conn.undelivered.load(ORDER) <= self.low_water {
+            self.conn.paused.store(false, ORDER);
+            st.endpoint.set_paused(self.h, false);
+        }
+    }
+
+    fn bad_frame(&self, e: &FrameError) {
+        debug!(connection = ?self.h, error = %e, "bad frame in a reliable message; closing");
+        let mut st = self.shared.lock();
+        st.counters.bad_frames += 1;
+        st.endpoint.close(self.h);
+        self.shared.process_and_release(st);
+    }
+}
+
+impl FrameReceiver for UdpFrameReceiver {
+    async fn recv(&mut self) -> Result<Option<Frame>, TransportError> {
+        let Some(item) = self.rx.recv().await else {
+            return Ok(None);
+        };
+        let bytes = item?;
+        let left = self.conn.undelivered.fetch_sub(1, ORDER) - 1;
+        if left <= self.low_water && self.conn.paused.load(ORDER) {
+            self.resume();
+        }
+        match Frame::parse(&bytes, self.max_payload) {
+            Ok(frame) => Ok(Some(frame)),
+            Err(e) => {
+                self.bad_frame(&e);
+                Err(TransportError::BadFrame(e))
+            }
+        }
+    }
+}
+
+impl Drop for UdpFrameReceiver {
+    fn drop(&mut self) {
+        // Nobody reads any more: messages are discarded from now on, so a paused
+        // connection must not stay paused (the peer would retransmit in vain).
+        self.rx.close();
+        if self.conn.paused.load(ORDER) {
+            let mut st = self.shared.lock();
+            self.conn.paused.store(false, ORDER);
+            st.endpoint.set_paused(self.h, false);
+        }
+    }
+}

@@ -1,0 +1,692 @@
+//! The tokio driver: a thin loop around the sans-IO [`crate::proto`] core.
+//!
+//! One socket, one [`Endpoint`], one driver task. All protocol logic stays in the core;
+//! the driver moves datagrams between the socket and the endpoint, keeps the endpoint's
+//! timer, and connects the endpoint's events to the runtime's [`Connection`]s.
+//!
+//! ```text
+//!  caller's task (FrameSender)            driver task (one per socket)
+//!  ──────────────────────────             ─────────────────────────────────────────
+//!  try_send: lock, endpoint.send,         socket readable → try_recv_from × batch
+//!            poll_transmit → sendto         → lock, handle_datagram, flush, events
+//!  (no hand-off on the send path)         timer (endpoint.poll_timeout) → handle_timeout
+//!                                         Notify (timer moved earlier, queue, exit)
+//!  runtime's task (FrameReceiver)         socket writable (only while pending_out)
+//!  ──────────────────────────
+//!  recv: mpsc from the driver, parse + CRC check of the frame in the receiving task
+//! ```
+//!
+//! State shared between them lives in one `std::sync::Mutex` (never held across an
+//! `.await`): the endpoint, per-connection driver state, a reusable datagram buffer, a
+//! bounded queue of datagrams that met a full socket buffer, and the deadline the driver
+//! task has armed (a sender only wakes the driver when it moved that deadline earlier).
+
+mod channel;
+mod config;
+mod conn;
+mod listener;
+mod stats;
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rpc_core::transport::{Connection, FrameSender};
+use rpc_core::TransportError;
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot, Notify};
+use tracing::{debug, trace};
+
+use crate::proto::{close_code, CloseReason, ConnectionHandle, Endpoint, Event};
+
+pub use channel::{UdpAddr, UdpChannel};
+pub use config::UdpConfig;
+pub use conn::UdpFrameReceiver;
+pub use listener::UdpListener;
+pub use stats::{UdpStats, UdpStatsHandle};
+
+use conn::{ConnShared, ConnSink};
+use stats::Registry;
+
+/// Largest UDP payload (IPv4: 65,535 − 8 − 20); the receive buffer holds one.
+const MAX_UDP_PAYLOAD: usize = 65_536;
+
+/// What the connect oneshot of a client connection carries.
+type ConnectResult = Result<(), Arc<io::Error>>;
+
+/// Everything of one socket that the caller's tasks and the driver task share.
+pub(crate) struct Shared {
+    state: Mutex<State>,
+    socket: UdpSocket,
+    /// Wakes the driver task: its deadline moved earlier, `pending_out` filled, or it may
+    /// have nothing left to drive.
+    notify: Notify,
+    local_addr: SocketAddr,
+    registry: Arc<Registry>,
+}
+
+/// Driver-level counters (the endpoint keeps the protocol's).
+#[derive(Debug, Clone, Copy, Default)]
+struct DriverCounters {
+    send_errors: u64,
+    recv_errors: u64,
+    pending_out_drops: u64,
+    accept_overflow: u64,
+    bad_frames: u64,
+}
+
+/// Per-connection driver state.
+struct ConnState {
+    /// Received messages (raw frames) on their way to the receiver; dropped at close, so
+    /// the receiver sees the end of the stream after the last message.
+    inbound: mpsc::UnboundedSender<Result<Bytes, TransportError>>,
+    shared: Arc<ConnShared>,
+    /// Senders waiting for room in the send backlog.
+    writers: Vec<Waker>,
+    /// Client: completes when the handshake does.
+    connect: Option<oneshot::Sender<ConnectResult>>,
+    /// Overrides the error the close reason maps to (e.g. ICMP port unreachable).
+    fail: Option<Arc<io::Error>>,
+}
+
+struct State {
+    endpoint: Endpoint,
+    conns: HashMap<ConnectionHandle, ConnState>,
+    /// Reusable buffer for `poll_transmit`.
+    buf: Vec<u8>,
+    /// Datagrams that met `EWOULDBLOCK`, sent when the socket is writable again.
+    pending_out: VecDeque<(SocketAddr, Vec<u8>)>,
+    max_pending_out: usize,
+    /// The deadline the driver task sleeps until.
+    armed: Option<Instant>,
+    /// A client socket is connected to its one peer: sends skip the address, and an ICMP
+    /// port unreachable comes back as `ECONNREFUSED`.
+    peer: Option<SocketAddr>,
+    /// An `ECONNREFUSED` was seen on the connected socket.
+    refused: bool,
+    /// Server: where accepted connections go; `None` once the listener is gone.
+    accept_tx: Option<mpsc::Sender<Connection<UdpFrameReceiver>>>,
+    /// Wakers to wake once the lock is released.
+    wake: Vec<Waker>,
+    max_payload: u32,
+    max_undelivered: usize,
+    recv_batch: usize,
+    counters: DriverCounters,
+}
+
+impl Shared {
+    fn new(
+        socket: UdpSocket,
+        endpoint: Endpoint,
+        config: &UdpConfig,
+        peer: Option<SocketAddr>,
+        accept_tx: Option<mpsc::Sender<Connection<UdpFrameReceiver>>>,
+        registry: Arc<Registry>,
+    ) -> io::Result<Arc<Shared>> {
+        let local_addr = socket.local_addr()?;
+        let state = State {
+            endpoint,
+            conns: HashMap::new(),
+            buf: Vec::with_capacity(config.protocol.max_datagram),
+            pending_out: VecDeque::new(),
+            max_pending_out: config.max_pending_out,
+            armed: None,
+            peer,
+            refused: false,
+            accept_tx,
+            wake: Vec::new(),
+            max_payload: config.effective_max_payload(),
+            max_undelivered: config.protocol.max_undelivered.max(1),
+            recv_batch: config.recv_batch.max(1),
+            counters: DriverCounters::default(),
+        };
+        let shared = Arc::new(Shared {
+            state: Mutex::new(state),
+            socket,
+            notify: Notify::new(),
+            local_addr,
+            registry,
+        });
+        shared.registry.register(&shared);
+        Ok(shared)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs [`State::process`] and does what it asks once the lock is released.
+    fn process_and_release(self: &Arc<Self>, mut st: MutexGuard<'_, State>) {
+        let notify = st.process(self, Instant::now());
+        let wake = std::mem::take(&mut st.wake);
+        drop(st);
+        self.after_unlock(notify, wake);
+    }
+
+    fn after_unlock(&self, notify: bool, wake: Vec<Waker>) {
+        for w in wake {
+            w.wake();
+        }
+        if notify {
+            self.notify.notify_one();
+        }
+    }
+
+    /// Counters of this socket's endpoint and driver, and the RTT of its connections.
+    fn snapshot(&self) -> UdpStats {
+        let st = self.lock();
+        let mut s = st.counters_snapshot();
+        for h in st.conns.keys() {
+            if let (Some(peer), Some(c)) =
+                (st.endpoint.peer_addr(*h), st.endpoint.connection_stats(*h))
+            {
+                s.connections.push((peer, c.srtt_us, c.rto_us));
+            }
+        }
+        s
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // The counters of a socket that is gone still count in its handle's totals.
+        let st = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        self.registry.retire(&st.counters_snapshot());
+    }
+}
+
+impl State {
+    fn counters_snapshot(&self) -> UdpStats {
+        let e = self.endpoint.stats();
+        let d = self.counters;
+        UdpStats {
+            sockets: 1,
+            datagrams_sent: e.datagrams_sent,
+            datagrams_received: e.datagrams_received,
+            retransmits: e.retransmits,
+            duplicates: e.duplicates,
+            checksum_failures: e.checksum_failures,
+            malformed: e.malformed,
+            unknown_connection: e.unknown_connection,
+            beyond_window: e.beyond_window,
+            over_budget: e.over_budget,
+            rto_timeouts: e.rto_timeouts,
+            connections_opened: e.connections_opened,
+            connections_accepted: e.connections_accepted,
+            connections_refused: e.connections_refused,
+            connections_closed: e.connections_closed,
+            send_errors: d.send_errors,
+            recv_errors: d.recv_errors,
+            pending_out_drops: d.pending_out_drops,
+            accept_overflow: d.accept_overflow,
+            bad_frames: d.bad_frames,
+            connections: Vec::new(),
+        }
+    }
+
+    /// The driver task has nothing left to do: no connection, no listener, nothing
+    /// queued.
+    fn finished(&self) -> bool {
+        self.accept_tx.is_none()
+            && self.endpoint.connection_count() == 0
+            && self.pending_out.is_empty()
+    }
+
+    /// Sends what the endpoint has to send, then handles its events, until neither has
+    /// anything left. Returns whether the driver task must look again (its deadline moved
+    /// earlier, datagrams wait for writability, or it may be finished).
+    fn process(&mut self, shared: &Arc<Shared>, now: Instant) -> bool {
+        let pending_before = !self.pending_out.is_empty();
+        loop {
+            self.flush(&shared.socket, now);
+            if self.refused {
+                self.refused = false;
+                self.fail_all_refused();
+                continue;
+            }
+            if !self.dispatch_events(shared) {
+                break;
+            }
+        }
+        let deadline = self.endpoint.poll_timeout();
+        let earlier = match (deadline, self.armed) {
+            (Some(d), Some(a)) => d < a,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if earlier {
+            self.armed = deadline;
+        }
+        earlier || (!pending_before && !self.pending_out.is_empty()) || self.finished()
+    }
+
+    fn send_one(
+        socket: &UdpSocket,
+        peer: Option<SocketAddr>,
+        buf: &[u8],
+        to: SocketAddr,
+    ) -> io::Result<usize> {
+        if peer == Some(to) {
+            socket.try_send(buf)
+        } else {
+            socket.try_send_to(buf, to)
+        }
+    }
+
+    fn send_failed(&mut self, e: &io::Error, to: SocketAddr) {
+        if e.kind() == io::ErrorKind::ConnectionRefused && self.peer.is_some() {
+            self.refused = true;
+        } else {
+            self.counters.send_errors += 1;
+            debug!(%to, error = %e, "sendto failed; the protocol will retransmit");
+        }
+    }
+
+    fn queue_pending(&mut self, to: SocketAddr, datagram: &[u8]) {
+        if self.pending_out.len() >= self.max_pending_out {
+            self.counters.pending_out_drops += 1;
+        } else {
+            self.pending_out.push_back((to, datagram.to_vec()));
+        }
+    }
+
+    /// Writes every datagram the endpoint has to send (queued ones first).
+    fn flush(&mut self, socket: &UdpSocket, now: Instant) {
+        let mut blocked = false;
+        while let Some((to, datagram)) = self.pending_out.front() {
+            match Self::send_one(socket, self.peer, datagram, *to) {
+                Ok(_) => {
+                    self.pending_out.pop_front();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    blocked = true;
+                    break;
+                }
+                Err(e) => {
+                    let to = *to;
+                    self.pending_out.pop_front();
+                    self.send_failed(&e, to);
+                }
+            }
+        }
+        let mut buf = std::mem::take(&mut self.buf);
+        while let Some(to) = self.endpoint.poll_transmit(now, &mut buf) {
+            if blocked {
+                self.queue_pending(to, &buf);
+                continue;
+            }
+            match Self::send_one(socket, self.peer, &buf, to) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    blocked = true;
+                    self.queue_pending(to, &buf);
+                }
+                Err(e) => self.send_failed(&e, to),
+            }
+        }
+        self.buf = buf;
+    }
+
+    /// The connected peer's port is closed (ICMP port unreachable): fail its connections
+    /// now instead of retransmitting into the void until `peer_timeout`.
+    fn fail_all_refused(&mut self) {
+        let handles: Vec<ConnectionHandle> = self.conns.keys().copied().collect();
+        for h in handles {
+            if let Some(cs) = self.conns.get_mut(&h) {
+                cs.fail.get_or_insert_with(|| {
+                    Arc::new(io::Error::new(
+                        io::ErrorKind::ConnectionRefused,
+                        "nothing listens on the peer's port (ICMP port unreachable)",
+                    ))
+                });
+            }
+            self.endpoint.close(h);
+        }
+    }
+
+    /// Handles every queued event; returns whether it closed a connection (so there is
+    /// something more to send).
+    fn dispatch_events(&mut self, shared: &Arc<Shared>) -> bool {
+        let mut closed_any = false;
+        while let Some((h, event)) = self.endpoint.poll_event() {
+            match event {
+                Event::Message(bytes) => self.deliver(h, bytes),
+                Event::Writable => {
+                    if let Some(cs) = self.conns.get_mut(&h) {
+                        self.wake.append(&mut cs.writers);
+                    }
+                }
+                Event::Connected { server_incarnation } => {
+                    trace!(?h, server_incarnation, "connected");
+                    if let Some(tx) = self.conns.get_mut(&h).and_then(|cs| cs.connect.take()) {
+                        let _ = tx.send(Ok(()));
+                    }
+                }
+                Event::Accepted { peer, .. } => {
+                    if !self.accept(shared, h, peer) {
+                        closed_any = true;
+                    }
+                }
+                Event::Closed(reason) => self.on_closed(h, reason),
+            }
+        }
+        closed_any
+    }
+
+    fn deliver(&mut self, h: ConnectionHandle, bytes: Bytes) {
+        let Some(cs) = self.conns.get(&h) else {
+            return;
+        };
+        let c = &cs.shared;
+        // Counted before it is queued, so the receiver never counts it down first.
+        let undelivered = c.undelivered.fetch_add(1, conn::ORDER) + 1;
+        if cs.inbound.send(Ok(bytes)).is_err() {
+            // The receiver is gone (the runtime stopped reading); nobody wants it.
+            c.undelivered.fetch_sub(1, conn::ORDER);
+            return;
+        }
+        if undelivered >= self.max_undelivered && !c.paused.load(conn::ORDER) {
+            // Stop acknowledging new data until the receiver catches up; the peer
+            // retransmits it later.
+            c.paused.store(true, conn::ORDER);
+            self.endpoint.set_paused(h, true);
+            // The receiver may have drained meanwhile without seeing the flag.
+            if c.undelivered.load(conn::ORDER) <= conn::low_water(self.max_undelivered) {
+                c.paused.store(false, conn::ORDER);
+                self.endpoint.set_paused(h, false);
+            }
+        }
+    }
+
+    /// Hands a new connection to the listener; closes it if there is no room (or no
+    /// listener). Returns whether it was handed over.
+    fn accept(&mut self, shared: &Arc<Shared>, h: ConnectionHandle, peer: SocketAddr) -> bool {
+        if self.accept_tx.is_none() {
+            self.endpoint.close(h);
+            return false;
+        }
+        let (connection, cs) = new_connection(shared, self, h, peer, None);
+        let conn_shared = cs.shared.clone();
+        self.conns.insert(h, cs);
+        let sent = match &self.accept_tx {
+            Some(tx) => tx.try_send(connection),
+            None => Err(mpsc::error::TrySendError::Closed(connection)),
+        };
+        match sent {
+            Ok(()) => {
+                debug!(local = %shared.local_addr, %peer, "accepted");
+                true
+            }
+            Err(e) => {
+                if matches!(e, mpsc::error::TrySendError::Full(_)) {
+                    self.counters.accept_overflow += 1;
+                    debug!(%peer, "accept backlog full; closing the new connection");
+                }
+                // Marked closed first, so dropping its sink here (under the lock) does
+                // not try to close it again.
+                conn_shared.mark_closed(TransportError::Closed);
+                drop(e);
+                self.endpoint.close(h);
+                false
+            }
+        }
+    }
+
+    fn on_closed(&mut self, h: ConnectionHandle, reason: CloseReason) {
+        let Some(mut cs) = self.conns.remove(&h) else {
+            return;
+        };
+        let cause = cs.fail.take().or_else(|| close_cause(reason));
+        debug!(?h, ?reason, "connection closed");
+        let err = cause
+            .clone()
+            .map_or(TransportError::Closed, TransportError::Io);
+        cs.shared.mark_closed(err.clone());
+        if let Some(tx) = cs.connect.take() {
+            let _ = tx.send(Err(cause.unwrap_or_else(|| connect_cause(reason))));
+        } else if cause.is_some() {
+            let _ = cs.inbound.send(Err(err));
+        }
+        self.wake.append(&mut cs.writers);
+        // Dropping `cs` drops the inbound sender: after the last message (and the error,
+        // if any), the receiver sees the end of the stream.
+    }
+}
+
+/// The error a close reason means for an established connection; `None` for a clean
+/// close (this side closed it, or the peer closed it normally).
+fn close_cause(reason: CloseReason) -> Option<Arc<io::Error>> {
+    use io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset, TimedOut};
+    let (kind, msg): (io::ErrorKind, &str) = match reason {
+        CloseReason::Local => return None,
+        CloseReason::PeerClosed { code } => match code {
+            close_code::NORMAL => return None,
+            close_code::IDLE => (
+                TimedOut,
+                "peer closed the connection: it heard nothing from us",
+            ),
+            close_code::REASSEMBLY_TIMEOUT => (
+                ConnectionAborted,
+                "peer closed the connection: a message could not be completed",
+            ),
+            close_code::PROTOCOL_ERROR => (
+                ConnectionAborted,
+                "peer closed the connection: it says we broke the protocol",
+            ),
+            close_code::REFUSED => (ConnectionRefused, "peer refused the connection"),
+            _ => (
+                ConnectionReset,
+                "peer closed the connection with an unknown reason",
+            ),
+        },
+        CloseReason::Unreachable => (
+            TimedOut,
+            "peer unreachable: no answer within peer_timeout or after max_retransmits",
+        ),
+        CloseReason::Idle => (TimedOut, "nothing heard from the peer for idle_timeout"),
+        CloseReason::Reset => (
+            ConnectionReset,
+            "peer reset the connection (it no longer knows it)",
+        ),
+        CloseReason::PeerRestarted => (ConnectionReset, "peer restarted"),
+        CloseReason::ReassemblyTimeout => (
+            ConnectionAborted,
+            "an incomplete message timed out; the connection cannot continue",
+        ),
+        CloseReason::ProtocolError => (ConnectionAborted, "peer broke the protocol"),
+        CloseReason::Refused => (ConnectionRefused, "connection refused (connection limit)"),
+    };
+    Some(Arc::new(io::Error::new(kind, msg)))
+}
+
+/// The error a close reason means while the handshake is pending.
+fn connect_cause(reason: CloseReason) -> Arc<io::Error> {
+    let (kind, msg) = match reason {
+        CloseReason::Unreachable => (io::ErrorKind::TimedOut, "no answer to the handshake"),
+        CloseReason::Reset | CloseReason::Refused | CloseReason::PeerClosed { .. } => (
+            io::ErrorKind::ConnectionRefused,
+            "the peer refused the connection",
+        ),
+        CloseReason::Local => (io::ErrorKind::ConnectionAborted, "connect abandoned"),
+        _ => return close_cause(reason).unwrap_or_else(|| Arc::new(io::Error::other("closed"))),
+    };
+    Arc::new(io::Error::new(kind, msg))
+}
+
+/// A connection's sender, receiver and driver state.
+fn new_connection(
+    shared: &Arc<Shared>,
+    st: &State,
+    h: ConnectionHandle,
+    peer: SocketAddr,
+    connect: Option<oneshot::Sender<ConnectResult>>,
+) -> (Connection<UdpFrameReceiver>, ConnState) {
+    let conn_shared = Arc::new(ConnShared::default());
+    let (tx, rx) = mpsc::unbounded_channel();
+    let sink = ConnSink::new(shared.clone(), h, conn_shared.clone());
+    let receiver = UdpFrameReceiver::new(
+        rx,
+        shared.clone(),
+        h,
+        conn_shared.clone(),
+        st.max_payload,
+        conn::low_water(st.max_undelivered),
+    );
+    let state = ConnState {
+        inbound: tx,
+        shared: conn_shared,
+        writers: Vec::new(),
+        connect,
+        fail: None,
+    };
+    (
+        Connection {
+            sender: FrameSender::from_sink(sink),
+            receiver,
+            peer_addr: peer,
+        },
+        state,
+    )
+}
+
+/// A nonblocking UDP socket with the configured buffer sizes, bound to `local` and, for
+/// a client, connected to `peer`.
+fn bind_socket(
+    local: SocketAddr,
+    peer: Option<SocketAddr>,
+    config: &UdpConfig,
+) -> io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(local), Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_nonblocking(true)?;
+    config.apply_buffer_sizes(SockRef::from(&socket));
+    socket.bind(&local.into())?;
+    if let Some(peer) = peer {
+        socket.connect(&peer.into())?;
+    }
+    UdpSocket::from_std(socket.into())
+}
+
+/// Where a client socket for `peer` binds: the loopback address for a loopback peer,
+/// the unspecified address of its family otherwise; any port.
+fn client_bind_addr(peer: SocketAddr) -> SocketAddr {
+    let ip = match peer.ip() {
+        IpAddr::V4(ip) if ip.is_loopback() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(ip) if ip.is_loopback() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    };
+    SocketAddr::new(ip, 0)
+}
+
+/// A random 64-bit number (an incarnation): std's per-process random hash keys, a
+/// counter, the process id and the time.
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u32(std::process::id());
+    if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        h.write_u128(t.as_nanos());
+    }
+    h.finish()
+}
+
+/// Spawns the driver task of a socket on the current tokio runtime.
+fn spawn_driver(shared: Arc<Shared>) {
+    tokio::spawn(drive(shared));
+}
+
+enum Wake {
+    Readable(io::Result<()>),
+    Timer,
+    Notified,
+    Writable,
+}
+
+/// The driver task: reads datagrams, fires the endpoint's timer, flushes queued
+/// datagrams; ends when the socket has no connection and no listener left.
+async fn drive(shared: Arc<Shared>) {
+    let mut rx_buf = vec![0u8; MAX_UDP_PAYLOAD].into_boxed_slice();
+    let mut batch: Vec<(SocketAddr, Bytes)> = Vec::new();
+    let sleep = tokio::time::sleep(Duration::from_secs(3600));
+    tokio::pin!(sleep);
+    // The deadline `sleep` is set to, if it has not fired yet.
+    let mut sleeping_until: Option<Instant> = None;
+    debug!(local = %shared.local_addr, "driver started");
+    loop {
+        let (deadline, pending_out, recv_batch) = {
+            let mut st = shared.lock();
+            if st.finished() {
+                break;
+            }
+            st.armed = st.endpoint.poll_timeout();
+            (st.armed, !st.pending_out.is_empty(), st.recv_batch)
+        };
+        if let Some(d) = deadline {
+            if sleeping_until != Some(d) {
+                sleep.as_mut().reset(d.into());
+                sleeping_until = Some(d);
+            }
+        }
+        let wake = tokio::select! {
+            biased;
+            r = shared.socket.readable() => Wake::Readable(r),
+            () = &mut sleep, if deadline.is_some() => Wake::Timer,
+            () = shared.notify.notified() => Wake::Notified,
+            r = shared.socket.writable(), if pending_out => {
+                if let Err(e) = r {
+                    debug!(error = %e, "waiting for writability failed");
+                }
+                Wake::Writable
+            }
+        };
+        match wake {
+            Wake::Readable(Ok(())) => {
+                let mut refused = false;
+                let mut errors = 0;
+                for _ in 0..recv_batch {
+                    match shared.socket.try_recv_from(&mut rx_buf) {
+                        // Exactly sized: reassembly accounts for each datagram's memory.
+                        Ok((n, from)) => batch.push((from, Bytes::copy_from_slice(&rx_buf[..n]))),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => refused = true,
+                        Err(e) => {
+                            errors += 1;
+                            debug!(error = %e, "recv failed");
+                        }
+                    }
+                }
+                let mut st = shared.lock();
+                st.counters.recv_errors += errors;
+                st.refused |= refused && st.peer.is_some();
+                let now = Instant::now();
+                for (from, datagram) in batch.drain(..) {
+                    st.endpoint.handle_datagram(now, from, datagram);
+                }
+                shared.process_and_release(st);
+            }
+            Wake::Readable(Err(e)) => {
+                debug!(error = %e, "waiting for readability failed");
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            Wake::Timer => {
+                sleeping_until = None;
+                let mut st = shared.lock();
+                st.endpoint.handle_timeout(Instant::now());
+                shared.process_and_release(st);
+            }
+            Wake::Notified | Wake::Writable => {
+                let st = shared.lock();
+                shared.process_and_release(st);
+            }
+        }
+    }
+    debug!(local = %shared.local_addr, "driver finished");
+}

@@ -1,0 +1,142 @@
+//! [`UdpStats`] and [`UdpStatsHandle`]: counters of the protocol and the driver.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+
+use super::Shared;
+
+/// A snapshot of the counters of one or more sockets (a listener's one socket, or every
+/// socket a channel opened, including those already closed).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UdpStats {
+    /// Sockets counted (open or closed).
+    pub sockets: u64,
+    /// Datagrams sent.
+    pub datagrams_sent: u64,
+    /// Datagrams received.
+    pub datagrams_received: u64,
+    /// Data fragments retransmitted.
+    pub retransmits: u64,
+    /// Data datagrams received more than once.
+    pub duplicates: u64,
+    /// Datagrams dropped because their CRC did not match.
+    pub checksum_failures: u64,
+    /// Datagrams dropped because they were malformed otherwise.
+    pub malformed: u64,
+    /// Datagrams for no known connection.
+    pub unknown_connection: u64,
+    /// Data datagrams beyond the receive window.
+    pub beyond_window: u64,
+    /// Data datagrams dropped for lack of reassembly memory.
+    pub over_budget: u64,
+    /// Retransmission timeouts.
+    pub rto_timeouts: u64,
+    /// Connections opened (client side).
+    pub connections_opened: u64,
+    /// Connections accepted by the protocol (server side).
+    pub connections_accepted: u64,
+    /// Handshakes refused by the protocol (connection limit).
+    pub connections_refused: u64,
+    /// Connections closed and freed.
+    pub connections_closed: u64,
+    /// `sendto` failures other than a full buffer (the protocol retransmits).
+    pub send_errors: u64,
+    /// `recvfrom` failures.
+    pub recv_errors: u64,
+    /// Datagrams dropped because the socket's buffer and the driver's queue were full.
+    pub pending_out_drops: u64,
+    /// New connections closed because the accept backlog was full.
+    pub accept_overflow: u64,
+    /// Messages that were not a valid RPC frame (their connection was closed).
+    pub bad_frames: u64,
+    /// Current connections: (peer, smoothed RTT µs (0 before a sample), RTO µs).
+    pub connections: Vec<(SocketAddr, u64, u64)>,
+}
+
+impl UdpStats {
+    fn add(&mut self, o: &UdpStats) {
+        self.sockets += o.sockets;
+        self.datagrams_sent += o.datagrams_sent;
+        self.datagrams_received += o.datagrams_received;
+        self.retransmits += o.retransmits;
+        self.duplicates += o.duplicates;
+        self.checksum_failures += o.checksum_failures;
+        self.malformed += o.malformed;
+        self.unknown_connection += o.unknown_connection;
+        self.beyond_window += o.beyond_window;
+        self.over_budget += o.over_budget;
+        self.rto_timeouts += o.rto_timeouts;
+        self.connections_opened += o.connections_opened;
+        self.connections_accepted += o.connections_accepted;
+        self.connections_refused += o.connections_refused;
+        self.connections_closed += o.connections_closed;
+        self.send_errors += o.send_errors;
+        self.recv_errors += o.recv_errors;
+        self.pending_out_drops += o.pending_out_drops;
+        self.accept_overflow += o.accept_overflow;
+        self.bad_frames += o.bad_frames;
+        self.connections.extend_from_slice(&o.connections);
+    }
+}
+
+/// The sockets behind one handle, and the totals of those already gone.
+#[derive(Debug, Default)]
+pub(super) struct Registry {
+    sockets: Mutex<Vec<Weak<Shared>>>,
+    retired: Mutex<UdpStats>,
+}
+
+impl Registry {
+    pub(super) fn register(&self, shared: &Arc<Shared>) {
+        let mut sockets = self.sockets.lock().unwrap_or_else(PoisonError::into_inner);
+        sockets.retain(|w| w.strong_count() > 0);
+        sockets.push(Arc::downgrade(shared));
+    }
+
+    pub(super) fn retire(&self, final_stats: &UdpStats) {
+        self.retired
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .add(final_stats);
+    }
+}
+
+/// Reads the counters of a [`crate::UdpListener`]'s socket or of every socket a
+/// [`crate::UdpChannel`] opened. Cheap to clone; does not keep sockets open.
+#[derive(Debug, Clone, Default)]
+pub struct UdpStatsHandle {
+    registry: Arc<Registry>,
+}
+
+impl UdpStatsHandle {
+    pub(super) fn new() -> Self {
+        UdpStatsHandle::default()
+    }
+
+    pub(super) fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// The counters now: sockets still open plus the final counts of closed ones.
+    pub fn snapshot(&self) -> UdpStats {
+        let live: Vec<Arc<Shared>> = self
+            .registry
+            .sockets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        let mut total = self
+            .registry
+            .retired
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        for shared in live {
+            total.add(&shared.snapshot());
+        }
+        total
+    }
+}
