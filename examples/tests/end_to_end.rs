@@ -424,7 +424,7 @@ async fn client_reconnects_after_the_server_restarts<T: Transport>() {
 
 fn blocking_client_makes_real_calls<T: Transport>() {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let server = rt.block_on(calc_server());
+    let server = rt.block_on(calc_server::<T>());
     let client =
         examples::calc::CalcBlockingClient::new(T::channel(server.local_addr())).unwrap();
     assert_eq!(client.add(20, 22).unwrap(), 42);

@@ -66,9 +66,9 @@ impl Service for AdderService {
     }
 }
 
-fn have(tool: &str) -> bool {
+fn have(tool: &str, version_flag: &str) -> bool {
     Command::new(tool)
-        .arg("--version")
+        .arg(version_flag)
         .output()
         .is_ok_and(|o| o.status.success())
 }
@@ -96,7 +96,7 @@ impl Drop for Namespace {
 #[test]
 fn kernel_loss_2000_calls() {
     let is_root = run(Command::new("id").arg("-u")).is_ok_and(|s| s.trim() == "0");
-    if !is_root || !have("ip") || !have("iptables") {
+    if !is_root || !have("ip", "-V") || !have("iptables", "--version") {
         eprintln!(
             "SKIPPED kernel_loss_2000_calls: needs root, `ip` and `iptables` \
              (root: {is_root}; .ci/run installs iproute2 and iptables)"
