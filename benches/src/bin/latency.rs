@@ -12,7 +12,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use benches::echo::{echo, EchoService};
 use benches::{raw_tcp_echo_server, RawTcpPinger};
@@ -25,7 +25,7 @@ use rpc_transport_udp::{UdpChannel, UdpListener};
 use tokio::net::UdpSocket;
 
 /// Measure call latency over UDP and TCP.
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(about)]
 struct Args {
     /// Round trips per row (after the warm-up).
@@ -47,22 +47,13 @@ struct Row {
     hist: Histogram<u64>,
 }
 
-async fn measure<F, Fut>(iterations: u64, warmup: u64, mut one: F) -> Histogram<u64>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
-    for _ in 0..warmup {
-        one().await;
-    }
-    for _ in 0..iterations {
-        let start = Instant::now();
-        one().await;
-        let ns = start.elapsed().as_nanos().min(u64::MAX as u128) as u64;
-        hist.saturating_record(ns.max(1));
-    }
-    hist
+fn new_histogram() -> Histogram<u64> {
+    Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
+}
+
+fn record(hist: &mut Histogram<u64>, start: Instant) {
+    let ns = start.elapsed().as_nanos().min(u64::MAX as u128) as u64;
+    hist.saturating_record(ns.max(1));
 }
 
 async fn raw_udp_echo(size: usize) -> std::io::Result<(Arc<UdpSocket>, SocketAddr)> {
@@ -92,10 +83,14 @@ where
     let client = Client::new(channel);
     client.connect().await.expect("client connects");
     let blob = vec![0x5au8; args.size];
-    let hist = measure(args.iterations, args.warmup, || async {
+    let mut hist = new_histogram();
+    for i in 0..args.warmup + args.iterations {
+        let start = Instant::now();
         echo(&client, &blob).await.expect("echo call");
-    })
-    .await;
+        if i >= args.warmup {
+            record(&mut hist, start);
+        }
+    }
     drop(client);
     server.shutdown().await;
     hist
@@ -112,30 +107,34 @@ async fn run(args: Args) -> std::io::Result<Vec<Row>> {
     let (udp, _) = raw_udp_echo(frame_size).await?;
     let payload = vec![0x5au8; frame_size];
     let mut buf = vec![0u8; 65_536];
-    let hist = measure(args.iterations, args.warmup, || {
-        let udp = udp.clone();
-        let payload = &payload;
-        let buf = &mut buf;
-        async move {
-            udp.send(payload).await.expect("raw udp send");
-            udp.recv(buf).await.expect("raw udp recv");
+    let mut hist = new_histogram();
+    for i in 0..args.warmup + args.iterations {
+        let start = Instant::now();
+        udp.send(&payload).await?;
+        udp.recv(&mut buf).await?;
+        if i >= args.warmup {
+            record(&mut hist, start);
         }
-    })
-    .await;
-    rows.push(Row { name: "raw tokio UDP ping-pong", hist });
+    }
+    rows.push(Row {
+        name: "raw tokio UDP ping-pong",
+        hist,
+    });
 
     let addr = raw_tcp_echo_server(frame_size).await?;
     let mut pinger = RawTcpPinger::connect(addr, frame_size).await?;
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
-    for _ in 0..args.warmup {
-        pinger.ping().await?;
-    }
-    for _ in 0..args.iterations {
+    let mut hist = new_histogram();
+    for i in 0..args.warmup + args.iterations {
         let start = Instant::now();
         pinger.ping().await?;
-        hist.saturating_record((start.elapsed().as_nanos() as u64).max(1));
+        if i >= args.warmup {
+            record(&mut hist, start);
+        }
     }
-    rows.push(Row { name: "raw tokio TCP ping-pong", hist });
+    rows.push(Row {
+        name: "raw tokio TCP ping-pong",
+        hist,
+    });
 
     let listener = UdpListener::bind("127.0.0.1:0").await.map_err(std::io::Error::other)?;
     let channel = UdpChannel::new(listener.local_addr());
@@ -228,18 +227,11 @@ fn main() -> std::io::Result<()> {
         .worker_threads(args.threads.max(1))
         .enable_all()
         .build()?;
-    let rows = rt.block_on(async {
-        // Run the measurements as a task, like any caller.
-        let task_args = Args { ..args };
-        tokio::spawn(async move {
-            let rows = run(task_args).await;
-            tokio::time::sleep(Duration::from_millis(1)).await;
-            rows
-        })
-        .await
-        .map_err(std::io::Error::other)?
-    })?;
-    let args = Args::parse();
+    // The measurements run as a task on the runtime, like any caller.
+    let task_args = args.clone();
+    let rows = rt
+        .block_on(rt.spawn(run(task_args)))
+        .map_err(std::io::Error::other)??;
     print_table(&rows, &args);
     print_plot(&rows);
     Ok(())
