@@ -345,7 +345,8 @@ impl State {
                     ))
                 });
             }
-            self.endpoint.close(h);
+            // Nobody listens there: no Close to send.
+            self.endpoint.abort(h, CloseReason::Unreachable);
         }
     }
 

@@ -6,7 +6,7 @@
 //! events ([`Endpoint::poll_event`]). Connections are keyed by (peer address, connection
 //! id); a server endpoint creates one for each new Init (up to `max_connections`).
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -80,6 +80,12 @@ pub struct Endpoint {
     stats: EndpointStats,
     /// Counters of connections already freed.
     freed: ConnectionStats,
+    /// Every connection's next deadline, ordered, so the earliest is found without a
+    /// scan; `deadlines` mirrors it per handle.
+    timers: BTreeSet<(Instant, u64)>,
+    deadlines: HashMap<u64, Instant>,
+    /// Reused by `handle_timeout`.
+    due: Vec<u64>,
 }
 
 impl Endpoint {
@@ -102,6 +108,9 @@ impl Endpoint {
             transmits: VecDeque::new(),
             stats: EndpointStats::default(),
             freed: ConnectionStats::default(),
+            timers: BTreeSet::new(),
+            deadlines: HashMap::new(),
+            due: Vec::new(),
         }
     }
 
@@ -148,6 +157,7 @@ impl Endpoint {
         self.by_key.insert((peer, conn_id), handle);
         self.dirty.mark(handle);
         self.stats.connections_opened += 1;
+        self.refresh_timer(handle);
         ConnectionHandle(handle)
     }
 
@@ -175,6 +185,19 @@ impl Endpoint {
             };
             conn.close(&mut ctx);
             self.dirty.mark(h.0);
+        }
+        self.collect(h.0);
+    }
+
+    /// Fails a connection at once without telling the peer (e.g. the socket reported
+    /// the peer's port unreachable): no Close is sent.
+    pub fn abort(&mut self, h: ConnectionHandle, reason: CloseReason) {
+        if let Some(conn) = self.connections.get_mut(&h.0) {
+            let mut ctx = Ctx {
+                events: &mut self.scratch,
+                budget: &mut self.budget,
+            };
+            conn.fail(reason, &mut ctx);
         }
         self.collect(h.0);
     }
@@ -340,6 +363,7 @@ impl Endpoint {
                 self.connections.insert(handle, conn);
                 self.by_key.insert(key, handle);
                 self.dirty.mark(handle);
+                self.refresh_timer(handle);
                 self.stats.connections_accepted += 1;
                 self.events.push_back((
                     ConnectionHandle(handle),
@@ -367,6 +391,7 @@ impl Endpoint {
         while let Some(e) = self.scratch.pop_front() {
             self.events.push_back((ConnectionHandle(h), e));
         }
+        self.refresh_timer(h);
         let drained = self.connections.get(&h).is_some_and(Connection::is_drained);
         if drained {
             if let Some(conn) = self.connections.remove(&h) {
@@ -382,18 +407,38 @@ impl Endpoint {
                 self.stats.connections_closed += 1;
             }
             self.dirty.forget(h);
+            self.refresh_timer(h);
+        }
+    }
+
+    /// Brings the ordered deadline set up to date with connection `h`.
+    fn refresh_timer(&mut self, h: u64) {
+        let next = self.connections.get(&h).and_then(Connection::next_timeout);
+        let old = self.deadlines.get(&h).copied();
+        if old == next {
+            return;
+        }
+        if let Some(at) = old {
+            self.timers.remove(&(at, h));
+            self.deadlines.remove(&h);
+        }
+        if let Some(at) = next {
+            self.timers.insert((at, h));
+            self.deadlines.insert(h, at);
         }
     }
 
     /// Handles every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let due: Vec<u64> = self
-            .connections
-            .iter()
-            .filter(|(_, c)| c.next_timeout().is_some_and(|t| t <= now))
-            .map(|(h, _)| *h)
-            .collect();
-        for h in due {
+        let mut due = std::mem::take(&mut self.due);
+        due.clear();
+        due.extend(
+            self.timers
+                .iter()
+                .take_while(|(at, _)| *at <= now)
+                .map(|&(_, h)| h),
+        );
+        for &h in &due {
             if let Some(conn) = self.connections.get_mut(&h) {
                 let mut ctx = Ctx {
                     events: &mut self.scratch,
@@ -404,6 +449,7 @@ impl Endpoint {
             self.dirty.mark(h);
             self.collect(h);
         }
+        self.due = due;
     }
 
     /// The next datagram to send: written into `out`, with its destination returned.
@@ -440,7 +486,7 @@ impl Endpoint {
 
     /// When [`Endpoint::handle_timeout`] must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.connections.values().filter_map(Connection::next_timeout).min()
+        self.timers.first().map(|&(at, _)| at)
     }
 
     /// The next event.
