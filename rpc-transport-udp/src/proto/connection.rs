@@ -580,6 +580,9 @@ impl Connection {
         ctx: &mut Ctx<'_>,
     ) {
         let seen = self.window.check(seq);
+        // A datagram that fills a gap is acknowledged at once (RFC 5681 4.2), so the
+        // sender learns quickly that the hole is closed.
+        let fills_gap = seen == Seen::InOrder && self.window.recorded_above() > 0;
         match seen {
             Seen::Duplicate => {
                 self.stats.duplicates += 1;
@@ -630,7 +633,7 @@ impl Connection {
         }
         self.ack_needed = true;
         self.unacked_eliciting += 1;
-        if seen == Seen::OutOfOrder || self.unacked_eliciting >= self.cfg.ack_every {
+        if seen == Seen::OutOfOrder || fills_gap || self.unacked_eliciting >= self.cfg.ack_every {
             self.ack_now = true;
         } else if self.timers.get(Timer::Ack).is_none() {
             self.timers.set(Timer::Ack, now + self.cfg.ack_delay);
@@ -663,10 +666,12 @@ impl Connection {
             if let Some(s) = slot.take() {
                 newly_acked += 1;
                 conn.in_flight -= 1;
-                if conn.largest_acked_sent.is_none_or(|t| s.last_sent > t) {
+                // The highest acknowledged datagram and *its* send time go together:
+                // fast retransmit compares other datagrams against that one datagram.
+                if seq > conn.largest_acked {
+                    conn.largest_acked = seq;
                     conn.largest_acked_sent = Some(s.last_sent);
                 }
-                conn.largest_acked = conn.largest_acked.max(seq);
                 if seq == top {
                     top_newly_acked = true;
                     // Karn's rule: only datagrams sent exactly once give RTT samples.
@@ -932,7 +937,13 @@ impl Connection {
     }
 
     fn next_fragment(&mut self, now: Instant, events: &mut VecDeque<Event>) -> Option<Body> {
-        if self.in_flight >= self.effective_window() {
+        // Two limits: datagrams in flight, and how far past the lowest unacknowledged
+        // sequence number we may go (the peer drops anything beyond its window; everything
+        // below send_base is acknowledged, so its cumulative point is at least
+        // send_base - 1).
+        if self.in_flight >= self.effective_window()
+            || self.next_seq - self.send_base >= u64::from(self.peer_recv_window)
+        {
             return None;
         }
         let max_payload = self.fragment_payload;
