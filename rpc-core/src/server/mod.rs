@@ -30,6 +30,7 @@
 //! connections are closed at once and counted in [`ServerStats::connections_rejected`]).
 
 mod context;
+pub mod reply_cache;
 mod service;
 
 use std::net::SocketAddr;
