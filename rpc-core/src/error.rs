@@ -95,6 +95,15 @@ pub enum RpcError {
         /// Highest version the server speaks.
         high: u32,
     },
+    /// The call was sent, then the connection failed before an answer came, and its
+    /// semantics (at-most-once) forbid sending it again: the server may or may not have
+    /// executed it.
+    #[error("outcome unknown: the connection failed after the call was sent ({0})")]
+    OutcomeUnknown(TransportError),
+    /// A duplicate of a call whose cached reply the server had already evicted (or its
+    /// client acknowledged): it was refused, not executed again.
+    #[error("the server no longer holds this call's reply; the duplicate was refused")]
+    ReplyEvicted,
 }
 
 impl RpcError {
@@ -113,6 +122,15 @@ impl RpcError {
                 | RpcError::DeadlineExceeded
                 | RpcError::ShuttingDown
                 | RpcError::ProtocolVersion { .. }
+        )
+    }
+
+    /// Whether the server may or may not have executed the call (the caller cannot
+    /// tell): a timeout, a transport failure in flight, or an explicit unknown outcome.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(
+            self,
+            RpcError::Timeout | RpcError::Transport(_) | RpcError::OutcomeUnknown(_)
         )
     }
 }
@@ -187,6 +205,10 @@ pub enum Status {
         /// Highest version spoken.
         high: u32,
     },
+    /// Code 13: a duplicate of a call the reply cache no longer remembers (evicted, or
+    /// acknowledged by its client); refused rather than executed again.
+    #[error("reply evicted; duplicate refused")]
+    ReplyEvicted,
 }
 
 impl Status {
@@ -213,6 +235,7 @@ impl Status {
             Status::ShuttingDown => 10,
             Status::Internal { .. } => 11,
             Status::ProtocolVersion { .. } => 12,
+            Status::ReplyEvicted => 13,
         }
     }
 }
@@ -252,7 +275,8 @@ impl XdrEncode for Status {
             | Status::ServerRestarted
             | Status::DeadlineExceeded
             | Status::Cancelled
-            | Status::ShuttingDown => {}
+            | Status::ShuttingDown
+            | Status::ReplyEvicted => {}
         }
         Ok(())
     }
@@ -289,6 +313,7 @@ impl XdrDecode for Status {
                 low: r.get_u32()?,
                 high: r.get_u32()?,
             },
+            13 => Status::ReplyEvicted,
             other => {
                 return Err(XdrError::InvalidDiscriminant {
                     name: "Status",
@@ -314,6 +339,7 @@ impl From<Status> for RpcError {
             Status::ShuttingDown => RpcError::ShuttingDown,
             Status::Internal { message } => RpcError::Internal { message },
             Status::ProtocolVersion { low, high } => RpcError::ProtocolVersion { low, high },
+            Status::ReplyEvicted => RpcError::ReplyEvicted,
         }
     }
 }

@@ -642,7 +642,7 @@ fn xdr_trailing_bytes_with_from_bytes() {
 
 #[test]
 fn xdr_unknown_status_code() {
-    for code in [0u32, 13, 0x8000_0000, u32::MAX] {
+    for code in [0u32, 14, 0x8000_0000, u32::MAX] {
         assert_eq!(
             decode::<Status>(&code.to_be_bytes()),
             Err(XdrError::InvalidDiscriminant {

@@ -349,6 +349,7 @@ fn status() -> impl Strategy<Value = Status> {
         Just(Status::ShuttingDown),
         message().prop_map(|message| Status::Internal { message }),
         (any::<u32>(), any::<u32>()).prop_map(|(low, high)| Status::ProtocolVersion { low, high }),
+        Just(Status::ReplyEvicted),
     ]
 }
 
