@@ -1,7 +1,31 @@
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::sync::Notify;
+
 use crate::frame::{FrameHeader, Semantics};
+
+/// The server's handle on one call in progress: set when the client cancels it.
+#[derive(Debug, Default)]
+pub struct CallControl {
+    cancelled: AtomicBool,
+    notify: Notify,
+}
+
+impl CallControl {
+    /// Marks the call cancelled and wakes whoever waits on [`CallContext::cancelled`].
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    /// Whether the call was cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
+    }
+}
 
 /// What a handler knows about the call it is serving.
 #[derive(Debug, Clone)]
@@ -9,15 +33,46 @@ pub struct CallContext {
     peer: SocketAddr,
     deadline: Option<Instant>,
     header: FrameHeader,
+    control: Arc<CallControl>,
 }
 
 impl CallContext {
     /// A context for a call with `header` from `peer`, received at `received`.
     pub fn new(peer: SocketAddr, header: FrameHeader, received: Instant) -> Self {
+        CallContext::with_control(peer, header, received, Arc::default())
+    }
+
+    /// A context whose cancellation is driven by `control`.
+    pub fn with_control(
+        peer: SocketAddr,
+        header: FrameHeader,
+        received: Instant,
+        control: Arc<CallControl>,
+    ) -> Self {
         CallContext {
             peer,
             deadline: header.deadline_budget().map(|b| received + b),
             header,
+            control,
+        }
+    }
+
+    /// Whether the client cancelled the call (a best-effort Cancel frame arrived). A
+    /// long-running handler can check it and stop early.
+    pub fn is_cancelled(&self) -> bool {
+        self.control.is_cancelled()
+    }
+
+    /// Resolves when the client cancels the call (never, if it does not).
+    pub async fn cancelled(&self) {
+        loop {
+            let notified = self.control.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.control.is_cancelled() {
+                return;
+            }
+            notified.await;
         }
     }
 

@@ -33,6 +33,7 @@ mod context;
 pub mod reply_cache;
 mod service;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -46,13 +47,22 @@ use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-pub use context::CallContext;
+pub use context::{CallContext, CallControl};
+pub use reply_cache::{ReplyCacheConfig, ReplyCacheStats};
 pub use service::{bad_arguments, decode_args, encode_result, Service, ServiceFuture};
 
 use crate::error::{Status, TransportError};
+use crate::frame::Semantics;
 use crate::frame::{Frame, FrameError, FrameHeader, FrameKind, PROTOCOL_VERSION};
 use crate::interface::InterfaceInfo;
 use crate::transport::{Connection, FrameReceiver, FrameSender, Listener};
+use reply_cache::{Lookup, ReplyCache};
+
+/// Interface id reserved for the incarnation probe: a Call to interface 0, procedure 0
+/// is answered at once with an empty Reply whose aux field carries the server's
+/// incarnation (clients send it after connecting, to tell a restarted server from a
+/// slow one).
+pub const PING_INTERFACE: u32 = 0;
 
 /// Default number of workers (handlers that run at once).
 pub const DEFAULT_WORKERS: usize = 16;
@@ -94,6 +104,7 @@ impl Server {
             queue_depth: DEFAULT_QUEUE_DEPTH,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             idle_timeout: None,
+            reply_cache: Some(ReplyCacheConfig::default()),
             services: Vec::new(),
         }
     }
@@ -118,6 +129,7 @@ pub struct ServerBuilder {
     queue_depth: usize,
     max_connections: usize,
     idle_timeout: Option<Duration>,
+    reply_cache: Option<ReplyCacheConfig>,
     services: Vec<Arc<dyn Service>>,
 }
 
@@ -169,6 +181,14 @@ impl ServerBuilder {
         self
     }
 
+    /// Sets the reply cache's limits (`None` turns it off: exactly-once and at-most-once
+    /// calls are then executed as often as they arrive). Default: on, with
+    /// [`ReplyCacheConfig::default`].
+    pub fn reply_cache(mut self, config: Option<ReplyCacheConfig>) -> Self {
+        self.reply_cache = config;
+        self
+    }
+
     /// Hosts a service (one interface version). Several interfaces, and several versions
     /// of one interface, can share a server.
     pub fn add_service(mut self, service: impl Service) -> Self {
@@ -201,9 +221,16 @@ impl ServerBuilder {
             connections_closed: Notify::new(),
             max_connections: self.max_connections,
             idle_timeout: self.idle_timeout,
+            cache: self
+                .reply_cache
+                .map(|c| std::sync::Mutex::new(ReplyCache::new(c))),
+            controls: std::sync::Mutex::new(HashMap::new()),
             counters: Counters::default(),
         });
         let accept = runtime.spawn(accept_loop(shared.clone(), listener));
+        if shared.cache.is_some() {
+            runtime.spawn(housekeeping(Arc::downgrade(&shared)));
+        }
         tracing::info!(%local_addr, workers = self.workers, queue_depth = self.queue_depth, "server started");
         Ok(ServerHandle {
             shared,
@@ -308,6 +335,12 @@ pub struct ServerStats {
     pub idle_closed: u64,
     /// Connections that ended with an I/O error (e.g. the stream ended mid-frame).
     pub connection_errors: u64,
+    /// Calls skipped because their client cancelled them before a worker took them.
+    pub cancelled_skipped: u64,
+    /// Cancel frames received.
+    pub cancels_received: u64,
+    /// The reply cache's counters and occupancy.
+    pub reply_cache: ReplyCacheStats,
     /// Calls queued or running right now.
     pub in_flight: u64,
 }
@@ -330,6 +363,8 @@ struct Counters {
     replies_dropped: AtomicU64,
     idle_closed: AtomicU64,
     connection_errors: AtomicU64,
+    cancelled_skipped: AtomicU64,
+    cancels_received: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
@@ -358,11 +393,18 @@ struct Shared {
     connections_closed: Notify,
     max_connections: usize,
     idle_timeout: Option<Duration>,
+    /// Exactly-once / at-most-once deduplication.
+    cache: Option<std::sync::Mutex<ReplyCache>>,
+    /// Calls admitted and not finished, for cancellation.
+    controls: std::sync::Mutex<HashMap<(u64, u64), Arc<CallControl>>>,
     counters: Counters,
 }
 
 struct Job {
     hosted: Arc<Hosted>,
+    /// Whether the reply cache tracks this call.
+    cached: bool,
+    control: Arc<CallControl>,
     header: FrameHeader,
     payload: Bytes,
     reply: FrameSender,
@@ -394,6 +436,13 @@ impl Shared {
             replies_dropped: l(&c.replies_dropped),
             idle_closed: l(&c.idle_closed),
             connection_errors: l(&c.connection_errors),
+            cancelled_skipped: l(&c.cancelled_skipped),
+            cancels_received: l(&c.cancels_received),
+            reply_cache: self
+                .cache
+                .as_ref()
+                .map(|c| lock(c).stats())
+                .unwrap_or_default(),
             in_flight: self.in_flight.load(Ordering::Relaxed) as u64,
         }
     }
@@ -454,9 +503,17 @@ impl Shared {
         let header = frame.header;
         match header.kind {
             FrameKind::Call => {}
-            // Cancellation of queued work comes with the call-semantics layer; until a
-            // call can be found by id, a cancel is a no-op, as the protocol allows.
-            FrameKind::Cancel => return Ok(()),
+            FrameKind::Cancel => {
+                bump(&self.counters.cancels_received);
+                let control = lock(&self.controls)
+                    .get(&(header.client_id, header.call_id))
+                    .cloned();
+                // Unknown (finished, never seen): ignored, as the protocol says.
+                if let Some(control) = control {
+                    control.cancel();
+                }
+                return Ok(());
+            }
             FrameKind::Reply | FrameKind::Status => {
                 tracing::debug!(%peer, kind = ?header.kind, "client sent a server-only frame; closing");
                 bump(&self.counters.bad_frames);
@@ -464,6 +521,16 @@ impl Shared {
             }
         }
         let received = Instant::now();
+        if header.interface_id == PING_INTERFACE && header.procedure == 0 {
+            let pong = Frame::new(
+                FrameHeader::answer(&header, FrameKind::Reply, self.incarnation),
+                Bytes::new(),
+            );
+            if sender.send(pong).await.is_err() {
+                bump(&self.counters.replies_dropped);
+            }
+            return Ok(());
+        }
         bump(&self.counters.calls_received);
         if self.phase() != Phase::Running {
             bump(&self.counters.refused_shutting_down);
@@ -499,6 +566,26 @@ impl Shared {
                 .await;
             return Ok(());
         }
+        let cached = self.cache.is_some() && header.semantics() != Semantics::AtLeastOnce;
+        if let Some(cache) = self.cache.as_ref().filter(|_| cached) {
+            let lookup = lock(cache).begin(&header, header.aux, sender, received);
+            match lookup {
+                Lookup::Run => {}
+                // A duplicate of a running call: it gets that execution's reply.
+                Lookup::Joined => return Ok(()),
+                Lookup::Cached(reply) => {
+                    if !header.is_oneway() && sender.send(reply).await.is_err() {
+                        bump(&self.counters.replies_dropped);
+                    }
+                    return Ok(());
+                }
+                Lookup::Forgotten => {
+                    self.answer_status(&header, Status::ReplyEvicted, sender)
+                        .await;
+                    return Ok(());
+                }
+            }
+        }
         let admitted = self
             .in_flight
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
@@ -507,12 +594,16 @@ impl Shared {
             .is_ok();
         if !admitted {
             bump(&self.counters.overloaded);
-            self.answer_status(&header, Status::Overloaded, sender)
+            self.refuse(&header, cached, Status::Overloaded, sender)
                 .await;
             return Ok(());
         }
         connection_calls.fetch_add(1, Ordering::AcqRel);
+        let control = Arc::new(CallControl::default());
+        lock(&self.controls).insert((header.client_id, header.call_id), control.clone());
         let job = Job {
+            cached,
+            control,
             hosted: hosted.clone(),
             header,
             payload: frame.payload,
@@ -553,10 +644,31 @@ impl Shared {
         Ok(())
     }
 
+    /// Answers a call that will not run with `status`, and (if the reply cache tracked
+    /// it) forgets it there so a retry may run it, answering its joined duplicates too.
+    async fn refuse(
+        &self,
+        header: &FrameHeader,
+        cached: bool,
+        status: Status,
+        sender: &FrameSender,
+    ) {
+        let joined = match self.cache.as_ref().filter(|_| cached) {
+            Some(cache) => lock(cache).abandon(header.client_id, header.call_id),
+            None => Vec::new(),
+        };
+        self.answer_status(header, status.clone(), sender).await;
+        for (dup, to) in joined {
+            self.answer_status(&dup, status.clone(), &to).await;
+        }
+    }
+
     /// Runs one call (holding a worker slot).
     async fn run(&self, job: Job) {
         let Job {
             hosted,
+            cached,
+            control,
             header,
             payload,
             reply,
@@ -564,17 +676,25 @@ impl Shared {
             peer,
             received,
         } = job;
-        // However this call ends, it no longer keeps its connection busy.
+        // However this call ends, it no longer keeps its connection busy and can no
+        // longer be cancelled.
         let _busy = DecrementOnDrop(&connection_calls);
+        let _control = ForgetControl(self, (header.client_id, header.call_id));
         if let Some(budget) = header.deadline_budget() {
             if received + budget <= Instant::now() {
                 bump(&self.counters.deadline_expired);
-                self.answer_status(&header, Status::DeadlineExceeded, &reply)
+                self.refuse(&header, cached, Status::DeadlineExceeded, &reply)
                     .await;
                 return;
             }
         }
-        let ctx = CallContext::new(peer, header, received);
+        if control.is_cancelled() {
+            bump(&self.counters.cancelled_skipped);
+            self.refuse(&header, cached, Status::Cancelled, &reply)
+                .await;
+            return;
+        }
+        let ctx = CallContext::with_control(peer, header, received, control);
         let service = &hosted.service;
         let result = match std::panic::catch_unwind(AssertUnwindSafe(|| {
             service.call(header.procedure, ctx, payload)
@@ -591,9 +711,6 @@ impl Shared {
             })
         });
         bump(&self.counters.calls_completed);
-        if header.is_oneway() {
-            return;
-        }
         let frame = match result {
             Ok(bytes) => Frame::new(
                 FrameHeader::answer(&header, FrameKind::Reply, self.incarnation),
@@ -606,8 +723,54 @@ impl Shared {
                 status_frame(&header, &status, self.incarnation)
             }
         };
+        let joined = match self.cache.as_ref().filter(|_| cached) {
+            Some(cache) => lock(cache).finish(header.client_id, header.call_id, &frame),
+            None => Vec::new(),
+        };
+        if header.is_oneway() {
+            return;
+        }
+        for (dup, to) in joined {
+            let mut again = frame.clone();
+            again.header.call_id = dup.call_id;
+            if to.send(again).await.is_err() {
+                bump(&self.counters.replies_dropped);
+            }
+        }
         if reply.send(frame).await.is_err() {
             bump(&self.counters.replies_dropped);
+        }
+    }
+}
+
+/// Removes a call's cancellation handle when the call ends.
+struct ForgetControl<'a>(&'a Shared, (u64, u64));
+
+impl Drop for ForgetControl<'_> {
+    fn drop(&mut self) {
+        lock(&self.0.controls).remove(&self.1);
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Every critical section is a few map operations that leave the data consistent
+    // even if a panic interrupts them, so poisoning is ignored.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Expires idle clients from the reply cache every few seconds while the server lives.
+async fn housekeeping(shared: std::sync::Weak<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        if shared.phase() == Phase::Closed {
+            return;
+        }
+        if let Some(cache) = &shared.cache {
+            lock(cache).expire(Instant::now());
         }
     }
 }

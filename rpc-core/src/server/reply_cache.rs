@@ -201,7 +201,8 @@ impl ReplyCache {
         reply_to: &FrameSender,
         now: Instant,
     ) -> Lookup {
-        if !self.clients.contains_key(&call.client_id) && self.clients.len() >= self.cfg.max_clients {
+        if !self.clients.contains_key(&call.client_id) && self.clients.len() >= self.cfg.max_clients
+        {
             self.expire(now);
             if self.clients.len() >= self.cfg.max_clients {
                 self.evict_least_recent_client();
@@ -235,7 +236,12 @@ impl ReplyCache {
                 Lookup::Forgotten
             }
             None => {
-                client.calls.insert(call.call_id, Entry::Running { waiters: Vec::new() });
+                client.calls.insert(
+                    call.call_id,
+                    Entry::Running {
+                        waiters: Vec::new(),
+                    },
+                );
                 self.running += 1;
                 Lookup::Run
             }
@@ -258,7 +264,12 @@ impl ReplyCache {
 
     /// Records the reply of a call that [`ReplyCache::begin`] said to run, and returns
     /// the duplicates that joined it (each to be answered with the same reply).
-    pub fn finish(&mut self, client_id: u64, call_id: u64, reply: &Frame) -> Vec<(crate::frame::FrameHeader, FrameSender)> {
+    pub fn finish(
+        &mut self,
+        client_id: u64,
+        call_id: u64,
+        reply: &Frame,
+    ) -> Vec<(crate::frame::FrameHeader, FrameSender)> {
         let Some(client) = self.clients.get_mut(&client_id) else {
             return Vec::new();
         };
@@ -284,12 +295,36 @@ impl ReplyCache {
         waiters.into_iter().map(|w| (w.call, w.reply_to)).collect()
     }
 
+    /// Forgets a call that [`ReplyCache::begin`] said to run but that will not run after
+    /// all (refused as overloaded, expired or cancelled before a worker took it), so a
+    /// retry may run it. Returns the duplicates that had joined it, to be answered with
+    /// the same refusal.
+    pub fn abandon(
+        &mut self,
+        client_id: u64,
+        call_id: u64,
+    ) -> Vec<(crate::frame::FrameHeader, FrameSender)> {
+        let Some(client) = self.clients.get_mut(&client_id) else {
+            return Vec::new();
+        };
+        if !matches!(client.calls.get(&call_id), Some(Entry::Running { .. })) {
+            return Vec::new();
+        }
+        let Some(Entry::Running { waiters }) = client.calls.remove(&call_id) else {
+            return Vec::new();
+        };
+        self.running -= 1;
+        waiters.into_iter().map(|w| (w.call, w.reply_to)).collect()
+    }
+
     /// Evicts the oldest finished replies of `client_id` over its caps, then of any
     /// client over the global caps.
     fn enforce_caps(&mut self, client_id: u64) {
         let cfg = self.cfg;
         while let Some(client) = self.clients.get(&client_id) {
-            if client.done_entries <= cfg.per_client_entries && client.done_bytes <= cfg.per_client_bytes {
+            if client.done_entries <= cfg.per_client_entries
+                && client.done_bytes <= cfg.per_client_bytes
+            {
                 break;
             }
             if !self.evict_oldest_done(client_id) {
@@ -379,7 +414,8 @@ impl ReplyCache {
             .clients
             .iter()
             .filter(|(_, c)| {
-                c.last_seen.is_some_and(|t| now.saturating_duration_since(t) >= idle)
+                c.last_seen
+                    .is_some_and(|t| now.saturating_duration_since(t) >= idle)
                     && !c.calls.values().any(|e| matches!(e, Entry::Running { .. }))
             })
             .map(|(id, _)| *id)
@@ -426,7 +462,10 @@ mod tests {
         assert!(matches!(c.begin(&call(1, 6), 6, &tx, now), Lookup::Run));
         assert_eq!(c.stats().entries, 0);
         assert_eq!(c.stats().released, 1);
-        assert!(matches!(c.begin(&call(1, 5), 6, &tx, now), Lookup::Forgotten));
+        assert!(matches!(
+            c.begin(&call(1, 5), 6, &tx, now),
+            Lookup::Forgotten
+        ));
         assert_eq!(c.stats().dedup_hits, 2);
     }
 
@@ -441,9 +480,18 @@ mod tests {
         }
         let s = c.stats();
         assert_eq!((s.entries, s.evicted_early), (3, 2));
-        assert!(matches!(c.begin(&call(9, 1), 0, &tx, now), Lookup::Forgotten));
-        assert!(matches!(c.begin(&call(9, 2), 0, &tx, now), Lookup::Forgotten));
-        assert!(matches!(c.begin(&call(9, 3), 0, &tx, now), Lookup::Cached(_)));
+        assert!(matches!(
+            c.begin(&call(9, 1), 0, &tx, now),
+            Lookup::Forgotten
+        ));
+        assert!(matches!(
+            c.begin(&call(9, 2), 0, &tx, now),
+            Lookup::Forgotten
+        ));
+        assert!(matches!(
+            c.begin(&call(9, 3), 0, &tx, now),
+            Lookup::Cached(_)
+        ));
     }
 
     #[test]
@@ -457,7 +505,10 @@ mod tests {
         let mut c = ReplyCache::new(cfg);
         for client in 0..500u64 {
             for id in 1..=10 {
-                assert!(matches!(c.begin(&call(client, id), 0, &tx, now), Lookup::Run));
+                assert!(matches!(
+                    c.begin(&call(client, id), 0, &tx, now),
+                    Lookup::Run
+                ));
                 c.finish(client, id, &reply(client, id, 100));
                 let s = c.stats();
                 assert!(s.entries <= 1000 && s.bytes <= 200_000, "{s:?}");
