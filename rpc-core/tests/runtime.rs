@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rpc_core::client::{CallOptions, ClientConfig};
+use rpc_core::client::{CallOptions, ClientConfig, RetryPolicy};
 use rpc_core::server::{bad_arguments, encode_result, Service, ServiceFuture};
 use rpc_core::transport::memory::{self, MemoryChannel};
 use rpc_core::xdr::XdrReader;
@@ -297,7 +297,11 @@ async fn handler_panic_is_an_error_reply_and_the_worker_survives() {
 async fn full_queue_answers_overloaded_then_recovers() {
     let (workers, depth) = (2, 4);
     let f = start(workers, depth);
-    let client = Client::new(f.channel.clone());
+    // No automatic retries: the point is that the server refuses at once.
+    let client = Client::with_config(
+        f.channel.clone(),
+        ClientConfig::default().retry(RetryPolicy::never()),
+    );
     // Occupy both workers and fill the queue.
     let mut blocked = Vec::new();
     for _ in 0..workers + depth {
@@ -448,16 +452,19 @@ async fn unreachable_server_and_reconnect() {
     let client = Client::with_config(
         channel,
         ClientConfig::default()
-            .reconnect_backoff(Duration::from_millis(1), Duration::from_millis(5)),
+            .reconnect_backoff(Duration::from_millis(1), Duration::from_millis(5))
+            .retry(RetryPolicy::default().max_attempts(3)),
     );
     match add(&client, 1, 1).await {
         Err(RpcError::Unreachable(_)) => {}
         other => panic!("expected Unreachable, got {other:?}"),
     }
-    assert_eq!(client.stats().connect_failures, 1);
+    // Unreachable proves the call never ran, so it was retried: three attempts.
+    assert_eq!(client.stats().connect_failures, 3);
+    assert_eq!(client.stats().retries, 2);
 
-    // A client whose connection drops gets transport errors for calls in flight, then
-    // reconnects for the next call.
+    // A client whose connection drops fails its at-most-once calls in flight with an
+    // unknown outcome (never resent), then reconnects for the next call.
     let f = start(2, 16);
     let client = Client::new(f.channel.clone());
     assert_eq!(add(&client, 1, 1).await.unwrap(), 2);
@@ -465,7 +472,11 @@ async fn unreachable_server_and_reconnect() {
     let stuck = tokio::spawn(async move { wait(&c, &CallOptions::new()).await });
     eventually("call in flight", || client.stats().in_flight == 1).await;
     client.disconnect();
-    assert!(matches!(stuck.await.unwrap(), Err(RpcError::Transport(_))));
+    assert!(matches!(
+        stuck.await.unwrap(),
+        Err(RpcError::OutcomeUnknown(_))
+    ));
+    assert_eq!(client.stats().outcome_unknown, 1);
     assert_eq!(add(&client, 2, 2).await.unwrap(), 4);
     assert_eq!(client.stats().connects, 2);
 }

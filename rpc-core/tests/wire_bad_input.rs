@@ -793,7 +793,7 @@ fn frame_payload_too_large() {
 #[test]
 fn frame_emit_payload_over_u32() {
     let chunk = vec![0u8; 1 << 20];
-    let chunks: Vec<&[u8]> = std::iter::repeat(&chunk[..]).take(4097).collect();
+    let chunks: Vec<&[u8]> = std::iter::repeat_n(&chunk[..], 4097).collect();
     let h = FrameHeader::call(1, 1, 1, 1, 1);
     let mut out = [0u8; HEADER_LEN];
     assert_eq!(

@@ -9,9 +9,10 @@
 //! failed attempts).
 
 mod blocking;
+mod handle;
 mod options;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
@@ -21,7 +22,8 @@ use tokio::sync::{oneshot, Semaphore};
 use tracing::Instrument;
 
 pub use blocking::BlockingRuntime;
-pub use options::{CallOptions, ClientConfig};
+pub use handle::{BlockingCallHandle, CallHandle};
+pub use options::{CallOptions, ClientConfig, RetryPolicy};
 
 use crate::error::{RpcError, Status, TransportError};
 use crate::frame::{flags, Frame, FrameHeader, FrameKind, Semantics};
@@ -56,10 +58,15 @@ struct Inner<C> {
     channel: C,
     config: ClientConfig,
     client_id: u64,
-    next_call_id: AtomicU64,
+    /// Call ids: the next one, and those of calls not finished yet. The smallest live id
+    /// is the low-water mark each call carries to the server's reply cache; ids are
+    /// allocated and registered under one lock so the mark never passes a call that has
+    /// an id but has not been sent yet.
+    ids: Mutex<CallIds>,
     conn: Mutex<ConnSlot>,
     /// Serialises connection attempts and holds the backoff state.
     connecting: tokio::sync::Mutex<Backoff>,
+    /// Calls waiting for an answer, by call id.
     pending: Mutex<HashMap<u64, Pending>>,
     in_flight: Semaphore,
     stats: Counters,
@@ -69,6 +76,50 @@ struct Inner<C> {
 struct ConnSlot {
     sender: Option<FrameSender>,
     generation: u64,
+    /// The incarnation of the server at the other end (learned by a probe on connect).
+    incarnation: u64,
+}
+
+struct CallIds {
+    next: u64,
+    live: BTreeSet<u64>,
+}
+
+/// A call id, live until dropped.
+struct LiveId<'a, C> {
+    inner: &'a Inner<C>,
+    id: u64,
+}
+
+impl<C> LiveId<'_, C> {
+    fn new(inner: &Inner<C>) -> LiveId<'_, C> {
+        let mut ids = lock(&inner.ids);
+        let id = ids.next;
+        ids.next += 1;
+        ids.live.insert(id);
+        LiveId { inner, id }
+    }
+}
+
+impl<C> Drop for LiveId<'_, C> {
+    fn drop(&mut self) {
+        lock(&self.inner.ids).live.remove(&self.id);
+    }
+}
+
+impl<C> Inner<C> {
+    /// The lowest call id still live (0 if none).
+    fn low_water(&self) -> u64 {
+        lock(&self.ids).live.first().copied().unwrap_or(0)
+    }
+}
+
+/// The current connection, as a call sees it.
+#[derive(Clone)]
+struct Link {
+    sender: FrameSender,
+    generation: u64,
+    incarnation: u64,
 }
 
 struct Backoff {
@@ -90,6 +141,10 @@ struct Counters {
     connects: AtomicU64,
     connect_failures: AtomicU64,
     unmatched_replies: AtomicU64,
+    retries: AtomicU64,
+    outcome_unknown: AtomicU64,
+    server_restarted: AtomicU64,
+    cancels_sent: AtomicU64,
 }
 
 /// A snapshot of a client's counters.
@@ -110,6 +165,14 @@ pub struct ClientStats {
     pub unmatched_replies: u64,
     /// Calls awaiting a reply right now.
     pub in_flight: u64,
+    /// Attempts after the first (resends and retries of refused calls).
+    pub retries: u64,
+    /// At-most-once calls that ended in doubt.
+    pub outcome_unknown: u64,
+    /// Calls failed because the server restarted while they were in doubt.
+    pub server_restarted: u64,
+    /// Cancel frames sent for calls abandoned before their answer.
+    pub cancels_sent: u64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -132,7 +195,10 @@ impl<C: Channel> Client<C> {
             inner: Arc::new(Inner {
                 channel,
                 client_id: crate::id::random_u64(),
-                next_call_id: AtomicU64::new(1),
+                ids: Mutex::new(CallIds {
+                    next: 1,
+                    live: BTreeSet::new(),
+                }),
                 conn: Mutex::new(ConnSlot::default()),
                 connecting: tokio::sync::Mutex::new(Backoff {
                     next_attempt: None,
@@ -173,13 +239,17 @@ impl<C: Channel> Client<C> {
             connect_failures: s.connect_failures.load(Ordering::Relaxed),
             unmatched_replies: s.unmatched_replies.load(Ordering::Relaxed),
             in_flight: lock(&self.inner.pending).len() as u64,
+            retries: s.retries.load(Ordering::Relaxed),
+            outcome_unknown: s.outcome_unknown.load(Ordering::Relaxed),
+            server_restarted: s.server_restarted.load(Ordering::Relaxed),
+            cancels_sent: s.cancels_sent.load(Ordering::Relaxed),
         }
     }
 
     /// Connects now instead of on the first call.
     pub async fn connect(&self) -> Result<(), RpcError> {
         let deadline = Instant::now() + self.inner.config.default_timeout;
-        self.sender(deadline).await.map(|_| ())
+        self.link(deadline).await.map(|_| ())
     }
 
     /// Closes the current connection (calls in flight on it fail with a transport error);
@@ -241,6 +311,7 @@ impl<C: Channel> Client<C> {
         })
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn call_inner<T>(
         &self,
         interface: &'static InterfaceInfo,
@@ -253,6 +324,7 @@ impl<C: Channel> Client<C> {
         let inner = &*self.inner;
         inner.stats.calls.fetch_add(1, Ordering::Relaxed);
         let deadline = self.deadline_for(options);
+        let policy = options.retry.unwrap_or(inner.config.retry);
 
         let mut w = XdrWriter::with_capacity(64);
         encode(&mut w).map_err(RpcError::Encode)?;
@@ -267,73 +339,270 @@ impl<C: Channel> Client<C> {
                     return Err(RpcError::Timeout);
                 }
             };
-        let (sender, generation) = self.sender(deadline).await?;
-
-        let call_id = inner.next_call_id.fetch_add(1, Ordering::Relaxed);
+        // One call id for every attempt: it is what the server deduplicates by.
+        let live = LiveId::new(inner);
+        let call_id = live.id;
         tracing::Span::current().record("call_id", call_id);
-        let mut header = FrameHeader::call(
-            inner.client_id,
-            call_id,
-            interface.id,
-            interface.version,
-            procedure.number,
-        );
-        header.set_semantics(semantics);
-        header.deadline_us =
-            FrameHeader::budget_from(Some(deadline.saturating_duration_since(Instant::now())));
-        if procedure.oneway {
-            header.flags |= flags::ONEWAY;
-        }
-        let frame = Frame::new(header, payload);
 
-        if procedure.oneway {
-            // No reply will come: the call is done once the transport has the frame.
-            return sender
-                .send(frame)
-                .await
-                .map_err(RpcError::Unreachable)
-                .and_then(|()| {
-                    decode(&mut XdrReader::new(&Bytes::new())).map_err(RpcError::Decode)
-                });
-        }
-
-        let (tx, rx) = oneshot::channel();
-        lock(&inner.pending).insert(call_id, Pending { tx, generation });
-        // Removes the pending entry however this future ends (reply, timeout, drop).
-        let _guard = PendingGuard { inner, call_id };
-        if let Err(e) = sender.send(frame).await {
-            // The frame never reached the transport: the call was not sent.
-            return Err(RpcError::Unreachable(e));
-        }
-        tracing::trace!("call sent");
-
-        let reply = match tokio::time::timeout_at(deadline.into(), rx).await {
-            Ok(Ok(Ok(frame))) => frame,
-            Ok(Ok(Err(e))) => return Err(e),
-            Ok(Err(_)) => return Err(RpcError::Transport(TransportError::Closed)),
-            Err(_) => {
-                inner.stats.timeouts.fetch_add(1, Ordering::Relaxed);
-                return Err(RpcError::Timeout);
+        let mut attempt = 0u32;
+        let mut backoff = policy.initial_backoff;
+        // The server incarnation an earlier attempt may have reached (the call is in
+        // doubt there).
+        let mut in_doubt_at: Option<u64> = None;
+        let mut decode = Some(decode);
+        loop {
+            attempt += 1;
+            if attempt > 1 {
+                inner.stats.retries.fetch_add(1, Ordering::Relaxed);
             }
-        };
-        match reply.header.kind {
-            FrameKind::Reply => {
-                let mut r = XdrReader::new(&reply.payload);
-                let value = decode(&mut r).map_err(RpcError::Decode)?;
-                r.finish().map_err(RpcError::Decode)?;
-                Ok(value)
+            // What to do if this attempt fails in a retryable way.
+            let failure: RpcError;
+            let link = match self.link(deadline).await {
+                Ok(link) => link,
+                Err(e) => {
+                    match (in_doubt_at, e) {
+                        (_, RpcError::Timeout) => {
+                            inner.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                            return Err(RpcError::Timeout);
+                        }
+                        (None, e) if !policy.retry_not_executed => return Err(e),
+                        (_, e) => failure = e,
+                    }
+                    match self
+                        .pause_before_retry(&policy, attempt, &mut backoff, deadline)
+                        .await
+                    {
+                        true => continue,
+                        false => {
+                            return Err(self.give_up(failure, in_doubt_at.is_some(), semantics))
+                        }
+                    }
+                }
+            };
+            if let Some(earlier) = in_doubt_at {
+                if earlier != link.incarnation && semantics != Semantics::AtLeastOnce {
+                    // The server that may have run it is gone; running it on the new one
+                    // could run it twice.
+                    inner.stats.server_restarted.fetch_add(1, Ordering::Relaxed);
+                    return Err(RpcError::ServerRestarted);
+                }
             }
-            FrameKind::Status => Err(decode_status(&reply.payload)),
-            // The reader only delivers Reply and Status frames.
-            FrameKind::Call | FrameKind::Cancel => Err(RpcError::Protocol(
-                "server answered with a call frame".into(),
-            )),
+
+            let (tx, rx) = oneshot::channel();
+            lock(&inner.pending).insert(
+                call_id,
+                Pending {
+                    tx,
+                    generation: link.generation,
+                },
+            );
+            let low_water = inner.low_water();
+            let mut header = FrameHeader::call(
+                inner.client_id,
+                call_id,
+                interface.id,
+                interface.version,
+                procedure.number,
+            );
+            header.set_semantics(semantics);
+            header.aux = low_water;
+            if procedure.oneway {
+                header.flags |= flags::ONEWAY;
+            }
+            if attempt > 1 {
+                header.flags |= flags::RETRY;
+            }
+            header.deadline_us =
+                FrameHeader::budget_from(Some(deadline.saturating_duration_since(Instant::now())));
+            // Removes the pending entry however this attempt ends; if the caller stops
+            // waiting while the call is out (dropped, timed out), tells the server.
+            let mut guard = PendingGuard {
+                inner,
+                call_id,
+                header,
+                cancel_via: None,
+            };
+            if procedure.oneway {
+                // No reply will come: the call is done once the transport has the frame.
+                let decode = decode.take().expect("decode is used once");
+                return link
+                    .sender
+                    .send(Frame::new(header, payload))
+                    .await
+                    .map_err(RpcError::Unreachable)
+                    .and_then(|()| {
+                        decode(&mut XdrReader::new(&Bytes::new())).map_err(RpcError::Decode)
+                    });
+            }
+            if let Err(e) = link.sender.send(Frame::new(header, payload.clone())).await {
+                // The request never reached the transport: not executed by this attempt.
+                drop(guard);
+                if !policy.retry_not_executed && in_doubt_at.is_none() {
+                    return Err(RpcError::Unreachable(e));
+                }
+                match self
+                    .pause_before_retry(&policy, attempt, &mut backoff, deadline)
+                    .await
+                {
+                    true => continue,
+                    false => {
+                        return Err(self.give_up(
+                            RpcError::Unreachable(e),
+                            in_doubt_at.is_some(),
+                            semantics,
+                        ))
+                    }
+                }
+            }
+            guard.cancel_via = Some(link.sender.clone());
+            in_doubt_at = Some(link.incarnation);
+            tracing::trace!(attempt, "call sent");
+
+            let attempt_deadline = match policy.attempt_timeout {
+                Some(t) => deadline.min(Instant::now() + t),
+                None => deadline,
+            };
+            let answer = match tokio::time::timeout_at(attempt_deadline.into(), rx).await {
+                Ok(Ok(Ok(frame))) => {
+                    guard.cancel_via = None;
+                    frame
+                }
+                // The connection failed after the request went out: in doubt.
+                Ok(Ok(Err(e))) => {
+                    guard.cancel_via = None;
+                    drop(guard);
+                    let lost = match e {
+                        RpcError::Transport(t) => t,
+                        other => return Err(other),
+                    };
+                    if semantics == Semantics::AtMostOnce {
+                        inner.stats.outcome_unknown.fetch_add(1, Ordering::Relaxed);
+                        return Err(RpcError::OutcomeUnknown(lost));
+                    }
+                    match self
+                        .pause_before_retry(&policy, attempt, &mut backoff, deadline)
+                        .await
+                    {
+                        true => continue,
+                        false => return Err(RpcError::Transport(lost)),
+                    }
+                }
+                Ok(Err(_)) => {
+                    guard.cancel_via = None;
+                    drop(guard);
+                    if semantics == Semantics::AtMostOnce {
+                        inner.stats.outcome_unknown.fetch_add(1, Ordering::Relaxed);
+                        return Err(RpcError::OutcomeUnknown(TransportError::Closed));
+                    }
+                    match self
+                        .pause_before_retry(&policy, attempt, &mut backoff, deadline)
+                        .await
+                    {
+                        true => continue,
+                        false => return Err(RpcError::Transport(TransportError::Closed)),
+                    }
+                }
+                Err(_) if Instant::now() >= deadline => {
+                    inner.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                    return Err(RpcError::Timeout);
+                }
+                Err(_) => {
+                    // The attempt timed out, not the call: in doubt.
+                    if semantics == Semantics::AtMostOnce {
+                        inner.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                        return Err(RpcError::Timeout);
+                    }
+                    // The same call goes out again; the server must not skip it.
+                    guard.cancel_via = None;
+                    drop(guard);
+                    match self
+                        .pause_before_retry(&policy, attempt, &mut backoff, deadline)
+                        .await
+                    {
+                        true => continue,
+                        false => {
+                            inner.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                            return Err(RpcError::Timeout);
+                        }
+                    }
+                }
+            };
+            drop(guard);
+            match answer.header.kind {
+                FrameKind::Reply => {
+                    let decode = decode.take().expect("decode is used once");
+                    let mut r = XdrReader::new(&answer.payload);
+                    let value = decode(&mut r).map_err(RpcError::Decode)?;
+                    r.finish().map_err(RpcError::Decode)?;
+                    return Ok(value);
+                }
+                FrameKind::Status => {
+                    let err = decode_status(&answer.payload);
+                    let refused = matches!(err, RpcError::Overloaded | RpcError::ShuttingDown);
+                    if refused && policy.retry_not_executed {
+                        // Not executed: safe to send again whatever the semantics.
+                        in_doubt_at = None;
+                        if self
+                            .pause_before_retry(&policy, attempt, &mut backoff, deadline)
+                            .await
+                        {
+                            continue;
+                        }
+                    }
+                    return Err(err);
+                }
+                // The reader only delivers Reply and Status frames.
+                FrameKind::Call | FrameKind::Cancel => {
+                    return Err(RpcError::Protocol(
+                        "server answered with a call frame".into(),
+                    ))
+                }
+            }
         }
     }
 
-    /// The current connection's sender, connecting (with backoff) if there is none.
-    async fn sender(&self, deadline: Instant) -> Result<(FrameSender, u64), RpcError> {
-        if let Some(found) = self.inner.current_sender() {
+    /// Waits the retry backoff if another attempt is allowed and could start before the
+    /// deadline; returns whether to retry.
+    async fn pause_before_retry(
+        &self,
+        policy: &RetryPolicy,
+        attempt: u32,
+        backoff: &mut Duration,
+        deadline: Instant,
+    ) -> bool {
+        if attempt >= policy.max_attempts {
+            return false;
+        }
+        let pause = crate::id::jitter(*backoff);
+        if Instant::now() + pause >= deadline {
+            return false;
+        }
+        tokio::time::sleep(pause).await;
+        *backoff = (*backoff * 2).min(policy.max_backoff);
+        true
+    }
+
+    /// The error a call ends with when it cannot be retried any more.
+    fn give_up(&self, last: RpcError, in_doubt: bool, semantics: Semantics) -> RpcError {
+        match (in_doubt, last) {
+            (true, RpcError::Unreachable(e) | RpcError::Transport(e)) => {
+                if semantics == Semantics::AtMostOnce {
+                    self.inner
+                        .stats
+                        .outcome_unknown
+                        .fetch_add(1, Ordering::Relaxed);
+                    RpcError::OutcomeUnknown(e)
+                } else {
+                    RpcError::Transport(e)
+                }
+            }
+            (_, last) => last,
+        }
+    }
+
+    /// The current connection, connecting (with backoff) if there is none.
+    async fn link(&self, deadline: Instant) -> Result<Link, RpcError> {
+        if let Some(found) = self.inner.current_link() {
             return Ok(found);
         }
         let mut backoff =
@@ -342,7 +611,7 @@ impl<C: Channel> Client<C> {
                 Err(_) => return Err(RpcError::Timeout),
             };
         // Someone else may have connected while we waited for the lock.
-        if let Some(found) = self.inner.current_sender() {
+        if let Some(found) = self.inner.current_link() {
             return Ok(found);
         }
         if let Some(at) = backoff.next_attempt {
@@ -353,27 +622,59 @@ impl<C: Channel> Client<C> {
             tokio::time::sleep_until(at.into()).await;
         }
         let attempt = tokio::time::timeout_at(deadline.into(), self.inner.channel.connect()).await;
-        match attempt {
+        let result = match attempt {
             Ok(Ok(conn)) => {
-                backoff.next_attempt = None;
-                backoff.delay = self.inner.config.reconnect_backoff_min;
-                backoff.last_error = None;
-                self.inner.stats.connects.fetch_add(1, Ordering::Relaxed);
                 let generation = {
                     let mut slot = lock(&self.inner.conn);
                     slot.generation += 1;
-                    slot.sender = Some(conn.sender.clone());
                     slot.generation
                 };
-                tracing::debug!(remote = %self.inner.channel.remote(), generation, "connected");
                 tokio::spawn(read_replies(
                     Arc::downgrade(&self.inner),
                     conn.receiver,
                     generation,
                 ));
-                Ok((conn.sender, generation))
+                // Learn which server incarnation this connection reaches before any call
+                // uses it: that is how a restarted server is told from a slow one.
+                match self
+                    .probe_incarnation(&conn.sender, generation, deadline)
+                    .await
+                {
+                    Ok(incarnation) => {
+                        let mut slot = lock(&self.inner.conn);
+                        slot.sender = Some(conn.sender.clone());
+                        slot.incarnation = incarnation;
+                        Ok(Link {
+                            sender: conn.sender,
+                            generation,
+                            incarnation,
+                        })
+                    }
+                    Err(RpcError::Timeout) => return Err(RpcError::Timeout),
+                    Err(RpcError::Transport(e) | RpcError::Unreachable(e)) => Err(e),
+                    Err(other) => Err(TransportError::Io(Arc::new(std::io::Error::other(
+                        format!("incarnation probe failed: {other}"),
+                    )))),
+                }
             }
-            Ok(Err(e)) => {
+            Ok(Err(e)) => Err(e),
+            Err(_) => return Err(RpcError::Timeout),
+        };
+        match result {
+            Ok(link) => {
+                backoff.next_attempt = None;
+                backoff.delay = self.inner.config.reconnect_backoff_min;
+                backoff.last_error = None;
+                self.inner.stats.connects.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(
+                    remote = %self.inner.channel.remote(),
+                    generation = link.generation,
+                    incarnation = link.incarnation,
+                    "connected"
+                );
+                Ok(link)
+            }
+            Err(e) => {
                 self.inner
                     .stats
                     .connect_failures
@@ -385,16 +686,57 @@ impl<C: Channel> Client<C> {
                 tracing::debug!(remote = %self.inner.channel.remote(), error = %e, "connect failed");
                 Err(RpcError::Unreachable(e))
             }
+        }
+    }
+
+    /// Asks the server at the other end of a new connection for its incarnation (a Call
+    /// to interface 0, procedure 0; the answer's aux field carries it).
+    async fn probe_incarnation(
+        &self,
+        sender: &FrameSender,
+        generation: u64,
+        deadline: Instant,
+    ) -> Result<u64, RpcError> {
+        let inner = &*self.inner;
+        let live = LiveId::new(inner);
+        let call_id = live.id;
+        let (tx, rx) = oneshot::channel();
+        lock(&inner.pending).insert(call_id, Pending { tx, generation });
+        let header = FrameHeader::call(
+            inner.client_id,
+            call_id,
+            crate::server::PING_INTERFACE,
+            0,
+            0,
+        );
+        let _guard = PendingGuard {
+            inner,
+            call_id,
+            header,
+            cancel_via: None,
+        };
+        sender
+            .send(Frame::new(header, Bytes::new()))
+            .await
+            .map_err(RpcError::Unreachable)?;
+        match tokio::time::timeout_at(deadline.into(), rx).await {
+            Ok(Ok(Ok(answer))) => Ok(answer.header.aux),
+            Ok(Ok(Err(e))) => Err(e),
+            Ok(Err(_)) => Err(RpcError::Transport(TransportError::Closed)),
             Err(_) => Err(RpcError::Timeout),
         }
     }
 }
 
 impl<C> Inner<C> {
-    fn current_sender(&self) -> Option<(FrameSender, u64)> {
+    fn current_link(&self) -> Option<Link> {
         let slot = lock(&self.conn);
         match &slot.sender {
-            Some(s) if !s.is_closed() => Some((s.clone(), slot.generation)),
+            Some(s) if !s.is_closed() => Some(Link {
+                sender: s.clone(),
+                generation: slot.generation,
+                incarnation: slot.incarnation,
+            }),
             _ => None,
         }
     }
@@ -416,14 +758,31 @@ impl<C> Inner<C> {
     }
 }
 
+/// Removes a call's pending entry however its attempt ends. If the caller stops
+/// waiting while the request is out (`cancel_via` set: the future was dropped or the
+/// call's deadline passed), it also sends the server a best-effort Cancel.
 struct PendingGuard<'a, C> {
     inner: &'a Inner<C>,
     call_id: u64,
+    header: FrameHeader,
+    cancel_via: Option<FrameSender>,
 }
 
 impl<C> Drop for PendingGuard<'_, C> {
     fn drop(&mut self) {
         lock(&self.inner.pending).remove(&self.call_id);
+        if let Some(sender) = self.cancel_via.take() {
+            let mut cancel = self.header;
+            cancel.kind = FrameKind::Cancel;
+            cancel.flags &= flags::SEMANTICS_MASK;
+            // Best effort: a full queue or a dead connection just means no cancel.
+            if let Ok(true) = sender.try_send(Frame::new(cancel, Bytes::new())) {
+                self.inner
+                    .stats
+                    .cancels_sent
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 }
 

@@ -23,6 +23,8 @@ pub struct CallOptions {
     pub deadline: Option<Instant>,
     /// The delivery guarantee.
     pub semantics: Option<Semantics>,
+    /// How to retry (falls back to the client's [`ClientConfig::retry`]).
+    pub retry: Option<RetryPolicy>,
 }
 
 impl CallOptions {
@@ -49,12 +51,19 @@ impl CallOptions {
         self
     }
 
+    /// Sets the retry policy.
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = Some(retry);
+        self
+    }
+
     /// Fills every unset field of `self` from `defaults`.
     pub fn or(&self, defaults: &CallOptions) -> CallOptions {
         CallOptions {
             timeout: self.timeout.or(defaults.timeout),
             deadline: self.deadline.or(defaults.deadline),
             semantics: self.semantics.or(defaults.semantics),
+            retry: self.retry.or(defaults.retry),
         }
     }
 }
@@ -74,6 +83,8 @@ pub struct ClientConfig {
     /// Most calls awaiting a reply at once; further calls wait for a slot (bounded by
     /// their deadline). Default 65,536.
     pub max_in_flight: usize,
+    /// How calls are retried when they do not choose.
+    pub retry: RetryPolicy,
 }
 
 impl Default for ClientConfig {
@@ -84,6 +95,7 @@ impl Default for ClientConfig {
             reconnect_backoff_min: Duration::from_millis(20),
             reconnect_backoff_max: Duration::from_secs(2),
             max_in_flight: 65_536,
+            retry: RetryPolicy::default(),
         }
     }
 }
@@ -92,6 +104,12 @@ impl ClientConfig {
     /// Sets the default timeout.
     pub fn default_timeout(mut self, d: Duration) -> Self {
         self.default_timeout = d;
+        self
+    }
+
+    /// Sets the default retry policy.
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
         self
     }
 
@@ -111,6 +129,86 @@ impl ClientConfig {
     /// Sets the in-flight call limit.
     pub fn max_in_flight(mut self, n: usize) -> Self {
         self.max_in_flight = n.max(1);
+        self
+    }
+}
+
+/// How a call is retried. What may be retried depends on the call's semantics:
+///
+/// * an error that proves the call was **not executed** (overloaded, shutting down,
+///   the connection could not be made, the request never left) is retried whatever the
+///   semantics, if `retry_not_executed` is set;
+/// * a call **in doubt** (the connection failed after it was sent, or `attempt_timeout`
+///   passed) is resent with the same call id if it is at-least-once or exactly-once (the
+///   server's reply cache answers exactly-once duplicates without running them again),
+///   and fails with [`crate::RpcError::OutcomeUnknown`] (or [`crate::RpcError::Timeout`])
+///   if it is at-most-once.
+///
+/// Attempts stop at `max_attempts` or when the next one could not start before the
+/// call's deadline. Between attempts the client waits a backoff that starts at
+/// `initial_backoff`, doubles up to `max_backoff`, and is jittered (a random 50–100 %).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RetryPolicy {
+    /// Attempts in all (1: never retry). Default 8.
+    pub max_attempts: u32,
+    /// First backoff. Default 5 ms.
+    pub initial_backoff: Duration,
+    /// Largest backoff. Default 1 s.
+    pub max_backoff: Duration,
+    /// Give up on an attempt after this long and retry (if the semantics allow); `None`:
+    /// an attempt lasts until the call's deadline or until its connection fails. Default
+    /// `None` — the transports are reliable, so a request is only lost with its
+    /// connection.
+    pub attempt_timeout: Option<Duration>,
+    /// Retry errors that prove the call did not run (overloaded, shutting down,
+    /// unreachable). Default true.
+    pub retry_not_executed: bool,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 8,
+            initial_backoff: Duration::from_millis(5),
+            max_backoff: Duration::from_secs(1),
+            attempt_timeout: None,
+            retry_not_executed: true,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// A policy that never retries.
+    pub fn never() -> Self {
+        RetryPolicy {
+            max_attempts: 1,
+            ..RetryPolicy::default()
+        }
+    }
+
+    /// Sets the attempt limit (at least 1).
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n.max(1);
+        self
+    }
+
+    /// Sets the backoff range.
+    pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.initial_backoff = initial;
+        self.max_backoff = max.max(initial);
+        self
+    }
+
+    /// Sets the per-attempt timeout.
+    pub fn attempt_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.attempt_timeout = timeout;
+        self
+    }
+
+    /// Sets whether not-executed errors are retried.
+    pub fn retry_not_executed(mut self, yes: bool) -> Self {
+        self.retry_not_executed = yes;
         self
     }
 }
