@@ -15,6 +15,7 @@ use examples::seed::{SeedClient, SeedServer};
 use rpc_core::client::BlockingRuntime;
 use rpc_core::{CallOptions, RpcError, Semantics, Server};
 use rpc_transport_tcp::{TcpChannel, TcpListener};
+use rpc_transport_udp::{UdpChannel, UdpListener};
 
 /// Prints one call and its outcome; counts failures that were not expected.
 struct Report {
@@ -194,6 +195,27 @@ async fn run() -> Result<usize, Box<dyn std::error::Error>> {
     })
     .await?;
     report.ok("add(100, 23)", blocking);
+
+    println!("\nthe same service over our reliable UDP transport:");
+    let udp_listener = UdpListener::bind("127.0.0.1:0").await?;
+    let udp_stats = udp_listener.stats_handle();
+    let udp_server = Server::builder()
+        .add_service(CalcServer::new(CalcService::new()))
+        .serve(udp_listener)?;
+    let udp = CalcClient::new(UdpChannel::new(udp_server.local_addr()));
+    report.ok("add(2, 3) over UDP", udp.add(2, 3).await);
+    report.ok(
+        "put(1 MiB blob) over UDP  [fragmented]",
+        udp.put(Bytes::from(vec![7u8; 1 << 20])).await,
+    );
+    let exactly_once = udp.with_options(CallOptions::new().semantics(Semantics::ExactlyOnce));
+    report.ok("add(20, 22) exactly-once over UDP", exactly_once.add(20, 22).await);
+    let s = udp_stats.snapshot();
+    println!(
+        "  UDP server socket: {} datagrams received, {} sent, {} retransmits, {} checksum failures",
+        s.datagrams_received, s.datagrams_sent, s.retransmits, s.checksum_failures
+    );
+    tokio::time::timeout(Duration::from_secs(10), udp_server.shutdown()).await?;
 
     let stats = server.stats();
     println!(
