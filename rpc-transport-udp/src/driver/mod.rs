@@ -173,13 +173,8 @@ impl Shared {
             w.wake();
         }
         if notify {
-            dbg::bump(self.local_addr.port() != 0 && self.lock_peer(), 4);
             self.notify.notify_one();
         }
-    }
-
-    fn lock_peer(&self) -> bool {
-        self.lock().peer.is_some()
     }
 
     /// Counters of this socket's endpoint and driver, and the RTT of its connections.
@@ -604,19 +599,6 @@ fn random_u64() -> u64 {
     h.finish()
 }
 
-pub(crate) mod dbg {
-    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-    pub static C: [[AtomicU64; 8]; 2] = [const { [const { AtomicU64::new(0) }; 8] }; 2];
-    pub fn bump(client: bool, i: usize) {
-        C[client as usize][i].fetch_add(1, Relaxed);
-    }
-    pub fn dump(client: bool) {
-        let c = &C[client as usize];
-        let v: Vec<u64> = c.iter().map(|a| a.load(Relaxed)).collect();
-        eprintln!("DBG client={client} readable={} timer={} notified={} writable={} notify_calls={} recv_empty={} dgrams={} ", v[0], v[1], v[2], v[3], v[4], v[5], v[6]);
-    }
-}
-
 /// Spawns the driver task of a socket on the current tokio runtime.
 fn spawn_driver(shared: Arc<Shared>) {
     tokio::spawn(drive(shared));
@@ -666,8 +648,6 @@ async fn drive(shared: Arc<Shared>) {
                 Wake::Writable
             }
         };
-        let is_client = shared.lock().peer.is_some();
-        dbg::bump(is_client, match wake { Wake::Readable(_) => 0, Wake::Timer => 1, Wake::Notified => 2, Wake::Writable => 3 });
         match wake {
             Wake::Readable(Ok(())) => {
                 let mut refused = false;
@@ -684,8 +664,6 @@ async fn drive(shared: Arc<Shared>) {
                         }
                     }
                 }
-                if batch.is_empty() { dbg::bump(is_client, 5); }
-                for _ in 0..batch.len() { dbg::bump(is_client, 6); }
                 let mut st = shared.lock();
                 st.counters.recv_errors += errors;
                 st.refused |= refused && st.peer.is_some();
@@ -712,6 +690,4 @@ async fn drive(shared: Arc<Shared>) {
         }
     }
     debug!(local = %shared.local_addr, "driver finished");
-    let is_client = shared.lock().peer.is_some();
-    dbg::dump(is_client);
 }
