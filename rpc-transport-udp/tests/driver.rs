@@ -467,6 +467,7 @@ static ECHO_INTERFACE: InterfaceInfo = InterfaceInfo {
     id: 0x2000_0e41,
     version: 1,
     procedures: std::slice::from_ref(&ECHO),
+    default_semantics: None,
 };
 
 struct EchoService;

@@ -102,6 +102,7 @@ static ECHO_INTERFACE: InterfaceInfo = InterfaceInfo {
     id: 0x2000_0e42,
     version: 1,
     procedures: std::slice::from_ref(&ECHO),
+    default_semantics: None,
 };
 
 struct EchoService;

@@ -33,6 +33,7 @@ static ADDER: InterfaceInfo = InterfaceInfo {
     id: 0x2000_0a11,
     version: 1,
     procedures: std::slice::from_ref(&ADD),
+    default_semantics: None,
 };
 
 #[derive(Default)]
@@ -108,8 +109,24 @@ fn kernel_loss_2000_calls() {
     let ns = Namespace(name);
     run(Command::new("ip").args(["-n", &ns.0, "link", "set", "lo", "up"])).expect("lo up");
     run(Command::new("ip").args([
-        "netns", "exec", &ns.0, "iptables", "-A", "INPUT", "-i", "lo", "-p", "udp", "-m",
-        "statistic", "--mode", "random", "--probability", "0.2", "-j", "DROP",
+        "netns",
+        "exec",
+        &ns.0,
+        "iptables",
+        "-A",
+        "INPUT",
+        "-i",
+        "lo",
+        "-p",
+        "udp",
+        "-m",
+        "statistic",
+        "--mode",
+        "random",
+        "--probability",
+        "0.2",
+        "-j",
+        "DROP",
     ]))
     .expect("add the loss rule");
 
@@ -117,7 +134,12 @@ fn kernel_loss_2000_calls() {
     let out = Command::new("ip")
         .args(["netns", "exec", &ns.0])
         .arg(&exe)
-        .args(["--exact", "calls_inside_lossy_namespace", "--ignored", "--nocapture"])
+        .args([
+            "--exact",
+            "calls_inside_lossy_namespace",
+            "--ignored",
+            "--nocapture",
+        ])
         .output()
         .expect("run the inner test");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -139,7 +161,10 @@ fn kernel_loss_2000_calls() {
         .and_then(|n| n.parse().ok())
         .expect("the DROP rule's packet counter");
     eprintln!("iptables dropped {dropped} datagrams");
-    assert!(dropped > 100, "the kernel should have dropped datagrams, dropped {dropped}");
+    assert!(
+        dropped > 100,
+        "the kernel should have dropped datagrams, dropped {dropped}"
+    );
 }
 
 #[test]

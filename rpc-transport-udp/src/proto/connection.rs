@@ -39,9 +39,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::config::Config;
-use super::packet::{
-    self, AckInfo, Body, Packet, SackRanges, DATA_SACK_RANGES, MAX_SACK_RANGES,
-};
+use super::packet::{self, AckInfo, Body, Packet, SackRanges, DATA_SACK_RANGES, MAX_SACK_RANGES};
 use super::reassembly::{GlobalBudget, Insert, Reassembler};
 use super::rtt::RttEstimator;
 use super::timer::{Timer, TimerTable};
@@ -281,7 +279,14 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    fn new(peer: SocketAddr, conn_id: u32, side: Side, cfg: &Config, incarnation: u64, now: Instant) -> Self {
+    fn new(
+        peer: SocketAddr,
+        conn_id: u32,
+        side: Side,
+        cfg: &Config,
+        incarnation: u64,
+        now: Instant,
+    ) -> Self {
         Connection {
             peer,
             conn_id,
@@ -324,7 +329,13 @@ impl Connection {
     }
 
     /// A client connection: sends Init at once.
-    pub(crate) fn client(peer: SocketAddr, conn_id: u32, cfg: &Config, incarnation: u64, now: Instant) -> Self {
+    pub(crate) fn client(
+        peer: SocketAddr,
+        conn_id: u32,
+        cfg: &Config,
+        incarnation: u64,
+        now: Instant,
+    ) -> Self {
         let mut c = Connection::new(peer, conn_id, Side::Client, cfg, incarnation, now);
         c.state = State::Handshaking {
             first_sent: None,
@@ -376,7 +387,9 @@ impl Connection {
 
     /// Closed, reported, and nothing left to send: the endpoint may free it.
     pub(crate) fn is_drained(&self) -> bool {
-        matches!(self.state, State::Closed(_)) && self.closed_reported && self.close_pending.is_none()
+        matches!(self.state, State::Closed(_))
+            && self.closed_reported
+            && self.close_pending.is_none()
     }
 
     /// The connection's counters.
@@ -465,23 +478,30 @@ impl Connection {
     }
 
     fn arm_liveness(&mut self, now: Instant) {
-        self.timers.set(Timer::Idle, self.last_recv + self.cfg.idle_timeout);
+        self.timers
+            .set(Timer::Idle, self.last_recv + self.cfg.idle_timeout);
         if self.expects_answer() {
-            self.timers.set(Timer::PeerTimeout, self.last_recv + self.cfg.peer_timeout);
+            self.timers
+                .set(Timer::PeerTimeout, self.last_recv + self.cfg.peer_timeout);
         } else {
             self.timers.stop(Timer::PeerTimeout);
         }
         // Only clients send keepalives: the server learns of a dead client from the idle
         // timeout, and one side probing is enough to keep both alive.
         if self.side == Side::Client && matches!(self.state, State::Established) {
-            self.timers.set(Timer::Keepalive, self.last_send + self.cfg.keepalive_interval);
+            self.timers.set(
+                Timer::Keepalive,
+                self.last_send + self.cfg.keepalive_interval,
+            );
         }
         let _ = now;
     }
 
     /// Whether the peer owes us an answer (handshake or unacknowledged data).
     fn expects_answer(&self) -> bool {
-        matches!(self.state, State::Handshaking { .. }) || self.in_flight > 0 || !self.outgoing.is_empty()
+        matches!(self.state, State::Handshaking { .. })
+            || self.in_flight > 0
+            || !self.outgoing.is_empty()
     }
 
     /// Restarts the bookkeeping timers after anything changed.
@@ -540,7 +560,8 @@ impl Connection {
                         }
                         self.state = State::Established;
                         self.timers.stop(Timer::Retransmit);
-                        ctx.events.push_back(Event::Connected { server_incarnation });
+                        ctx.events
+                            .push_back(Event::Connected { server_incarnation });
                     }
                 }
             }
@@ -562,7 +583,9 @@ impl Connection {
                 self.ack_needed = true;
                 self.ack_now = true;
             }
-            Body::Close { reason } => self.enter_closed(CloseReason::PeerClosed { code: reason }, ctx),
+            Body::Close { reason } => {
+                self.enter_closed(CloseReason::PeerClosed { code: reason }, ctx)
+            }
             Body::Reset => self.enter_closed(CloseReason::Reset, ctx),
         }
         self.rearm(now);
@@ -605,10 +628,9 @@ impl Connection {
             self.enter_closed(CloseReason::ProtocolError, ctx);
             return;
         };
-        match self
-            .reassembler
-            .insert(ctx.budget, msg_id, frag_index, frag_count, msg_len, payload, now)
-        {
+        match self.reassembler.insert(
+            ctx.budget, msg_id, frag_index, frag_count, msg_len, payload, now,
+        ) {
             Insert::Complete(msg) => {
                 self.window.record(seq);
                 self.stats.messages_received += 1;
@@ -725,7 +747,9 @@ impl Connection {
         let Some(acked_sent) = self.largest_acked_sent else {
             return;
         };
-        let limit = self.largest_acked.saturating_sub(self.cfg.reorder_threshold);
+        let limit = self
+            .largest_acked
+            .saturating_sub(self.cfg.reorder_threshold);
         let mut seq = self.send_base;
         while seq <= limit {
             let idx = (seq - self.send_base) as usize;
@@ -753,7 +777,9 @@ impl Connection {
             self.enter_closed(CloseReason::Unreachable, ctx);
             return;
         }
-        if self.timers.is_due(Timer::Reassembly, now) && self.reassembler.expire(ctx.budget, now) > 0 {
+        if self.timers.is_due(Timer::Reassembly, now)
+            && self.reassembler.expire(ctx.budget, now) > 0
+        {
             self.enter_closed(CloseReason::ReassemblyTimeout, ctx);
             return;
         }
@@ -815,9 +841,11 @@ impl Connection {
     fn ack_info(&self, now: Instant, max_ranges: usize) -> AckInfo {
         let mut ranges = SackRanges::new();
         self.window.sack_ranges(max_ranges, &mut ranges);
-        let delay = self
-            .largest_recv_time
-            .map_or(0, |t| now.saturating_duration_since(t).as_micros().min(u32::MAX as u128) as u32);
+        let delay = self.largest_recv_time.map_or(0, |t| {
+            now.saturating_duration_since(t)
+                .as_micros()
+                .min(u32::MAX as u128) as u32
+        });
         AckInfo {
             cumulative: self.window.cumulative(),
             delay_us: delay,
@@ -827,7 +855,12 @@ impl Connection {
 
     /// Writes the next datagram to send into `out` (cleared first). Returns false when
     /// there is nothing to send now.
-    pub(crate) fn poll_transmit(&mut self, now: Instant, out: &mut Vec<u8>, events: &mut VecDeque<Event>) -> bool {
+    pub(crate) fn poll_transmit(
+        &mut self,
+        now: Instant,
+        out: &mut Vec<u8>,
+        events: &mut VecDeque<Event>,
+    ) -> bool {
         out.clear();
         let body = match self.next_body(now, events) {
             Some(body) => body,
@@ -853,7 +886,8 @@ impl Connection {
         self.unacked_eliciting = 0;
         self.timers.stop(Timer::Ack);
         if self.side == Side::Client && matches!(self.state, State::Established) {
-            self.timers.set(Timer::Keepalive, now + self.cfg.keepalive_interval);
+            self.timers
+                .set(Timer::Keepalive, now + self.cfg.keepalive_interval);
         }
         true
     }
@@ -861,7 +895,10 @@ impl Connection {
     /// Chooses what the next datagram carries, updating send state as if it were sent.
     fn next_body(&mut self, now: Instant, events: &mut VecDeque<Event>) -> Option<Body> {
         if let State::Closed(_) = self.state {
-            return self.close_pending.take().map(|reason| Body::Close { reason });
+            return self
+                .close_pending
+                .take()
+                .map(|reason| Body::Close { reason });
         }
         if let State::Handshaking {
             first_sent,
@@ -957,7 +994,9 @@ impl Connection {
         let frag_index = out.next_index;
         let frag_count = out.frag_count;
         debug_assert_eq!(seq - msg_id, frag_index as u64);
-        let payload = out.msg.slice(packet::fragment_range(msg_len, frag_count, frag_index));
+        let payload = out
+            .msg
+            .slice(packet::fragment_range(msg_len, frag_count, frag_index));
         out.next_index += 1;
         if out.next_index == frag_count {
             self.outgoing.pop_front();
@@ -978,7 +1017,8 @@ impl Connection {
         if self.timers.get(Timer::Retransmit).is_none() {
             self.timers.set(Timer::Retransmit, now + self.rtt.rto());
         }
-        self.timers.set(Timer::PeerTimeout, self.last_recv + self.cfg.peer_timeout);
+        self.timers
+            .set(Timer::PeerTimeout, self.last_recv + self.cfg.peer_timeout);
         if self.blocked && self.backlog < self.cfg.send_buffer {
             self.blocked = false;
             events.push_back(Event::Writable);

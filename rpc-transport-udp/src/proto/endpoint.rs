@@ -173,7 +173,9 @@ impl Endpoint {
 
     /// Whether a send on `h` would be accepted now.
     pub fn is_writable(&self, h: ConnectionHandle) -> bool {
-        self.connections.get(&h.0).is_some_and(Connection::is_writable)
+        self.connections
+            .get(&h.0)
+            .is_some_and(Connection::is_writable)
     }
 
     /// Closes a connection (a Close datagram goes to the peer).
@@ -217,12 +219,16 @@ impl Endpoint {
 
     /// The peer's incarnation, once the handshake told it.
     pub fn peer_incarnation(&self, h: ConnectionHandle) -> Option<u64> {
-        self.connections.get(&h.0).and_then(Connection::peer_incarnation)
+        self.connections
+            .get(&h.0)
+            .and_then(Connection::peer_incarnation)
     }
 
     /// Why a connection closed (`None` while open or once freed).
     pub fn close_reason(&self, h: ConnectionHandle) -> Option<CloseReason> {
-        self.connections.get(&h.0).and_then(Connection::close_reason)
+        self.connections
+            .get(&h.0)
+            .and_then(Connection::close_reason)
     }
 
     /// A connection's counters.
@@ -242,7 +248,9 @@ impl Endpoint {
 
     /// Reassembly memory one connection holds.
     pub fn connection_reassembly_bytes(&self, h: ConnectionHandle) -> usize {
-        self.connections.get(&h.0).map_or(0, Connection::reassembly_bytes)
+        self.connections
+            .get(&h.0)
+            .map_or(0, Connection::reassembly_bytes)
     }
 
     /// The endpoint's counters.
@@ -302,9 +310,14 @@ impl Endpoint {
         let key = (from, pkt.conn_id);
         if let Some(&h) = self.by_key.get(&key) {
             let restarted = match (&pkt.body, self.connections.get(&h)) {
-                (Body::Init { client_incarnation, .. }, Some(conn)) => {
-                    conn.peer_incarnation().is_some_and(|inc| inc != *client_incarnation)
-                }
+                (
+                    Body::Init {
+                        client_incarnation, ..
+                    },
+                    Some(conn),
+                ) => conn
+                    .peer_incarnation()
+                    .is_some_and(|inc| inc != *client_incarnation),
                 _ => false,
             };
             if !restarted {
