@@ -78,6 +78,7 @@ pub mod echo {
         id: 0x2000_0e40,
         version: 1,
         procedures: std::slice::from_ref(&ECHO),
+        default_semantics: None,
     };
 
     /// The server side.

@@ -21,7 +21,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use crate::diagnostics::{Diagnostic, Diagnostics};
 use crate::generate::{
-    arg_names, ident, interface_names, proc_name, screaming, snake, upper_camel,
+    arg_names, ident, interface_names, proc_name, screaming, snake, start_name, upper_camel,
 };
 use crate::model::*;
 
@@ -29,8 +29,11 @@ use crate::model::*;
 /// arrays, and a huge one would blow the stack of whoever holds it.
 pub const MAX_FIXED_LEN: i64 = 65_536;
 
-/// The only attribute the language knows.
+/// The only attribute a procedure may carry.
 const ATTRIBUTES: &[&str] = &["idempotent"];
+
+/// The attributes an interface may carry: its default delivery semantics (at most one).
+const INTERFACE_ATTRIBUTES: &[&str] = SEMANTICS_ATTRIBUTES;
 
 /// Names that spell built-in types and so cannot be defined.
 const BUILTIN_TYPES: &[&str] = &[
@@ -818,16 +821,27 @@ impl Checker {
         }
 
         for iface in &spec.interfaces {
+            // Each procedure `p` is the method `p` and, on the clients, `start_p`.
             let procs = iface
                 .procedures
                 .iter()
                 .enumerate()
-                .map(|(i, p)| {
-                    RustName::plain(&p.name, ident(&proc_name(&p.name.name)).to_string(), i)
+                .flat_map(|(i, p)| {
+                    let start = ident(&start_name(&p.name.name)).to_string();
+                    let mut started = RustName::plain(&p.name, start, i);
+                    started.how = format!("generates the client method `{}`", started.rust);
+                    [
+                        RustName::plain(&p.name, ident(&proc_name(&p.name.name)).to_string(), i),
+                        started,
+                    ]
                 })
                 .collect();
-            self.rust_collisions(procs, &mut HashSet::new(), |_, _| {
-                "procedures become methods of the generated clients and server trait, named in snake_case; names the clients use themselves (`new`, `client`, `with_options`, ...) get a trailing `_`"
+            self.rust_collisions(procs, &mut HashSet::new(), |a, b| {
+                if a.how.starts_with("generates") || b.how.starts_with("generates") {
+                    "the clients have a method `start_p` for every procedure `p`, which starts the call and returns a handle to it"
+                } else {
+                    "procedures become methods of the generated clients and server trait, named in snake_case; names the clients use themselves (`new`, `client`, `with_options`, ...) get a trailing `_`"
+                }
             });
             for proc in &iface.procedures {
                 let args = proc
@@ -1205,8 +1219,17 @@ impl Checker {
         let package = spec.package.as_ref().map(|p| p.name.as_str());
         let mut versions: HashMap<(&str, Option<i64>), Span> = HashMap::new();
         let mut ids: HashMap<(u32, Option<i64>), &Ident> = HashMap::new();
+        // The versions of one `program` share its attributes: report each problem once.
+        let mut attributes_checked = HashSet::new();
         for iface in &spec.interfaces {
             let name = &iface.name;
+            if iface
+                .attributes
+                .first()
+                .is_none_or(|a| attributes_checked.insert(a.span))
+            {
+                self.interface_attributes(iface);
+            }
             if let Some(&(sym, span)) = self.names.get(&name.name) {
                 self.errors.push(
                     Diagnostic::error(
@@ -1355,18 +1378,78 @@ impl Checker {
         result
     }
 
+    /// `[exactly_once] interface ...`: known attributes, each once, at most one semantics.
+    fn interface_attributes(&mut self, iface: &Interface) {
+        let mut attributes: HashMap<&str, Span> = HashMap::new();
+        let mut semantics: Option<&Ident> = None;
+        let what = match &iface.origin {
+            InterfaceOrigin::Program { program, .. } => format!("program `{}`", program.name),
+            _ => format!("interface `{}`", iface.name.name),
+        };
+        for attr in &iface.attributes {
+            if !INTERFACE_ATTRIBUTES.contains(&attr.name.as_str()) {
+                let mut diag = Diagnostic::error(
+                    format!("unknown attribute `{}`", attr.name),
+                    attr.span,
+                    "unknown attribute",
+                )
+                .with_note(
+                    "an interface's attributes are `at_most_once`, `at_least_once` and `exactly_once`",
+                );
+                if ATTRIBUTES.contains(&attr.name.as_str()) {
+                    diag = diag.with_note(format!(
+                        "help: `{}` belongs on a procedure: `[{}] int name(...);`",
+                        attr.name, attr.name
+                    ));
+                }
+                self.errors.push(diag);
+            } else if let Some(first) = attributes.insert(&attr.name, attr.span) {
+                self.errors.push(
+                    Diagnostic::error(
+                        format!("attribute `{}` is given more than once", attr.name),
+                        attr.span,
+                        "repeated attribute",
+                    )
+                    .with_secondary(first, "first given here"),
+                );
+            } else if let Some(first) = semantics {
+                self.errors.push(
+                    Diagnostic::error(
+                        format!(
+                            "{what} is given two delivery semantics, `{}` and `{}`",
+                            first.name, attr.name
+                        ),
+                        attr.span,
+                        "second semantics",
+                    )
+                    .with_secondary(first.span, "first semantics")
+                    .with_note(
+                        "an interface takes at most one of `at_most_once`, `at_least_once` and `exactly_once`",
+                    ),
+                );
+            } else {
+                semantics = Some(attr);
+            }
+        }
+    }
+
     fn procedure_rules(&mut self, proc: &Procedure) {
         let mut attributes: HashMap<&str, Span> = HashMap::new();
         for attr in &proc.attributes {
             if !ATTRIBUTES.contains(&attr.name.as_str()) {
-                self.errors.push(
-                    Diagnostic::error(
-                        format!("unknown attribute `{}`", attr.name),
-                        attr.span,
-                        "unknown attribute",
-                    )
-                    .with_note("the only attribute is `idempotent`"),
-                );
+                let mut diag = Diagnostic::error(
+                    format!("unknown attribute `{}`", attr.name),
+                    attr.span,
+                    "unknown attribute",
+                )
+                .with_note("the only attribute is `idempotent`");
+                if INTERFACE_ATTRIBUTES.contains(&attr.name.as_str()) {
+                    diag = diag.with_note(format!(
+                        "help: `{}` sets the default semantics of a whole interface: write `[{}] interface Name ...`",
+                        attr.name, attr.name
+                    ));
+                }
+                self.errors.push(diag);
             } else if let Some(first) = attributes.insert(&attr.name, attr.span) {
                 self.errors.push(
                     Diagnostic::error(

@@ -833,8 +833,29 @@ impl<'a> Generator<'a> {
         let procs_doc = doc(&format!(
             "The procedures of the `{iname}` interface, in declaration order."
         ));
+        let (default_semantics, semantics_text) = match iface.default_semantics() {
+            Some("at_most_once") => (
+                quote!(::core::option::Option::Some(
+                    ::rpc_core::Semantics::AtMostOnce
+                )),
+                ", at-most-once by default",
+            ),
+            Some("at_least_once") => (
+                quote!(::core::option::Option::Some(
+                    ::rpc_core::Semantics::AtLeastOnce
+                )),
+                ", at-least-once by default",
+            ),
+            Some("exactly_once") => (
+                quote!(::core::option::Option::Some(
+                    ::rpc_core::Semantics::ExactlyOnce
+                )),
+                ", exactly-once by default",
+            ),
+            _ => (quote!(::core::option::Option::None), ""),
+        };
         let info_doc = doc(&format!(
-            "The `{iname}` interface: id `{id_text}`, version {version}."
+            "The `{iname}` interface: id `{id_text}`, version {version}{semantics_text}."
         ));
         out.extend(quote! {
             #procs_doc
@@ -846,6 +867,7 @@ impl<'a> Generator<'a> {
                 id: #id_lit,
                 version: #version_lit,
                 procedures: &#procs_name,
+                default_semantics: #default_semantics,
             };
         });
 
@@ -929,6 +951,17 @@ impl<'a> Generator<'a> {
                     quote!(|r| #d)
                 }
             };
+            let start = ident(&start_name(&mp.name.name));
+            let shown = name.to_string();
+            let shown = shown.trim_start_matches("r#");
+            let start_doc = doc(&format!(
+                "Starts `{shown}` now; await the handle later, poll it, cancel it, or drop it to \
+                 cancel. Must be called within a tokio runtime."
+            ));
+            let blocking_start_doc = doc(&format!(
+                "Starts `{shown}` now on the client's runtime; wait for the handle later, poll it, \
+                 cancel it, or drop it to cancel."
+            ));
             client_methods.push(quote! {
                 #docs
                 #allow
@@ -937,12 +970,29 @@ impl<'a> Generator<'a> {
                         .call(&#info_name, &#procs_name[#index], &self.options, #encode, #decode)
                         .await
                 }
+
+                #start_doc
+                #allow
+                pub fn #start(&self, #(#params),*) -> ::rpc_core::client::CallHandle<#ret> {
+                    let this = self.clone();
+                    ::rpc_core::client::CallHandle::spawn(async move { this.#name(#(#arg_names),*).await })
+                }
             });
             blocking_methods.push(quote! {
                 #docs
                 #allow
                 pub fn #name(&self, #(#params),*) -> ::core::result::Result<#ret, ::rpc_core::RpcError> {
                     self.runtime.block_on(self.inner.#name(#(#arg_names),*))
+                }
+
+                #blocking_start_doc
+                #allow
+                pub fn #start(&self, #(#params),*) -> ::rpc_core::client::BlockingCallHandle<#ret> {
+                    let this = self.inner.clone();
+                    ::rpc_core::client::BlockingCallHandle::spawn(
+                        &self.runtime,
+                        async move { this.#name(#(#arg_names),*).await },
+                    )
                 }
             });
         }
@@ -1264,6 +1314,7 @@ pub(crate) fn arg_names(p: &Procedure) -> Vec<RIdent> {
         "procedure",
         "decoded",
         "status",
+        "this",
     ];
     p.args
         .iter()
@@ -1280,6 +1331,12 @@ pub(crate) fn arg_names(p: &Procedure) -> Vec<RIdent> {
             }
         })
         .collect()
+}
+
+/// The name of the client method that starts a call of a procedure and returns its
+/// handle: `start_` and the procedure's name in snake_case.
+pub(crate) fn start_name(name: &str) -> String {
+    format!("start_{}", snake(name))
 }
 
 /// The Rust method name of a procedure.

@@ -281,6 +281,9 @@ pub enum ValueKind {
 pub struct Interface {
     /// Doc comments.
     pub docs: Docs,
+    /// `[exactly_once]` and any other attributes written before `interface` (or
+    /// `program`, whose attributes every lowered version gets), by name.
+    pub attributes: Vec<Ident>,
     /// The interface's name (from the file name for the anonymous form).
     pub name: Ident,
     /// `= 0x20000001` if written (or the program number of an RFC 5531 program).
@@ -294,6 +297,21 @@ pub struct Interface {
     /// The interface id, set by the checker: `id` if written, otherwise a stable hash of
     /// the package and interface name (see docs/IDL.md).
     pub resolved_id: Option<u32>,
+}
+
+/// The attributes that set an interface's default delivery semantics.
+pub const SEMANTICS_ATTRIBUTES: &[&str] = &["at_most_once", "at_least_once", "exactly_once"];
+
+impl Interface {
+    /// The first of the interface's attributes that sets its default delivery semantics
+    /// (`at_most_once`, `at_least_once` or `exactly_once`), if any. The checker allows
+    /// at most one.
+    pub fn default_semantics(&self) -> Option<&str> {
+        self.attributes
+            .iter()
+            .map(|a| a.name.as_str())
+            .find(|a| SEMANTICS_ATTRIBUTES.contains(a))
+    }
 }
 
 /// The syntax an interface came from.

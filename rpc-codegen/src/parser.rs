@@ -272,12 +272,25 @@ impl Parser<'_> {
                     self.bump();
                 }
                 TokenKind::Ident(w) if w == "package" => self.package()?,
+                TokenKind::Punct(Punct::LBracket) => {
+                    let attributes = self.attributes()?;
+                    let docs = [docs, self.docs()].concat();
+                    if self.at_word("interface") {
+                        let iface = self.interface(docs, attributes)?;
+                        self.spec.interfaces.push(iface);
+                    } else if self.at_keyword(Keyword::Program) {
+                        let ifaces = self.program(docs, attributes)?;
+                        self.spec.interfaces.extend(ifaces);
+                    } else {
+                        return Err(self.expected("`interface` or `program`", " after attributes"));
+                    }
+                }
                 TokenKind::Ident(w) if w == "interface" => {
-                    let iface = self.interface(docs)?;
+                    let iface = self.interface(docs, Vec::new())?;
                     self.spec.interfaces.push(iface);
                 }
                 TokenKind::Keyword(Keyword::Program) => {
-                    let ifaces = self.program(docs)?;
+                    let ifaces = self.program(docs, Vec::new())?;
                     self.spec.interfaces.extend(ifaces);
                 }
                 TokenKind::Keyword(Keyword::Const) => {
@@ -688,8 +701,9 @@ impl Parser<'_> {
 
     // ---- interfaces ---------------------------------------------------------------
 
-    /// `interface [Name] [version N] [= id] { procedures } [;]`
-    fn interface(&mut self, docs: Docs) -> PResult<Interface> {
+    /// `[attrs] interface [Name] [version N] [= id] { procedures } [;]` (the attributes
+    /// already read).
+    fn interface(&mut self, docs: Docs, attributes: Vec<Ident>) -> PResult<Interface> {
         let keyword = self.bump().map(|t| t.span).unwrap_or_default();
         let (name, origin) = if let Some(TokenKind::Ident(_)) = self.peek() {
             let name = self.expect_ident("an interface name", "")?;
@@ -735,6 +749,7 @@ impl Parser<'_> {
         self.eat_punct(Punct::Semi);
         Ok(Interface {
             docs,
+            attributes,
             name,
             id,
             version,
@@ -759,8 +774,8 @@ impl Parser<'_> {
         }
     }
 
-    /// `[attrs] [oneway] T name(args) [= N];`
-    fn procedure(&mut self, docs: Docs) -> PResult<Procedure> {
+    /// `[a, b, ...]` if next (nothing otherwise); the checker validates the names.
+    fn attributes(&mut self) -> PResult<Vec<Ident>> {
         let mut attributes = Vec::new();
         if self.eat_punct(Punct::LBracket) {
             loop {
@@ -771,6 +786,12 @@ impl Parser<'_> {
                 self.expect_punct(Punct::Comma, " or `]` after attribute")?;
             }
         }
+        Ok(attributes)
+    }
+
+    /// `[attrs] [oneway] T name(args) [= N];`
+    fn procedure(&mut self, docs: Docs) -> PResult<Procedure> {
+        let attributes = self.attributes()?;
         let docs = [docs, self.docs()].concat();
         // `oneway` is contextual: `int oneway(...)` is still a procedure named so.
         let oneway =
@@ -836,8 +857,9 @@ impl Parser<'_> {
         })
     }
 
-    /// `program P { version V { procedures } = v; ... } = p;`, lowered to interfaces.
-    fn program(&mut self, docs: Docs) -> PResult<Vec<Interface>> {
+    /// `[attrs] program P { version V { procedures } = v; ... } = p;` (the attributes
+    /// already read), lowered to interfaces that each get the attributes.
+    fn program(&mut self, docs: Docs, attributes: Vec<Ident>) -> PResult<Vec<Interface>> {
         self.bump();
         let program = self.expect_ident("a program name", " after `program`")?;
         self.expect_punct(Punct::LBrace, " to open the program body")?;
@@ -875,6 +897,7 @@ impl Parser<'_> {
                 };
                 Interface {
                     docs: [docs.clone(), version_docs].concat(),
+                    attributes: attributes.clone(),
                     name: Ident {
                         name,
                         span: program.span,

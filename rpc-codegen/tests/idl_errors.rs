@@ -559,6 +559,127 @@ error: unknown attribute `idempotant`
 }
 
 #[test]
+fn two_interface_semantics() {
+    check(
+        "[exactly_once, at_least_once] interface Calc {\n  int add(int a);\n};\n",
+        "\
+error: interface `Calc` is given two delivery semantics, `exactly_once` and `at_least_once`
+ --> t.idl:1:16
+  |
+1 | [exactly_once, at_least_once] interface Calc {
+  |  ------------  ^^^^^^^^^^^^^ second semantics
+  |  |
+  |  first semantics
+  |
+  = note: an interface takes at most one of `at_most_once`, `at_least_once` and `exactly_once`",
+    );
+}
+
+#[test]
+fn two_program_semantics_reported_once() {
+    check(
+        "[at_most_once, exactly_once]\nprogram P {\n  version V1 { int f(void) = 1; } = 1;\n  version V2 { int f(void) = 1; } = 2;\n} = 0x20000001;\n",
+        "\
+error: program `P` is given two delivery semantics, `at_most_once` and `exactly_once`
+ --> t.idl:1:16
+  |
+1 | [at_most_once, exactly_once]
+  |  ------------  ^^^^^^^^^^^^ second semantics
+  |  |
+  |  first semantics
+  |
+  = note: an interface takes at most one of `at_most_once`, `at_least_once` and `exactly_once`",
+    );
+}
+
+#[test]
+fn unknown_interface_attribute() {
+    check(
+        "[exacly_once]\ninterface Calc {\n  int add(int a);\n};\n",
+        "\
+error: unknown attribute `exacly_once`
+ --> t.idl:1:2
+  |
+1 | [exacly_once]
+  |  ^^^^^^^^^^^ unknown attribute
+  |
+  = note: an interface's attributes are `at_most_once`, `at_least_once` and `exactly_once`",
+    );
+}
+
+#[test]
+fn repeated_interface_attribute() {
+    check(
+        "[exactly_once, exactly_once] interface Calc { int f(); };\n",
+        "\
+error: attribute `exactly_once` is given more than once
+ --> t.idl:1:16
+  |
+1 | [exactly_once, exactly_once] interface Calc { int f(); };
+  |  ------------  ^^^^^^^^^^^^ repeated attribute
+  |  |
+  |  first given here
+  |",
+    );
+}
+
+#[test]
+fn procedure_attribute_on_interface_and_back() {
+    check(
+        "[idempotent] interface Calc {\n  [exactly_once] int f();\n};\n",
+        "\
+error: unknown attribute `idempotent`
+ --> t.idl:1:2
+  |
+1 | [idempotent] interface Calc {
+  |  ^^^^^^^^^^ unknown attribute
+  |
+  = note: an interface's attributes are `at_most_once`, `at_least_once` and `exactly_once`
+  = help: `idempotent` belongs on a procedure: `[idempotent] int name(...);`
+
+error: unknown attribute `exactly_once`
+ --> t.idl:2:4
+  |
+2 |   [exactly_once] int f();
+  |    ^^^^^^^^^^^^ unknown attribute
+  |
+  = note: the only attribute is `idempotent`
+  = help: `exactly_once` sets the default semantics of a whole interface: write `[exactly_once] interface Name ...`",
+    );
+}
+
+#[test]
+fn attributes_before_a_type() {
+    check(
+        "[exactly_once] struct S { int x; };\n",
+        "\
+error: expected `interface` or `program` after attributes, found keyword `struct`
+ --> t.idl:1:16
+  |
+1 | [exactly_once] struct S { int x; };
+  |                ^^^^^^ expected `interface` or `program`
+  |",
+    );
+}
+
+#[test]
+fn start_method_collides_with_a_procedure() {
+    check(
+        "interface Calc {\n  int ping();\n  int start_ping();\n};\n",
+        "\
+error: `ping` and `start_ping` both become the Rust name `start_ping`
+ --> t.idl:3:7
+  |
+2 |   int ping();
+  |       ---- generates the client method `start_ping`
+3 |   int start_ping();
+  |       ^^^^^^^^^^ also becomes `start_ping`
+  |
+  = note: the clients have a method `start_p` for every procedure `p`, which starts the call and returns a handle to it",
+    );
+}
+
+#[test]
 fn duplicate_argument() {
     check(
         "interface Calc {\n  int add(int a, int a);\n};\n",
@@ -976,6 +1097,38 @@ fn design_calc_example() {
     assert_eq!(result.cases[0].values[0].get(), 0);
     assert_eq!(result.default.as_ref().unwrap().name.name, "error");
     assert_all_resolved(&spec);
+}
+
+#[test]
+fn interface_attributes_are_parsed() {
+    let spec = parse_and_check(
+        "t.idl",
+        "/// Docs before.\n[exactly_once]\n/// And after.\ninterface Calc { int f(); };\n\
+         interface Plain { int g(); };\n\
+         [at_least_once] program P { version V1 { int f(void) = 1; } = 1; version V2 { int f(void) = 1; } = 2; } = 0x20000001;\n",
+    )
+    .unwrap();
+    let attrs: Vec<(&str, Vec<&str>, Option<&str>)> = spec
+        .interfaces
+        .iter()
+        .map(|i| {
+            (
+                i.name.name.as_str(),
+                i.attributes.iter().map(|a| a.name.as_str()).collect(),
+                i.default_semantics(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        attrs,
+        [
+            ("Calc", vec!["exactly_once"], Some("exactly_once")),
+            ("Plain", vec![], None),
+            ("PV1", vec!["at_least_once"], Some("at_least_once")),
+            ("PV2", vec!["at_least_once"], Some("at_least_once")),
+        ]
+    );
+    assert_eq!(spec.interfaces[0].docs, ["Docs before.", "And after."]);
 }
 
 #[test]

@@ -32,8 +32,13 @@ fn list() {
 }
 
 #[test]
+fn semantics() {
+    insta::assert_snapshot!(generate("semantics"));
+}
+
+#[test]
 fn every_fixture_parses_as_rust() {
-    for name in ["seed", "calc", "list"] {
+    for name in ["seed", "calc", "list", "semantics"] {
         let code = generate(name);
         if let Err(e) = syn::parse_file(&code) {
             panic!("{name}: generated code is not valid Rust: {e}");

@@ -13,6 +13,14 @@ pub struct InterfaceInfo {
     pub version: u32,
     /// Its procedures, in declaration order.
     pub procedures: &'static [ProcedureInfo],
+    /// The delivery semantics its calls use by default, from an `[at_most_once]`,
+    /// `[at_least_once]` or `[exactly_once]` attribute on the interface in the IDL.
+    ///
+    /// A client picks a call's semantics in this order: `oneway` procedures are always
+    /// at-most-once; then [`crate::CallOptions`]' semantics if set; then at-least-once for
+    /// an `[idempotent]` procedure; then this; then the client's configured default.
+    /// `None` (no attribute) defers to the client's default.
+    pub default_semantics: Option<crate::frame::Semantics>,
 }
 
 /// One procedure of an interface.

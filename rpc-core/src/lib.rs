@@ -28,6 +28,7 @@
 //!     ProcedureInfo { name: "double", number: 1, oneway: false, idempotent: true };
 //! static MATH: InterfaceInfo = InterfaceInfo {
 //!     name: "Math", id: 0x2000_0042, version: 1, procedures: std::slice::from_ref(&DOUBLE),
+//!     default_semantics: None,
 //! };
 //!
 //! struct Math;

@@ -33,6 +33,7 @@ static TEST_V1: InterfaceInfo = InterfaceInfo {
     id: 0x2000_0001,
     version: 1,
     procedures: &PROCS,
+    default_semantics: None,
 };
 static TEST_V3: InterfaceInfo = InterfaceInfo {
     version: 3,
@@ -47,6 +48,7 @@ static OTHER: InterfaceInfo = InterfaceInfo {
     id: 0x3000_0000,
     version: 1,
     procedures: &PROCS,
+    default_semantics: None,
 };
 
 /// A service whose `wait` procedure blocks until the test releases a permit.

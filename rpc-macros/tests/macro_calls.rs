@@ -2,12 +2,13 @@
 //! runtime's dispatch loop and worker pool) and real clients over the in-process
 //! transport, so every argument and result goes through the generated XDR code.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rpc_core::client::BlockingRuntime;
 use rpc_core::transport::memory::{self, MemoryChannel};
-use rpc_core::{CallContext, CallOptions, ProcedureInfo, RpcError, Server, Status};
+use rpc_core::{CallContext, CallOptions, ProcedureInfo, RpcError, Semantics, Server, Status};
 
 mod geo {
     rpc_macros::idl!(
@@ -61,6 +62,26 @@ use geo::{
     Geometry, GeometryBlockingClient, GeometryClient, GeometryServer, Node, Op, Outcome, Point,
     Shape,
 };
+
+mod bank {
+    rpc_macros::idl!(
+        "bank",
+        r#"
+        /// Every call is exactly-once unless it says otherwise.
+        [exactly_once]
+        interface Teller version 1 {
+            /// The semantics the call arrived with.
+            int semantics();
+            [idempotent] int semantics_idempotent();
+            oneway void note();
+            /// Runs until the client cancels it.
+            int stall();
+        };
+    "#
+    );
+}
+
+use bank::{Teller, TellerBlockingClient, TellerClient, TellerServer};
 
 #[derive(Default)]
 struct Impl {
@@ -174,11 +195,44 @@ impl Geometry for Impl {
     }
 }
 
-/// A server hosting `Impl` on an in-process endpoint, with a runtime to drive both ends.
+#[derive(Default)]
+struct TellerImpl {
+    /// The semantics each `note` arrived with.
+    notes: Mutex<Vec<i32>>,
+    /// `stall` calls started, and those that saw their cancellation.
+    stalls: AtomicUsize,
+    stalls_cancelled: AtomicUsize,
+}
+
+impl Teller for TellerImpl {
+    async fn semantics(&self, ctx: &CallContext) -> Result<i32, Status> {
+        Ok(ctx.semantics() as i32)
+    }
+
+    async fn semantics_idempotent(&self, ctx: &CallContext) -> Result<i32, Status> {
+        Ok(ctx.semantics() as i32)
+    }
+
+    async fn note(&self, ctx: &CallContext) -> Result<(), Status> {
+        self.notes.lock().unwrap().push(ctx.semantics() as i32);
+        Ok(())
+    }
+
+    async fn stall(&self, ctx: &CallContext) -> Result<i32, Status> {
+        self.stalls.fetch_add(1, Ordering::SeqCst);
+        ctx.cancelled().await;
+        self.stalls_cancelled.fetch_add(1, Ordering::SeqCst);
+        Err(Status::Cancelled)
+    }
+}
+
+/// A server hosting `Impl` and `TellerImpl` on an in-process endpoint, with a runtime
+/// to drive both ends.
 struct Fixture {
     rt: BlockingRuntime,
     channel: MemoryChannel,
     server: std::sync::Arc<Impl>,
+    teller: std::sync::Arc<TellerImpl>,
     _handle: rpc_core::server::ServerHandle,
 }
 
@@ -186,11 +240,13 @@ fn fixture() -> Fixture {
     let rt = BlockingRuntime::new().unwrap();
     let (channel, listener) = memory::endpoint(64);
     let server = std::sync::Arc::new(Impl::default());
+    let teller = std::sync::Arc::new(TellerImpl::default());
     let handle = {
         let _enter = rt.handle().enter();
         Server::builder()
             .workers(4)
             .add_service(GeometryServer::from_arc(server.clone()))
+            .add_service(TellerServer::from_arc(teller.clone()))
             .serve(listener)
             .unwrap()
     };
@@ -198,7 +254,17 @@ fn fixture() -> Fixture {
         rt,
         channel,
         server,
+        teller,
         _handle: handle,
+    }
+}
+
+/// Waits (up to 20 s) for `done`, which other threads make true.
+fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let give_up = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(Instant::now() < give_up, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(2));
     }
 }
 
@@ -427,6 +493,120 @@ fn interface_description_matches_the_idl() {
     let log = info.procedure(12).unwrap();
     assert_eq!((log.name, log.idempotent, log.oneway), ("log", false, true));
     assert_eq!(geo::MAX_NAME, 16u32);
+}
+
+#[test]
+fn async_client_starts_calls_and_collects_them_later() {
+    let fx = fixture();
+    let client = GeometryClient::new(fx.channel.clone());
+    let teller = TellerClient::new(fx.channel.clone());
+    fx.rt.block_on(async {
+        // 100 calls in flight at once, collected last to first.
+        let handles: Vec<_> = (0..100).map(|i| client.start_add(i, 1000)).collect();
+        for (i, handle) in handles.into_iter().enumerate().rev() {
+            assert_eq!(handle.await.unwrap(), i as i32 + 1000);
+        }
+        // Arguments move into the handle; errors come out of it.
+        let mean = client.start_mean(vec![1.0, 5.0]);
+        let empty = client.start_mean(vec![]);
+        assert!(matches!(
+            empty.await,
+            Err(RpcError::Application { code: 2, .. })
+        ));
+        assert_eq!(mean.await.unwrap(), 3.0);
+        // Oneway procedures have start_ methods too.
+        client.start_log("started".into()).await.unwrap();
+
+        // Cancelling a call in progress: awaiting it gives Cancelled, and the handler
+        // hears about it.
+        let stalled = teller.start_stall();
+        wait_until("the stall handler runs", || {
+            fx.teller.stalls.load(Ordering::SeqCst) == 1
+        });
+        assert!(!stalled.is_finished());
+        stalled.cancel();
+        assert!(
+            matches!(stalled.await, Err(RpcError::Cancelled)),
+            "a cancelled call must end in RpcError::Cancelled"
+        );
+        wait_until("the handler sees the cancellation", || {
+            fx.teller.stalls_cancelled.load(Ordering::SeqCst) == 1
+        });
+
+        // Dropping a handle cancels its call as well.
+        let dropped = teller.start_stall();
+        wait_until("the second stall handler runs", || {
+            fx.teller.stalls.load(Ordering::SeqCst) == 2
+        });
+        drop(dropped);
+        wait_until("the handler sees the drop", || {
+            fx.teller.stalls_cancelled.load(Ordering::SeqCst) == 2
+        });
+
+        // The client is still fine afterwards.
+        assert_eq!(client.add(1, 1).await.unwrap(), 2);
+    });
+    wait_until("the oneway call runs", || {
+        fx.server.lines.lock().unwrap().as_slice() == ["started"]
+    });
+}
+
+#[test]
+fn blocking_client_starts_calls_and_waits_later() {
+    let fx = fixture();
+    let client = GeometryBlockingClient::with_runtime(fx.channel.clone(), fx.rt.clone());
+    let handles: Vec<_> = (0..20).map(|i| client.start_add(i, -i)).collect();
+    let reversed = client.start_reverse(list(&[1, 2, 3]));
+    wait_until("the reverse call finishes", || reversed.is_finished());
+    assert_eq!(reversed.wait().unwrap(), list(&[3, 2, 1]));
+    for handle in handles.into_iter().rev() {
+        assert_eq!(handle.wait().unwrap(), 0);
+    }
+    client.start_ping().wait().unwrap();
+
+    let teller = TellerBlockingClient::with_runtime(fx.channel.clone(), fx.rt.clone());
+    let stalled = teller.start_stall();
+    wait_until("the stall handler runs", || {
+        fx.teller.stalls.load(Ordering::SeqCst) == 1
+    });
+    assert!(!stalled.is_finished());
+    stalled.cancel();
+    assert!(matches!(stalled.wait(), Err(RpcError::Cancelled)));
+}
+
+#[test]
+fn interface_attribute_sets_the_default_semantics() {
+    assert_eq!(
+        bank::TELLER_INTERFACE.default_semantics,
+        Some(Semantics::ExactlyOnce)
+    );
+    assert_eq!(geo::GEOMETRY_INTERFACE.default_semantics, None);
+
+    let fx = fixture();
+    let teller = TellerBlockingClient::with_runtime(fx.channel.clone(), fx.rt.clone());
+    // The interface's default...
+    assert_eq!(teller.semantics().unwrap(), Semantics::ExactlyOnce as i32);
+    // ...yields to `[idempotent]`...
+    assert_eq!(
+        teller.semantics_idempotent().unwrap(),
+        Semantics::AtLeastOnce as i32
+    );
+    // ...and to the call's options.
+    let at_most = teller.with_options(CallOptions::new().semantics(Semantics::AtMostOnce));
+    assert_eq!(at_most.semantics().unwrap(), Semantics::AtMostOnce as i32);
+    assert_eq!(
+        at_most.semantics_idempotent().unwrap(),
+        Semantics::AtMostOnce as i32
+    );
+    // Oneway calls are always at-most-once.
+    teller.note().unwrap();
+    wait_until("the oneway call runs", || {
+        fx.teller.notes.lock().unwrap().len() == 1
+    });
+    assert_eq!(
+        fx.teller.notes.lock().unwrap().as_slice(),
+        [Semantics::AtMostOnce as i32]
+    );
 }
 
 const SEED_IDL: &str =

@@ -276,7 +276,7 @@ impl<C: Channel> Client<C> {
         encode: impl FnOnce(&mut XdrWriter) -> Result<(), XdrError>,
         decode: impl FnOnce(&mut XdrReader<'_>) -> Result<T, XdrError>,
     ) -> Result<T, RpcError> {
-        let semantics = self.semantics_for(procedure, options);
+        let semantics = self.semantics_for(interface, procedure, options);
         let span = tracing::debug_span!(
             "rpc.call",
             interface = interface.name,
@@ -294,15 +294,27 @@ impl<C: Channel> Client<C> {
         result
     }
 
-    fn semantics_for(&self, procedure: &ProcedureInfo, options: &CallOptions) -> Semantics {
+    /// A call's semantics: oneway procedures are at-most-once; then the call options';
+    /// then at-least-once for an `[idempotent]` procedure; then the interface's default;
+    /// then the client's.
+    fn semantics_for(
+        &self,
+        interface: &InterfaceInfo,
+        procedure: &ProcedureInfo,
+        options: &CallOptions,
+    ) -> Semantics {
         if procedure.oneway {
             return Semantics::AtMostOnce;
         }
-        options.semantics.unwrap_or(if procedure.idempotent {
-            Semantics::AtLeastOnce
-        } else {
-            self.inner.config.default_semantics
-        })
+        if let Some(semantics) = options.semantics {
+            return semantics;
+        }
+        if procedure.idempotent {
+            return Semantics::AtLeastOnce;
+        }
+        interface
+            .default_semantics
+            .unwrap_or(self.inner.config.default_semantics)
     }
 
     fn deadline_for(&self, options: &CallOptions) -> Instant {
