@@ -136,14 +136,18 @@ async fn run(args: Args) -> std::io::Result<Vec<Row>> {
         hist,
     });
 
-    let listener = UdpListener::bind("127.0.0.1:0").await.map_err(std::io::Error::other)?;
+    let listener = UdpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(std::io::Error::other)?;
     let channel = UdpChannel::new(listener.local_addr());
     rows.push(Row {
         name: "rpc call over UDP",
         hist: rpc_rows(listener, channel, &args).await,
     });
 
-    let listener = TcpListener::bind("127.0.0.1:0").await.map_err(std::io::Error::other)?;
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(std::io::Error::other)?;
     let channel = TcpChannel::new(listener.local_addr());
     rows.push(Row {
         name: "rpc call over TCP",
@@ -202,7 +206,11 @@ fn print_plot(rows: &[Row]) {
         .unwrap_or(2)
         .max(2) as f64;
     let (llo, lhi) = (lo.ln(), hi.ln().max(lo.ln() + 1e-9));
-    println!("\nCDF (x: latency, log scale {:.1} µs .. {:.1} µs; each row: share of calls done)", us(lo as u64), us(hi as u64));
+    println!(
+        "\nCDF (x: latency, log scale {:.1} µs .. {:.1} µs; each row: share of calls done)",
+        us(lo as u64),
+        us(hi as u64)
+    );
     for r in rows {
         let mut line = String::with_capacity(WIDTH);
         for i in 0..WIDTH {
@@ -218,7 +226,10 @@ fn print_plot(rows: &[Row]) {
         }
         println!("{:<26} |{line}|", r.name);
     }
-    println!("{:<26}  legend: ░ ≥1%  ▒ ≥50%  ▓ ≥99%  █ ≥99.9% of calls finished", "");
+    println!(
+        "{:<26}  legend: ░ ≥1%  ▒ ≥50%  ▓ ≥99%  █ ≥99.9% of calls finished",
+        ""
+    );
 }
 
 fn main() -> std::io::Result<()> {
