@@ -63,6 +63,7 @@ pub mod error;
 pub mod frame;
 mod id;
 pub mod interface;
+pub mod naming;
 pub mod server;
 pub mod transport;
 pub mod xdr;
