@@ -1,20 +1,29 @@
-//! The client runtime: call-id allocation, the pending-call table, deadlines, and
-//! (re)connection with backoff. Generated `FooClient`s are thin wrappers over [`Client`].
+//! The client runtime: call-id allocation, the pending-call table, deadlines, retries,
+//! (re)connection with backoff, and load balancing. Generated `FooClient`s are thin
+//! wrappers over [`Client`].
 //!
-//! One [`Client`] multiplexes any number of concurrent calls over one connection of its
-//! [`Channel`]; each call waits on its own slot in the pending table, which the reply
-//! reader task fills when the reply (or status) with the call's id arrives. When the
-//! connection drops, every call in flight on it fails at once with
-//! [`RpcError::Transport`], and the next call reconnects (with exponential backoff after
+//! One [`Client`] multiplexes any number of concurrent calls over one connection per
+//! endpoint; each call waits on its own slot in the pending table, which the reply reader
+//! task of its connection fills when the reply (or status) with the call's id arrives.
+//! When a connection drops, every call in flight on it fails at once (and is retried as
+//! its semantics allow), and the next call reconnects (with exponential backoff after
 //! failed attempts).
+//!
+//! A client over one [`Channel`] ([`Client::new`]) has one endpoint. A balanced client
+//! ([`Client::balanced`]) follows a resolver's set of endpoints and spreads calls over
+//! them ([`Balance`]): round robin, or the least outstanding of two random choices. Each
+//! endpoint has a health state: `failures_to_down` consecutive failures (connection
+//! refused or lost, timeouts) mark it down; a down endpoint is tried again (probed by the
+//! next call) after a backoff that doubles up to a limit, and is up again when it
+//! answers.
 
 mod blocking;
 mod handle;
 mod options;
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -23,11 +32,12 @@ use tracing::Instrument;
 
 pub use blocking::BlockingRuntime;
 pub use handle::{BlockingCallHandle, CallHandle};
-pub use options::{CallOptions, ClientConfig, RetryPolicy};
+pub use options::{Balance, CallOptions, ClientConfig, RetryPolicy};
 
 use crate::error::{RpcError, Status, TransportError};
 use crate::frame::{flags, Frame, FrameHeader, FrameKind, Semantics};
 use crate::interface::{InterfaceInfo, ProcedureInfo};
+use crate::naming::Endpoint;
 use crate::transport::{Channel, FrameReceiver, FrameSender};
 use crate::xdr::{XdrDecode, XdrError, XdrReader, XdrWriter};
 
@@ -48,28 +58,136 @@ impl<C: Channel> Clone for Client<C> {
 impl<C: Channel> std::fmt::Debug for Client<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("remote", &self.inner.channel.remote())
+            .field("remote", &self.remote())
             .field("client_id", &self.inner.client_id)
             .finish()
     }
 }
 
 struct Inner<C> {
-    channel: C,
     config: ClientConfig,
+    /// Where calls go: one endpoint for a client over one channel, the resolver's current
+    /// set for a balanced client.
+    endpoints: RwLock<Vec<Arc<Ep<C>>>>,
+    next_ep: AtomicU64,
+    /// Round-robin position, and the state of the random choices.
+    rr: AtomicUsize,
+    rng: AtomicU64,
+    /// Whether this is a balanced client (for `remote()`).
+    balanced: bool,
     client_id: u64,
     /// Call ids: the next one, and those of calls not finished yet. The smallest live id
     /// is the low-water mark each call carries to the server's reply cache; ids are
     /// allocated and registered under one lock so the mark never passes a call that has
     /// an id but has not been sent yet.
     ids: Mutex<CallIds>,
-    conn: Mutex<ConnSlot>,
-    /// Serialises connection attempts and holds the backoff state.
-    connecting: tokio::sync::Mutex<Backoff>,
     /// Calls waiting for an answer, by call id.
     pending: Mutex<HashMap<u64, Pending>>,
     in_flight: Semaphore,
     stats: Counters,
+}
+
+/// One endpoint: its channel, its current connection, and its health.
+struct Ep<C> {
+    id: u64,
+    endpoint: Option<Endpoint>,
+    channel: C,
+    conn: Mutex<ConnSlot>,
+    /// Serialises connection attempts and holds the backoff state.
+    connecting: tokio::sync::Mutex<Backoff>,
+    outstanding: AtomicUsize,
+    calls: AtomicU64,
+    failures: AtomicU64,
+    health: Mutex<Health>,
+}
+
+struct Health {
+    consecutive_failures: u32,
+    /// Down until then (then the next call probes it); `None`: up.
+    down_until: Option<Instant>,
+    probe_backoff: Duration,
+}
+
+impl<C> Ep<C> {
+    fn new(id: u64, endpoint: Option<Endpoint>, channel: C, config: &ClientConfig) -> Self {
+        Ep {
+            id,
+            endpoint,
+            channel,
+            conn: Mutex::new(ConnSlot::default()),
+            connecting: tokio::sync::Mutex::new(Backoff {
+                next_attempt: None,
+                delay: config.reconnect_backoff_min,
+                last_error: None,
+            }),
+            outstanding: AtomicUsize::new(0),
+            calls: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            health: Mutex::new(Health {
+                consecutive_failures: 0,
+                down_until: None,
+                probe_backoff: config.probe_backoff_min,
+            }),
+        }
+    }
+
+    /// Up, or down with its probe time come.
+    fn usable(&self, now: Instant) -> bool {
+        lock(&self.health).down_until.is_none_or(|t| t <= now)
+    }
+
+    fn is_up(&self) -> bool {
+        lock(&self.health).down_until.is_none()
+    }
+
+    fn record_success(&self, config: &ClientConfig) {
+        let mut h = lock(&self.health);
+        if h.down_until.is_some() {
+            tracing::debug!(endpoint = ?self.endpoint, "endpoint up again");
+        }
+        h.consecutive_failures = 0;
+        h.down_until = None;
+        h.probe_backoff = config.probe_backoff_min;
+    }
+
+    fn record_failure(&self, config: &ClientConfig) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        let mut h = lock(&self.health);
+        h.consecutive_failures += 1;
+        if h.consecutive_failures >= config.failures_to_down {
+            let wait = crate::id::jitter(h.probe_backoff);
+            if h.down_until.is_none() {
+                tracing::debug!(endpoint = ?self.endpoint, "endpoint marked down");
+            }
+            h.down_until = Some(Instant::now() + wait);
+            h.probe_backoff = (h.probe_backoff * 2).min(config.probe_backoff_max);
+        }
+    }
+}
+
+/// Counts an attempt as outstanding on its endpoint while it lives.
+struct Outstanding<'a, C>(&'a Ep<C>);
+
+impl<C> Drop for Outstanding<'_, C> {
+    fn drop(&mut self) {
+        self.0.outstanding.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One endpoint's counters and health, for observability and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EndpointStats {
+    /// The endpoint (`None` for a client over a single channel).
+    pub endpoint: Option<Endpoint>,
+    /// Whether it is up (not marked down).
+    pub up: bool,
+    /// Attempts in flight on it now.
+    pub outstanding: usize,
+    /// Attempts sent to it.
+    pub calls: u64,
+    /// Failures recorded against it.
+    pub failures: u64,
 }
 
 #[derive(Default)]
@@ -114,8 +232,7 @@ impl<C> Inner<C> {
     }
 }
 
-/// The current connection, as a call sees it.
-#[derive(Clone)]
+/// The current connection of an endpoint, as a call sees it.
 struct Link {
     sender: FrameSender,
     generation: u64,
@@ -130,6 +247,8 @@ struct Backoff {
 
 struct Pending {
     tx: oneshot::Sender<Result<Frame, RpcError>>,
+    /// The endpoint and connection generation the request went out on.
+    ep: u64,
     generation: u64,
 }
 
@@ -190,20 +309,45 @@ impl<C: Channel> Client<C> {
 
     /// A client over `channel` with `config`.
     pub fn with_config(channel: C, config: ClientConfig) -> Self {
+        let ep = Arc::new(Ep::new(0, None, channel, &config));
+        Client::from_parts(vec![ep], config, false)
+    }
+
+    /// A client that follows `endpoints` (e.g. from a [`crate::naming::Resolver`]) and
+    /// spreads calls over them as `config.balance` says. `connect` makes the channel for
+    /// an endpoint (or `None` to skip one it cannot reach, e.g. another transport).
+    /// Endpoints that appear are added; endpoints that disappear get no new calls.
+    ///
+    /// Must be called within a tokio runtime (a task follows the endpoint set).
+    pub fn balanced(
+        endpoints: tokio::sync::watch::Receiver<Vec<Endpoint>>,
+        connect: impl Fn(&Endpoint) -> Option<C> + Send + Sync + 'static,
+        config: ClientConfig,
+    ) -> Self {
+        let client = Client::from_parts(Vec::new(), config, true);
+        client.inner.apply_endpoints(&endpoints.borrow(), &connect);
+        tokio::spawn(follow_endpoints(
+            Arc::downgrade(&client.inner),
+            endpoints,
+            connect,
+        ));
+        client
+    }
+
+    fn from_parts(endpoints: Vec<Arc<Ep<C>>>, config: ClientConfig, balanced: bool) -> Self {
         let in_flight = Semaphore::new(config.max_in_flight.min(Semaphore::MAX_PERMITS));
+        let client_id = crate::id::random_u64();
         Client {
             inner: Arc::new(Inner {
-                channel,
-                client_id: crate::id::random_u64(),
+                next_ep: AtomicU64::new(endpoints.len() as u64),
+                endpoints: RwLock::new(endpoints),
+                rr: AtomicUsize::new(0),
+                rng: AtomicU64::new(client_id | 1),
+                balanced,
+                client_id,
                 ids: Mutex::new(CallIds {
                     next: 1,
                     live: BTreeSet::new(),
-                }),
-                conn: Mutex::new(ConnSlot::default()),
-                connecting: tokio::sync::Mutex::new(Backoff {
-                    next_attempt: None,
-                    delay: config.reconnect_backoff_min,
-                    last_error: None,
                 }),
                 pending: Mutex::new(HashMap::new()),
                 in_flight,
@@ -223,9 +367,28 @@ impl<C: Channel> Client<C> {
         &self.inner.config
     }
 
-    /// The server this client talks to.
+    /// The server this client talks to (a summary for a balanced client).
     pub fn remote(&self) -> String {
-        self.inner.channel.remote()
+        let eps = self.inner.snapshot();
+        match (self.inner.balanced, eps.first()) {
+            (false, Some(ep)) => ep.channel.remote(),
+            _ => format!("balanced over {} endpoints", eps.len()),
+        }
+    }
+
+    /// Each endpoint's health and counters.
+    pub fn endpoint_stats(&self) -> Vec<EndpointStats> {
+        self.inner
+            .snapshot()
+            .iter()
+            .map(|ep| EndpointStats {
+                endpoint: ep.endpoint.clone(),
+                up: ep.is_up(),
+                outstanding: ep.outstanding.load(Ordering::Relaxed),
+                calls: ep.calls.load(Ordering::Relaxed),
+                failures: ep.failures.load(Ordering::Relaxed),
+            })
+            .collect()
     }
 
     /// A snapshot of the client's counters.
@@ -246,22 +409,25 @@ impl<C: Channel> Client<C> {
         }
     }
 
-    /// Connects now instead of on the first call.
+    /// Connects now (to one endpoint) instead of on the first call.
     pub async fn connect(&self) -> Result<(), RpcError> {
         let deadline = Instant::now() + self.inner.config.default_timeout;
-        self.link(deadline).await.map(|_| ())
+        let ep = self.inner.pick(None)?;
+        self.link(&ep, deadline).await.map(|_| ())
     }
 
-    /// Closes the current connection (calls in flight on it fail with a transport error);
-    /// the next call reconnects.
+    /// Closes the current connections (calls in flight on them fail with a transport
+    /// error); the next call reconnects.
     pub fn disconnect(&self) {
-        let generation = {
-            let mut slot = lock(&self.inner.conn);
-            slot.sender = None;
-            slot.generation
-        };
-        self.inner
-            .fail_generation(generation, TransportError::Closed);
+        for ep in self.inner.snapshot() {
+            let generation = {
+                let mut slot = lock(&ep.conn);
+                slot.sender = None;
+                slot.generation
+            };
+            self.inner
+                .fail_generation(ep.id, generation, TransportError::Closed);
+        }
     }
 
     /// Makes one call: encodes the arguments with `encode`, waits for the answer, and
@@ -361,17 +527,41 @@ impl<C: Channel> Client<C> {
         // The server incarnation an earlier attempt may have reached (the call is in
         // doubt there).
         let mut in_doubt_at: Option<u64> = None;
+        // Exactly-once calls in doubt stay with the endpoint whose reply cache may hold
+        // them: a different server would run them again.
+        let mut pinned: Option<Arc<Ep<C>>> = None;
+        // The endpoint the last attempt failed on, avoided by the next one.
+        let mut avoid: Option<u64> = None;
         let mut decode = Some(decode);
         loop {
             attempt += 1;
             if attempt > 1 {
                 inner.stats.retries.fetch_add(1, Ordering::Relaxed);
             }
+            let ep = match &pinned {
+                Some(ep) => ep.clone(),
+                None => match inner.pick(avoid) {
+                    Ok(ep) => ep,
+                    Err(e) => {
+                        if self
+                            .pause_before_retry(&policy, attempt, &mut backoff, deadline)
+                            .await
+                        {
+                            continue;
+                        }
+                        return Err(self.give_up(e, in_doubt_at.is_some(), semantics));
+                    }
+                },
+            };
             // What to do if this attempt fails in a retryable way.
             let failure: RpcError;
-            let link = match self.link(deadline).await {
+            let link = match self.link(&ep, deadline).await {
                 Ok(link) => link,
                 Err(e) => {
+                    if !matches!(e, RpcError::Timeout) {
+                        ep.record_failure(&inner.config);
+                        avoid = Some(ep.id);
+                    }
                     match (in_doubt_at, e) {
                         (_, RpcError::Timeout) => {
                             inner.stats.timeouts.fetch_add(1, Ordering::Relaxed);
@@ -405,9 +595,13 @@ impl<C: Channel> Client<C> {
                 call_id,
                 Pending {
                     tx,
+                    ep: ep.id,
                     generation: link.generation,
                 },
             );
+            ep.calls.fetch_add(1, Ordering::Relaxed);
+            ep.outstanding.fetch_add(1, Ordering::Relaxed);
+            let _outstanding = Outstanding(&ep);
             let low_water = inner.low_water();
             let mut header = FrameHeader::call(
                 inner.client_id,
@@ -468,6 +662,9 @@ impl<C: Channel> Client<C> {
             }
             guard.cancel_via = Some(link.sender.clone());
             in_doubt_at = Some(link.incarnation);
+            if semantics == Semantics::ExactlyOnce {
+                pinned = Some(ep.clone());
+            }
             tracing::trace!(attempt, "call sent");
 
             let attempt_deadline = match policy.attempt_timeout {
@@ -477,12 +674,15 @@ impl<C: Channel> Client<C> {
             let answer = match tokio::time::timeout_at(attempt_deadline.into(), rx).await {
                 Ok(Ok(Ok(frame))) => {
                     guard.cancel_via = None;
+                    ep.record_success(&inner.config);
                     frame
                 }
                 // The connection failed after the request went out: in doubt.
                 Ok(Ok(Err(e))) => {
                     guard.cancel_via = None;
                     drop(guard);
+                    ep.record_failure(&inner.config);
+                    avoid = Some(ep.id);
                     let lost = match e {
                         RpcError::Transport(t) => t,
                         other => return Err(other),
@@ -502,6 +702,8 @@ impl<C: Channel> Client<C> {
                 Ok(Err(_)) => {
                     guard.cancel_via = None;
                     drop(guard);
+                    ep.record_failure(&inner.config);
+                    avoid = Some(ep.id);
                     if semantics == Semantics::AtMostOnce {
                         inner.stats.outcome_unknown.fetch_add(1, Ordering::Relaxed);
                         return Err(RpcError::OutcomeUnknown(TransportError::Closed));
@@ -515,11 +717,14 @@ impl<C: Channel> Client<C> {
                     }
                 }
                 Err(_) if Instant::now() >= deadline => {
+                    ep.record_failure(&inner.config);
                     inner.stats.timeouts.fetch_add(1, Ordering::Relaxed);
                     return Err(RpcError::Timeout);
                 }
                 Err(_) => {
                     // The attempt timed out, not the call: in doubt.
+                    ep.record_failure(&inner.config);
+                    avoid = Some(ep.id);
                     if semantics == Semantics::AtMostOnce {
                         inner.stats.timeouts.fetch_add(1, Ordering::Relaxed);
                         return Err(RpcError::Timeout);
@@ -552,8 +757,11 @@ impl<C: Channel> Client<C> {
                     let err = decode_status(&answer.payload);
                     let refused = matches!(err, RpcError::Overloaded | RpcError::ShuttingDown);
                     if refused && policy.retry_not_executed {
-                        // Not executed: safe to send again whatever the semantics.
+                        // Not executed: safe to send again whatever the semantics, and to
+                        // another endpoint.
                         in_doubt_at = None;
+                        pinned = None;
+                        avoid = Some(ep.id);
                         if self
                             .pause_before_retry(&policy, attempt, &mut backoff, deadline)
                             .await
@@ -612,18 +820,18 @@ impl<C: Channel> Client<C> {
         }
     }
 
-    /// The current connection, connecting (with backoff) if there is none.
-    async fn link(&self, deadline: Instant) -> Result<Link, RpcError> {
-        if let Some(found) = self.inner.current_link() {
+    /// The endpoint's current connection, connecting (with backoff) if there is none.
+    async fn link(&self, ep: &Arc<Ep<C>>, deadline: Instant) -> Result<Link, RpcError> {
+        if let Some(found) = current_link(ep) {
             return Ok(found);
         }
         let mut backoff =
-            match tokio::time::timeout_at(deadline.into(), self.inner.connecting.lock()).await {
+            match tokio::time::timeout_at(deadline.into(), ep.connecting.lock()).await {
                 Ok(guard) => guard,
                 Err(_) => return Err(RpcError::Timeout),
             };
         // Someone else may have connected while we waited for the lock.
-        if let Some(found) = self.inner.current_link() {
+        if let Some(found) = current_link(ep) {
             return Ok(found);
         }
         if let Some(at) = backoff.next_attempt {
@@ -633,27 +841,28 @@ impl<C: Channel> Client<C> {
             }
             tokio::time::sleep_until(at.into()).await;
         }
-        let attempt = tokio::time::timeout_at(deadline.into(), self.inner.channel.connect()).await;
+        let attempt = tokio::time::timeout_at(deadline.into(), ep.channel.connect()).await;
         let result = match attempt {
             Ok(Ok(conn)) => {
                 let generation = {
-                    let mut slot = lock(&self.inner.conn);
+                    let mut slot = lock(&ep.conn);
                     slot.generation += 1;
                     slot.generation
                 };
                 tokio::spawn(read_replies(
                     Arc::downgrade(&self.inner),
+                    Arc::downgrade(ep),
                     conn.receiver,
                     generation,
                 ));
                 // Learn which server incarnation this connection reaches before any call
                 // uses it: that is how a restarted server is told from a slow one.
                 match self
-                    .probe_incarnation(&conn.sender, generation, deadline)
+                    .probe_incarnation(&conn.sender, ep.id, generation, deadline)
                     .await
                 {
                     Ok(incarnation) => {
-                        let mut slot = lock(&self.inner.conn);
+                        let mut slot = lock(&ep.conn);
                         slot.sender = Some(conn.sender.clone());
                         slot.incarnation = incarnation;
                         Ok(Link {
@@ -679,7 +888,7 @@ impl<C: Channel> Client<C> {
                 backoff.last_error = None;
                 self.inner.stats.connects.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(
-                    remote = %self.inner.channel.remote(),
+                    remote = %ep.channel.remote(),
                     generation = link.generation,
                     incarnation = link.incarnation,
                     "connected"
@@ -695,7 +904,7 @@ impl<C: Channel> Client<C> {
                 backoff.next_attempt = Some(Instant::now() + crate::id::jitter(delay));
                 backoff.delay = (delay * 2).min(self.inner.config.reconnect_backoff_max);
                 backoff.last_error = Some(e.clone());
-                tracing::debug!(remote = %self.inner.channel.remote(), error = %e, "connect failed");
+                tracing::debug!(remote = %ep.channel.remote(), error = %e, "connect failed");
                 Err(RpcError::Unreachable(e))
             }
         }
@@ -706,6 +915,7 @@ impl<C: Channel> Client<C> {
     async fn probe_incarnation(
         &self,
         sender: &FrameSender,
+        ep: u64,
         generation: u64,
         deadline: Instant,
     ) -> Result<u64, RpcError> {
@@ -713,7 +923,14 @@ impl<C: Channel> Client<C> {
         let live = LiveId::new(inner);
         let call_id = live.id;
         let (tx, rx) = oneshot::channel();
-        lock(&inner.pending).insert(call_id, Pending { tx, generation });
+        lock(&inner.pending).insert(
+            call_id,
+            Pending {
+                tx,
+                ep,
+                generation,
+            },
+        );
         let header = FrameHeader::call(
             inner.client_id,
             call_id,
@@ -740,26 +957,123 @@ impl<C: Channel> Client<C> {
     }
 }
 
+fn current_link<C>(ep: &Ep<C>) -> Option<Link> {
+    let slot = lock(&ep.conn);
+    match &slot.sender {
+        Some(s) if !s.is_closed() => Some(Link {
+            sender: s.clone(),
+            generation: slot.generation,
+            incarnation: slot.incarnation,
+        }),
+        _ => None,
+    }
+}
+
+/// Keeps a balanced client's endpoint set in line with its resolver's.
+async fn follow_endpoints<C: Channel>(
+    inner: Weak<Inner<C>>,
+    mut endpoints: tokio::sync::watch::Receiver<Vec<Endpoint>>,
+    connect: impl Fn(&Endpoint) -> Option<C> + Send + Sync + 'static,
+) {
+    while endpoints.changed().await.is_ok() {
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let set = endpoints.borrow_and_update().clone();
+        inner.apply_endpoints(&set, &connect);
+    }
+}
+
 impl<C> Inner<C> {
-    fn current_link(&self) -> Option<Link> {
-        let slot = lock(&self.conn);
-        match &slot.sender {
-            Some(s) if !s.is_closed() => Some(Link {
-                sender: s.clone(),
-                generation: slot.generation,
-                incarnation: slot.incarnation,
-            }),
-            _ => None,
-        }
+    /// The current endpoints.
+    fn snapshot(&self) -> Vec<Arc<Ep<C>>> {
+        self.endpoints
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
-    /// Fails every call waiting on connection `generation`.
-    fn fail_generation(&self, generation: u64, error: TransportError) {
+    /// Replaces the endpoint set: kept endpoints keep their connection and health, new
+    /// ones are created with `connect`, vanished ones get no new calls (calls in flight
+    /// on them finish).
+    fn apply_endpoints(&self, set: &[Endpoint], connect: &impl Fn(&Endpoint) -> Option<C>) {
+        let mut eps = self.endpoints.write().unwrap_or_else(|e| e.into_inner());
+        let mut next: Vec<Arc<Ep<C>>> = Vec::with_capacity(set.len());
+        for endpoint in set {
+            if let Some(existing) = eps.iter().find(|ep| ep.endpoint.as_ref() == Some(endpoint)) {
+                next.push(existing.clone());
+            } else if let Some(channel) = connect(endpoint) {
+                let id = self.next_ep.fetch_add(1, Ordering::Relaxed);
+                next.push(Arc::new(Ep::new(id, Some(endpoint.clone()), channel, &self.config)));
+            } else {
+                tracing::debug!(%endpoint, "no channel for this endpoint; skipped");
+            }
+        }
+        tracing::debug!(endpoints = next.len(), "endpoint set updated");
+        *eps = next;
+    }
+
+    fn next_random(&self) -> u64 {
+        // xorshift64 over an atomic: good enough to pick two endpoints.
+        let mut x = self.rng.load(Ordering::Relaxed);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng.store(x, Ordering::Relaxed);
+        x
+    }
+
+    /// Chooses the endpoint for an attempt: among usable endpoints (up, or down with
+    /// their probe time come), avoiding `avoid` when there is another choice.
+    fn pick(&self, avoid: Option<u64>) -> Result<Arc<Ep<C>>, RpcError> {
+        let eps = self.endpoints.read().unwrap_or_else(|e| e.into_inner());
+        if eps.len() == 1 {
+            // A single endpoint is always tried (its own reconnect backoff applies).
+            return Ok(eps[0].clone());
+        }
+        let now = Instant::now();
+        let usable: Vec<&Arc<Ep<C>>> = eps.iter().filter(|ep| ep.usable(now)).collect();
+        let preferred: Vec<&Arc<Ep<C>>> = usable
+            .iter()
+            .copied()
+            .filter(|ep| Some(ep.id) != avoid)
+            .collect();
+        let choices = if preferred.is_empty() { usable } else { preferred };
+        if choices.is_empty() {
+            return Err(RpcError::Unreachable(TransportError::Io(Arc::new(
+                std::io::Error::new(
+                    std::io::ErrorKind::NotConnected,
+                    if eps.is_empty() {
+                        "the resolver knows no endpoints"
+                    } else {
+                        "every endpoint is marked down"
+                    },
+                ),
+            ))));
+        }
+        let chosen = match self.config.balance {
+            Balance::RoundRobin => choices[self.rr.fetch_add(1, Ordering::Relaxed) % choices.len()],
+            Balance::LeastOutstanding => {
+                // Power of two choices: the less busy of two random endpoints.
+                let a = choices[(self.next_random() % choices.len() as u64) as usize];
+                let b = choices[(self.next_random() % choices.len() as u64) as usize];
+                if b.outstanding.load(Ordering::Relaxed) < a.outstanding.load(Ordering::Relaxed) {
+                    b
+                } else {
+                    a
+                }
+            }
+        };
+        Ok(chosen.clone())
+    }
+
+    /// Fails every call waiting on connection `generation` of endpoint `ep`.
+    fn fail_generation(&self, ep: u64, generation: u64, error: TransportError) {
         let failed: Vec<Pending> = {
             let mut pending = lock(&self.pending);
             let ids: Vec<u64> = pending
                 .iter()
-                .filter(|(_, p)| p.generation == generation)
+                .filter(|(_, p)| p.ep == ep && p.generation == generation)
                 .map(|(id, _)| *id)
                 .collect();
             ids.iter().filter_map(|id| pending.remove(id)).collect()
@@ -808,6 +1122,7 @@ fn decode_status(payload: &Bytes) -> RpcError {
 /// The reply reader of one connection: hands each reply to the call waiting for it.
 async fn read_replies<C: Send + Sync + 'static, R: FrameReceiver>(
     inner: Weak<Inner<C>>,
+    ep: Weak<Ep<C>>,
     mut receiver: R,
     generation: u64,
 ) {
@@ -855,13 +1170,16 @@ async fn read_replies<C: Send + Sync + 'static, R: FrameReceiver>(
         return;
     };
     tracing::debug!(generation, %error, "connection lost");
+    let Some(ep) = ep.upgrade() else {
+        return;
+    };
     {
-        let mut slot = lock(&inner.conn);
+        let mut slot = lock(&ep.conn);
         if slot.generation == generation {
             slot.sender = None;
         }
     }
-    inner.fail_generation(generation, error);
+    inner.fail_generation(ep.id, generation, error);
 }
 
 /// The `XdrDecode` of a reply with no value (`void` procedures).

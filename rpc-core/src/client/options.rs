@@ -85,6 +85,27 @@ pub struct ClientConfig {
     pub max_in_flight: usize,
     /// How calls are retried when they do not choose.
     pub retry: RetryPolicy,
+    /// How a balanced client chooses an endpoint. Default round robin.
+    pub balance: Balance,
+    /// Consecutive failures that mark an endpoint down. Default 2.
+    pub failures_to_down: u32,
+    /// First wait before a down endpoint is tried again. Default 50 ms.
+    pub probe_backoff_min: Duration,
+    /// Longest wait before a down endpoint is tried again (the wait doubles after each
+    /// failed probe). Default 2 s.
+    pub probe_backoff_max: Duration,
+}
+
+/// How a balanced client spreads calls over its endpoints.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Balance {
+    /// Each endpoint in turn.
+    #[default]
+    RoundRobin,
+    /// The one with fewer calls outstanding of two chosen at random (power of two
+    /// choices): a slow endpoint accumulates outstanding calls and gets fewer new ones.
+    LeastOutstanding,
 }
 
 impl Default for ClientConfig {
@@ -96,6 +117,10 @@ impl Default for ClientConfig {
             reconnect_backoff_max: Duration::from_secs(2),
             max_in_flight: 65_536,
             retry: RetryPolicy::default(),
+            balance: Balance::RoundRobin,
+            failures_to_down: 2,
+            probe_backoff_min: Duration::from_millis(50),
+            probe_backoff_max: Duration::from_secs(2),
         }
     }
 }
@@ -104,6 +129,21 @@ impl ClientConfig {
     /// Sets the default timeout.
     pub fn default_timeout(mut self, d: Duration) -> Self {
         self.default_timeout = d;
+        self
+    }
+
+    /// Sets the balancing policy.
+    pub fn balance(mut self, balance: Balance) -> Self {
+        self.balance = balance;
+        self
+    }
+
+    /// Sets the health thresholds: failures that mark an endpoint down, and the probe
+    /// backoff range.
+    pub fn health(mut self, failures_to_down: u32, probe_min: Duration, probe_max: Duration) -> Self {
+        self.failures_to_down = failures_to_down.max(1);
+        self.probe_backoff_min = probe_min;
+        self.probe_backoff_max = probe_max.max(probe_min);
         self
     }
 
