@@ -82,7 +82,7 @@ struct Inner<C> {
     /// an id but has not been sent yet.
     ids: Mutex<CallIds>,
     /// Calls waiting for an answer, by call id.
-    pending: Mutex<HashMap<u64, Pending>>,
+    pending: Mutex<PendingTable>,
     in_flight: Semaphore,
     stats: Counters,
 }
@@ -245,6 +245,44 @@ struct Backoff {
     last_error: Option<TransportError>,
 }
 
+/// Calls waiting for an answer, and which connections have failed. Both live under one
+/// lock so a call can never be registered on a connection whose calls were already
+/// failed (it would wait for an answer that cannot come).
+#[derive(Default)]
+struct PendingTable {
+    calls: HashMap<u64, Pending>,
+    /// Per endpoint, the highest connection generation that has failed.
+    failed: HashMap<u64, u64>,
+}
+
+impl PendingTable {
+    /// Registers a call; false if its connection has already failed.
+    fn insert(&mut self, call_id: u64, pending: Pending) -> bool {
+        if self
+            .failed
+            .get(&pending.ep)
+            .is_some_and(|&g| g >= pending.generation)
+        {
+            return false;
+        }
+        self.calls.insert(call_id, pending);
+        true
+    }
+
+    /// Marks connection `generation` of `ep` failed and takes its calls.
+    fn fail(&mut self, ep: u64, generation: u64) -> Vec<Pending> {
+        let g = self.failed.entry(ep).or_insert(0);
+        *g = (*g).max(generation);
+        let ids: Vec<u64> = self
+            .calls
+            .iter()
+            .filter(|(_, p)| p.ep == ep && p.generation == generation)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.iter().filter_map(|id| self.calls.remove(id)).collect()
+    }
+}
+
 struct Pending {
     tx: oneshot::Sender<Result<Frame, RpcError>>,
     /// The endpoint and connection generation the request went out on.
@@ -349,7 +387,7 @@ impl<C: Channel> Client<C> {
                     next: 1,
                     live: BTreeSet::new(),
                 }),
-                pending: Mutex::new(HashMap::new()),
+                pending: Mutex::new(PendingTable::default()),
                 in_flight,
                 stats: Counters::default(),
                 config,
@@ -401,7 +439,7 @@ impl<C: Channel> Client<C> {
             connects: s.connects.load(Ordering::Relaxed),
             connect_failures: s.connect_failures.load(Ordering::Relaxed),
             unmatched_replies: s.unmatched_replies.load(Ordering::Relaxed),
-            in_flight: lock(&self.inner.pending).len() as u64,
+            in_flight: lock(&self.inner.pending).calls.len() as u64,
             retries: s.retries.load(Ordering::Relaxed),
             outcome_unknown: s.outcome_unknown.load(Ordering::Relaxed),
             server_restarted: s.server_restarted.load(Ordering::Relaxed),
@@ -555,13 +593,30 @@ impl<C: Channel> Client<C> {
             };
             // What to do if this attempt fails in a retryable way.
             let failure: RpcError;
-            let link = match self.link(&ep, deadline).await {
+            // Connecting (and the incarnation probe) is bounded like an attempt, so a lost
+            // probe on a lossy path is retried instead of stalling the call.
+            let link_deadline = match policy.attempt_timeout {
+                Some(t) => deadline.min(Instant::now() + t),
+                None => deadline,
+            };
+            let link = match self.link(&ep, link_deadline).await {
                 Ok(link) => link,
                 Err(e) => {
-                    if !matches!(e, RpcError::Timeout) {
+                    let call_expired = Instant::now() >= deadline;
+                    if !(matches!(e, RpcError::Timeout) && call_expired) {
                         ep.record_failure(&inner.config);
                         avoid = Some(ep.id);
                     }
+                    let e = match e {
+                        // The attempt's connect timed out, not the call: nothing was sent.
+                        RpcError::Timeout if !call_expired => RpcError::Unreachable(
+                            TransportError::Io(Arc::new(std::io::Error::new(
+                                std::io::ErrorKind::TimedOut,
+                                "connecting (or the incarnation probe) timed out",
+                            ))),
+                        ),
+                        e => e,
+                    };
                     match (in_doubt_at, e) {
                         (_, RpcError::Timeout) => {
                             inner.stats.timeouts.fetch_add(1, Ordering::Relaxed);
@@ -591,7 +646,7 @@ impl<C: Channel> Client<C> {
             }
 
             let (tx, rx) = oneshot::channel();
-            lock(&inner.pending).insert(
+            let registered = lock(&inner.pending).insert(
                 call_id,
                 Pending {
                     tx,
@@ -640,7 +695,13 @@ impl<C: Channel> Client<C> {
                         decode(&mut XdrReader::new(&Bytes::new())).map_err(RpcError::Decode)
                     });
             }
-            if let Err(e) = link.sender.send(Frame::new(header, payload.clone())).await {
+            let sent = match registered {
+                // The connection failed between choosing it and registering the call: the
+                // request must not go out on it (its reader already failed its calls).
+                false => Err(TransportError::Closed),
+                true => link.sender.send(Frame::new(header, payload.clone())).await,
+            };
+            if let Err(e) = sent {
                 // The request never reached the transport: not executed by this attempt.
                 drop(guard);
                 if !policy.retry_not_executed && in_doubt_at.is_none() {
@@ -825,11 +886,11 @@ impl<C: Channel> Client<C> {
         if let Some(found) = current_link(ep) {
             return Ok(found);
         }
-        let mut backoff =
-            match tokio::time::timeout_at(deadline.into(), ep.connecting.lock()).await {
-                Ok(guard) => guard,
-                Err(_) => return Err(RpcError::Timeout),
-            };
+        let mut backoff = match tokio::time::timeout_at(deadline.into(), ep.connecting.lock()).await
+        {
+            Ok(guard) => guard,
+            Err(_) => return Err(RpcError::Timeout),
+        };
         // Someone else may have connected while we waited for the lock.
         if let Some(found) = current_link(ep) {
             return Ok(found);
@@ -923,14 +984,10 @@ impl<C: Channel> Client<C> {
         let live = LiveId::new(inner);
         let call_id = live.id;
         let (tx, rx) = oneshot::channel();
-        lock(&inner.pending).insert(
-            call_id,
-            Pending {
-                tx,
-                ep,
-                generation,
-            },
-        );
+        let registered = lock(&inner.pending).insert(call_id, Pending { tx, ep, generation });
+        if !registered {
+            return Err(RpcError::Transport(TransportError::Closed));
+        }
         let header = FrameHeader::call(
             inner.client_id,
             call_id,
@@ -1004,7 +1061,12 @@ impl<C> Inner<C> {
                 next.push(existing.clone());
             } else if let Some(channel) = connect(endpoint) {
                 let id = self.next_ep.fetch_add(1, Ordering::Relaxed);
-                next.push(Arc::new(Ep::new(id, Some(endpoint.clone()), channel, &self.config)));
+                next.push(Arc::new(Ep::new(
+                    id,
+                    Some(endpoint.clone()),
+                    channel,
+                    &self.config,
+                )));
             } else {
                 tracing::debug!(%endpoint, "no channel for this endpoint; skipped");
             }
@@ -1038,7 +1100,11 @@ impl<C> Inner<C> {
             .copied()
             .filter(|ep| Some(ep.id) != avoid)
             .collect();
-        let choices = if preferred.is_empty() { usable } else { preferred };
+        let choices = if preferred.is_empty() {
+            usable
+        } else {
+            preferred
+        };
         if choices.is_empty() {
             return Err(RpcError::Unreachable(TransportError::Io(Arc::new(
                 std::io::Error::new(
@@ -1069,15 +1135,7 @@ impl<C> Inner<C> {
 
     /// Fails every call waiting on connection `generation` of endpoint `ep`.
     fn fail_generation(&self, ep: u64, generation: u64, error: TransportError) {
-        let failed: Vec<Pending> = {
-            let mut pending = lock(&self.pending);
-            let ids: Vec<u64> = pending
-                .iter()
-                .filter(|(_, p)| p.ep == ep && p.generation == generation)
-                .map(|(id, _)| *id)
-                .collect();
-            ids.iter().filter_map(|id| pending.remove(id)).collect()
-        };
+        let failed: Vec<Pending> = lock(&self.pending).fail(ep, generation);
         for p in failed {
             let _ = p.tx.send(Err(RpcError::Transport(error.clone())));
         }
@@ -1096,7 +1154,7 @@ struct PendingGuard<'a, C> {
 
 impl<C> Drop for PendingGuard<'_, C> {
     fn drop(&mut self) {
-        lock(&self.inner.pending).remove(&self.call_id);
+        lock(&self.inner.pending).calls.remove(&self.call_id);
         if let Some(sender) = self.cancel_via.take() {
             let mut cancel = self.header;
             cancel.kind = FrameKind::Cancel;
@@ -1137,7 +1195,7 @@ async fn read_replies<C: Send + Sync + 'static, R: FrameReceiver>(
         };
         match frame.header.kind {
             FrameKind::Reply | FrameKind::Status if frame.header.client_id == inner.client_id => {
-                let waiting = lock(&inner.pending).remove(&frame.header.call_id);
+                let waiting = lock(&inner.pending).calls.remove(&frame.header.call_id);
                 match waiting {
                     Some(p) => {
                         let _ = p.tx.send(Ok(frame));

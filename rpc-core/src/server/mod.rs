@@ -106,6 +106,7 @@ impl Server {
             idle_timeout: None,
             reply_cache: Some(ReplyCacheConfig::default()),
             services: Vec::new(),
+            registrations: Vec::new(),
         }
     }
 }
@@ -131,6 +132,8 @@ pub struct ServerBuilder {
     idle_timeout: Option<Duration>,
     reply_cache: Option<ReplyCacheConfig>,
     services: Vec<Arc<dyn Service>>,
+    /// Registrations with a name registry, started by `serve`.
+    registrations: Vec<crate::naming::registry::RegisterOnServe>,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -139,6 +142,7 @@ impl std::fmt::Debug for ServerBuilder {
             .field("workers", &self.workers)
             .field("queue_depth", &self.queue_depth)
             .field("max_connections", &self.max_connections)
+            .field("registrations", &self.registrations.len())
             .field(
                 "services",
                 &self
@@ -202,6 +206,32 @@ impl ServerBuilder {
         self
     }
 
+    /// Registers this server with the framework's name registry
+    /// ([`crate::naming::registry`]) as `name` (`version`) at `advertised` once it
+    /// serves: `serve` starts a [`crate::naming::registry::Registration`] in the
+    /// background (a port of 0 in `advertised` means the listener's port), which keeps
+    /// the lease alive by heartbeats with the registry's default TTL. If the registry
+    /// cannot be reached the server serves anyway, logs a warning and keeps trying.
+    /// [`ServerHandle::shutdown`] deregisters first (waiting at most 2 s for the
+    /// registry), before draining; dropping the handle stops the heartbeats, so the
+    /// entry expires by its TTL. Call it once per name to register several.
+    pub fn register_with<C: crate::transport::Channel>(
+        mut self,
+        client: crate::naming::registry::proto::RegistryClient<C>,
+        name: impl Into<String>,
+        version: u32,
+        advertised: crate::naming::Endpoint,
+    ) -> Self {
+        self.registrations
+            .push(crate::naming::registry::register_on_serve(
+                client,
+                name.into(),
+                version,
+                advertised,
+            ));
+        self
+    }
+
     /// Starts accepting on `listener`, with the accept loop, one dispatch loop per
     /// connection, and the calls' tasks spawned on the current tokio runtime.
     pub fn serve<L: Listener>(self, listener: L) -> Result<ServerHandle, ServerError> {
@@ -232,22 +262,30 @@ impl ServerBuilder {
             runtime.spawn(housekeeping(Arc::downgrade(&shared)));
         }
         tracing::info!(%local_addr, workers = self.workers, queue_depth = self.queue_depth, "server started");
+        let registrations = self
+            .registrations
+            .into_iter()
+            .map(|start| start(local_addr))
+            .collect();
         Ok(ServerHandle {
             shared,
             local_addr,
             accept: Some(accept),
+            registrations,
         })
     }
 }
 
 /// A running server. [`ServerHandle::shutdown`] stops it gracefully; dropping the handle
-/// closes it at once: connections close, queued calls are dropped, and handlers already
-/// running finish in the background with nowhere to send their replies.
+/// closes it at once: connections close, and queued calls and running handlers are
+/// dropped at their next await point (so their connections' reply queues are released).
 #[derive(Debug)]
 pub struct ServerHandle {
     shared: Arc<Shared>,
     local_addr: SocketAddr,
     accept: Option<JoinHandle<()>>,
+    /// Live registrations with a name registry (see [`ServerBuilder::register_with`]).
+    registrations: Vec<crate::naming::registry::Registration>,
 }
 
 impl ServerHandle {
@@ -266,10 +304,14 @@ impl ServerHandle {
         self.shared.stats()
     }
 
-    /// Graceful shutdown: stops accepting connections, refuses new calls with
-    /// [`Status::ShuttingDown`], waits until every call already queued or running has
-    /// been answered (its reply handed to the transport), then closes every connection.
+    /// Graceful shutdown: deregisters from the name registry (if
+    /// [`ServerBuilder::register_with`] was used), stops accepting connections, refuses
+    /// new calls with [`Status::ShuttingDown`], waits until every call already queued or
+    /// running has been answered (its reply handed to the transport), then closes every
+    /// connection.
     pub async fn shutdown(mut self) {
+        // Leave the name registry first, so clients stop picking this server.
+        crate::naming::registry::deregister_all(std::mem::take(&mut self.registrations)).await;
         let shared = self.shared.clone();
         shared.phase.send_replace(Phase::Draining);
         if let Some(accept) = self.accept.take() {

@@ -17,7 +17,7 @@
 //! is refused ([`Lookup::Forgotten`]) rather than run again. Running entries are never
 //! evicted (their count is bounded by the server's admission limit).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::frame::Frame;
@@ -151,6 +151,9 @@ pub struct ReplyCache {
     /// Finished replies in completion order, for global eviction (oldest first). Entries
     /// freed by other means stay here until they reach the front or a compaction.
     order: VecDeque<(u64, u64)>,
+    /// Clients by when they were last seen (least recent first), so expiry and the
+    /// client limit cost O(log n) per client removed rather than a scan.
+    lru: BTreeSet<(Instant, u64)>,
     done_entries: usize,
     done_bytes: usize,
     running: usize,
@@ -173,6 +176,7 @@ impl ReplyCache {
             cfg,
             clients: HashMap::new(),
             order: VecDeque::new(),
+            lru: BTreeSet::new(),
             done_entries: 0,
             done_bytes: 0,
             running: 0,
@@ -209,7 +213,10 @@ impl ReplyCache {
             }
         }
         let client = self.clients.entry(call.client_id).or_default();
-        client.last_seen = Some(now);
+        if let Some(seen) = client.last_seen.replace(now) {
+            self.lru.remove(&(seen, call.client_id));
+        }
+        self.lru.insert((now, call.client_id));
         if low_water > client.floor {
             // Everything below the low-water mark was answered and acknowledged.
             let keep = client.calls.split_off(&low_water);
@@ -384,6 +391,9 @@ impl ReplyCache {
 
     fn forget_client(&mut self, id: u64) {
         if let Some(client) = self.clients.remove(&id) {
+            if let Some(seen) = client.last_seen {
+                self.lru.remove(&(seen, id));
+            }
             self.done_entries -= client.done_entries;
             self.done_bytes -= client.done_bytes;
             self.running -= client
@@ -395,13 +405,18 @@ impl ReplyCache {
         }
     }
 
+    fn has_running(&self, id: u64) -> bool {
+        self.clients
+            .get(&id)
+            .is_some_and(|c| c.calls.values().any(|e| matches!(e, Entry::Running { .. })))
+    }
+
     fn evict_least_recent_client(&mut self) {
         let victim = self
-            .clients
+            .lru
             .iter()
-            .filter(|(_, c)| !c.calls.values().any(|e| matches!(e, Entry::Running { .. })))
-            .min_by_key(|(_, c)| c.last_seen)
-            .map(|(id, _)| *id);
+            .map(|&(_, id)| id)
+            .find(|&id| !self.has_running(id));
         if let Some(id) = victim {
             self.forget_client(id);
         }
@@ -411,14 +426,11 @@ impl ReplyCache {
     pub fn expire(&mut self, now: Instant) {
         let idle = self.cfg.client_idle;
         let expired: Vec<u64> = self
-            .clients
+            .lru
             .iter()
-            .filter(|(_, c)| {
-                c.last_seen
-                    .is_some_and(|t| now.saturating_duration_since(t) >= idle)
-                    && !c.calls.values().any(|e| matches!(e, Entry::Running { .. }))
-            })
-            .map(|(id, _)| *id)
+            .take_while(|&&(seen, _)| now.saturating_duration_since(seen) >= idle)
+            .map(|&(_, id)| id)
+            .filter(|&id| !self.has_running(id))
             .collect();
         for id in expired {
             self.forget_client(id);
