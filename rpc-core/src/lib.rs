@@ -58,6 +58,8 @@
 //! # }
 //! ```
 
+extern crate self as rpc_core;
+
 pub mod client;
 pub mod error;
 pub mod frame;

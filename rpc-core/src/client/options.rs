@@ -140,7 +140,12 @@ impl ClientConfig {
 
     /// Sets the health thresholds: failures that mark an endpoint down, and the probe
     /// backoff range.
-    pub fn health(mut self, failures_to_down: u32, probe_min: Duration, probe_max: Duration) -> Self {
+    pub fn health(
+        mut self,
+        failures_to_down: u32,
+        probe_min: Duration,
+        probe_max: Duration,
+    ) -> Self {
         self.failures_to_down = failures_to_down.max(1);
         self.probe_backoff_min = probe_min;
         self.probe_backoff_max = probe_max.max(probe_min);

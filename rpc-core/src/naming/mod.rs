@@ -18,6 +18,11 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::watch;
 
+#[cfg(feature = "etcd")]
+pub mod etcd;
+
+pub mod registry;
+
 /// The transport an endpoint is reached over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Scheme {
