@@ -15,3 +15,10 @@ pub mod seed {
 }
 
 pub mod calc_service;
+
+/// Stubs generated from `proto/kv.idl` (package `kv`).
+pub mod kv {
+    rpc_core::include_idl!("kv");
+}
+
+pub mod kv_service;

@@ -209,7 +209,10 @@ async fn run() -> Result<usize, Box<dyn std::error::Error>> {
         udp.put(Bytes::from(vec![7u8; 1 << 20])).await,
     );
     let exactly_once = udp.with_options(CallOptions::new().semantics(Semantics::ExactlyOnce));
-    report.ok("add(20, 22) exactly-once over UDP", exactly_once.add(20, 22).await);
+    report.ok(
+        "add(20, 22) exactly-once over UDP",
+        exactly_once.add(20, 22).await,
+    );
     let s = udp_stats.snapshot();
     println!(
         "  UDP server socket: {} datagrams received, {} sent, {} retransmits, {} checksum failures",

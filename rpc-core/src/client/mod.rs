@@ -896,7 +896,9 @@ impl<C: Channel> Client<C> {
             return Ok(found);
         }
         if let Some(at) = backoff.next_attempt {
-            if at > deadline {
+            // With other endpoints to go to, a call does not wait out this one's
+            // reconnect backoff: it fails over at once (nothing was sent).
+            if at > deadline || (self.inner.balanced && at > Instant::now()) {
                 let err = backoff.last_error.clone().unwrap_or(TransportError::Closed);
                 return Err(RpcError::Unreachable(err));
             }
@@ -1076,13 +1078,18 @@ impl<C> Inner<C> {
     }
 
     fn next_random(&self) -> u64 {
-        // xorshift64 over an atomic: good enough to pick two endpoints.
-        let mut x = self.rng.load(Ordering::Relaxed);
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.rng.store(x, Ordering::Relaxed);
-        x
+        // xorshift64, advanced atomically so concurrent picks draw different values.
+        let step = |mut x: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let prev = self
+            .rng
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |x| Some(step(x)))
+            .unwrap_or_else(|x| x);
+        step(prev)
     }
 
     /// Chooses the endpoint for an attempt: among usable endpoints (up, or down with
@@ -1119,17 +1126,28 @@ impl<C> Inner<C> {
         }
         let chosen = match self.config.balance {
             Balance::RoundRobin => choices[self.rr.fetch_add(1, Ordering::Relaxed) % choices.len()],
-            Balance::LeastOutstanding => {
-                // Power of two choices: the less busy of two random endpoints.
-                let a = choices[(self.next_random() % choices.len() as u64) as usize];
-                let b = choices[(self.next_random() % choices.len() as u64) as usize];
+            Balance::LeastOutstanding if choices.len() >= 2 => {
+                // Power of two choices: the less busy of two *different* random endpoints.
+                let n = choices.len() as u64;
+                let i = self.next_random() % n;
+                let j = (i + 1 + self.next_random() % (n - 1)) % n;
+                let (a, b) = (choices[i as usize], choices[j as usize]);
                 if b.outstanding.load(Ordering::Relaxed) < a.outstanding.load(Ordering::Relaxed) {
                     b
                 } else {
                     a
                 }
             }
+            Balance::LeastOutstanding => choices[0],
         };
+        // A down endpoint whose probe time has come is probed by this call alone: the
+        // next probe waits another backoff (an answer marks it up before that).
+        {
+            let mut h = lock(&chosen.health);
+            if h.down_until.is_some_and(|t| t <= now) {
+                h.down_until = Some(now + crate::id::jitter(h.probe_backoff));
+            }
+        }
         Ok(chosen.clone())
     }
 
