@@ -12,106 +12,30 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use rpc_core::client::RetryPolicy;
 use rpc_core::transport::Listener;
 use rpc_core::{Semantics, Server};
+use rpc_transport_udp::testing::LossyNamespace;
 use rpc_transport_udp::{UdpChannel, UdpListener};
 use support::{
     bounded, check_semantics, counter_client, run_increments, CounterServer, CounterState, CLIENTS,
     TOTAL,
 };
 
-fn have(tool: &str, version_flag: &str) -> bool {
-    Command::new(tool)
-        .arg(version_flag)
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-fn run(cmd: &mut Command) -> Result<String, String> {
-    let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{cmd:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// Deletes the namespace when dropped.
-struct Namespace(String);
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
 #[test]
 fn udp_loss_30_percent_all_semantics() {
-    let is_root = run(Command::new("id").arg("-u")).is_ok_and(|s| s.trim() == "0");
-    if !is_root || !have("ip", "-V") || !have("iptables", "--version") {
-        eprintln!(
-            "SKIPPED udp_loss_30_percent_all_semantics: needs root, `ip` and `iptables` \
-             (root: {is_root}; .ci/run installs iproute2 and iptables)"
-        );
+    if let Some(why) = LossyNamespace::unavailable() {
+        eprintln!("SKIPPED udp_loss_30_percent_all_semantics: {why}");
         return;
     }
-    let name = format!("rpcsem{}", std::process::id());
-    run(Command::new("ip").args(["netns", "add", &name])).expect("create namespace");
-    let ns = Namespace(name);
-    run(Command::new("ip").args(["-n", &ns.0, "link", "set", "lo", "up"])).expect("lo up");
-    run(Command::new("ip").args([
-        "netns",
-        "exec",
-        &ns.0,
-        "iptables",
-        "-A",
-        "INPUT",
-        "-i",
-        "lo",
-        "-p",
-        "udp",
-        "-m",
-        "statistic",
-        "--mode",
-        "random",
-        "--probability",
-        "0.3",
-        "-j",
-        "DROP",
-    ]))
-    .expect("add the loss rule");
-
-    let exe = std::env::current_exe().expect("test binary path");
-    let out = Command::new("ip")
-        .args(["netns", "exec", &ns.0])
-        .arg(&exe)
-        .args(["--exact", "udp_loss_inner", "--ignored", "--nocapture"])
-        .output()
-        .expect("run the inner test");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("{stderr}");
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "inner test failed:\n{stdout}\n{stderr}"
-    );
-
-    let rules = run(Command::new("ip").args([
-        "netns", "exec", &ns.0, "iptables", "-L", "INPUT", "-v", "-n", "-x",
-    ]))
-    .expect("read the rule's counters");
-    let dropped: u64 = rules
-        .lines()
-        .find(|l| l.contains("DROP"))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .expect("the DROP rule's packet counter");
+    let ns = LossyNamespace::create("rpcsem", 0.3).expect("create the lossy namespace");
+    let out = ns
+        .run_test("udp_loss_inner")
+        .unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    let dropped = ns.dropped().expect("read the rule's counter");
     eprintln!("iptables dropped {dropped} datagrams");
     assert!(
         dropped > 1_000,

@@ -18,6 +18,7 @@
 //! the call it belongs to.
 
 pub mod proto;
+pub mod testing;
 
 pub mod driver;
 
