@@ -1404,14 +1404,7 @@ impl Checker {
                 }
                 self.errors.push(diag);
             } else if let Some(first) = attributes.insert(&attr.name, attr.span) {
-                self.errors.push(
-                    Diagnostic::error(
-                        format!("attribute `{}` is given more than once", attr.name),
-                        attr.span,
-                        "repeated attribute",
-                    )
-                    .with_secondary(first, "first given here"),
-                );
+                self.errors.push(repeated_attribute(attr, first));
             } else if let Some(first) = semantics {
                 self.errors.push(
                     Diagnostic::error(
@@ -1451,14 +1444,7 @@ impl Checker {
                 }
                 self.errors.push(diag);
             } else if let Some(first) = attributes.insert(&attr.name, attr.span) {
-                self.errors.push(
-                    Diagnostic::error(
-                        format!("attribute `{}` is given more than once", attr.name),
-                        attr.span,
-                        "repeated attribute",
-                    )
-                    .with_secondary(first, "first given here"),
-                );
+                self.errors.push(repeated_attribute(attr, first));
             }
         }
         if proc.oneway && proc.ret != Type::Void {
@@ -1642,4 +1628,14 @@ mod tests {
         assert_eq!(edit_distance("abc", "abc"), 0);
         assert_eq!(edit_distance("", "ab"), 2);
     }
+}
+
+/// The diagnostic for an attribute written twice on one item.
+fn repeated_attribute(attr: &Ident, first: Span) -> Diagnostic {
+    Diagnostic::error(
+        format!("attribute `{}` is given more than once", attr.name),
+        attr.span,
+        "repeated attribute",
+    )
+    .with_secondary(first, "first given here")
 }
