@@ -1255,6 +1255,11 @@ async fn read_replies<C: Send + Sync + 'static, R: FrameReceiver>(
             slot.sender = None;
         }
     }
+    // A connection that died (rather than closed cleanly) counts against its endpoint's
+    // health even when no call was on it: the transport's keepalives found it dead.
+    if !matches!(error, TransportError::Closed) {
+        ep.record_failure(&inner.config);
+    }
     inner.fail_generation(ep.id, generation, error);
 }
 
