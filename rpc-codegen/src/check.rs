@@ -1602,6 +1602,16 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
+/// The diagnostic for an attribute written twice on one item.
+fn repeated_attribute(attr: &Ident, first: Span) -> Diagnostic {
+    Diagnostic::error(
+        format!("attribute `{}` is given more than once", attr.name),
+        attr.span,
+        "repeated attribute",
+    )
+    .with_secondary(first, "first given here")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1628,14 +1638,4 @@ mod tests {
         assert_eq!(edit_distance("abc", "abc"), 0);
         assert_eq!(edit_distance("", "ab"), 2);
     }
-}
-
-/// The diagnostic for an attribute written twice on one item.
-fn repeated_attribute(attr: &Ident, first: Span) -> Diagnostic {
-    Diagnostic::error(
-        format!("attribute `{}` is given more than once", attr.name),
-        attr.span,
-        "repeated attribute",
-    )
-    .with_secondary(first, "first given here")
 }
