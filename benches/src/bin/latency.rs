@@ -18,7 +18,8 @@ use benches::echo::{echo, EchoService};
 use benches::{raw_tcp_echo_server, RawTcpPinger};
 use clap::Parser;
 use hdrhistogram::Histogram;
-use rpc_core::transport::{Channel, Listener};
+use rpc_core::frame::{Frame, FrameHeader, FrameKind};
+use rpc_core::transport::{Channel, Connection, FrameReceiver, Listener};
 use rpc_core::{Client, Server};
 use rpc_transport_tcp::{TcpChannel, TcpListener};
 use rpc_transport_udp::{UdpChannel, UdpListener};
@@ -40,6 +41,15 @@ struct Args {
     /// Tokio worker threads.
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// Run only the rows whose name contains this (e.g. "UDP", "rpc"); all by default.
+    #[arg(long)]
+    only: Option<String>,
+}
+
+impl Args {
+    fn wants(&self, row: &str) -> bool {
+        self.only.as_deref().is_none_or(|o| row.contains(o))
+    }
 }
 
 struct Row {
@@ -69,6 +79,51 @@ async fn raw_udp_echo(size: usize) -> std::io::Result<(Arc<UdpSocket>, SocketAdd
     client.connect(addr).await?;
     let _ = size;
     Ok((Arc::new(client), addr))
+}
+
+/// Frames echoed over a transport with no RPC runtime on either side: the transport's
+/// own cost over the raw socket.
+async fn transport_rows<L, C>(mut listener: L, channel: C, args: &Args) -> Histogram<u64>
+where
+    L: Listener,
+    C: Channel,
+{
+    let client = channel.connect().await.expect("transport connects");
+    let mut server = listener.accept().await.expect("transport accepts");
+    tokio::spawn(async move {
+        let _listener = listener;
+        while let Ok(Some(frame)) = server.receiver.recv().await {
+            let reply = FrameHeader::answer(&frame.header, FrameKind::Reply, 1);
+            if server
+                .sender
+                .send(Frame::new(reply, frame.payload))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    let Connection {
+        sender,
+        mut receiver,
+        ..
+    } = client;
+    let payload = bytes::Bytes::from(vec![0x5au8; args.size + 4]);
+    let mut hist = new_histogram();
+    for i in 0..args.warmup + args.iterations {
+        let start = Instant::now();
+        let header = FrameHeader::call(1, i + 1, 1, 1, 1);
+        sender
+            .send(Frame::new(header, payload.clone()))
+            .await
+            .expect("frame sent");
+        receiver.recv().await.expect("frame echoed").expect("open");
+        if i >= args.warmup {
+            record(&mut hist, start);
+        }
+    }
+    hist
 }
 
 async fn rpc_rows<L, C>(listener: L, channel: C, args: &Args) -> Histogram<u64>
@@ -104,55 +159,81 @@ async fn run(args: Args) -> std::io::Result<Vec<Row>> {
     let frame_size = rpc_core::frame::HEADER_LEN + 4 + args.size.div_ceil(4) * 4;
     let mut rows = Vec::new();
 
-    let (udp, _) = raw_udp_echo(frame_size).await?;
-    let payload = vec![0x5au8; frame_size];
-    let mut buf = vec![0u8; 65_536];
-    let mut hist = new_histogram();
-    for i in 0..args.warmup + args.iterations {
-        let start = Instant::now();
-        udp.send(&payload).await?;
-        udp.recv(&mut buf).await?;
-        if i >= args.warmup {
-            record(&mut hist, start);
+    if args.wants("raw tokio UDP ping-pong") {
+        let (udp, _) = raw_udp_echo(frame_size).await?;
+        let payload = vec![0x5au8; frame_size];
+        let mut buf = vec![0u8; 65_536];
+        let mut hist = new_histogram();
+        for i in 0..args.warmup + args.iterations {
+            let start = Instant::now();
+            udp.send(&payload).await?;
+            udp.recv(&mut buf).await?;
+            if i >= args.warmup {
+                record(&mut hist, start);
+            }
         }
+        rows.push(Row {
+            name: "raw tokio UDP ping-pong",
+            hist,
+        });
     }
-    rows.push(Row {
-        name: "raw tokio UDP ping-pong",
-        hist,
-    });
-
-    let addr = raw_tcp_echo_server(frame_size).await?;
-    let mut pinger = RawTcpPinger::connect(addr, frame_size).await?;
-    let mut hist = new_histogram();
-    for i in 0..args.warmup + args.iterations {
-        let start = Instant::now();
-        pinger.ping().await?;
-        if i >= args.warmup {
-            record(&mut hist, start);
+    if args.wants("raw tokio TCP ping-pong") {
+        let addr = raw_tcp_echo_server(frame_size).await?;
+        let mut pinger = RawTcpPinger::connect(addr, frame_size).await?;
+        let mut hist = new_histogram();
+        for i in 0..args.warmup + args.iterations {
+            let start = Instant::now();
+            pinger.ping().await?;
+            if i >= args.warmup {
+                record(&mut hist, start);
+            }
         }
+        rows.push(Row {
+            name: "raw tokio TCP ping-pong",
+            hist,
+        });
     }
-    rows.push(Row {
-        name: "raw tokio TCP ping-pong",
-        hist,
-    });
+    if args.wants("UDP transport, frames only") {
+        let listener = UdpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(std::io::Error::other)?;
+        let channel = UdpChannel::new(listener.local_addr());
+        rows.push(Row {
+            name: "UDP transport, frames only",
+            hist: transport_rows(listener, channel, &args).await,
+        });
+    }
+    if args.wants("TCP transport, frames only") {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(std::io::Error::other)?;
+        let channel = TcpChannel::new(listener.local_addr());
+        rows.push(Row {
+            name: "TCP transport, frames only",
+            hist: transport_rows(listener, channel, &args).await,
+        });
+    }
+    if args.wants("rpc call over UDP") {
+        let listener = UdpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(std::io::Error::other)?;
+        let channel = UdpChannel::new(listener.local_addr());
+        rows.push(Row {
+            name: "rpc call over UDP",
+            hist: rpc_rows(listener, channel, &args).await,
+        });
+    }
+    if args.wants("rpc call over TCP") {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(std::io::Error::other)?;
+        let channel = TcpChannel::new(listener.local_addr());
+        rows.push(Row {
+            name: "rpc call over TCP",
+            hist: rpc_rows(listener, channel, &args).await,
+        });
+    }
 
-    let listener = UdpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(std::io::Error::other)?;
-    let channel = UdpChannel::new(listener.local_addr());
-    rows.push(Row {
-        name: "rpc call over UDP",
-        hist: rpc_rows(listener, channel, &args).await,
-    });
-
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(std::io::Error::other)?;
-    let channel = TcpChannel::new(listener.local_addr());
-    rows.push(Row {
-        name: "rpc call over TCP",
-        hist: rpc_rows(listener, channel, &args).await,
-    });
     Ok(rows)
 }
 
@@ -177,7 +258,7 @@ fn print_table(rows: &[Row], args: &Args) {
             p50("raw tokio TCP ping-pong")
         };
         let ratio = floor
-            .filter(|_| r.name.starts_with("rpc"))
+            .filter(|_| !r.name.starts_with("raw"))
             .map(|f| format!("{:.2}x", r.hist.value_at_quantile(0.5) as f64 / f))
             .unwrap_or_default();
         println!(
