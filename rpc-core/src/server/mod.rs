@@ -721,7 +721,7 @@ impl Shared {
         // However this call ends, it no longer keeps its connection busy and can no
         // longer be cancelled.
         let _busy = DecrementOnDrop(&connection_calls);
-        let _control = ForgetControl(self, (header.client_id, header.call_id));
+        let _control = ForgetControl(self, (header.client_id, header.call_id), control.clone());
         if let Some(budget) = header.deadline_budget() {
             if received + budget <= Instant::now() {
                 bump(&self.counters.deadline_expired);
@@ -786,11 +786,19 @@ impl Shared {
 }
 
 /// Removes a call's cancellation handle when the call ends.
-struct ForgetControl<'a>(&'a Shared, (u64, u64));
+/// Removes a call's cancellation handle when the call ends — only its own: an
+/// at-least-once duplicate running at the same time may have replaced it.
+struct ForgetControl<'a>(&'a Shared, (u64, u64), Arc<CallControl>);
 
 impl Drop for ForgetControl<'_> {
     fn drop(&mut self) {
-        lock(&self.0.controls).remove(&self.1);
+        let mut controls = lock(&self.0.controls);
+        if controls
+            .get(&self.1)
+            .is_some_and(|c| Arc::ptr_eq(c, &self.2))
+        {
+            controls.remove(&self.1);
+        }
     }
 }
 
