@@ -27,7 +27,7 @@ mod conn;
 mod listener;
 mod stats;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -42,7 +42,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tracing::{debug, trace};
 
-use crate::proto::{close_code, CloseReason, ConnectionHandle, Endpoint, Event};
+use crate::proto::{close_code, CloseReason, ConnectionHandle, Endpoint, Event, HandleMap};
 
 pub use channel::{UdpAddr, UdpChannel};
 pub use config::UdpConfig;
@@ -96,7 +96,7 @@ struct ConnState {
 
 struct State {
     endpoint: Endpoint,
-    conns: HashMap<ConnectionHandle, ConnState>,
+    conns: HandleMap<ConnectionHandle, ConnState>,
     /// Reusable buffer for `poll_transmit`.
     buf: Vec<u8>,
     /// Datagrams that met `EWOULDBLOCK`, sent when the socket is writable again.
@@ -131,7 +131,7 @@ impl Shared {
         let local_addr = socket.local_addr()?;
         let state = State {
             endpoint,
-            conns: HashMap::new(),
+            conns: HandleMap::default(),
             buf: Vec::with_capacity(config.protocol.max_datagram),
             pending_out: VecDeque::new(),
             max_pending_out: config.max_pending_out,

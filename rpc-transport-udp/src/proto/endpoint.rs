@@ -6,7 +6,7 @@
 //! events ([`Endpoint::poll_event`]). Connections are keyed by (peer address, connection
 //! id); a server endpoint creates one for each new Init (up to `max_connections`).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -18,6 +18,7 @@ use super::connection::{
 };
 use super::packet::{AckInfo, Body, Packet, PacketError, SackRanges};
 use super::reassembly::GlobalBudget;
+use super::{HandleMap, HandleSet};
 
 /// Identifies a connection within its endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -83,7 +84,7 @@ pub struct Endpoint {
     /// Every connection's next deadline, ordered, so the earliest is found without a
     /// scan; `deadlines` mirrors it per handle.
     timers: BTreeSet<(Instant, u64)>,
-    deadlines: HashMap<u64, Instant>,
+    deadlines: HandleMap<u64, Instant>,
     /// Reused by `handle_timeout`.
     due: Vec<u64>,
 }
@@ -109,7 +110,7 @@ impl Endpoint {
             stats: EndpointStats::default(),
             freed: ConnectionStats::default(),
             timers: BTreeSet::new(),
-            deadlines: HashMap::new(),
+            deadlines: HandleMap::default(),
             due: Vec::new(),
         }
     }
@@ -512,7 +513,7 @@ impl Endpoint {
 #[derive(Debug, Default)]
 struct DirtyQueue {
     order: VecDeque<u64>,
-    members: HashSet<u64>,
+    members: HandleSet<u64>,
 }
 
 impl DirtyQueue {
