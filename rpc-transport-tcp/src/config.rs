@@ -45,6 +45,15 @@ pub struct TcpConfig {
     /// Initial capacity of a connection's read buffer, and how much room is made when
     /// it runs out. Default 8 KiB.
     pub read_buffer_capacity: usize,
+    /// Busy-polling: when a connection's receiver finds no complete frame, it retries a
+    /// non-blocking read (yielding to the runtime between tries) for up to this long
+    /// before it parks on the socket's readiness. `None` (the default) parks at once.
+    ///
+    /// Spinning saves the wakeup of a parked thread (on this kind of VM a cross-core
+    /// wakeup costs 15–20 µs) at the cost of a core kept busy while a reply is awaited;
+    /// see docs/PERFORMANCE.md. Set it on the client's channel, the server's listener, or
+    /// both.
+    pub busy_poll: Option<Duration>,
 }
 
 impl Default for TcpConfig {
@@ -58,6 +67,7 @@ impl Default for TcpConfig {
             nodelay: true,
             connect_timeout: Duration::from_secs(5),
             read_buffer_capacity: 8 << 10,
+            busy_poll: None,
         }
     }
 }
@@ -102,6 +112,12 @@ impl TcpConfig {
     /// Sets [`TcpConfig::connect_timeout`].
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets [`TcpConfig::busy_poll`] (a zero duration is the same as `None`).
+    pub fn busy_poll(mut self, budget: Option<Duration>) -> Self {
+        self.busy_poll = budget.filter(|d| !d.is_zero());
         self
     }
 

@@ -93,7 +93,8 @@ pub(crate) fn open(
     writer::spawn_writer(outbox, write, config.write_batch, peer_addr);
     Connection {
         sender,
-        receiver: TcpFrameReceiver::new(read, config.max_payload, config.read_capacity()),
+        receiver: TcpFrameReceiver::new(read, config.max_payload, config.read_capacity())
+            .with_busy_poll(config.busy_poll),
         peer_addr,
     }
 }

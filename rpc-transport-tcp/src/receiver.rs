@@ -1,6 +1,7 @@
 //! [`TcpFrameReceiver`]: the receiving half of a TCP connection.
 
 use std::io;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use rpc_core::frame::{Frame, HEADER_LEN};
@@ -34,6 +35,7 @@ pub struct TcpFrameReceiver {
     buf: BytesMut,
     decoder: FrameDecoder,
     read_capacity: usize,
+    busy_poll: Option<Duration>,
     state: State,
 }
 
@@ -54,8 +56,37 @@ impl TcpFrameReceiver {
             buf: BytesMut::with_capacity(read_capacity),
             decoder: FrameDecoder::new(max_payload),
             read_capacity,
+            busy_poll: None,
             state: State::Open,
         }
+    }
+
+    /// Spins for up to `budget` (non-blocking reads, yielding to the runtime between
+    /// tries) before parking when no complete frame is buffered; `None` parks at once.
+    /// See [`crate::TcpConfig::busy_poll`].
+    pub fn with_busy_poll(mut self, budget: Option<Duration>) -> Self {
+        self.busy_poll = budget.filter(|d| !d.is_zero());
+        self
+    }
+
+    /// Reads what the socket has into the buffer: spins first if busy-polling is on,
+    /// then waits for readiness. Returns the bytes read (0 at end of stream).
+    async fn fill(&mut self) -> io::Result<usize> {
+        if let Some(budget) = self.busy_poll {
+            let start = Instant::now();
+            loop {
+                match self.read.try_read_buf(&mut self.buf) {
+                    Ok(n) => return Ok(n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+                if start.elapsed() >= budget {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+        }
+        self.read.read_buf(&mut self.buf).await
     }
 
     async fn next_frame(&mut self) -> Result<Option<Frame>, TransportError> {
@@ -69,7 +100,7 @@ impl TcpFrameReceiver {
             if self.buf.capacity() - self.buf.len() < (self.read_capacity / 8).max(HEADER_LEN) {
                 self.buf.reserve(self.read_capacity);
             }
-            if self.read.read_buf(&mut self.buf).await? == 0 {
+            if self.fill().await? == 0 {
                 if self.buf.is_empty() && self.decoder.is_idle() {
                     return Ok(None);
                 }

@@ -52,6 +52,15 @@ pub struct UdpConfig {
     /// it drains; beyond it they are dropped and counted (the protocol retransmits).
     /// Default 1024.
     pub max_pending_out: usize,
+    /// Busy-polling: after the driver has handled what the socket had, it retries a
+    /// non-blocking receive (yielding to the runtime between tries) for up to this long
+    /// before it parks on the socket's readiness. `None` (the default) parks at once.
+    ///
+    /// Spinning saves the wakeup of a parked thread (on this kind of VM a cross-core
+    /// wakeup costs 15–20 µs) at the cost of a core kept busy; timers and queued sends
+    /// are served at most this much later. See docs/PERFORMANCE.md. Set it on the
+    /// client's channel, the server's listener, or both.
+    pub busy_poll: Option<Duration>,
 }
 
 impl Default for UdpConfig {
@@ -65,6 +74,7 @@ impl Default for UdpConfig {
             recv_batch: 64,
             connect_timeout: Duration::from_secs(5),
             max_pending_out: 1024,
+            busy_poll: None,
         }
     }
 }
@@ -97,6 +107,12 @@ impl UdpConfig {
     /// Sets [`UdpConfig::accept_backlog`] (at least 1).
     pub fn accept_backlog(mut self, connections: usize) -> Self {
         self.accept_backlog = connections.max(1);
+        self
+    }
+
+    /// Sets [`UdpConfig::busy_poll`] (a zero duration is the same as `None`).
+    pub fn busy_poll(mut self, budget: Option<Duration>) -> Self {
+        self.busy_poll = budget.filter(|d| !d.is_zero());
         self
     }
 

@@ -114,6 +114,7 @@ impl UdpListener {
         }
         st.max_payload = config.effective_max_payload();
         st.recv_batch = config.recv_batch.max(1);
+        st.busy_poll = config.busy_poll;
         st.max_pending_out = config.max_pending_out;
         if self.accept_rx.is_empty() && st.conns.is_empty() {
             let (tx, rx) = mpsc::channel(config.accept_backlog.max(1));

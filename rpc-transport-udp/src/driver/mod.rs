@@ -116,6 +116,8 @@ struct State {
     max_payload: u32,
     max_undelivered: usize,
     recv_batch: usize,
+    /// [`UdpConfig::busy_poll`].
+    busy_poll: Option<Duration>,
     counters: DriverCounters,
 }
 
@@ -143,6 +145,7 @@ impl Shared {
             max_payload: config.effective_max_payload(),
             max_undelivered: config.protocol.max_undelivered.max(1),
             recv_batch: config.recv_batch.max(1),
+            busy_poll: config.busy_poll,
             counters: DriverCounters::default(),
         };
         let shared = Arc::new(Shared {
@@ -599,6 +602,43 @@ fn random_u64() -> u64 {
     h.finish()
 }
 
+/// Reads up to `recv_batch` datagrams without waiting and hands them to the endpoint;
+/// returns how many were read.
+fn receive_now(
+    shared: &Arc<Shared>,
+    rx_buf: &mut [u8],
+    batch: &mut Vec<(SocketAddr, Bytes)>,
+    recv_batch: usize,
+) -> usize {
+    let mut refused = false;
+    let mut errors = 0;
+    for _ in 0..recv_batch {
+        match shared.socket.try_recv_from(rx_buf) {
+            // Exactly sized: reassembly accounts for each datagram's memory.
+            Ok((n, from)) => batch.push((from, Bytes::copy_from_slice(&rx_buf[..n]))),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => refused = true,
+            Err(e) => {
+                errors += 1;
+                debug!(error = %e, "recv failed");
+            }
+        }
+    }
+    if batch.is_empty() && errors == 0 && !refused {
+        return 0;
+    }
+    let received = batch.len();
+    let mut st = shared.lock();
+    st.counters.recv_errors += errors;
+    st.refused |= refused && st.peer.is_some();
+    let now = Instant::now();
+    for (from, datagram) in batch.drain(..) {
+        st.endpoint.handle_datagram(now, from, datagram);
+    }
+    shared.process_and_release(st);
+    received
+}
+
 /// Spawns the driver task of a socket on the current tokio runtime.
 fn spawn_driver(shared: Arc<Shared>) {
     tokio::spawn(drive(shared));
@@ -621,15 +661,35 @@ async fn drive(shared: Arc<Shared>) {
     // The deadline `sleep` is set to, if it has not fired yet.
     let mut sleeping_until: Option<Instant> = None;
     debug!(local = %shared.local_addr, "driver started");
-    loop {
-        let (deadline, pending_out, recv_batch) = {
+    'driver: loop {
+        let (deadline, pending_out, recv_batch, busy_poll) = {
             let mut st = shared.lock();
             if st.finished() {
                 break;
             }
             st.armed = st.endpoint.poll_timeout();
-            (st.armed, !st.pending_out.is_empty(), st.recv_batch)
+            (
+                st.armed,
+                !st.pending_out.is_empty(),
+                st.recv_batch,
+                st.busy_poll,
+            )
         };
+        if let Some(budget) = busy_poll {
+            // Spin: try the socket, then let the runtime run what is ready (the tasks our
+            // last datagrams woke, the I/O driver), until something arrives or the budget
+            // is spent. A due timer waits at most `budget`.
+            let start = Instant::now();
+            while deadline.is_none_or(|d| start < d) {
+                if receive_now(&shared, &mut rx_buf, &mut batch, recv_batch) > 0 {
+                    continue 'driver;
+                }
+                if start.elapsed() >= budget {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+        }
         if let Some(d) = deadline {
             if sleeping_until != Some(d) {
                 sleep.as_mut().reset(d.into());
@@ -650,28 +710,7 @@ async fn drive(shared: Arc<Shared>) {
         };
         match wake {
             Wake::Readable(Ok(())) => {
-                let mut refused = false;
-                let mut errors = 0;
-                for _ in 0..recv_batch {
-                    match shared.socket.try_recv_from(&mut rx_buf) {
-                        // Exactly sized: reassembly accounts for each datagram's memory.
-                        Ok((n, from)) => batch.push((from, Bytes::copy_from_slice(&rx_buf[..n]))),
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => refused = true,
-                        Err(e) => {
-                            errors += 1;
-                            debug!(error = %e, "recv failed");
-                        }
-                    }
-                }
-                let mut st = shared.lock();
-                st.counters.recv_errors += errors;
-                st.refused |= refused && st.peer.is_some();
-                let now = Instant::now();
-                for (from, datagram) in batch.drain(..) {
-                    st.endpoint.handle_datagram(now, from, datagram);
-                }
-                shared.process_and_release(st);
+                receive_now(&shared, &mut rx_buf, &mut batch, recv_batch);
             }
             Wake::Readable(Err(e)) => {
                 debug!(error = %e, "waiting for readability failed");
