@@ -306,34 +306,101 @@ pub fn verify_crc(header: &[u8; HEADER_LEN], payload: &[u8]) -> Result<(), Frame
 }
 
 /// A complete frame: header and payload.
+///
+/// The payload is `payload` followed by the chunks in `tail`. Received frames are always
+/// contiguous (`tail` is empty); a frame built by the shared-descriptor send path
+/// ([`crate::xdr::XdrWriter::put_opaque_shared`]) keeps large arguments as references to
+/// the caller's buffers in `tail`, and the transport gathers header and chunks with one
+/// vectored write instead of copying them into one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
     /// The header (its `payload_len` is recomputed when the frame is emitted).
     pub header: FrameHeader,
-    /// The payload: XDR arguments, result or status.
+    /// The payload (its first chunk, if `tail` is not empty): XDR arguments, result or
+    /// status.
     pub payload: Bytes,
+    /// Further payload chunks, sent after `payload`, in order. Empty unless the frame
+    /// was built with shared descriptors.
+    pub tail: Vec<Bytes>,
 }
 
 impl Frame {
     /// A frame with `payload`.
     pub fn new(header: FrameHeader, payload: Bytes) -> Self {
-        Frame { header, payload }
+        Frame {
+            header,
+            payload,
+            tail: Vec::new(),
+        }
+    }
+
+    /// A frame whose payload is the concatenation of `chunks` (nothing is copied).
+    pub fn from_chunks(header: FrameHeader, chunks: Vec<Bytes>) -> Self {
+        let mut chunks = chunks;
+        match chunks.len() {
+            0 => Frame::new(header, Bytes::new()),
+            1 => Frame::new(header, chunks.pop().unwrap_or_default()),
+            _ => {
+                let payload = chunks.remove(0);
+                Frame {
+                    header,
+                    payload,
+                    tail: chunks,
+                }
+            }
+        }
+    }
+
+    /// The payload's length in bytes, all chunks together.
+    pub fn payload_len(&self) -> usize {
+        self.payload.len() + self.tail.iter().map(Bytes::len).sum::<usize>()
+    }
+
+    /// Whether the payload is one chunk.
+    pub fn is_contiguous(&self) -> bool {
+        self.tail.is_empty()
+    }
+
+    /// The payload's chunks, in order.
+    pub fn chunks(&self) -> impl Iterator<Item = &Bytes> + '_ {
+        std::iter::once(&self.payload).chain(self.tail.iter())
+    }
+
+    /// The same frame with a one-chunk payload (copies the chunks if there are several;
+    /// free otherwise). For consumers that need the payload as one buffer, such as an
+    /// in-process receiver.
+    pub fn into_contiguous(self) -> Frame {
+        if self.tail.is_empty() {
+            return self;
+        }
+        let mut out = Vec::with_capacity(self.payload_len());
+        for chunk in self.chunks() {
+            out.extend_from_slice(chunk);
+        }
+        Frame::new(self.header, out.into())
     }
 
     /// The header bytes for this frame (length and CRC filled in).
     pub fn header_bytes(&self) -> Result<[u8; HEADER_LEN], FrameError> {
         let mut out = [0u8; HEADER_LEN];
-        self.header.emit(&[&self.payload], &mut out)?;
+        if self.tail.is_empty() {
+            self.header.emit(&[&self.payload], &mut out)?;
+        } else {
+            let chunks: Vec<&[u8]> = self.chunks().map(|c| &c[..]).collect();
+            self.header.emit(&chunks, &mut out)?;
+        }
         Ok(out)
     }
 
     /// Header and payload in one contiguous buffer (the copying reference path; transports
-    /// normally write the header and payload with one vectored write instead).
+    /// normally write the header and payload chunks with one vectored write instead).
     pub fn to_bytes(&self) -> Result<Bytes, FrameError> {
         let header = self.header_bytes()?;
-        let mut out = Vec::with_capacity(HEADER_LEN + self.payload.len());
+        let mut out = Vec::with_capacity(HEADER_LEN + self.payload_len());
         out.extend_from_slice(&header);
-        out.extend_from_slice(&self.payload);
+        for chunk in self.chunks() {
+            out.extend_from_slice(chunk);
+        }
         Ok(out.into())
     }
 
@@ -354,10 +421,7 @@ impl Frame {
             .try_into()
             .map_err(|_| FrameError::Truncated { len: bytes.len() })?;
         verify_crc(raw, &bytes[HEADER_LEN..])?;
-        Ok(Frame {
-            header,
-            payload: bytes.slice(HEADER_LEN..),
-        })
+        Ok(Frame::new(header, bytes.slice(HEADER_LEN..)))
     }
 }
 

@@ -50,7 +50,14 @@ where
         headers.clear();
         batch.retain(|frame| {
             let mut header = [0u8; HEADER_LEN];
-            match frame.header.emit(&[&frame.payload], &mut header) {
+            let emitted = if frame.is_contiguous() {
+                frame.header.emit(&[&frame.payload], &mut header)
+            } else {
+                // A shared-descriptor frame: the CRC runs over every chunk in place.
+                let parts: Vec<&[u8]> = frame.chunks().map(|c| &c[..]).collect();
+                frame.header.emit(&parts, &mut header)
+            };
+            match emitted {
                 Ok(()) => {
                     headers.push(header);
                     true
@@ -65,7 +72,9 @@ where
         let mut gather = Gather::new(recycle(chunks), recycle(iov));
         for (header, frame) in headers.iter().zip(&batch) {
             gather.push(header);
-            gather.push(&frame.payload);
+            for chunk in frame.chunks() {
+                gather.push(chunk);
+            }
         }
         let written = gather.write_all(&mut out).await;
         (chunks, iov) = gather.into_parts();

@@ -542,9 +542,13 @@ impl<C: Channel> Client<C> {
         let deadline = self.deadline_for(options);
         let policy = options.retry.unwrap_or(inner.config.retry);
 
-        let mut w = XdrWriter::with_capacity(64);
+        let mut w = XdrWriter::with_capacity(64).sharing(inner.config.share_threshold);
         encode(&mut w).map_err(RpcError::Encode)?;
-        let payload = w.into_bytes();
+        // Large opaques the stub passed with `put_opaque_shared` stay references to the
+        // caller's buffers (the shared-descriptor send path): every attempt's frame
+        // points at them, and the transport gathers them into its writes.
+        let mut tail = w.finish();
+        let payload = tail.remove(0);
 
         let _permit =
             match tokio::time::timeout_at(deadline.into(), inner.in_flight.acquire()).await {
@@ -688,7 +692,11 @@ impl<C: Channel> Client<C> {
                 let decode = decode.take().expect("decode is used once");
                 return link
                     .sender
-                    .send(Frame::new(header, payload))
+                    .send(Frame {
+                        header,
+                        payload,
+                        tail,
+                    })
                     .await
                     .map_err(RpcError::Unreachable)
                     .and_then(|()| {
@@ -699,7 +707,14 @@ impl<C: Channel> Client<C> {
                 // The connection failed between choosing it and registering the call: the
                 // request must not go out on it (its reader already failed its calls).
                 false => Err(TransportError::Closed),
-                true => link.sender.send(Frame::new(header, payload.clone())).await,
+                true => {
+                    let frame = Frame {
+                        header,
+                        payload: payload.clone(),
+                        tail: tail.clone(),
+                    };
+                    link.sender.send(frame).await
+                }
             };
             if let Err(e) = sent {
                 // The request never reached the transport: not executed by this attempt.

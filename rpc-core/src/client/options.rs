@@ -83,6 +83,11 @@ pub struct ClientConfig {
     /// Most calls awaiting a reply at once; further calls wait for a slot (bounded by
     /// their deadline). Default 65,536.
     pub max_in_flight: usize,
+    /// Shared descriptors: `opaque` arguments of at least this many bytes are sent by
+    /// reference to the caller's [`bytes::Bytes`] (gathered by the transport's vectored
+    /// write) instead of being copied into the request; `None` copies every argument
+    /// (the reference path). Default `Some(`[`crate::xdr::DEFAULT_SHARE_THRESHOLD`]`)`.
+    pub share_threshold: Option<usize>,
     /// How calls are retried when they do not choose.
     pub retry: RetryPolicy,
     /// How a balanced client chooses an endpoint. Default round robin.
@@ -116,6 +121,7 @@ impl Default for ClientConfig {
             reconnect_backoff_min: Duration::from_millis(20),
             reconnect_backoff_max: Duration::from_secs(2),
             max_in_flight: 65_536,
+            share_threshold: Some(crate::xdr::DEFAULT_SHARE_THRESHOLD),
             retry: RetryPolicy::default(),
             balance: Balance::RoundRobin,
             failures_to_down: 2,
@@ -168,6 +174,12 @@ impl ClientConfig {
     pub fn reconnect_backoff(mut self, min: Duration, max: Duration) -> Self {
         self.reconnect_backoff_min = min;
         self.reconnect_backoff_max = max.max(min);
+        self
+    }
+
+    /// Sets [`ClientConfig::share_threshold`].
+    pub fn share_threshold(mut self, threshold: Option<usize>) -> Self {
+        self.share_threshold = threshold;
         self
     }
 

@@ -33,7 +33,9 @@ pub struct CallContext {
     peer: SocketAddr,
     deadline: Option<Instant>,
     header: FrameHeader,
-    control: Arc<CallControl>,
+    /// `None` for an inline call: it runs to completion without yielding, so nothing
+    /// can cancel it midway.
+    control: Option<Arc<CallControl>>,
 }
 
 impl CallContext {
@@ -53,23 +55,38 @@ impl CallContext {
             peer,
             deadline: header.deadline_budget().map(|b| received + b),
             header,
-            control,
+            control: Some(control),
+        }
+    }
+
+    /// The context of an inline call (see [`crate::server::ServerBuilder::run_inline`]):
+    /// never cancelled, and made without allocating.
+    pub fn inline(peer: SocketAddr, header: FrameHeader, received: Instant) -> Self {
+        CallContext {
+            peer,
+            deadline: header.deadline_budget().map(|b| received + b),
+            header,
+            control: None,
         }
     }
 
     /// Whether the client cancelled the call (a best-effort Cancel frame arrived). A
     /// long-running handler can check it and stop early.
     pub fn is_cancelled(&self) -> bool {
-        self.control.is_cancelled()
+        self.control.as_ref().is_some_and(|c| c.is_cancelled())
     }
 
     /// Resolves when the client cancels the call (never, if it does not).
     pub async fn cancelled(&self) {
+        let Some(control) = &self.control else {
+            // An inline call cannot be cancelled.
+            return std::future::pending().await;
+        };
         loop {
-            let notified = self.control.notify.notified();
+            let notified = control.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.control.is_cancelled() {
+            if control.is_cancelled() {
                 return;
             }
             notified.await;

@@ -40,7 +40,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
 use thiserror::Error;
 use tokio::sync::{watch, Notify, Semaphore};
@@ -49,13 +49,16 @@ use tracing::Instrument;
 
 pub use context::{CallContext, CallControl};
 pub use reply_cache::{ReplyCacheConfig, ReplyCacheStats};
-pub use service::{bad_arguments, decode_args, encode_result, Service, ServiceFuture};
+pub use service::{
+    bad_arguments, decode_args, encode_result, encode_result_into, Service, ServiceFuture,
+};
 
 use crate::error::{Status, TransportError};
 use crate::frame::Semantics;
 use crate::frame::{Frame, FrameError, FrameHeader, FrameKind, PROTOCOL_VERSION};
 use crate::interface::InterfaceInfo;
 use crate::transport::{Connection, FrameReceiver, FrameSender, Listener};
+use crate::xdr::XdrWriter;
 use reply_cache::{Lookup, ReplyCache};
 
 /// Interface id reserved for the incarnation probe: a Call to interface 0, procedure 0
@@ -72,6 +75,11 @@ pub const DEFAULT_QUEUE_DEPTH: usize = 1024;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// Procedure numbers up to this use a dense lookup table; above it, binary search.
 const DENSE_PROCEDURE_LIMIT: u32 = 4096;
+/// An inline reply is encoded into the connection's buffer; when less than this is
+/// left, the buffer is reserved again (reclaimed in place once earlier replies are gone).
+const INLINE_REPLY_RESERVE: usize = 256;
+/// What the connection's reply buffer grows by.
+const INLINE_REPLY_BUFFER: usize = 8 << 10;
 
 /// Why a server could not start.
 #[derive(Debug, Error)]
@@ -105,6 +113,7 @@ impl Server {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             idle_timeout: None,
             reply_cache: Some(ReplyCacheConfig::default()),
+            run_inline: true,
             services: Vec::new(),
             registrations: Vec::new(),
         }
@@ -131,6 +140,7 @@ pub struct ServerBuilder {
     max_connections: usize,
     idle_timeout: Option<Duration>,
     reply_cache: Option<ReplyCacheConfig>,
+    run_inline: bool,
     services: Vec<Arc<dyn Service>>,
     /// Registrations with a name registry, started by `serve`.
     registrations: Vec<crate::naming::registry::RegisterOnServe>,
@@ -142,6 +152,7 @@ impl std::fmt::Debug for ServerBuilder {
             .field("workers", &self.workers)
             .field("queue_depth", &self.queue_depth)
             .field("max_connections", &self.max_connections)
+            .field("run_inline", &self.run_inline)
             .field("registrations", &self.registrations.len())
             .field(
                 "services",
@@ -156,6 +167,20 @@ impl std::fmt::Debug for ServerBuilder {
 }
 
 impl ServerBuilder {
+    /// Whether procedures declared `[inline]` (cheap, synchronous handlers) run on the
+    /// connection's dispatch loop, with no hand-off to a worker. Default `true`.
+    ///
+    /// Running a tiny handler inline saves a task, a boxed future and a reply buffer per
+    /// call, and the wakeup of a worker (on a 2-core VM a hand-off to the other core
+    /// costs more than a cheap handler). The price: while an inline handler runs, that
+    /// connection reads nothing else, so inline handlers must be short and must not
+    /// block. With `false`, every call goes to the worker pool, inline or not: the
+    /// dispatch loop then never runs user code.
+    pub fn run_inline(mut self, on: bool) -> Self {
+        self.run_inline = on;
+        self
+    }
+
     /// Number of workers: the most handlers that run at once. Default 16.
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = n.max(1);
@@ -251,6 +276,7 @@ impl ServerBuilder {
             connections_closed: Notify::new(),
             max_connections: self.max_connections,
             idle_timeout: self.idle_timeout,
+            run_inline: self.run_inline,
             cache: self
                 .reply_cache
                 .map(|c| std::sync::Mutex::new(ReplyCache::new(c))),
@@ -353,6 +379,8 @@ pub struct ServerStats {
     pub calls_received: u64,
     /// Calls a handler finished (successfully or not).
     pub calls_completed: u64,
+    /// Of those, calls run inline on the dispatch loop ([`ServerBuilder::run_inline`]).
+    pub calls_inline: u64,
     /// Calls refused because the work queue was full.
     pub overloaded: u64,
     /// Calls for an unknown interface.
@@ -393,6 +421,7 @@ struct Counters {
     connections_rejected: AtomicU64,
     calls_received: AtomicU64,
     calls_completed: AtomicU64,
+    calls_inline: AtomicU64,
     overloaded: AtomicU64,
     unknown_interface: AtomicU64,
     version_mismatch: AtomicU64,
@@ -435,6 +464,8 @@ struct Shared {
     connections_closed: Notify,
     max_connections: usize,
     idle_timeout: Option<Duration>,
+    /// [`ServerBuilder::run_inline`].
+    run_inline: bool,
     /// Exactly-once / at-most-once deduplication.
     cache: Option<std::sync::Mutex<ReplyCache>>,
     /// Calls admitted and not finished, for cancellation.
@@ -466,6 +497,7 @@ impl Shared {
             connections_open: self.connections.load(Ordering::Relaxed) as u64,
             calls_received: l(&c.calls_received),
             calls_completed: l(&c.calls_completed),
+            calls_inline: l(&c.calls_inline),
             overloaded: l(&c.overloaded),
             unknown_interface: l(&c.unknown_interface),
             version_mismatch: l(&c.version_mismatch),
@@ -541,6 +573,7 @@ impl Shared {
         sender: &FrameSender,
         connection_calls: &Arc<AtomicUsize>,
         peer: SocketAddr,
+        reply_buf: &mut BytesMut,
     ) -> Result<(), ()> {
         let header = frame.header;
         match header.kind {
@@ -594,14 +627,14 @@ impl Shared {
                 return Ok(());
             }
         };
-        if !hosted.procedures.contains(header.procedure) {
+        let Some(placement) = hosted.procedures.get(header.procedure) else {
             bump(&self.counters.unknown_procedure);
             let status = Status::UnknownProcedure {
                 procedure: header.procedure,
             };
             self.answer_status(&header, status, sender).await;
             return Ok(());
-        }
+        };
         if header.deadline_us == 0 {
             bump(&self.counters.deadline_expired);
             self.answer_status(&header, Status::DeadlineExceeded, sender)
@@ -627,6 +660,20 @@ impl Shared {
                     return Ok(());
                 }
             }
+        }
+        if placement == Placement::Inline && self.run_inline {
+            self.run_inline(
+                hosted,
+                header,
+                &frame.payload,
+                cached,
+                sender,
+                peer,
+                received,
+                reply_buf,
+            )
+            .await;
+            return Ok(());
         }
         let admitted = self
             .in_flight
@@ -684,6 +731,94 @@ impl Shared {
             .instrument(span),
         );
         Ok(())
+    }
+
+    /// Runs an `[inline]` procedure on the dispatch loop: no task, no boxed future, and
+    /// the reply is encoded into the connection's reusable buffer (`reply_buf`), so a
+    /// small call allocates nothing here once the buffer is warm.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_inline(
+        &self,
+        hosted: &Hosted,
+        header: FrameHeader,
+        args: &Bytes,
+        cached: bool,
+        sender: &FrameSender,
+        peer: SocketAddr,
+        received: Instant,
+        reply_buf: &mut BytesMut,
+    ) {
+        // Counted in flight like a pooled call, so a graceful shutdown waits for it; it
+        // needs no admission: the dispatch loop itself is the only "worker" it occupies.
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let _done = FinishOnDrop(self);
+        bump(&self.counters.calls_inline);
+        let ctx = CallContext::inline(peer, header, received);
+        if reply_buf.capacity() - reply_buf.len() < INLINE_REPLY_RESERVE {
+            // Reclaims the buffer in place once the replies cut from it are gone.
+            reply_buf.reserve(INLINE_REPLY_BUFFER);
+        }
+        let mut w = XdrWriter::from_buf(std::mem::take(reply_buf));
+        let service = &hosted.service;
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            service.call_inline(header.procedure, &ctx, args, &mut w)
+        }));
+        let mut buf = w.into_inner();
+        let result = match result {
+            Ok(r) => r.map(|()| buf.split().freeze()),
+            Err(panic) => {
+                bump(&self.counters.handler_panics);
+                let message = panic_message(&panic);
+                tracing::error!(%message, "inline handler panicked");
+                Err(Status::Internal {
+                    message: format!("handler panicked: {message}"),
+                })
+            }
+        };
+        buf.clear();
+        *reply_buf = buf;
+        bump(&self.counters.calls_completed);
+        self.reply(header, result, cached, sender).await;
+    }
+
+    /// Sends the outcome of a call that ran: to the caller, and to the duplicates that
+    /// joined it in the reply cache (which also keeps it if the call is tracked there).
+    async fn reply(
+        &self,
+        header: FrameHeader,
+        result: Result<Bytes, Status>,
+        cached: bool,
+        reply: &FrameSender,
+    ) {
+        let frame = match result {
+            Ok(bytes) => Frame::new(
+                FrameHeader::answer(&header, FrameKind::Reply, self.incarnation),
+                bytes,
+            ),
+            Err(status) => {
+                if matches!(status, Status::BadArguments { .. }) {
+                    bump(&self.counters.bad_arguments);
+                }
+                status_frame(&header, &status, self.incarnation)
+            }
+        };
+        let joined = match self.cache.as_ref().filter(|_| cached) {
+            Some(cache) => lock(cache).finish(header.client_id, header.call_id, &frame),
+            None => Vec::new(),
+        };
+        if header.is_oneway() {
+            return;
+        }
+        for (dup, to) in joined {
+            let mut again = frame.clone();
+            again.header.call_id = dup.call_id;
+            if to.send(again).await.is_err() {
+                bump(&self.counters.replies_dropped);
+            }
+        }
+        if reply.send(frame).await.is_err() {
+            bump(&self.counters.replies_dropped);
+        }
     }
 
     /// Answers a call that will not run with `status`, and (if the reply cache tracked
@@ -753,35 +888,7 @@ impl Shared {
             })
         });
         bump(&self.counters.calls_completed);
-        let frame = match result {
-            Ok(bytes) => Frame::new(
-                FrameHeader::answer(&header, FrameKind::Reply, self.incarnation),
-                bytes,
-            ),
-            Err(status) => {
-                if matches!(status, Status::BadArguments { .. }) {
-                    bump(&self.counters.bad_arguments);
-                }
-                status_frame(&header, &status, self.incarnation)
-            }
-        };
-        let joined = match self.cache.as_ref().filter(|_| cached) {
-            Some(cache) => lock(cache).finish(header.client_id, header.call_id, &frame),
-            None => Vec::new(),
-        };
-        if header.is_oneway() {
-            return;
-        }
-        for (dup, to) in joined {
-            let mut again = frame.clone();
-            again.header.call_id = dup.call_id;
-            if to.send(again).await.is_err() {
-                bump(&self.counters.replies_dropped);
-            }
-        }
-        if reply.send(frame).await.is_err() {
-            bump(&self.counters.replies_dropped);
-        }
+        self.reply(header, result, cached, &reply).await;
     }
 }
 
@@ -911,6 +1018,8 @@ async fn serve_connection<R: FrameReceiver>(shared: Arc<Shared>, conn: Connectio
     } = conn;
     let mut phase = shared.phase.subscribe();
     let connection_calls = Arc::new(AtomicUsize::new(0));
+    // Where inline handlers encode their replies; reused call after call.
+    let mut reply_buf = BytesMut::new();
     tracing::debug!(peer = %peer_addr, "connection opened");
     loop {
         let received = tokio::select! {
@@ -929,7 +1038,7 @@ async fn serve_connection<R: FrameReceiver>(shared: Arc<Shared>, conn: Connectio
         match received {
             Ok(Some(frame)) => {
                 if shared
-                    .dispatch(frame, &sender, &connection_calls, peer_addr)
+                    .dispatch(frame, &sender, &connection_calls, peer_addr, &mut reply_buf)
                     .await
                     .is_err()
                 {
@@ -987,35 +1096,55 @@ impl std::fmt::Debug for Hosted {
     }
 }
 
+/// Where a procedure's handler runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Placement {
+    /// On the worker pool.
+    Pool,
+    /// Declared `[inline]`: on the dispatch loop, if the server allows it.
+    Inline,
+}
+
 #[derive(Debug)]
 enum ProcedureTable {
-    /// `table[n]` says whether procedure `n` exists.
-    Dense(Box<[bool]>),
+    /// `table[n]` says whether procedure `n` exists and where it runs.
+    Dense(Box<[Option<Placement>]>),
     /// Sorted procedure numbers (used when some number exceeds the dense limit).
-    Sparse(Box<[u32]>),
+    Sparse(Box<[(u32, Placement)]>),
 }
 
 impl ProcedureTable {
-    fn new(info: &InterfaceInfo) -> Self {
+    fn new(info: &InterfaceInfo, service: &dyn Service) -> Self {
+        let placement = |n: u32| match service.is_inline(n) {
+            true => Placement::Inline,
+            false => Placement::Pool,
+        };
         let max = info.procedures.iter().map(|p| p.number).max().unwrap_or(0);
         if max <= DENSE_PROCEDURE_LIMIT {
-            let mut table = vec![false; max as usize + 1];
+            let mut table = vec![None; max as usize + 1];
             for p in info.procedures {
-                table[p.number as usize] = true;
+                table[p.number as usize] = Some(placement(p.number));
             }
             ProcedureTable::Dense(table.into_boxed_slice())
         } else {
-            let mut numbers: Vec<u32> = info.procedures.iter().map(|p| p.number).collect();
-            numbers.sort_unstable();
+            let mut numbers: Vec<(u32, Placement)> = info
+                .procedures
+                .iter()
+                .map(|p| (p.number, placement(p.number)))
+                .collect();
+            numbers.sort_unstable_by_key(|&(n, _)| n);
             ProcedureTable::Sparse(numbers.into_boxed_slice())
         }
     }
 
     #[inline]
-    fn contains(&self, number: u32) -> bool {
+    fn get(&self, number: u32) -> Option<Placement> {
         match self {
-            ProcedureTable::Dense(t) => t.get(number as usize).copied().unwrap_or(false),
-            ProcedureTable::Sparse(t) => t.binary_search(&number).is_ok(),
+            ProcedureTable::Dense(t) => t.get(number as usize).copied().flatten(),
+            ProcedureTable::Sparse(t) => t
+                .binary_search_by_key(&number, |&(n, _)| n)
+                .ok()
+                .map(|i| t[i].1),
         }
     }
 }
@@ -1028,7 +1157,7 @@ impl Registry {
                 let info = service.info();
                 Arc::new(Hosted {
                     info,
-                    procedures: ProcedureTable::new(info),
+                    procedures: ProcedureTable::new(info, &*service),
                     service,
                 })
             })

@@ -285,7 +285,7 @@ impl ReplyCache {
             return Vec::new();
         };
         self.running -= 1;
-        let bytes = reply.payload.len() + ENTRY_OVERHEAD;
+        let bytes = reply.payload_len() + ENTRY_OVERHEAD;
         client.calls.insert(
             call_id,
             Entry::Done {

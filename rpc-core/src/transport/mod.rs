@@ -237,7 +237,11 @@ impl FrameReceiver for FrameOutbox {
     /// Frames queued by the other side's [`FrameSender`]s; `Ok(None)` once they are all
     /// gone. This is what makes a pair of queues an in-process connection
     /// ([`memory`]).
+    ///
+    /// A frame sent with shared descriptors (several payload chunks) is made contiguous
+    /// here, as a network transport's receiver would see it: that is the one copy the
+    /// in-process transport makes.
     async fn recv(&mut self) -> Result<Option<Frame>, TransportError> {
-        Ok(self.rx.recv().await)
+        Ok(self.rx.recv().await.map(Frame::into_contiguous))
     }
 }

@@ -34,7 +34,7 @@ mod writer;
 
 pub use error::XdrError;
 pub use reader::XdrReader;
-pub use writer::XdrWriter;
+pub use writer::{XdrWriter, DEFAULT_SHARE_THRESHOLD};
 
 /// A value that can be written in XDR.
 pub trait XdrEncode {

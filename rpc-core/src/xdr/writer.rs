@@ -7,54 +7,151 @@ use super::{padding, XdrEncode, XdrError};
 /// Writes of primitives cannot fail; writes of bounded items return
 /// [`XdrError::LengthExceedsBound`] (or [`XdrError::FixedLengthMismatch`]) and leave the
 /// buffer as it was before the call.
+///
+/// # Shared descriptors
+///
+/// A writer made with [`XdrWriter::sharing`] does not copy a large `opaque` written with
+/// [`XdrWriter::put_opaque_shared`]: it records a reference to the caller's [`Bytes`]
+/// (a "shared descriptor") between the copied small items, and [`XdrWriter::finish`]
+/// returns the payload as chunks for a vectored write. The encoding on the wire is the
+/// same; only the number of copies differs. The default writer copies everything (the
+/// reference path).
 #[derive(Debug, Default)]
 pub struct XdrWriter {
     buf: BytesMut,
+    /// Chunks finished before `buf` (only with sharing): copied runs and shared opaques.
+    chunks: Vec<Bytes>,
+    /// Opaques at least this long are shared rather than copied; `None` copies all.
+    share_threshold: Option<usize>,
 }
+
+/// The default [`XdrWriter::sharing`] threshold: an `opaque` of at least 1 KiB is sent
+/// by reference. Below it, copying costs less than another gather entry.
+pub const DEFAULT_SHARE_THRESHOLD: usize = 1024;
 
 impl XdrWriter {
     /// An empty writer.
     pub fn new() -> Self {
-        XdrWriter {
-            buf: BytesMut::new(),
-        }
+        XdrWriter::from_buf(BytesMut::new())
     }
 
     /// An empty writer with room for `capacity` bytes.
     pub fn with_capacity(capacity: usize) -> Self {
-        XdrWriter {
-            buf: BytesMut::with_capacity(capacity),
-        }
+        XdrWriter::from_buf(BytesMut::with_capacity(capacity))
     }
 
     /// A writer that appends to `buf` (which may already hold a header).
     pub fn from_buf(buf: BytesMut) -> Self {
-        XdrWriter { buf }
+        XdrWriter {
+            buf,
+            chunks: Vec::new(),
+            share_threshold: None,
+        }
     }
 
-    /// Bytes written so far.
+    /// Shares (does not copy) opaques of at least `threshold` bytes written with
+    /// [`XdrWriter::put_opaque_shared`]; `None` copies everything.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use rpc_core::xdr::XdrWriter;
+    /// let blob = Bytes::from(vec![7u8; 4096]);
+    /// let mut w = XdrWriter::with_capacity(64).sharing(Some(1024));
+    /// w.put_u32(1);
+    /// w.put_opaque_shared(&blob, u32::MAX).unwrap();
+    /// w.put_u32(2);
+    /// let chunks = w.finish();
+    /// // [1, len], the caller's blob itself, [2]
+    /// assert_eq!(chunks.len(), 3);
+    /// assert_eq!(chunks[1].as_ptr(), blob.as_ptr());
+    /// assert_eq!(chunks.iter().map(|c| c.len()).sum::<usize>(), 8 + 4096 + 4);
+    /// ```
+    pub fn sharing(mut self, threshold: Option<usize>) -> Self {
+        self.share_threshold = threshold;
+        self
+    }
+
+    /// Bytes written so far (shared chunks included).
     pub fn len(&self) -> usize {
-        self.buf.len()
+        self.buf.len() + self.chunks.iter().map(Bytes::len).sum::<usize>()
     }
 
     /// Whether nothing was written.
     pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
+        self.len() == 0
     }
 
-    /// The bytes written so far.
+    /// Whether some of the payload is held by reference (it is then in several chunks).
+    pub fn is_shared(&self) -> bool {
+        !self.chunks.is_empty()
+    }
+
+    /// The bytes written since the last shared opaque (all of them if none was shared).
     pub fn as_slice(&self) -> &[u8] {
         &self.buf
     }
 
-    /// The underlying buffer.
+    /// The underlying buffer (the bytes written since the last shared opaque).
     pub fn into_inner(self) -> BytesMut {
         self.buf
     }
 
-    /// The written bytes, frozen.
+    /// The written bytes as one buffer: free for a copying writer, a copy of every chunk
+    /// if some opaques were shared (use [`XdrWriter::finish`] to avoid it).
     pub fn into_bytes(self) -> Bytes {
-        self.buf.freeze()
+        if self.chunks.is_empty() {
+            return self.buf.freeze();
+        }
+        let mut out = BytesMut::with_capacity(self.len());
+        for chunk in &self.chunks {
+            out.extend_from_slice(chunk);
+        }
+        out.extend_from_slice(&self.buf);
+        out.freeze()
+    }
+
+    /// The written bytes as chunks in order, nothing copied: one chunk for a copying
+    /// writer (or when nothing was shared), more when opaques were shared. Empty
+    /// chunks are left out; an empty payload is one empty chunk.
+    pub fn finish(mut self) -> Vec<Bytes> {
+        if !self.buf.is_empty() || self.chunks.is_empty() {
+            self.chunks.push(self.buf.freeze());
+        }
+        self.chunks
+    }
+
+    /// Writes a variable-length opaque (`opaque<max>`), sharing `data` instead of
+    /// copying it when this writer shares and `data` is at least the threshold long.
+    pub fn put_opaque_shared(&mut self, data: &Bytes, max: u32) -> Result<(), XdrError> {
+        let len = Self::check_bound(data.len(), max)?;
+        match self.share_threshold {
+            Some(threshold) if data.len() >= threshold => {
+                self.put_u32(len);
+                if !self.buf.is_empty() {
+                    let head = self.buf.split().freeze();
+                    self.chunks.push(head);
+                }
+                self.chunks.push(data.clone());
+                self.buf.put_bytes(0, super::padding(data.len()));
+                Ok(())
+            }
+            _ => self.put_opaque(data, max),
+        }
+    }
+
+    /// The buffer itself, for appending a payload in another encoding than XDR: the
+    /// stubs of `.proto` services (`rpc_codegen::proto`) encode their protobuf request
+    /// straight into it. What is appended this way is not aligned to 4 bytes, so it
+    /// should be the whole payload (or its last item).
+    ///
+    /// ```
+    /// use bytes::BufMut;
+    /// let mut w = rpc_core::xdr::XdrWriter::new();
+    /// w.buf_mut().put_slice(&[0x0a, 0x01, b'x']);
+    /// assert_eq!(w.as_slice(), &[0x0a, 0x01, b'x']);
+    /// ```
+    pub fn buf_mut(&mut self) -> &mut BytesMut {
+        &mut self.buf
     }
 
     /// Writes any encodable value.

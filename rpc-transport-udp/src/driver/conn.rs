@@ -88,7 +88,7 @@ impl FrameSink for ConnSink {
                 let max = st.endpoint.config().reassembly.max_message;
                 return Err(TrySendError::Closed(TransportError::BadFrame(
                     FrameError::PayloadTooLarge {
-                        len: frame.payload.len() as u64,
+                        len: frame.payload_len() as u64,
                         max: max.saturating_sub(HEADER_LEN as u32),
                     },
                 )));
