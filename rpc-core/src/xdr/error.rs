@@ -66,4 +66,28 @@ pub enum XdrError {
     /// Bytes were left after the last value.
     #[error("{0} trailing bytes after the value")]
     TrailingBytes(usize),
+    /// A payload in another encoding than XDR (e.g. the protobuf message of a `.proto`
+    /// service) could not be encoded or decoded.
+    #[error("invalid {encoding} payload: {message}")]
+    Foreign {
+        /// The encoding (`"protobuf"`).
+        encoding: &'static str,
+        /// That encoding's description of the problem.
+        message: String,
+    },
+}
+
+impl XdrError {
+    /// A [`XdrError::Foreign`] error from another encoding's error.
+    ///
+    /// ```
+    /// let e = rpc_core::xdr::XdrError::foreign("protobuf", "buffer underflow");
+    /// assert_eq!(e.to_string(), "invalid protobuf payload: buffer underflow");
+    /// ```
+    pub fn foreign(encoding: &'static str, error: impl std::fmt::Display) -> Self {
+        XdrError::Foreign {
+            encoding,
+            message: error.to_string(),
+        }
+    }
 }

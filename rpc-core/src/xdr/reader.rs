@@ -29,6 +29,23 @@ impl<'a> XdrReader<'a> {
         self.pos
     }
 
+    /// Takes every byte not yet read, as a zero-copy slice of the input: for a payload
+    /// in another encoding than XDR (the protobuf messages of `.proto` services). The
+    /// reader is then at the end, so [`XdrReader::finish`] succeeds.
+    ///
+    /// ```
+    /// let bytes = bytes::Bytes::from_static(&[0, 0, 0, 7, 0x0a, 0x01, b'x']);
+    /// let mut r = rpc_core::xdr::XdrReader::new(&bytes);
+    /// assert_eq!(r.get_u32().unwrap(), 7);
+    /// assert_eq!(&r.take_rest()[..], &[0x0a, 0x01, b'x']);
+    /// r.finish().unwrap();
+    /// ```
+    pub fn take_rest(&mut self) -> Bytes {
+        let rest = self.buf.slice(self.pos..);
+        self.pos = self.buf.len();
+        rest
+    }
+
     /// Succeeds only if every byte was read.
     pub fn finish(&self) -> Result<(), XdrError> {
         match self.remaining() {
