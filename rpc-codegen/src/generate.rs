@@ -800,169 +800,234 @@ impl<'a> Generator<'a> {
     // ----- interfaces ------------------------------------------------------------------
 
     fn interface(&self, iface: &Interface, base: &str) -> TokenStream {
-        let mut out = TokenStream::new();
-        let id = iface.resolved_id.unwrap_or(0);
-        let version = u32::try_from(value_of(&iface.version)).unwrap_or(1);
-        let iname = &iface.name.name;
-        let screaming_base = screaming(base);
-        let info_name = format_ident!("{}_INTERFACE", screaming_base);
-        let procs_name = format_ident!("{}_PROCEDURES", screaming_base);
-        let trait_name = ident(base);
-        let client_name = format_ident!("{}Client", base);
-        let blocking_name = format_ident!("{}BlockingClient", base);
-        let server_name = format_ident!("{}Server", base);
-        let id_lit = Literal::u32_unsuffixed(id);
-        let id_text = format!("{id:#010x}");
-        let version_lit = Literal::u32_unsuffixed(version);
+        let wires: Vec<ProcWire> = iface.procedures.iter().map(|p| self.xdr_wire(p)).collect();
+        interface_items(iface, base, &wires)
+    }
 
-        // --- statics
-        let nprocs_lit = Literal::usize_unsuffixed(iface.procedures.len());
-        let proc_infos = iface.procedures.iter().enumerate().map(|(i, p)| {
-            let pname = &p.name.name;
-            let number = Literal::u32_unsuffixed(proc_number(p, i));
-            let (oneway, idempotent) = (p.oneway, p.is_idempotent());
-            quote! {
-                ::rpc_core::ProcedureInfo {
-                    name: #pname,
-                    number: #number,
-                    oneway: #oneway,
-                    idempotent: #idempotent,
-                }
-            }
-        });
-        let procs_doc = doc(&format!(
-            "The procedures of the `{iname}` interface, in declaration order."
-        ));
-        let (default_semantics, semantics_text) = match iface.default_semantics() {
-            Some("at_most_once") => (
-                quote!(::core::option::Option::Some(
-                    ::rpc_core::Semantics::AtMostOnce
-                )),
-                ", at-most-once by default",
-            ),
-            Some("at_least_once") => (
-                quote!(::core::option::Option::Some(
-                    ::rpc_core::Semantics::AtLeastOnce
-                )),
-                ", at-least-once by default",
-            ),
-            Some("exactly_once") => (
-                quote!(::core::option::Option::Some(
-                    ::rpc_core::Semantics::ExactlyOnce
-                )),
-                ", exactly-once by default",
-            ),
-            _ => (quote!(::core::option::Option::None), ""),
-        };
-        let info_doc = doc(&format!(
-            "The `{iname}` interface: id `{id_text}`, version {version}{semantics_text}."
-        ));
-        out.extend(quote! {
-            #procs_doc
-            pub static #procs_name: [::rpc_core::ProcedureInfo; #nprocs_lit] = [#(#proc_infos),*];
-
-            #info_doc
-            pub static #info_name: ::rpc_core::InterfaceInfo = ::rpc_core::InterfaceInfo {
-                name: #iname,
-                id: #id_lit,
-                version: #version_lit,
-                procedures: &#procs_name,
-                default_semantics: #default_semantics,
-            };
-        });
-
-        // --- per-procedure pieces
-        struct Proc {
-            docs: TokenStream,
-            handler_docs: TokenStream,
-            name: RIdent,
-            params: Vec<TokenStream>,
-            arg_names: Vec<RIdent>,
-            ret: TokenStream,
-            too_many: bool,
-        }
-        let procs: Vec<Proc> = iface
-            .procedures
+    /// How a procedure's arguments and result travel in XDR.
+    fn xdr_wire(&self, p: &Procedure) -> ProcWire {
+        let arg_names = arg_names(p);
+        let params = p
+            .args
             .iter()
-            .map(|p| {
-                let docs = docs_or(&p.docs, || format!("Calls `{}`.", p.name.name));
-                let handler_docs =
-                    docs_or(&p.docs, || format!("Handles a call of `{}`.", p.name.name));
-                let name = ident(&proc_name(&p.name.name));
-                let names = arg_names(p);
-                let params = p
-                    .args
-                    .iter()
-                    .zip(&names)
-                    .map(|(a, n)| {
-                        let ty = self.rust_type(&a.ty);
-                        quote!(#n: #ty)
-                    })
-                    .collect();
-                Proc {
-                    docs,
-                    handler_docs,
-                    name,
-                    params,
-                    arg_names: names,
-                    ret: self.rust_type(&p.ret),
-                    // `self` + `ctx` + the arguments against clippy's limit of 7.
-                    too_many: p.args.len() + 2 > 7,
-                }
+            .zip(&arg_names)
+            .map(|(a, n)| {
+                let ty = self.rust_type(&a.ty);
+                quote!(#n: #ty)
             })
             .collect();
-        let allow_many = |p: &Proc| {
-            if p.too_many {
-                quote!(#[allow(clippy::too_many_arguments)])
-            } else {
-                TokenStream::new()
+        let encodes: Vec<TokenStream> = p
+            .args
+            .iter()
+            .zip(&arg_names)
+            .map(|(a, n)| self.encode_stmt(&a.ty, &Place::Owned(quote!(#n))))
+            .collect();
+        let encode = if encodes.is_empty() {
+            quote!(|_| Ok(()))
+        } else {
+            quote!(|w| { #(#encodes)* Ok(()) })
+        };
+        let (decode, encode_ret) = match self.resolve(&p.ret) {
+            Type::Void => (quote!(|_| Ok(())), None),
+            _ => {
+                let d = self.decode_expr(&p.ret);
+                let enc = self.encode_stmt(&p.ret, &Place::Owned(quote!(ret)));
+                (quote!(|r| #d), Some(enc))
             }
         };
+        let (decode_args, unpack) = match p.args.len() {
+            0 => (quote!(|_| Ok(())), quote!(decoded?;)),
+            1 => {
+                let d = self.decode_expr(&p.args[0].ty);
+                let n0 = &arg_names[0];
+                (quote!(|r| #d), quote!(let #n0 = decoded?;))
+            }
+            _ => {
+                let decodes = p.args.iter().map(|a| self.decode_expr(&a.ty));
+                (
+                    quote!(|r| Ok((#(#decodes?),*))),
+                    quote!(let (#(#arg_names),*) = decoded?;),
+                )
+            }
+        };
+        ProcWire {
+            params,
+            arg_names,
+            ret: self.rust_type(&p.ret),
+            encode,
+            decode,
+            decode_args,
+            unpack,
+            encode_ret,
+        }
+    }
+}
 
-        // --- async client
-        let mut client_methods = Vec::new();
-        let mut blocking_methods = Vec::new();
-        for (i, (p, mp)) in procs.iter().zip(&iface.procedures).enumerate() {
-            let Proc {
+/// How one procedure's arguments and result travel: the Rust types and the code that
+/// encodes and decodes them. This is all that differs between an IDL interface (XDR) and
+/// a `.proto` service (protobuf); [`interface_items`] emits the rest the same way for both.
+pub(crate) struct ProcWire {
+    /// The parameters after `&self` (and the server's `ctx`): `a: i32`.
+    pub(crate) params: Vec<TokenStream>,
+    /// The parameters' names, in order.
+    pub(crate) arg_names: Vec<RIdent>,
+    /// The Rust result type.
+    pub(crate) ret: TokenStream,
+    /// Client: a closure writing the arguments (bound to `arg_names`) with an
+    /// `&mut XdrWriter`.
+    pub(crate) encode: TokenStream,
+    /// Client: a closure reading the result from an `&mut XdrReader`.
+    pub(crate) decode: TokenStream,
+    /// Server: the closure given to `rpc_core::server::decode_args`.
+    pub(crate) decode_args: TokenStream,
+    /// Server: a statement binding `arg_names` from `decoded` (the `Result` that
+    /// `decode_args` returned).
+    pub(crate) unpack: TokenStream,
+    /// Server: statements writing the handler's result `ret` with `w`; `None` when the
+    /// result is `void`.
+    pub(crate) encode_ret: Option<TokenStream>,
+}
+
+/// Emits one interface: its `InterfaceInfo` and procedure table, the async and blocking
+/// clients, the server trait and the server adapter. `wires` holds one entry per
+/// procedure of `iface`, in order; `base` is the interface's Rust base name.
+pub(crate) fn interface_items(iface: &Interface, base: &str, wires: &[ProcWire]) -> TokenStream {
+    let mut out = TokenStream::new();
+    let id = iface.resolved_id.unwrap_or(0);
+    let version = u32::try_from(value_of(&iface.version)).unwrap_or(1);
+    let iname = &iface.name.name;
+    let screaming_base = screaming(base);
+    let info_name = format_ident!("{}_INTERFACE", screaming_base);
+    let procs_name = format_ident!("{}_PROCEDURES", screaming_base);
+    let trait_name = ident(base);
+    let client_name = format_ident!("{}Client", base);
+    let blocking_name = format_ident!("{}BlockingClient", base);
+    let server_name = format_ident!("{}Server", base);
+    let id_lit = Literal::u32_unsuffixed(id);
+    let id_text = format!("{id:#010x}");
+    let version_lit = Literal::u32_unsuffixed(version);
+
+    // --- statics
+    let nprocs_lit = Literal::usize_unsuffixed(iface.procedures.len());
+    let proc_infos = iface.procedures.iter().enumerate().map(|(i, p)| {
+        let pname = &p.name.name;
+        let number = Literal::u32_unsuffixed(proc_number(p, i));
+        let (oneway, idempotent) = (p.oneway, p.is_idempotent());
+        quote! {
+            ::rpc_core::ProcedureInfo {
+                name: #pname,
+                number: #number,
+                oneway: #oneway,
+                idempotent: #idempotent,
+            }
+        }
+    });
+    let procs_doc = doc(&format!(
+        "The procedures of the `{iname}` interface, in declaration order."
+    ));
+    let (default_semantics, semantics_text) = match iface.default_semantics() {
+        Some("at_most_once") => (
+            quote!(::core::option::Option::Some(
+                ::rpc_core::Semantics::AtMostOnce
+            )),
+            ", at-most-once by default",
+        ),
+        Some("at_least_once") => (
+            quote!(::core::option::Option::Some(
+                ::rpc_core::Semantics::AtLeastOnce
+            )),
+            ", at-least-once by default",
+        ),
+        Some("exactly_once") => (
+            quote!(::core::option::Option::Some(
+                ::rpc_core::Semantics::ExactlyOnce
+            )),
+            ", exactly-once by default",
+        ),
+        _ => (quote!(::core::option::Option::None), ""),
+    };
+    let info_doc = doc(&format!(
+        "The `{iname}` interface: id `{id_text}`, version {version}{semantics_text}."
+    ));
+    out.extend(quote! {
+        #procs_doc
+        pub static #procs_name: [::rpc_core::ProcedureInfo; #nprocs_lit] = [#(#proc_infos),*];
+
+        #info_doc
+        pub static #info_name: ::rpc_core::InterfaceInfo = ::rpc_core::InterfaceInfo {
+            name: #iname,
+            id: #id_lit,
+            version: #version_lit,
+            procedures: &#procs_name,
+            default_semantics: #default_semantics,
+        };
+    });
+
+    // --- per-procedure pieces
+    struct Proc {
+        docs: TokenStream,
+        handler_docs: TokenStream,
+        name: RIdent,
+        params: Vec<TokenStream>,
+        arg_names: Vec<RIdent>,
+        ret: TokenStream,
+        too_many: bool,
+    }
+    let procs: Vec<Proc> = iface
+        .procedures
+        .iter()
+        .zip(wires)
+        .map(|(p, wire)| {
+            let docs = docs_or(&p.docs, || format!("Calls `{}`.", p.name.name));
+            let handler_docs = docs_or(&p.docs, || format!("Handles a call of `{}`.", p.name.name));
+            let name = ident(&proc_name(&p.name.name));
+            Proc {
                 docs,
+                handler_docs,
                 name,
-                params,
-                arg_names,
-                ret,
-                ..
-            } = p;
-            let allow = allow_many(p);
-            let index = Literal::usize_unsuffixed(i);
-            let encodes: Vec<TokenStream> = mp
-                .args
-                .iter()
-                .zip(arg_names)
-                .map(|(a, n)| self.encode_stmt(&a.ty, &Place::Owned(quote!(#n))))
-                .collect();
-            let encode = if encodes.is_empty() {
-                quote!(|_| Ok(()))
-            } else {
-                quote!(|w| { #(#encodes)* Ok(()) })
-            };
-            let decode = match self.resolve(&mp.ret) {
-                Type::Void => quote!(|_| Ok(())),
-                _ => {
-                    let d = self.decode_expr(&mp.ret);
-                    quote!(|r| #d)
-                }
-            };
-            let start = ident(&start_name(&mp.name.name));
-            let shown = name.to_string();
-            let shown = shown.trim_start_matches("r#");
-            let start_doc = doc(&format!(
-                "Starts `{shown}` now; await the handle later, poll it, cancel it, or drop it to \
+                params: wire.params.clone(),
+                arg_names: wire.arg_names.clone(),
+                ret: wire.ret.clone(),
+                // `self` + `ctx` + the arguments against clippy's limit of 7.
+                too_many: wire.params.len() + 2 > 7,
+            }
+        })
+        .collect();
+    let allow_many = |p: &Proc| {
+        if p.too_many {
+            quote!(#[allow(clippy::too_many_arguments)])
+        } else {
+            TokenStream::new()
+        }
+    };
+
+    // --- async client
+    let mut client_methods = Vec::new();
+    let mut blocking_methods = Vec::new();
+    for (i, ((p, mp), wire)) in procs.iter().zip(&iface.procedures).zip(wires).enumerate() {
+        let Proc {
+            docs,
+            name,
+            params,
+            arg_names,
+            ret,
+            ..
+        } = p;
+        let allow = allow_many(p);
+        let index = Literal::usize_unsuffixed(i);
+        let (encode, decode) = (&wire.encode, &wire.decode);
+        let start = ident(&start_name(&mp.name.name));
+        let shown = name.to_string();
+        let shown = shown.trim_start_matches("r#");
+        let start_doc = doc(&format!(
+            "Starts `{shown}` now; await the handle later, poll it, cancel it, or drop it to \
                  cancel. Must be called within a tokio runtime."
-            ));
-            let blocking_start_doc = doc(&format!(
-                "Starts `{shown}` now on the client's runtime; wait for the handle later, poll it, \
+        ));
+        let blocking_start_doc = doc(&format!(
+            "Starts `{shown}` now on the client's runtime; wait for the handle later, poll it, \
                  cancel it, or drop it to cancel."
-            ));
-            client_methods.push(quote! {
+        ));
+        client_methods.push(quote! {
                 #docs
                 #allow
                 pub async fn #name(&self, #(#params),*) -> ::core::result::Result<#ret, ::rpc_core::RpcError> {
@@ -978,7 +1043,7 @@ impl<'a> Generator<'a> {
                     ::rpc_core::client::CallHandle::spawn(async move { this.#name(#(#arg_names),*).await })
                 }
             });
-            blocking_methods.push(quote! {
+        blocking_methods.push(quote! {
                 #docs
                 #allow
                 pub fn #name(&self, #(#params),*) -> ::core::result::Result<#ret, ::rpc_core::RpcError> {
@@ -995,135 +1060,133 @@ impl<'a> Generator<'a> {
                     )
                 }
             });
-        }
-        let client_doc = interface_doc(
-            &iface.docs,
-            &format!(
-                "Async client of the `{iname}` interface (id `{id_text}`, version {version})."
-            ),
-        );
-        let blocking_doc = interface_doc(
-            &iface.docs,
-            &format!(
-                "Blocking client of the `{iname}` interface (id `{id_text}`, version {version}): \
+    }
+    let client_doc = interface_doc(
+        &iface.docs,
+        &format!("Async client of the `{iname}` interface (id `{id_text}`, version {version})."),
+    );
+    let blocking_doc = interface_doc(
+        &iface.docs,
+        &format!(
+            "Blocking client of the `{iname}` interface (id `{id_text}`, version {version}): \
                  each call blocks the calling thread on a runtime the client owns."
-            ),
-        );
-        let client_name_str = client_name.to_string();
-        let blocking_name_str = blocking_name.to_string();
-        let server_name_str = server_name.to_string();
-        out.extend(quote! {
-            #client_doc
-            pub struct #client_name<C: ::rpc_core::transport::Channel> {
-                client: ::rpc_core::Client<C>,
-                options: ::rpc_core::CallOptions,
+        ),
+    );
+    let client_name_str = client_name.to_string();
+    let blocking_name_str = blocking_name.to_string();
+    let server_name_str = server_name.to_string();
+    out.extend(quote! {
+        #client_doc
+        pub struct #client_name<C: ::rpc_core::transport::Channel> {
+            client: ::rpc_core::Client<C>,
+            options: ::rpc_core::CallOptions,
+        }
+
+        impl<C: ::rpc_core::transport::Channel> #client_name<C> {
+            /// A client over `channel` with the default configuration; it connects on the first call.
+            pub fn new(channel: C) -> Self {
+                Self::from_client(::rpc_core::Client::new(channel))
             }
 
-            impl<C: ::rpc_core::transport::Channel> #client_name<C> {
-                /// A client over `channel` with the default configuration; it connects on the first call.
-                pub fn new(channel: C) -> Self {
-                    Self::from_client(::rpc_core::Client::new(channel))
-                }
-
-                /// A client using an existing runtime client (which may be shared with other stubs).
-                pub fn from_client(client: ::rpc_core::Client<C>) -> Self {
-                    Self {
-                        client,
-                        options: ::rpc_core::CallOptions::default(),
-                    }
-                }
-
-                /// The runtime client underneath.
-                pub fn client(&self) -> &::rpc_core::Client<C> {
-                    &self.client
-                }
-
-                /// A cheap copy of this client whose calls use `options`.
-                pub fn with_options(&self, options: ::rpc_core::CallOptions) -> Self {
-                    Self {
-                        client: self.client.clone(),
-                        options,
-                    }
-                }
-
-                #(#client_methods)*
-            }
-
-            impl<C: ::rpc_core::transport::Channel> ::core::clone::Clone for #client_name<C> {
-                fn clone(&self) -> Self {
-                    Self {
-                        client: self.client.clone(),
-                        options: self.options.clone(),
-                    }
+            /// A client using an existing runtime client (which may be shared with other stubs).
+            pub fn from_client(client: ::rpc_core::Client<C>) -> Self {
+                Self {
+                    client,
+                    options: ::rpc_core::CallOptions::default(),
                 }
             }
 
-            impl<C: ::rpc_core::transport::Channel> ::core::fmt::Debug for #client_name<C> {
-                fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-                    f.debug_struct(#client_name_str)
-                        .field("client", &self.client)
-                        .field("options", &self.options)
-                        .finish()
+            /// The runtime client underneath.
+            pub fn client(&self) -> &::rpc_core::Client<C> {
+                &self.client
+            }
+
+            /// A cheap copy of this client whose calls use `options`.
+            pub fn with_options(&self, options: ::rpc_core::CallOptions) -> Self {
+                Self {
+                    client: self.client.clone(),
+                    options,
                 }
             }
 
-            #blocking_doc
-            pub struct #blocking_name<C: ::rpc_core::transport::Channel> {
-                inner: #client_name<C>,
-                runtime: ::rpc_core::client::BlockingRuntime,
+            #(#client_methods)*
+        }
+
+        impl<C: ::rpc_core::transport::Channel> ::core::clone::Clone for #client_name<C> {
+            fn clone(&self) -> Self {
+                Self {
+                    client: self.client.clone(),
+                    options: self.options.clone(),
+                }
+            }
+        }
+
+        impl<C: ::rpc_core::transport::Channel> ::core::fmt::Debug for #client_name<C> {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                f.debug_struct(#client_name_str)
+                    .field("client", &self.client)
+                    .field("options", &self.options)
+                    .finish()
+            }
+        }
+
+        #blocking_doc
+        pub struct #blocking_name<C: ::rpc_core::transport::Channel> {
+            inner: #client_name<C>,
+            runtime: ::rpc_core::client::BlockingRuntime,
+        }
+
+        impl<C: ::rpc_core::transport::Channel> #blocking_name<C> {
+            /// A blocking client over `channel`, with a runtime of its own.
+            pub fn new(channel: C) -> ::std::io::Result<Self> {
+                Ok(Self::with_runtime(channel, ::rpc_core::client::BlockingRuntime::new()?))
             }
 
-            impl<C: ::rpc_core::transport::Channel> #blocking_name<C> {
-                /// A blocking client over `channel`, with a runtime of its own.
-                pub fn new(channel: C) -> ::std::io::Result<Self> {
-                    Ok(Self::with_runtime(channel, ::rpc_core::client::BlockingRuntime::new()?))
-                }
-
-                /// A blocking client over `channel` that runs its calls on `runtime`.
-                pub fn with_runtime(channel: C, runtime: ::rpc_core::client::BlockingRuntime) -> Self {
-                    Self {
-                        inner: #client_name::new(channel),
-                        runtime,
-                    }
-                }
-
-                /// A cheap copy of this client whose calls use `options`.
-                pub fn with_options(&self, options: ::rpc_core::CallOptions) -> Self {
-                    Self {
-                        inner: self.inner.with_options(options),
-                        runtime: self.runtime.clone(),
-                    }
-                }
-
-                /// The async client underneath.
-                pub fn async_client(&self) -> &#client_name<C> {
-                    &self.inner
-                }
-
-                #(#blocking_methods)*
-            }
-
-            impl<C: ::rpc_core::transport::Channel> ::core::clone::Clone for #blocking_name<C> {
-                fn clone(&self) -> Self {
-                    Self {
-                        inner: self.inner.clone(),
-                        runtime: self.runtime.clone(),
-                    }
+            /// A blocking client over `channel` that runs its calls on `runtime`.
+            pub fn with_runtime(channel: C, runtime: ::rpc_core::client::BlockingRuntime) -> Self {
+                Self {
+                    inner: #client_name::new(channel),
+                    runtime,
                 }
             }
 
-            impl<C: ::rpc_core::transport::Channel> ::core::fmt::Debug for #blocking_name<C> {
-                fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-                    f.debug_struct(#blocking_name_str)
-                        .field("inner", &self.inner)
-                        .field("runtime", &self.runtime)
-                        .finish()
+            /// A cheap copy of this client whose calls use `options`.
+            pub fn with_options(&self, options: ::rpc_core::CallOptions) -> Self {
+                Self {
+                    inner: self.inner.with_options(options),
+                    runtime: self.runtime.clone(),
                 }
             }
-        });
 
-        // --- server trait
-        let trait_methods = procs.iter().map(|p| {
+            /// The async client underneath.
+            pub fn async_client(&self) -> &#client_name<C> {
+                &self.inner
+            }
+
+            #(#blocking_methods)*
+        }
+
+        impl<C: ::rpc_core::transport::Channel> ::core::clone::Clone for #blocking_name<C> {
+            fn clone(&self) -> Self {
+                Self {
+                    inner: self.inner.clone(),
+                    runtime: self.runtime.clone(),
+                }
+            }
+        }
+
+        impl<C: ::rpc_core::transport::Channel> ::core::fmt::Debug for #blocking_name<C> {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                f.debug_struct(#blocking_name_str)
+                    .field("inner", &self.inner)
+                    .field("runtime", &self.runtime)
+                    .finish()
+            }
+        }
+    });
+
+    // --- server trait
+    let trait_methods = procs.iter().map(|p| {
             let Proc {
                 handler_docs,
                 name,
@@ -1139,140 +1202,125 @@ impl<'a> Generator<'a> {
                     -> impl ::core::future::Future<Output = ::core::result::Result<#ret, ::rpc_core::Status>> + ::core::marker::Send;
             }
         });
-        let trait_doc = interface_doc(
-            &iface.docs,
-            &format!(
-                "Server side of the `{iname}` interface (id `{id_text}`, version {version}): \
+    let trait_doc = interface_doc(
+        &iface.docs,
+        &format!(
+            "Server side of the `{iname}` interface (id `{id_text}`, version {version}): \
                  implement it (with `async fn`s) and serve it with [`{server_name_str}`]."
-            ),
-        );
-        out.extend(quote! {
-            #trait_doc
-            pub trait #trait_name: ::core::marker::Send + ::core::marker::Sync + 'static {
-                #(#trait_methods)*
-            }
-        });
+        ),
+    );
+    out.extend(quote! {
+        #trait_doc
+        pub trait #trait_name: ::core::marker::Send + ::core::marker::Sync + 'static {
+            #(#trait_methods)*
+        }
+    });
 
-        // --- server adapter
-        let call_arms = procs
-            .iter()
-            .zip(&iface.procedures)
-            .enumerate()
-            .map(|(i, (p, mp))| {
-                let number = Literal::u32_unsuffixed(proc_number(mp, i));
-                let name = &p.name;
-                let names = &p.arg_names;
-                let (decode, unpack) = match mp.args.len() {
-                    0 => (quote!(|_| Ok(())), quote!(decoded?;)),
-                    1 => {
-                        let d = self.decode_expr(&mp.args[0].ty);
-                        let n0 = &names[0];
-                        (quote!(|r| #d), quote!(let #n0 = decoded?;))
-                    }
-                    _ => {
-                        let decodes = mp.args.iter().map(|a| self.decode_expr(&a.ty));
-                        (
-                            quote!(|r| Ok((#(#decodes?),*))),
-                            quote!(let (#(#names),*) = decoded?;),
-                        )
-                    }
-                };
-                let run = match self.resolve(&mp.ret) {
-                    Type::Void => quote! {
-                        inner.#name(&ctx, #(#names),*).await?;
-                        ::rpc_core::server::encode_result(|_| Ok(()))
-                    },
-                    _ => {
-                        let enc = self.encode_stmt(&mp.ret, &Place::Owned(quote!(ret)));
-                        quote! {
-                            let ret = inner.#name(&ctx, #(#names),*).await?;
-                            ::rpc_core::server::encode_result(|w| {
-                                #enc
-                                Ok(())
-                            })
-                        }
-                    }
-                };
-                quote! {
-                    #number => {
-                        let decoded = ::rpc_core::server::decode_args(&args, #decode);
-                        let inner = ::std::sync::Arc::clone(&self.inner);
-                        ::std::boxed::Box::pin(async move {
-                            #unpack
-                            #run
+    // --- server adapter
+    let call_arms = procs
+        .iter()
+        .zip(&iface.procedures)
+        .zip(wires)
+        .enumerate()
+        .map(|(i, ((p, mp), wire))| {
+            let number = Literal::u32_unsuffixed(proc_number(mp, i));
+            let name = &p.name;
+            let names = &p.arg_names;
+            let (decode, unpack) = (&wire.decode_args, &wire.unpack);
+            let run = match &wire.encode_ret {
+                None => quote! {
+                    inner.#name(&ctx, #(#names),*).await?;
+                    ::rpc_core::server::encode_result(|_| Ok(()))
+                },
+                Some(enc) => {
+                    quote! {
+                        let ret = inner.#name(&ctx, #(#names),*).await?;
+                        ::rpc_core::server::encode_result(|w| {
+                            #enc
+                            Ok(())
                         })
                     }
                 }
-            })
-            .collect::<Vec<_>>();
-        let (ctx_param, args_param) = if call_arms.is_empty() {
-            (quote!(_ctx), quote!(_args))
-        } else {
-            (quote!(ctx), quote!(args))
-        };
-        let server_doc = doc(&format!(
+            };
+            quote! {
+                #number => {
+                    let decoded = ::rpc_core::server::decode_args(&args, #decode);
+                    let inner = ::std::sync::Arc::clone(&self.inner);
+                    ::std::boxed::Box::pin(async move {
+                        #unpack
+                        #run
+                    })
+                }
+            }
+        })
+        .collect::<Vec<_>>();
+    let (ctx_param, args_param) = if call_arms.is_empty() {
+        (quote!(_ctx), quote!(_args))
+    } else {
+        (quote!(ctx), quote!(args))
+    };
+    let server_doc = doc(&format!(
             "Serves an implementation of [`{base}`] (the `{iname}` interface): add it to a server with \
              `Server::builder().add_service({server_name_str}::new(implementation))`."
         ));
-        out.extend(quote! {
-            #server_doc
-            pub struct #server_name<T: #trait_name> {
-                inner: ::std::sync::Arc<T>,
+    out.extend(quote! {
+        #server_doc
+        pub struct #server_name<T: #trait_name> {
+            inner: ::std::sync::Arc<T>,
+        }
+
+        impl<T: #trait_name> #server_name<T> {
+            /// Serves `implementation`.
+            pub fn new(implementation: T) -> Self {
+                Self::from_arc(::std::sync::Arc::new(implementation))
             }
 
-            impl<T: #trait_name> #server_name<T> {
-                /// Serves `implementation`.
-                pub fn new(implementation: T) -> Self {
-                    Self::from_arc(::std::sync::Arc::new(implementation))
-                }
-
-                /// Serves an implementation that is shared with other code.
-                pub fn from_arc(implementation: ::std::sync::Arc<T>) -> Self {
-                    Self { inner: implementation }
-                }
-
-                /// The implementation.
-                pub fn get_ref(&self) -> &T {
-                    &self.inner
-                }
+            /// Serves an implementation that is shared with other code.
+            pub fn from_arc(implementation: ::std::sync::Arc<T>) -> Self {
+                Self { inner: implementation }
             }
 
-            impl<T: #trait_name> ::core::clone::Clone for #server_name<T> {
-                fn clone(&self) -> Self {
-                    Self { inner: ::std::sync::Arc::clone(&self.inner) }
-                }
+            /// The implementation.
+            pub fn get_ref(&self) -> &T {
+                &self.inner
+            }
+        }
+
+        impl<T: #trait_name> ::core::clone::Clone for #server_name<T> {
+            fn clone(&self) -> Self {
+                Self { inner: ::std::sync::Arc::clone(&self.inner) }
+            }
+        }
+
+        impl<T: #trait_name> ::core::fmt::Debug for #server_name<T> {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                f.debug_struct(#server_name_str)
+                    .field("interface", &#info_name.name)
+                    .finish_non_exhaustive()
+            }
+        }
+
+        impl<T: #trait_name> ::rpc_core::server::Service for #server_name<T> {
+            fn info(&self) -> &'static ::rpc_core::InterfaceInfo {
+                &#info_name
             }
 
-            impl<T: #trait_name> ::core::fmt::Debug for #server_name<T> {
-                fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-                    f.debug_struct(#server_name_str)
-                        .field("interface", &#info_name.name)
-                        .finish_non_exhaustive()
+            fn call(
+                &self,
+                procedure: u32,
+                #ctx_param: ::rpc_core::CallContext,
+                #args_param: ::rpc_core::__private::Bytes,
+            ) -> ::rpc_core::server::ServiceFuture {
+                match procedure {
+                    #(#call_arms)*
+                    _ => ::std::boxed::Box::pin(::core::future::ready(Err(
+                        ::rpc_core::Status::UnknownProcedure { procedure },
+                    ))),
                 }
             }
-
-            impl<T: #trait_name> ::rpc_core::server::Service for #server_name<T> {
-                fn info(&self) -> &'static ::rpc_core::InterfaceInfo {
-                    &#info_name
-                }
-
-                fn call(
-                    &self,
-                    procedure: u32,
-                    #ctx_param: ::rpc_core::CallContext,
-                    #args_param: ::rpc_core::__private::Bytes,
-                ) -> ::rpc_core::server::ServiceFuture {
-                    match procedure {
-                        #(#call_arms)*
-                        _ => ::std::boxed::Box::pin(::core::future::ready(Err(
-                            ::rpc_core::Status::UnknownProcedure { procedure },
-                        ))),
-                    }
-                }
-            }
-        });
-        out
-    }
+        }
+    });
+    out
 }
 
 // ----- helpers ---------------------------------------------------------------------------

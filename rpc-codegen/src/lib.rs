@@ -58,6 +58,8 @@ pub mod generate;
 pub use builder::BuildError;
 pub use builder::Builder;
 
+pub mod proto;
+
 /// Parses, checks and generates: the Rust source of one IDL file (what
 /// [`Builder`] writes to `OUT_DIR` and what `rpc_macros::idl!` expands to).
 ///
