@@ -1,5 +1,7 @@
-//! The examples' shared code: the stubs generated from `proto/calc.idl` and
-//! `proto/seed.idl` by the build script, and an implementation of the calculator.
+//! The examples' shared code: the stubs generated from `proto/calc.idl`,
+//! `proto/seed.idl` and `proto/kv.idl` by the build script, and implementations of the
+//! calculator and the key-value store; and, from gRPC's public `.proto` files through
+//! `rpc_codegen::proto`, the helloworld, health and route guide services.
 //!
 //! The binaries are `demo` (server and client in one process), `calc-server` and
 //! `calc-client`.
@@ -22,3 +24,29 @@ pub mod kv {
 }
 
 pub mod kv_service;
+
+// The `.proto` services (rpc_codegen::proto, docs/PROTO.md). prost's message types
+// carry only the docs their `.proto` files have, hence `allow(missing_docs)`.
+
+/// Messages and stubs generated from gRPC's `proto/helloworld.proto` (package
+/// `helloworld`): `GreeterClient`, `Greeter`, `GreeterServer`, ...
+#[allow(missing_docs)]
+pub mod helloworld {
+    rpc_core::include_idl!("helloworld");
+}
+
+/// Messages and stubs generated from gRPC's `proto/health.proto` (package
+/// `grpc.health.v1`; unary `Check` only): `HealthClient`, `Health`, `HealthServer`, ...
+#[allow(missing_docs)]
+pub mod health {
+    rpc_core::include_idl!("grpc.health.v1");
+}
+
+/// Messages and stubs generated from gRPC's `proto/route_guide.proto` (package
+/// `routeguide`; unary `GetFeature` only): `RouteGuideClient`, `RouteGuide`, ...
+#[allow(missing_docs)]
+pub mod routeguide {
+    rpc_core::include_idl!("routeguide");
+}
+
+pub mod proto_services;
