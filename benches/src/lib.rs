@@ -10,6 +10,9 @@ use std::net::SocketAddr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+pub mod harness;
+pub mod latency;
+
 /// Starts a raw tokio TCP echo server for `size`-byte messages (the latency floor a
 /// TCP-based RPC cannot beat) and returns its address.
 pub async fn raw_tcp_echo_server(size: usize) -> std::io::Result<SocketAddr> {

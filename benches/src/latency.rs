@@ -1,0 +1,815 @@
+//! The latency tool's logic (`cargo run --release -p benches --bin latency`): every case
+//! of the matrix {raw tokio UDP, raw tokio TCP, our UDP transport (frames only), our TCP
+//! transport (frames only), RPC over UDP, RPC over TCP} × payload × calls in flight ×
+//! busy-poll, measured in one process with the [`crate::harness`].
+//!
+//! What each case measures and where it runs:
+//!
+//! | case | client side | server side |
+//! |---|---|---|
+//! | raw tokio UDP/TCP ping-pong | N tasks, each its own socket/connection, one message out, one back | one UDP socket (4 MiB buffers) echoing every datagram / one task per TCP connection |
+//! | raw UDP/TCP, both sides spinning | same, receiving with `try_recv`/`try_read` in a loop (yielding to the runtime in between) for up to the busy-poll budget before parking | same, spinning the same way |
+//! | UDP/TCP transport, frames only | one connection of our transport; one task keeps N frames outstanding | our listener; each frame is echoed back as a reply frame by a plain task |
+//! | rpc call over UDP/TCP | N tasks sharing one [`rpc_core::Client`], each making sequential [`crate::echo::echo`] calls | [`rpc_core::Server`] with [`crate::echo::EchoService`] |
+//!
+//! Raw messages weigh what the equivalent RPC frame weighs (header + XDR opaque); a raw
+//! UDP datagram carries at most 65,507 bytes, so the raw UDP floor of the 64 KiB rows is
+//! measured with 65,507-byte datagrams and says so in a note.
+//!
+//! Layout ([`Layout`]): without busy-polling both sides share one multi-thread runtime
+//! (`--threads` workers, 2 by default); with busy-polling server and client each get a
+//! current-thread runtime on an OS thread of their own (a spinning side needs a core).
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::{Parser, ValueEnum};
+use rpc_core::frame::{Frame, FrameHeader, FrameKind, HEADER_LEN};
+use rpc_core::transport::{Channel, Connection, FrameReceiver, FrameSender, Listener};
+use rpc_core::{Client, Server};
+use rpc_transport_tcp::{TcpChannel, TcpConfig, TcpListener};
+use rpc_transport_udp::{proto, UdpChannel, UdpConfig, UdpListener};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+
+use crate::echo::{echo, EchoService};
+use crate::harness::{
+    run_concurrent, run_on_layout, run_pipelined, Case, CaseResult, Kind, Layout, Measurement,
+    Pipeline, Plan, Report, RoundTrip, ServerCtl, Transport,
+};
+
+/// The largest payload of one UDP datagram over IPv4 (65,535 − 8 − 20).
+pub const MAX_UDP_DATAGRAM: usize = 65_507;
+
+/// Socket buffer size of the raw UDP sockets (what our UDP transport asks for too).
+const RAW_UDP_BUFFER: usize = 4 << 20;
+
+/// How long a raw UDP caller waits for its echo before sending the datagram again.
+const RAW_UDP_RESEND: Duration = Duration::from_millis(200);
+
+/// Busy-poll rows to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BusyPoll {
+    /// Only rows without busy-polling.
+    Off,
+    /// Only busy-polling rows.
+    On,
+    /// Both.
+    Both,
+}
+
+/// Measure round-trip latency and throughput of raw tokio sockets, our transports and
+/// RPC calls over UDP and TCP, and print a table (and optionally JSON and an SVG CDF).
+#[derive(Debug, Clone, Parser)]
+#[command(name = "latency", about)]
+pub struct Args {
+    /// Payload sizes in bytes, comma-separated [default: 32,4096,65536; --quick: 32,65536].
+    #[arg(long, value_delimiter = ',')]
+    pub sizes: Option<Vec<usize>>,
+    /// Calls in flight, comma-separated [default: 1,32; --quick: 1,4].
+    #[arg(long, value_delimiter = ',')]
+    pub inflight: Option<Vec<usize>>,
+    /// Run only the cases whose name contains one of these (comma-separated,
+    /// case-insensitive; e.g. "raw,rpc", "UDP", "frames"). Names: "raw tokio UDP
+    /// ping-pong", "raw UDP, both sides spinning" (and TCP), "UDP transport, frames
+    /// only" (and TCP), "rpc call over UDP" (and TCP).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Option<Vec<String>>,
+    /// Busy-poll rows: off, on or both.
+    #[arg(long, value_enum, default_value_t = BusyPoll::Both)]
+    pub busy_poll: BusyPoll,
+    /// Busy-poll budget in µs: how long a receiver spins before parking.
+    #[arg(long, default_value_t = 50)]
+    pub busy_poll_us: u64,
+    /// Measured calls per case [default: 20000; --quick: 100].
+    #[arg(long)]
+    pub iterations: Option<u64>,
+    /// Warm-up calls per case, not measured [default: iterations / 10].
+    #[arg(long)]
+    pub warmup: Option<u64>,
+    /// Longest measured window per case in ms (a case stops early when reached; 0 = no
+    /// limit) [default: 3000].
+    #[arg(long)]
+    pub duration_ms: Option<u64>,
+    /// Worker threads of the shared runtime (rows without busy-polling).
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Largest datagram of our UDP transport (default: the transport's default).
+    #[arg(long)]
+    pub udp_max_datagram: Option<usize>,
+    /// CI mode: few calls, sizes 32 and 65536, 1 and 4 in flight; every kind of case
+    /// still runs. Explicit flags override.
+    #[arg(long)]
+    pub quick: bool,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    pub json: Option<std::path::PathBuf>,
+    /// Write the CDF plot here.
+    #[arg(long, default_value = "target/latency.svg")]
+    pub svg: std::path::PathBuf,
+    /// Do not print progress to stderr.
+    #[arg(long)]
+    pub silent: bool,
+}
+
+impl Args {
+    /// Arguments as if given on the command line (`args` without the program name).
+    pub fn parse_args<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        Args::try_parse_from(
+            std::iter::once("latency".into()).chain(args.into_iter().map(Into::into)),
+        )
+    }
+
+    /// Payload sizes to run.
+    pub fn sizes(&self) -> Vec<usize> {
+        self.sizes.clone().unwrap_or_else(|| {
+            if self.quick {
+                vec![32, 65_536]
+            } else {
+                vec![32, 4096, 65_536]
+            }
+        })
+    }
+
+    /// Calls in flight to run.
+    pub fn inflight(&self) -> Vec<usize> {
+        self.inflight
+            .clone()
+            .unwrap_or_else(|| if self.quick { vec![1, 4] } else { vec![1, 32] })
+    }
+
+    /// Calls per case.
+    pub fn plan(&self) -> Plan {
+        let iterations = self
+            .iterations
+            .unwrap_or(if self.quick { 100 } else { 20_000 })
+            .max(1);
+        Plan {
+            warmup: self.warmup.unwrap_or(iterations / 10),
+            iterations,
+            max_duration: match self.duration_ms.unwrap_or(3000) {
+                0 => None,
+                ms => Some(Duration::from_millis(ms)),
+            },
+        }
+    }
+
+    fn wants(&self, name: &str) -> bool {
+        let name = name.to_lowercase();
+        self.only.as_ref().is_none_or(|only| {
+            only.iter()
+                .any(|o| !o.is_empty() && name.contains(&o.to_lowercase()))
+        })
+    }
+}
+
+/// The size of the RPC frame carrying a `payload`-byte echo argument (header, XDR
+/// opaque length and padding): what the raw rows send.
+pub fn frame_bytes(payload: usize) -> usize {
+    HEADER_LEN + 4 + payload.div_ceil(4) * 4
+}
+
+/// The display name of a case of `kind` over `transport`.
+pub fn case_name(kind: Kind, transport: Transport, busy: bool) -> String {
+    match (kind, busy) {
+        (Kind::Raw, false) => format!("raw tokio {transport} ping-pong"),
+        (Kind::Raw, true) => format!("raw {transport}, both sides spinning"),
+        (Kind::Frames, _) => format!("{transport} transport, frames only"),
+        (Kind::Rpc, _) | (Kind::Peer, _) => format!("rpc call over {transport}"),
+    }
+}
+
+/// A case of the matrix (`busy_poll_us` `None` for off).
+pub fn make_case(
+    kind: Kind,
+    transport: Transport,
+    payload: usize,
+    in_flight: usize,
+    busy_poll_us: Option<u64>,
+    threads: usize,
+) -> Case {
+    let busy = busy_poll_us.is_some();
+    let (message_bytes, note) = match kind {
+        Kind::Raw => {
+            let frame = frame_bytes(payload);
+            if transport == Transport::Udp && frame > MAX_UDP_DATAGRAM {
+                (
+                    Some(MAX_UDP_DATAGRAM),
+                    Some(format!(
+                        "raw UDP cannot send the {frame}-byte frame of a {payload}-byte call in one datagram: \
+                         measured with {MAX_UDP_DATAGRAM}-byte datagrams (the largest UDP payload)"
+                    )),
+                )
+            } else {
+                (Some(frame), None)
+            }
+        }
+        _ => (None, None),
+    };
+    Case {
+        name: case_name(kind, transport, busy),
+        kind,
+        transport,
+        payload,
+        message_bytes,
+        in_flight: in_flight.max(1),
+        busy_poll_us,
+        layout: if busy {
+            Layout::Split
+        } else {
+            Layout::Shared {
+                workers: threads.max(1),
+            }
+        },
+        note,
+    }
+}
+
+/// The cases `args` selects, in run order (by size, then calls in flight, then busy-poll,
+/// then kind and transport).
+pub fn cases(args: &Args) -> Vec<Case> {
+    let busy: Vec<Option<u64>> = match args.busy_poll {
+        BusyPoll::Off => vec![None],
+        BusyPoll::On => vec![Some(args.busy_poll_us)],
+        BusyPoll::Both => vec![None, Some(args.busy_poll_us)],
+    };
+    let mut out = Vec::new();
+    for &size in &args.sizes() {
+        for &n in &args.inflight() {
+            for &b in &busy {
+                for kind in [Kind::Raw, Kind::Frames, Kind::Rpc] {
+                    for transport in [Transport::Udp, Transport::Tcp] {
+                        let case = make_case(kind, transport, size, n, b, args.threads);
+                        if args.wants(&case.name) {
+                            out.push(case);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Options of our transports that are not part of a [`Case`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StackOptions {
+    /// Largest datagram of our UDP transport (`None`: its default).
+    pub udp_max_datagram: Option<usize>,
+}
+
+/// Runs every case `args` selects and returns the report (progress goes to stderr unless
+/// `--silent`). Blocks; call it from outside any tokio runtime.
+pub fn run(args: &Args) -> io::Result<Report> {
+    let plan = args.plan();
+    let opts = StackOptions {
+        udp_max_datagram: args.udp_max_datagram,
+    };
+    let cases = cases(args);
+    let mut results = Vec::with_capacity(cases.len());
+    for (i, case) in cases.into_iter().enumerate() {
+        if !args.silent {
+            eprint!("[{:>2}] {} ... ", i + 1, case.label());
+        }
+        let started = Instant::now();
+        let m = run_case(&case, &plan, opts)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", case.label())))?;
+        let r = CaseResult::new(case, &m);
+        if !args.silent {
+            eprintln!(
+                "p50 {:.1} µs, {:.0} calls/s ({:.1} s)",
+                r.p50_us,
+                r.calls_per_sec,
+                started.elapsed().as_secs_f64()
+            );
+        }
+        results.push(r);
+    }
+    Ok(Report::new("latency", results))
+}
+
+/// Measures one case. Blocks; call it from outside any tokio runtime.
+pub fn run_case(case: &Case, plan: &Plan, opts: StackOptions) -> io::Result<Measurement> {
+    let case = case.clone();
+    let plan = *plan;
+    let spin = case.busy_poll();
+    let n = case.in_flight;
+    match (case.kind, case.transport) {
+        (Kind::Raw, Transport::Udp) => {
+            let size = case.message_bytes.unwrap_or(case.payload);
+            run_on_layout(
+                case.layout,
+                move |ctl| raw_udp_server(ctl, spin),
+                move |addr| async move {
+                    let resent = Arc::new(AtomicU64::new(0));
+                    let mut callers = Vec::with_capacity(n);
+                    for i in 0..n {
+                        callers.push(
+                            RawUdpCaller::connect(addr, size, spin, i as u64, resent.clone())
+                                .await?,
+                        );
+                    }
+                    let mut m = run_concurrent(&plan, callers).await?;
+                    m.resent = resent.load(Ordering::Relaxed);
+                    Ok(m)
+                },
+            )
+        }
+        (Kind::Raw, Transport::Tcp) => {
+            let size = case.message_bytes.unwrap_or(case.payload);
+            run_on_layout(
+                case.layout,
+                move |ctl| raw_tcp_server(ctl, size, spin),
+                move |addr| async move {
+                    let mut callers = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        callers.push(RawTcpCaller::connect(addr, size, spin).await?);
+                    }
+                    run_concurrent(&plan, callers).await
+                },
+            )
+        }
+        (Kind::Frames, Transport::Udp) => {
+            let config = udp_config(spin, opts);
+            let client_config = config.clone();
+            run_on_layout(
+                case.layout,
+                move |ctl| async move {
+                    let listener = UdpListener::bind_with("127.0.0.1:0", config)
+                        .await
+                        .map_err(io::Error::other)?;
+                    frames_server(ctl, listener).await
+                },
+                move |addr| async move {
+                    let channel = UdpChannel::new(addr).with_config(client_config);
+                    frames_client(&plan, n, case.payload, channel).await
+                },
+            )
+        }
+        (Kind::Frames, Transport::Tcp) => {
+            let config = tcp_config(spin);
+            let client_config = config.clone();
+            run_on_layout(
+                case.layout,
+                move |ctl| async move {
+                    let listener = TcpListener::bind("127.0.0.1:0")
+                        .await
+                        .map_err(io::Error::other)?
+                        .with_config(config);
+                    frames_server(ctl, listener).await
+                },
+                move |addr| async move {
+                    let channel = TcpChannel::new(addr).with_config(client_config);
+                    frames_client(&plan, n, case.payload, channel).await
+                },
+            )
+        }
+        (Kind::Rpc, Transport::Udp) => {
+            let config = udp_config(spin, opts);
+            let client_config = config.clone();
+            run_on_layout(
+                case.layout,
+                move |ctl| async move {
+                    let listener = UdpListener::bind_with("127.0.0.1:0", config)
+                        .await
+                        .map_err(io::Error::other)?;
+                    rpc_server(ctl, listener).await
+                },
+                move |addr| async move {
+                    let channel = UdpChannel::new(addr).with_config(client_config);
+                    rpc_client(&plan, n, case.payload, channel).await
+                },
+            )
+        }
+        (Kind::Rpc, Transport::Tcp) => {
+            let config = tcp_config(spin);
+            let client_config = config.clone();
+            run_on_layout(
+                case.layout,
+                move |ctl| async move {
+                    let listener = TcpListener::bind("127.0.0.1:0")
+                        .await
+                        .map_err(io::Error::other)?
+                        .with_config(config);
+                    rpc_server(ctl, listener).await
+                },
+                move |addr| async move {
+                    let channel = TcpChannel::new(addr).with_config(client_config);
+                    rpc_client(&plan, n, case.payload, channel).await
+                },
+            )
+        }
+        (Kind::Peer, _) => Err(io::Error::other(
+            "peer cases are measured by the benches/peers crate",
+        )),
+    }
+}
+
+fn udp_config(spin: Option<Duration>, opts: StackOptions) -> UdpConfig {
+    let mut config = UdpConfig::default().busy_poll(spin);
+    if let Some(d) = opts.udp_max_datagram {
+        config = config.protocol(proto::Config::default().max_datagram(d));
+    }
+    config
+}
+
+fn tcp_config(spin: Option<Duration>) -> TcpConfig {
+    TcpConfig::default().busy_poll(spin)
+}
+
+/// Waits until `ready` returns something, trying it in a loop and yielding to the
+/// runtime between attempts for up to `spin` (if any), then parking on `park` (which
+/// waits for readiness) between attempts.
+async fn spin_then_park<T, Try, Park, PF>(
+    spin: Option<Duration>,
+    mut ready: Try,
+    mut park: Park,
+) -> io::Result<T>
+where
+    Try: FnMut() -> io::Result<Option<T>>,
+    Park: FnMut() -> PF,
+    PF: std::future::Future<Output = io::Result<()>>,
+{
+    if let Some(budget) = spin {
+        let start = Instant::now();
+        loop {
+            if let Some(v) = ready()? {
+                return Ok(v);
+            }
+            if start.elapsed() >= budget {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+    loop {
+        if let Some(v) = ready()? {
+            return Ok(v);
+        }
+        park().await?;
+    }
+}
+
+fn would_block<T>(r: io::Result<T>) -> io::Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn raw_udp_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = std::net::UdpSocket::bind(addr)?;
+    let sock = socket2::SockRef::from(&socket);
+    sock.set_send_buffer_size(RAW_UDP_BUFFER)?;
+    sock.set_recv_buffer_size(RAW_UDP_BUFFER)?;
+    socket.set_nonblocking(true)?;
+    UdpSocket::from_std(socket)
+}
+
+/// One UDP socket echoing every datagram to its sender.
+async fn raw_udp_server(mut ctl: ServerCtl, spin: Option<Duration>) -> io::Result<()> {
+    let socket = raw_udp_socket("127.0.0.1:0".parse().expect("literal address"))?;
+    ctl.ready(socket.local_addr()?);
+    let echo = tokio::spawn(raw_udp_echo(socket, spin));
+    ctl.stopped().await;
+    echo.abort();
+    Ok(())
+}
+
+async fn raw_udp_echo(socket: UdpSocket, spin: Option<Duration>) -> io::Result<()> {
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let (n, from) = spin_then_park(
+            spin,
+            || would_block(socket.try_recv_from(&mut buf[..])),
+            || socket.readable(),
+        )
+        .await?;
+        socket.send_to(&buf[..n], from).await?;
+    }
+}
+
+/// A raw UDP ping-pong caller: its own connected socket, a sequence number in the first
+/// 8 bytes of each datagram (stale echoes of re-sent datagrams are skipped).
+struct RawUdpCaller {
+    socket: UdpSocket,
+    out: Vec<u8>,
+    buf: Vec<u8>,
+    seq: u64,
+    spin: Option<Duration>,
+    resent: Arc<AtomicU64>,
+}
+
+impl RawUdpCaller {
+    async fn connect(
+        addr: SocketAddr,
+        size: usize,
+        spin: Option<Duration>,
+        id: u64,
+        resent: Arc<AtomicU64>,
+    ) -> io::Result<Self> {
+        let socket = raw_udp_socket("127.0.0.1:0".parse().expect("literal address"))?;
+        socket.connect(addr).await?;
+        Ok(RawUdpCaller {
+            socket,
+            out: vec![0x5a; size.max(8)],
+            buf: vec![0; 65_536],
+            seq: id << 40,
+            spin,
+            resent,
+        })
+    }
+}
+
+impl RoundTrip for RawUdpCaller {
+    async fn round_trip(&mut self) -> io::Result<()> {
+        self.seq += 1;
+        self.out[..8].copy_from_slice(&self.seq.to_be_bytes());
+        self.socket.send(&self.out).await?;
+        let mut spin = self.spin;
+        loop {
+            let socket = &self.socket;
+            let buf = &mut self.buf;
+            let got = tokio::time::timeout(
+                RAW_UDP_RESEND,
+                spin_then_park(
+                    spin,
+                    || would_block(socket.try_recv(&mut buf[..])),
+                    || socket.readable(),
+                ),
+            )
+            .await;
+            match got {
+                Ok(n) => {
+                    let n = n?;
+                    if n == self.out.len() && self.buf[..8] == self.out[..8] {
+                        return Ok(());
+                    }
+                    // A late echo of an earlier datagram: keep waiting for ours.
+                }
+                Err(_) => {
+                    self.resent.fetch_add(1, Ordering::Relaxed);
+                    if self.resent.load(Ordering::Relaxed) > 1000 {
+                        return Err(io::Error::other("raw UDP: over 1000 datagrams lost"));
+                    }
+                    self.socket.send(&self.out).await?;
+                    spin = None;
+                }
+            }
+        }
+    }
+}
+
+/// A TCP listener echoing fixed-size messages on every connection.
+async fn raw_tcp_server(mut ctl: ServerCtl, size: usize, spin: Option<Duration>) -> io::Result<()> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    ctl.ready(listener.local_addr()?);
+    let accept = tokio::spawn(async move {
+        let mut conns = tokio::task::JoinSet::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            stream.set_nodelay(true)?;
+            conns.spawn(raw_tcp_echo(stream, size, spin));
+        }
+        Ok::<(), io::Error>(())
+    });
+    ctl.stopped().await;
+    accept.abort();
+    Ok(())
+}
+
+async fn raw_tcp_echo(
+    mut stream: TcpStream,
+    size: usize,
+    spin: Option<Duration>,
+) -> io::Result<()> {
+    let mut buf = vec![0u8; size];
+    loop {
+        read_message(&mut stream, &mut buf, spin).await?;
+        stream.write_all(&buf).await?;
+    }
+}
+
+/// Reads exactly `buf.len()` bytes, spinning on `try_read` for up to `spin` first.
+async fn read_message(
+    stream: &mut TcpStream,
+    buf: &mut [u8],
+    spin: Option<Duration>,
+) -> io::Result<()> {
+    let Some(_) = spin else {
+        stream.read_exact(buf).await?;
+        return Ok(());
+    };
+    let mut filled = 0;
+    while filled < buf.len() {
+        let s: &TcpStream = stream;
+        let n = spin_then_park(
+            spin,
+            || would_block(s.try_read(&mut buf[filled..])),
+            || s.readable(),
+        )
+        .await?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        filled += n;
+    }
+    Ok(())
+}
+
+/// A raw TCP ping-pong caller: its own connection.
+struct RawTcpCaller {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    spin: Option<Duration>,
+}
+
+impl RawTcpCaller {
+    async fn connect(addr: SocketAddr, size: usize, spin: Option<Duration>) -> io::Result<Self> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(RawTcpCaller {
+            stream,
+            buf: vec![0x5a; size],
+            spin,
+        })
+    }
+}
+
+impl RoundTrip for RawTcpCaller {
+    async fn round_trip(&mut self) -> io::Result<()> {
+        self.stream.write_all(&self.buf).await?;
+        read_message(&mut self.stream, &mut self.buf, self.spin).await
+    }
+}
+
+/// Accepts connections of our transport and echoes each frame back as a reply.
+async fn frames_server<L: Listener>(mut ctl: ServerCtl, mut listener: L) -> io::Result<()> {
+    ctl.ready(listener.local_addr());
+    let accept = tokio::spawn(async move {
+        let mut conns = tokio::task::JoinSet::new();
+        while let Ok(mut conn) = listener.accept().await {
+            conns.spawn(async move {
+                while let Ok(Some(frame)) = conn.receiver.recv().await {
+                    let reply = FrameHeader::answer(&frame.header, FrameKind::Reply, 1);
+                    if conn
+                        .sender
+                        .send(Frame::new(reply, frame.payload))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    ctl.stopped().await;
+    accept.abort();
+    Ok(())
+}
+
+/// One connection of our transport, N frames outstanding.
+struct FramesPipeline<R> {
+    sender: FrameSender,
+    receiver: R,
+    payload: Bytes,
+}
+
+impl<R: FrameReceiver> Pipeline for FramesPipeline<R> {
+    async fn send(&mut self, id: u64) -> io::Result<()> {
+        let header = FrameHeader::call(1, id + 1, 1, 1, 1);
+        self.sender
+            .send(Frame::new(header, self.payload.clone()))
+            .await
+            .map_err(io::Error::other)
+    }
+
+    async fn recv(&mut self) -> io::Result<u64> {
+        match self.receiver.recv().await.map_err(io::Error::other)? {
+            Some(frame) => Ok(frame.header.call_id - 1),
+            None => Err(io::Error::other("connection closed")),
+        }
+    }
+}
+
+async fn frames_client<C: Channel>(
+    plan: &Plan,
+    n: usize,
+    payload: usize,
+    channel: C,
+) -> io::Result<Measurement> {
+    let Connection {
+        sender, receiver, ..
+    } = channel.connect().await.map_err(io::Error::other)?;
+    // The payload an echo call's argument would have: XDR opaque (length + padded bytes).
+    let payload = Bytes::from(vec![0x5a; 4 + payload.div_ceil(4) * 4]);
+    let mut pipeline = FramesPipeline {
+        sender,
+        receiver,
+        payload,
+    };
+    run_pipelined(plan, n, &mut pipeline).await
+}
+
+async fn rpc_server<L: Listener>(mut ctl: ServerCtl, listener: L) -> io::Result<()> {
+    let addr = listener.local_addr();
+    let server = Server::builder()
+        .add_service(EchoService)
+        .serve(listener)
+        .map_err(io::Error::other)?;
+    ctl.ready(addr);
+    ctl.stopped().await;
+    server.shutdown().await;
+    Ok(())
+}
+
+/// One task's echo calls through a shared client.
+struct RpcCaller<C: Channel> {
+    client: Client<C>,
+    blob: Arc<[u8]>,
+}
+
+impl<C: Channel> RoundTrip for RpcCaller<C> {
+    async fn round_trip(&mut self) -> io::Result<()> {
+        let reply = echo(&self.client, &self.blob)
+            .await
+            .map_err(io::Error::other)?;
+        if reply.len() != self.blob.len() {
+            return Err(io::Error::other(format!(
+                "echo returned {} bytes, sent {}",
+                reply.len(),
+                self.blob.len()
+            )));
+        }
+        Ok(())
+    }
+}
+
+async fn rpc_client<C: Channel>(
+    plan: &Plan,
+    n: usize,
+    payload: usize,
+    channel: C,
+) -> io::Result<Measurement> {
+    let client = Client::new(channel);
+    client.connect().await.map_err(io::Error::other)?;
+    let blob: Arc<[u8]> = vec![0x5a; payload].into();
+    let callers = (0..n)
+        .map(|_| RpcCaller {
+            client: client.clone(),
+            blob: blob.clone(),
+        })
+        .collect();
+    let m = run_concurrent(plan, callers).await;
+    client.disconnect();
+    m
+}
+
+/// The text printed after the table: how the issue's targets fare in `report` (only
+/// those whose rows are present).
+pub fn targets_summary(report: &Report) -> String {
+    let find = |kind: Kind, t: Transport, busy: bool| {
+        report.find(|c| {
+            c.kind == kind
+                && c.transport == t
+                && c.payload == 32
+                && c.in_flight == 1
+                && c.busy() == busy
+        })
+    };
+    let mut out = String::new();
+    for t in [Transport::Udp, Transport::Tcp] {
+        if let (Some(rpc), Some(raw)) = (find(Kind::Rpc, t, false), find(Kind::Raw, t, false)) {
+            let r = rpc.p50_us / raw.p50_us;
+            out.push_str(&format!(
+                "target rpc over {t} p50 (32 B, 1 in flight) <= 1.2x raw tokio {t}: {:.1} / {:.1} µs = {r:.2}x {}\n",
+                rpc.p50_us,
+                raw.p50_us,
+                if r <= 1.2 { "(met)" } else { "(NOT met)" }
+            ));
+        }
+    }
+    if let Some(spin) = find(Kind::Raw, Transport::Udp, true) {
+        for t in [Transport::Udp, Transport::Tcp] {
+            if let Some(rpc) = find(Kind::Rpc, t, true) {
+                let r = rpc.p50_us / spin.p50_us;
+                out.push_str(&format!(
+                    "target busy-poll rpc over {t} p50 <= 2x raw UDP both sides spinning: {:.1} / {:.1} µs = {r:.2}x {}\n",
+                    rpc.p50_us,
+                    spin.p50_us,
+                    if r <= 2.0 { "(met)" } else { "(NOT met)" }
+                ));
+            }
+        }
+    }
+    out
+}
