@@ -5,6 +5,10 @@
 //! a checked [`model::Spec`]; the generator turns that model into Rust. This crate is
 //! not a runtime: the generated code talks to `rpc-core`.
 //!
+//! `.proto` files take the other front end, [`proto`]: prost-build makes the message
+//! types and a service generator of ours lowers each `service` into the same model and
+//! emits the same stubs (with protobuf payloads); see docs/PROTO.md.
+//!
 //! Errors are [`diagnostics::Diagnostics`], rendered like rustc's:
 //!
 //! ```
