@@ -130,6 +130,16 @@ impl Calc for CalcService {
         tracing::info!(peer = %ctx.peer_addr(), %line, "log");
         Ok(())
     }
+
+    fn add_inline(&self, _ctx: &CallContext, a: i32, b: i32) -> Result<i32, Status> {
+        a.checked_add(b).ok_or_else(|| {
+            Status::application(codes::OVERFLOW, format!("{a} + {b} overflows an int"))
+        })
+    }
+
+    async fn echo_blob(&self, _ctx: &CallContext, blob: Bytes) -> Result<Bytes, Status> {
+        Ok(blob)
+    }
 }
 
 /// The seed interface's implementation: `func1(x) = x + 1`, `func2(a, b) = a * b`.

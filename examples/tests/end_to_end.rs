@@ -494,6 +494,147 @@ async fn unsupported_protocol_version_is_refused_with_a_status() {
     assert_eq!(status, Status::ProtocolVersion { low: 1, high: 1 });
 }
 
+mod fast {
+    rpc_macros::idl!(
+        "fast",
+        r#"
+        /// Inline handlers that misbehave, for the dispatch loop's safety net.
+        interface Fast version 1 {
+            /// Returns `x`, or panics when `x` is negative.
+            [inline] int check(int x);
+        };
+        "#
+    );
+}
+
+struct FastService;
+
+impl fast::Fast for FastService {
+    fn check(&self, _ctx: &CallContext, x: i32) -> Result<i32, Status> {
+        assert!(x >= 0, "negative input {x}");
+        Ok(x)
+    }
+}
+
+/// `[inline]` procedures run on the dispatch loop by default and on the worker pool when
+/// the server says so, with the same results and errors either way.
+async fn inline_procedures_run_on_the_dispatch_loop<T: Transport>() {
+    for run_inline in [true, false] {
+        let listener = T::listen(any_port()).await;
+        let server = Server::builder()
+            .run_inline(run_inline)
+            .add_service(CalcServer::new(CalcService::new()))
+            .serve(listener)
+            .unwrap();
+        let calc = CalcClient::new(T::channel(server.local_addr()));
+        for i in 0..200 {
+            assert_eq!(
+                bounded("add_inline", calc.add_inline(i, 3 * i))
+                    .await
+                    .unwrap(),
+                4 * i
+            );
+        }
+        // Handler errors travel the same way as from a pooled handler.
+        let err = bounded("overflow", calc.add_inline(i32::MAX, 1))
+            .await
+            .unwrap_err();
+        match err {
+            RpcError::Application { code, .. } => {
+                assert_eq!(code, examples::calc_service::codes::OVERFLOW)
+            }
+            other => panic!("expected the overflow status, got {other:?}"),
+        }
+        // Malformed arguments are refused before the handler, also inline.
+        let raw = Client::new(T::channel(server.local_addr()));
+        let err = bounded(
+            "bad args",
+            raw.call(
+                &examples::calc::CALC_INTERFACE,
+                &examples::calc::CALC_PROCEDURES[11],
+                &CallOptions::new(),
+                |w| {
+                    w.put_i32(1);
+                    Ok(())
+                },
+                |r| r.get_i32(),
+            ),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, RpcError::BadArguments { .. }), "{err:?}");
+        let stats = server.stats();
+        assert_eq!(stats.calls_inline, if run_inline { 202 } else { 0 });
+        assert!(stats.calls_completed >= 202, "{stats:?}");
+        assert_eq!(stats.bad_arguments, 1);
+        drop((calc, raw));
+        server.shutdown().await;
+    }
+}
+
+/// A panicking inline handler fails its call with `Internal`; the connection and the
+/// server carry on.
+async fn inline_handler_panic_is_contained<T: Transport>() {
+    let listener = T::listen(any_port()).await;
+    let server = Server::builder()
+        .add_service(fast::FastServer::new(FastService))
+        .serve(listener)
+        .unwrap();
+    let client = fast::FastClient::new(T::channel(server.local_addr()));
+    assert_eq!(bounded("check", client.check(7)).await.unwrap(), 7);
+    let err = bounded("panicking check", client.check(-1))
+        .await
+        .unwrap_err();
+    match err {
+        RpcError::Internal { message } => {
+            assert!(message.contains("negative input -1"), "{message}")
+        }
+        other => panic!("expected Internal, got {other:?}"),
+    }
+    for i in 0..50 {
+        assert_eq!(
+            bounded("check after panic", client.check(i)).await.unwrap(),
+            i
+        );
+    }
+    let stats = server.stats();
+    assert_eq!(stats.handler_panics, 1);
+    assert_eq!(stats.calls_inline, 52);
+    drop(client);
+    server.shutdown().await;
+}
+
+/// The shared-descriptor path (large opaques sent by reference) and the copying path
+/// carry the same bytes, at every size around the threshold and far beyond.
+async fn shared_descriptor_and_copy_paths_agree<T: Transport>() {
+    let server = calc_server::<T>().await;
+    let shared = CalcClient::from_client(Client::with_config(
+        T::channel(server.local_addr()),
+        rpc_core::client::ClientConfig::default().share_threshold(Some(1024)),
+    ));
+    let copying = CalcClient::from_client(Client::with_config(
+        T::channel(server.local_addr()),
+        rpc_core::client::ClientConfig::default().share_threshold(None),
+    ));
+    for len in [0usize, 1, 3, 1023, 1024, 1025, 4096, 65_539, 1 << 20] {
+        let blob = bytes::Bytes::from(
+            (0..len)
+                .map(|i| (i as u32).wrapping_mul(2_654_435_761) as u8)
+                .collect::<Vec<u8>>(),
+        );
+        for (mode, calc) in [("shared", &shared), ("copying", &copying)] {
+            let back = bounded("echo_blob", calc.echo_blob(blob.clone()))
+                .await
+                .unwrap();
+            assert_eq!(back, blob, "{mode} echo of {len} bytes");
+            let crc = bounded("put", calc.put(blob.clone())).await.unwrap();
+            assert_eq!(crc, crc32fast::hash(&blob), "{mode} put of {len} bytes");
+        }
+    }
+    drop((shared, copying));
+    server.shutdown().await;
+}
+
 macro_rules! over_both_transports {
     ($($name:ident),* $(,)?) => {
         mod tcp {
@@ -538,4 +679,7 @@ over_both_transports!(
     graceful_shutdown,
     client_reconnects_after_the_server_restarts,
     raw_client_reaches_generated_server,
+    inline_procedures_run_on_the_dispatch_loop,
+    inline_handler_panic_is_contained,
+    shared_descriptor_and_copy_paths_agree,
 );

@@ -86,6 +86,12 @@ interface Calc version 1 {
   void ping();
   /// Writes a line to the server's log; no reply.
   oneway void log(string line<>);
+  /// Adds two integers on the server's dispatch loop: a cheap handler, no hand-off to a
+  /// worker (see docs/PERFORMANCE.md).
+  [idempotent, inline] int add_inline(int a, int b);
+  /// Returns its blob. A large blob travels by reference on the client's send path
+  /// (shared descriptors) and arrives as a slice of the server's receive buffer.
+  [idempotent] opaque echo_blob(opaque blob<>);
 };
 "#
 );
@@ -176,6 +182,12 @@ interface Calc version 1 {
   void ping();
   /// Writes a line to the server's log; no reply.
   oneway void log(string line<>);
+  /// Adds two integers on the server's dispatch loop: a cheap handler, no hand-off to a
+  /// worker (see docs/PERFORMANCE.md).
+  [idempotent, inline] int add_inline(int a, int b);
+  /// Returns its blob. A large blob travels by reference on the client's send path
+  /// (shared descriptors) and arrives as a slice of the server's receive buffer.
+  [idempotent] opaque echo_blob(opaque blob<>);
 };
 "#
     );

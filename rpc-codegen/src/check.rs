@@ -29,8 +29,8 @@ use crate::model::*;
 /// arrays, and a huge one would blow the stack of whoever holds it.
 pub const MAX_FIXED_LEN: i64 = 65_536;
 
-/// The only attribute a procedure may carry.
-const ATTRIBUTES: &[&str] = &["idempotent"];
+/// The attributes a procedure may carry.
+const ATTRIBUTES: &[&str] = &["idempotent", "inline"];
 
 /// The attributes an interface may carry: its default delivery semantics (at most one).
 const INTERFACE_ATTRIBUTES: &[&str] = SEMANTICS_ATTRIBUTES;
@@ -1435,7 +1435,7 @@ impl Checker {
                     attr.span,
                     "unknown attribute",
                 )
-                .with_note("the only attribute is `idempotent`");
+                .with_note("a procedure's attributes are `idempotent` and `inline`");
                 if INTERFACE_ATTRIBUTES.contains(&attr.name.as_str()) {
                     diag = diag.with_note(format!(
                         "help: `{}` sets the default semantics of a whole interface: write `[{}] interface Name ...`",

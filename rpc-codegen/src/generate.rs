@@ -289,8 +289,10 @@ impl<'a> Generator<'a> {
                 quote!(w.put_string(#v, #max))
             }
             Type::VarOpaque { max } => {
+                // A `Bytes`: the shared-descriptor path sends a large one by reference
+                // when the writer shares (the client's requests); otherwise it is copied.
                 let (v, max) = (place.by_ref(), self.bound(max));
-                quote!(w.put_opaque(#v, #max))
+                quote!(w.put_opaque_shared(#v, #max))
             }
             Type::FixedOpaque { len } => {
                 let (v, len) = (place.by_ref(), len_lit(len));
@@ -972,6 +974,7 @@ pub(crate) fn interface_items(iface: &Interface, base: &str, wires: &[ProcWire])
         arg_names: Vec<RIdent>,
         ret: TokenStream,
         too_many: bool,
+        inline: bool,
     }
     let procs: Vec<Proc> = iface
         .procedures
@@ -990,6 +993,7 @@ pub(crate) fn interface_items(iface: &Interface, base: &str, wires: &[ProcWire])
                 ret: wire.ret.clone(),
                 // `self` + `ctx` + the arguments against clippy's limit of 7.
                 too_many: wire.params.len() + 2 > 7,
+                inline: p.is_inline(),
             }
         })
         .collect();
@@ -1195,6 +1199,20 @@ pub(crate) fn interface_items(iface: &Interface, base: &str, wires: &[ProcWire])
                 ..
             } = p;
             let allow = allow_many(p);
+            if p.inline {
+                let note = doc(
+                    "`[inline]`: a cheap, synchronous handler that a server may run on the \
+                     connection's dispatch loop; it must not block.",
+                );
+                return quote! {
+                    #handler_docs
+                    #[doc = ""]
+                    #note
+                    #allow
+                    fn #name(&self, ctx: &::rpc_core::CallContext, #(#params),*)
+                        -> ::core::result::Result<#ret, ::rpc_core::Status>;
+                };
+            }
             quote! {
                 #handler_docs
                 #allow
@@ -1227,6 +1245,32 @@ pub(crate) fn interface_items(iface: &Interface, base: &str, wires: &[ProcWire])
             let name = &p.name;
             let names = &p.arg_names;
             let (decode, unpack) = (&wire.decode_args, &wire.unpack);
+            if p.inline {
+                // Synchronous: runs here, on the worker that called `call`.
+                let run = match &wire.encode_ret {
+                    None => quote! {
+                        self.inner.#name(&ctx, #(#names),*)?;
+                        ::rpc_core::server::encode_result(|_| Ok(()))
+                    },
+                    Some(enc) => quote! {
+                        let ret = self.inner.#name(&ctx, #(#names),*)?;
+                        ::rpc_core::server::encode_result(|w| {
+                            #enc
+                            Ok(())
+                        })
+                    },
+                };
+                return quote! {
+                    #number => {
+                        let decoded = ::rpc_core::server::decode_args(&args, #decode);
+                        let result = (|| {
+                            #unpack
+                            #run
+                        })();
+                        ::std::boxed::Box::pin(::core::future::ready(result))
+                    }
+                };
+            }
             let run = match &wire.encode_ret {
                 None => quote! {
                     inner.#name(&ctx, #(#names),*).await?;
@@ -1254,6 +1298,69 @@ pub(crate) fn interface_items(iface: &Interface, base: &str, wires: &[ProcWire])
             }
         })
         .collect::<Vec<_>>();
+    let inline_numbers: Vec<Literal> = procs
+        .iter()
+        .zip(&iface.procedures)
+        .enumerate()
+        .filter(|(_, (p, _))| p.inline)
+        .map(|(i, (_, mp))| Literal::u32_unsuffixed(proc_number(mp, i)))
+        .collect();
+    let inline_arms = procs
+        .iter()
+        .zip(&iface.procedures)
+        .zip(wires)
+        .enumerate()
+        .filter(|(_, ((p, _), _))| p.inline)
+        .map(|(i, ((p, mp), wire))| {
+            let number = Literal::u32_unsuffixed(proc_number(mp, i));
+            let name = &p.name;
+            let names = &p.arg_names;
+            let (decode, unpack) = (&wire.decode_args, &wire.unpack);
+            let run = match &wire.encode_ret {
+                None => quote! {
+                    self.inner.#name(ctx, #(#names),*)?;
+                    Ok(())
+                },
+                Some(enc) => quote! {
+                    let ret = self.inner.#name(ctx, #(#names),*)?;
+                    ::rpc_core::server::encode_result_into(out, |w| {
+                        #enc
+                        Ok(())
+                    })
+                },
+            };
+            quote! {
+                #number => {
+                    let decoded = ::rpc_core::server::decode_args(args, #decode);
+                    #unpack
+                    #run
+                }
+            }
+        })
+        .collect::<Vec<_>>();
+    let inline_methods = if inline_numbers.is_empty() {
+        TokenStream::new()
+    } else {
+        quote! {
+            fn is_inline(&self, procedure: u32) -> bool {
+                matches!(procedure, #(#inline_numbers)|*)
+            }
+
+            fn call_inline(
+                &self,
+                procedure: u32,
+                ctx: &::rpc_core::CallContext,
+                args: &::rpc_core::__private::Bytes,
+                out: &mut ::rpc_core::xdr::XdrWriter,
+            ) -> ::core::result::Result<(), ::rpc_core::Status> {
+                let _ = &out;
+                match procedure {
+                    #(#inline_arms)*
+                    _ => Err(::rpc_core::Status::UnknownProcedure { procedure }),
+                }
+            }
+        }
+    };
     let (ctx_param, args_param) = if call_arms.is_empty() {
         (quote!(_ctx), quote!(_args))
     } else {
@@ -1318,6 +1425,8 @@ pub(crate) fn interface_items(iface: &Interface, base: &str, wires: &[ProcWire])
                     ))),
                 }
             }
+
+            #inline_methods
         }
     });
     out

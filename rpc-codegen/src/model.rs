@@ -353,6 +353,12 @@ pub struct Procedure {
 }
 
 impl Procedure {
+    /// Whether the procedure carries the `[inline]` attribute: its handler is cheap and
+    /// synchronous, and a server may run it on the dispatch loop.
+    pub fn is_inline(&self) -> bool {
+        self.attributes.iter().any(|a| a.name == "inline")
+    }
+
     /// Whether the procedure carries the `[idempotent]` attribute.
     pub fn is_idempotent(&self) -> bool {
         self.attributes.iter().any(|a| a.name == "idempotent")

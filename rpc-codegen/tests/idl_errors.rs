@@ -554,7 +554,7 @@ error: unknown attribute `idempotant`
 2 |   [idempotant] int add(int a);
   |    ^^^^^^^^^^ unknown attribute
   |
-  = note: the only attribute is `idempotent`",
+  = note: a procedure's attributes are `idempotent` and `inline`",
     );
 }
 
@@ -643,7 +643,7 @@ error: unknown attribute `exactly_once`
 2 |   [exactly_once] int f();
   |    ^^^^^^^^^^^^ unknown attribute
   |
-  = note: the only attribute is `idempotent`
+  = note: a procedure's attributes are `idempotent` and `inline`
   = help: `exactly_once` sets the default semantics of a whole interface: write `[exactly_once] interface Name ...`",
     );
 }

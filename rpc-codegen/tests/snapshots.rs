@@ -37,6 +37,11 @@ fn semantics() {
 }
 
 #[test]
+fn inline() {
+    insta::assert_snapshot!(generate("inline"));
+}
+
+#[test]
 fn every_fixture_parses_as_rust() {
     for name in ["seed", "calc", "list", "semantics"] {
         let code = generate(name);
