@@ -61,12 +61,20 @@ impl RawTcpPinger {
 
 /// A minimal echo service (procedure 1 echoes an `opaque<>`), written the way generated
 /// code is, so the benchmarks measure the runtime and the transport, not a handler.
+///
+/// The procedure is declared `[inline]` (its handler is a cheap copy), so a default
+/// server runs it on the dispatch loop; a server built with
+/// `Server::builder().run_inline(false)` runs the same calls on its worker pool.
 pub mod echo {
     use bytes::Bytes;
-    use rpc_core::server::{bad_arguments, encode_result, Service, ServiceFuture};
+    use rpc_core::server::{
+        bad_arguments, encode_result, encode_result_into, Service, ServiceFuture,
+    };
     use rpc_core::transport::Channel;
-    use rpc_core::xdr::XdrReader;
-    use rpc_core::{CallContext, CallOptions, Client, InterfaceInfo, ProcedureInfo, RpcError};
+    use rpc_core::xdr::{XdrReader, XdrWriter};
+    use rpc_core::{
+        CallContext, CallOptions, Client, InterfaceInfo, ProcedureInfo, RpcError, Status,
+    };
 
     /// The echo procedure.
     pub static ECHO: ProcedureInfo = ProcedureInfo {
@@ -88,22 +96,43 @@ pub mod echo {
     #[derive(Debug, Default)]
     pub struct EchoService;
 
+    fn decode(args: &Bytes) -> Result<Bytes, Status> {
+        let mut r = XdrReader::new(args);
+        let blob = r.get_opaque(u32::MAX).map_err(bad_arguments)?;
+        r.finish().map_err(bad_arguments)?;
+        Ok(blob)
+    }
+
     impl Service for EchoService {
         fn info(&self) -> &'static InterfaceInfo {
             &ECHO_INTERFACE
         }
 
         fn call(&self, _procedure: u32, _ctx: CallContext, args: Bytes) -> ServiceFuture {
-            let mut r = XdrReader::new(&args);
-            let blob = r.get_opaque(u32::MAX).and_then(|b| r.finish().map(|()| b));
+            let blob = decode(&args);
             Box::pin(async move {
-                let blob = blob.map_err(bad_arguments)?;
+                let blob = blob?;
                 encode_result(|w| w.put_opaque(&blob, u32::MAX))
             })
         }
+
+        fn is_inline(&self, procedure: u32) -> bool {
+            procedure == ECHO.number
+        }
+
+        fn call_inline(
+            &self,
+            _procedure: u32,
+            _ctx: &CallContext,
+            args: &Bytes,
+            out: &mut XdrWriter,
+        ) -> Result<(), Status> {
+            let blob = decode(args)?;
+            encode_result_into(out, |w| w.put_opaque(&blob, u32::MAX))
+        }
     }
 
-    /// One echo call.
+    /// One echo call (the argument is copied into the request).
     pub async fn echo<C: Channel>(client: &Client<C>, blob: &[u8]) -> Result<Bytes, RpcError> {
         client
             .call(
@@ -111,6 +140,24 @@ pub mod echo {
                 &ECHO,
                 &CallOptions::new(),
                 |w| w.put_opaque(blob, u32::MAX),
+                |r| r.get_opaque(u32::MAX),
+            )
+            .await
+    }
+
+    /// One echo call through the shared-descriptor path: a `blob` at least the client's
+    /// `share_threshold` long is sent by reference, not copied (with sharing off in the
+    /// client's config, it is copied like [`echo`]).
+    pub async fn echo_shared<C: Channel>(
+        client: &Client<C>,
+        blob: &Bytes,
+    ) -> Result<Bytes, RpcError> {
+        client
+            .call(
+                &ECHO_INTERFACE,
+                &ECHO,
+                &CallOptions::new(),
+                |w| w.put_opaque_shared(blob, u32::MAX),
                 |r| r.get_opaque(u32::MAX),
             )
             .await
