@@ -7,7 +7,7 @@
 //!
 //! | case | client side | server side |
 //! |---|---|---|
-//! | raw tokio UDP/TCP ping-pong | N tasks, each its own socket/connection, one message out, one back | one UDP socket (4 MiB buffers) echoing every datagram / one task per TCP connection |
+//! | raw tokio UDP/TCP ping-pong | one socket/connection (4 MiB buffers); one task keeps N messages outstanding (sends N, then one more per echo received) | one UDP socket echoing every datagram / one task per TCP connection echoing bytes as they arrive |
 //! | raw UDP/TCP, both sides spinning | same, receiving with `try_recv`/`try_read` in a loop (yielding to the runtime in between) for up to the busy-poll budget before parking | same, spinning the same way |
 //! | UDP/TCP transport, frames only | one connection of our transport; one task keeps N frames outstanding | our listener; each frame is echoed back as a reply frame by a plain task |
 //! | rpc call over UDP/TCP | N tasks sharing one [`rpc_core::Client`], each making sequential [`crate::echo::echo`] calls | [`rpc_core::Server`] with [`crate::echo::EchoService`] |
@@ -22,7 +22,6 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,6 +46,9 @@ pub const MAX_UDP_DATAGRAM: usize = 65_507;
 
 /// Socket buffer size of the raw UDP sockets (what our UDP transport asks for too).
 const RAW_UDP_BUFFER: usize = 4 << 20;
+
+/// Socket buffer size of the raw TCP sockets.
+const RAW_TCP_BUFFER: u32 = 4 << 20;
 
 /// How long a raw UDP caller waits for its echo before sending the datagram again.
 const RAW_UDP_RESEND: Duration = Duration::from_millis(200);
@@ -309,16 +311,9 @@ pub fn run_case(case: &Case, plan: &Plan, opts: StackOptions) -> io::Result<Meas
                 case.layout,
                 move |ctl| raw_udp_server(ctl, spin),
                 move |addr| async move {
-                    let resent = Arc::new(AtomicU64::new(0));
-                    let mut callers = Vec::with_capacity(n);
-                    for i in 0..n {
-                        callers.push(
-                            RawUdpCaller::connect(addr, size, spin, i as u64, resent.clone())
-                                .await?,
-                        );
-                    }
-                    let mut m = run_concurrent(&plan, callers).await?;
-                    m.resent = resent.load(Ordering::Relaxed);
+                    let mut pipeline = RawUdpPipeline::connect(addr, size, spin).await?;
+                    let mut m = run_pipelined(&plan, n, &mut pipeline).await?;
+                    m.resent = pipeline.resent;
                     Ok(m)
                 },
             )
@@ -327,13 +322,10 @@ pub fn run_case(case: &Case, plan: &Plan, opts: StackOptions) -> io::Result<Meas
             let size = case.message_bytes.unwrap_or(case.payload);
             run_on_layout(
                 case.layout,
-                move |ctl| raw_tcp_server(ctl, size, spin),
+                move |ctl| raw_tcp_server(ctl, spin),
                 move |addr| async move {
-                    let mut callers = Vec::with_capacity(n);
-                    for _ in 0..n {
-                        callers.push(RawTcpCaller::connect(addr, size, spin).await?);
-                    }
-                    run_concurrent(&plan, callers).await
+                    let mut pipeline = RawTcpPipeline::connect(addr, size, spin).await?;
+                    run_pipelined(&plan, n, &mut pipeline).await
                 },
             )
         }
@@ -498,43 +490,46 @@ async fn raw_udp_echo(socket: UdpSocket, spin: Option<Duration>) -> io::Result<(
     }
 }
 
-/// A raw UDP ping-pong caller: its own connected socket, a sequence number in the first
-/// 8 bytes of each datagram (stale echoes of re-sent datagrams are skipped).
-struct RawUdpCaller {
+/// The client of the raw UDP rows: one connected socket, one task keeping N datagrams
+/// outstanding; each carries its request id in its first 8 bytes. A datagram not
+/// echoed within [`RAW_UDP_RESEND`] is sent again (and counted).
+struct RawUdpPipeline {
     socket: UdpSocket,
     out: Vec<u8>,
     buf: Vec<u8>,
-    seq: u64,
     spin: Option<Duration>,
-    resent: Arc<AtomicU64>,
+    outstanding: Vec<u64>,
+    resent: u64,
 }
 
-impl RawUdpCaller {
-    async fn connect(
-        addr: SocketAddr,
-        size: usize,
-        spin: Option<Duration>,
-        id: u64,
-        resent: Arc<AtomicU64>,
-    ) -> io::Result<Self> {
+impl RawUdpPipeline {
+    async fn connect(addr: SocketAddr, size: usize, spin: Option<Duration>) -> io::Result<Self> {
         let socket = raw_udp_socket("127.0.0.1:0".parse().expect("literal address"))?;
         socket.connect(addr).await?;
-        Ok(RawUdpCaller {
+        Ok(RawUdpPipeline {
             socket,
             out: vec![0x5a; size.max(8)],
             buf: vec![0; 65_536],
-            seq: id << 40,
             spin,
-            resent,
+            outstanding: Vec::new(),
+            resent: 0,
         })
+    }
+
+    async fn send_id(&mut self, id: u64) -> io::Result<()> {
+        self.out[..8].copy_from_slice(&id.to_be_bytes());
+        self.socket.send(&self.out).await?;
+        Ok(())
     }
 }
 
-impl RoundTrip for RawUdpCaller {
-    async fn round_trip(&mut self) -> io::Result<()> {
-        self.seq += 1;
-        self.out[..8].copy_from_slice(&self.seq.to_be_bytes());
-        self.socket.send(&self.out).await?;
+impl Pipeline for RawUdpPipeline {
+    async fn send(&mut self, id: u64) -> io::Result<()> {
+        self.outstanding.push(id);
+        self.send_id(id).await
+    }
+
+    async fn recv(&mut self) -> io::Result<u64> {
         let mut spin = self.spin;
         loop {
             let socket = &self.socket;
@@ -550,18 +545,24 @@ impl RoundTrip for RawUdpCaller {
             .await;
             match got {
                 Ok(n) => {
-                    let n = n?;
-                    if n == self.out.len() && self.buf[..8] == self.out[..8] {
-                        return Ok(());
+                    if n? < 8 {
+                        continue;
                     }
-                    // A late echo of an earlier datagram: keep waiting for ours.
+                    let id = u64::from_be_bytes(self.buf[..8].try_into().expect("8 bytes"));
+                    if let Some(i) = self.outstanding.iter().position(|&o| o == id) {
+                        self.outstanding.swap_remove(i);
+                        return Ok(id);
+                    }
+                    // A late echo of a datagram sent twice: already answered.
                 }
                 Err(_) => {
-                    self.resent.fetch_add(1, Ordering::Relaxed);
-                    if self.resent.load(Ordering::Relaxed) > 1000 {
+                    if self.resent > 1000 {
                         return Err(io::Error::other("raw UDP: over 1000 datagrams lost"));
                     }
-                    self.socket.send(&self.out).await?;
+                    for id in self.outstanding.clone() {
+                        self.resent += 1;
+                        self.send_id(id).await?;
+                    }
                     spin = None;
                 }
             }
@@ -569,15 +570,28 @@ impl RoundTrip for RawUdpCaller {
     }
 }
 
-/// A TCP listener echoing fixed-size messages on every connection.
-async fn raw_tcp_server(mut ctl: ServerCtl, size: usize, spin: Option<Duration>) -> io::Result<()> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// A loopback TCP socket with 4 MiB send and receive buffers (set before connecting or
+/// listening): a pipelined burst of N messages always fits in flight, whatever
+/// autotuning would do.
+fn raw_tcp_socket() -> io::Result<tokio::net::TcpSocket> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.set_send_buffer_size(RAW_TCP_BUFFER)?;
+    socket.set_recv_buffer_size(RAW_TCP_BUFFER)?;
+    socket.set_nodelay(true)?;
+    Ok(socket)
+}
+
+/// A TCP listener echoing every byte on every connection, as it arrives.
+async fn raw_tcp_server(mut ctl: ServerCtl, spin: Option<Duration>) -> io::Result<()> {
+    let socket = raw_tcp_socket()?;
+    socket.bind("127.0.0.1:0".parse().expect("literal address"))?;
+    let listener = socket.listen(1024)?;
     ctl.ready(listener.local_addr()?);
     let accept = tokio::spawn(async move {
         let mut conns = tokio::task::JoinSet::new();
         while let Ok((stream, _)) = listener.accept().await {
             stream.set_nodelay(true)?;
-            conns.spawn(raw_tcp_echo(stream, size, spin));
+            conns.spawn(raw_tcp_echo(stream, spin));
         }
         Ok::<(), io::Error>(())
     });
@@ -586,15 +600,26 @@ async fn raw_tcp_server(mut ctl: ServerCtl, size: usize, spin: Option<Duration>)
     Ok(())
 }
 
-async fn raw_tcp_echo(
-    mut stream: TcpStream,
-    size: usize,
-    spin: Option<Duration>,
-) -> io::Result<()> {
-    let mut buf = vec![0u8; size];
+async fn raw_tcp_echo(mut stream: TcpStream, spin: Option<Duration>) -> io::Result<()> {
+    let mut buf = vec![0u8; 256 << 10];
     loop {
-        read_message(&mut stream, &mut buf, spin).await?;
-        stream.write_all(&buf).await?;
+        let n = match spin {
+            None => stream.read(&mut buf).await?,
+            Some(_) => {
+                let s = &stream;
+                let buf = &mut buf;
+                spin_then_park(
+                    spin,
+                    || would_block(s.try_read(&mut buf[..])),
+                    || s.readable(),
+                )
+                .await?
+            }
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        stream.write_all(&buf[..n]).await?;
     }
 }
 
@@ -625,29 +650,39 @@ async fn read_message(
     Ok(())
 }
 
-/// A raw TCP ping-pong caller: its own connection.
-struct RawTcpCaller {
+/// The client of the raw TCP rows: one connection, one task keeping N fixed-size
+/// messages outstanding; each carries its request id in its first 8 bytes.
+struct RawTcpPipeline {
     stream: TcpStream,
+    out: Vec<u8>,
     buf: Vec<u8>,
     spin: Option<Duration>,
 }
 
-impl RawTcpCaller {
+impl RawTcpPipeline {
     async fn connect(addr: SocketAddr, size: usize, spin: Option<Duration>) -> io::Result<Self> {
-        let stream = TcpStream::connect(addr).await?;
+        let stream = raw_tcp_socket()?.connect(addr).await?;
         stream.set_nodelay(true)?;
-        Ok(RawTcpCaller {
+        Ok(RawTcpPipeline {
             stream,
-            buf: vec![0x5a; size],
+            out: vec![0x5a; size.max(8)],
+            buf: vec![0; size.max(8)],
             spin,
         })
     }
 }
 
-impl RoundTrip for RawTcpCaller {
-    async fn round_trip(&mut self) -> io::Result<()> {
-        self.stream.write_all(&self.buf).await?;
-        read_message(&mut self.stream, &mut self.buf, self.spin).await
+impl Pipeline for RawTcpPipeline {
+    async fn send(&mut self, id: u64) -> io::Result<()> {
+        self.out[..8].copy_from_slice(&id.to_be_bytes());
+        self.stream.write_all(&self.out).await
+    }
+
+    async fn recv(&mut self) -> io::Result<u64> {
+        read_message(&mut self.stream, &mut self.buf, self.spin).await?;
+        Ok(u64::from_be_bytes(
+            self.buf[..8].try_into().expect("8 bytes"),
+        ))
     }
 }
 
