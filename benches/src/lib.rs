@@ -128,7 +128,8 @@ pub mod echo {
             out: &mut XdrWriter,
         ) -> Result<(), Status> {
             let blob = decode(args)?;
-            encode_result_into(out, |w| w.put_opaque(&blob, u32::MAX))
+            // A large echo goes back by reference to the request's bytes.
+            encode_result_into(out, |w| w.put_opaque_shared(&blob, u32::MAX))
         }
     }
 

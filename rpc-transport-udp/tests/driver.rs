@@ -129,8 +129,23 @@ async fn thousand_frames_from_concurrent_tasks_arrive_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_mib_frame_arrives_intact() {
-    // Default 1200-byte datagrams: about 3,700 fragments through a 1,024-datagram window.
-    let (listener, channel, client, mut server) = pair(UdpConfig::default()).await;
+    four_mib_frame(1200).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loopback_peers_use_large_datagrams() {
+    four_mib_frame(65_000).await
+}
+
+/// A 4 MiB frame each way with `datagram`-byte datagrams (1200: the loopback size
+/// switched off; 65,000: the default for a loopback peer). Checks the datagram counts.
+async fn four_mib_frame(datagram: usize) {
+    let protocol = match datagram {
+        1200 => Config::default().loopback_max_datagram(None),
+        _ => Config::default(),
+    };
+    let config = UdpConfig::default().protocol(protocol);
+    let (listener, channel, client, mut server) = pair(config).await;
     let payload: Bytes = (0..4u32 << 20)
         .map(|i| (i * 31 + i / 4099) as u8)
         .collect::<Vec<_>>()
@@ -160,8 +175,47 @@ async fn four_mib_frame_arrives_intact() {
         .unwrap();
     assert!(back.payload == payload, "reply payload corrupted");
     let server_stats = listener.stats_handle().snapshot();
-    assert!(server_stats.datagrams_received > 3_000, "{server_stats:?}");
-    assert!(channel.stats_handle().snapshot().datagrams_sent > 3_000);
+    let client_sent = channel.stats_handle().snapshot().datagrams_sent;
+    // 4 MiB in datagrams of this size, plus acks and retransmissions.
+    let fragments = (4u64 << 20) / datagram as u64;
+    assert!(
+        server_stats.datagrams_received > fragments,
+        "{server_stats:?}"
+    );
+    assert!(client_sent > fragments);
+    assert!(
+        client_sent < 3 * fragments + 64,
+        "{client_sent} datagrams sent for {fragments} fragments of {datagram} bytes"
+    );
+    // Large fragments leave by sendmsg, gathered from the frame's own buffer.
+    let gathered = channel.stats_handle().snapshot().datagrams_gathered;
+    assert!(
+        gathered >= fragments,
+        "{gathered} of {fragments} fragments gathered"
+    );
+    assert!(
+        server_stats.datagrams_gathered >= fragments,
+        "{server_stats:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_frames_are_copied_not_gathered() {
+    let (_listener, channel, client, mut server) = pair(UdpConfig::default()).await;
+    for i in 0..20 {
+        let payload = Bytes::from(vec![i as u8; 100]);
+        client
+            .sender
+            .send(call_frame(i + 1, payload.clone()))
+            .await
+            .unwrap();
+        let frame = bounded("small frame", server.receiver.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(frame.payload, payload);
+    }
+    assert_eq!(channel.stats_handle().snapshot().datagrams_gathered, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

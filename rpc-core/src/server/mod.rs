@@ -114,6 +114,7 @@ impl Server {
             idle_timeout: None,
             reply_cache: Some(ReplyCacheConfig::default()),
             run_inline: true,
+            share_threshold: Some(crate::xdr::DEFAULT_SHARE_THRESHOLD),
             services: Vec::new(),
             registrations: Vec::new(),
         }
@@ -141,6 +142,7 @@ pub struct ServerBuilder {
     idle_timeout: Option<Duration>,
     reply_cache: Option<ReplyCacheConfig>,
     run_inline: bool,
+    share_threshold: Option<usize>,
     services: Vec<Arc<dyn Service>>,
     /// Registrations with a name registry, started by `serve`.
     registrations: Vec<crate::naming::registry::RegisterOnServe>,
@@ -178,6 +180,16 @@ impl ServerBuilder {
     /// dispatch loop then never runs user code.
     pub fn run_inline(mut self, on: bool) -> Self {
         self.run_inline = on;
+        self
+    }
+
+    /// Shared descriptors in inline handlers' replies: an `opaque` result of at least
+    /// this many bytes is sent by reference to its buffer (e.g. a slice of the request
+    /// it echoes) instead of being copied into the reply; `None` copies everything.
+    /// Default `Some(`[`crate::xdr::DEFAULT_SHARE_THRESHOLD`]`)`. (Pooled handlers'
+    /// results are encoded into one buffer.)
+    pub fn share_threshold(mut self, threshold: Option<usize>) -> Self {
+        self.share_threshold = threshold;
         self
     }
 
@@ -277,6 +289,7 @@ impl ServerBuilder {
             max_connections: self.max_connections,
             idle_timeout: self.idle_timeout,
             run_inline: self.run_inline,
+            share_threshold: self.share_threshold,
             cache: self
                 .reply_cache
                 .map(|c| std::sync::Mutex::new(ReplyCache::new(c))),
@@ -466,6 +479,8 @@ struct Shared {
     idle_timeout: Option<Duration>,
     /// [`ServerBuilder::run_inline`].
     run_inline: bool,
+    /// [`ServerBuilder::share_threshold`].
+    share_threshold: Option<usize>,
     /// Exactly-once / at-most-once deduplication.
     cache: Option<std::sync::Mutex<ReplyCache>>,
     /// Calls admitted and not finished, for cancellation.
@@ -758,14 +773,15 @@ impl Shared {
             // Reclaims the buffer in place once the replies cut from it are gone.
             reply_buf.reserve(INLINE_REPLY_BUFFER);
         }
-        let mut w = XdrWriter::from_buf(std::mem::take(reply_buf));
+        let mut w = XdrWriter::from_buf(std::mem::take(reply_buf)).sharing(self.share_threshold);
         let service = &hosted.service;
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
             service.call_inline(header.procedure, &ctx, args, &mut w)
         }));
-        let mut buf = w.into_inner();
+        // A large opaque in the result (an argument echoed, a slice of a cached buffer)
+        // stays a reference: the reply is gathered from it, not copied.
         let result = match result {
-            Ok(r) => r.map(|()| buf.split().freeze()),
+            Ok(r) => r.map(|()| w.split_payload()),
             Err(panic) => {
                 bump(&self.counters.handler_panics);
                 let message = panic_message(&panic);
@@ -775,6 +791,7 @@ impl Shared {
                 })
             }
         };
+        let mut buf = w.into_inner();
         buf.clear();
         *reply_buf = buf;
         bump(&self.counters.calls_completed);
@@ -786,15 +803,16 @@ impl Shared {
     async fn reply(
         &self,
         header: FrameHeader,
-        result: Result<Bytes, Status>,
+        result: Result<(Bytes, Vec<Bytes>), Status>,
         cached: bool,
         reply: &FrameSender,
     ) {
         let frame = match result {
-            Ok(bytes) => Frame::new(
-                FrameHeader::answer(&header, FrameKind::Reply, self.incarnation),
-                bytes,
-            ),
+            Ok((payload, tail)) => Frame {
+                header: FrameHeader::answer(&header, FrameKind::Reply, self.incarnation),
+                payload,
+                tail,
+            },
             Err(status) => {
                 if matches!(status, Status::BadArguments { .. }) {
                     bump(&self.counters.bad_arguments);
@@ -888,6 +906,7 @@ impl Shared {
             })
         });
         bump(&self.counters.calls_completed);
+        let result = result.map(|bytes| (bytes, Vec::new()));
         self.reply(header, result, cached, &reply).await;
     }
 }

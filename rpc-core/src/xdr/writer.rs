@@ -120,6 +120,23 @@ impl XdrWriter {
         self.chunks
     }
 
+    /// Takes what was written as a payload: its first chunk and the rest (empty unless
+    /// opaques were shared), leaving the writer empty with its buffer's spare capacity,
+    /// so it can be reused (see [`XdrWriter::into_inner`]). Allocates nothing when
+    /// nothing was shared.
+    pub fn split_payload(&mut self) -> (Bytes, Vec<Bytes>) {
+        if self.chunks.is_empty() {
+            return (self.buf.split().freeze(), Vec::new());
+        }
+        if !self.buf.is_empty() {
+            let last = self.buf.split().freeze();
+            self.chunks.push(last);
+        }
+        let mut chunks = std::mem::take(&mut self.chunks);
+        let first = chunks.remove(0);
+        (first, chunks)
+    }
+
     /// Writes a variable-length opaque (`opaque<max>`), sharing `data` instead of
     /// copying it when this writer shares and `data` is at least the threshold long.
     pub fn put_opaque_shared(&mut self, data: &Bytes, max: u32) -> Result<(), XdrError> {

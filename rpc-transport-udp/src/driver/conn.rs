@@ -14,7 +14,8 @@ use tokio::sync::mpsc;
 use tracing::debug;
 
 use super::Shared;
-use crate::proto::{ConnectionHandle, SendError};
+use crate::proto::connection::GATHER_MIN;
+use crate::proto::{Chain, ConnectionHandle, SendError};
 
 /// Memory order of the pause handshake between the driver and the receiver: each side
 /// stores its variable, then loads the other's, so one of them always sees the other.
@@ -75,10 +76,21 @@ impl FrameSink for ConnSink {
         if let Some(e) = self.conn.closed() {
             return Err(TrySendError::Closed(e));
         }
-        // Header and payload in one message: one copy, outside the lock.
-        let msg = match frame.to_bytes() {
-            Ok(msg) => msg,
-            Err(e) => return Err(TrySendError::Closed(TransportError::BadFrame(e))),
+        // A small frame: header and payload in one message (one copy, outside the lock).
+        // A large one: the header and the payload's chunks as they are (the caller's
+        // buffers, with shared descriptors), each fragment gathered by `sendmsg`.
+        let msg = if frame.payload_len() < GATHER_MIN {
+            match frame.to_bytes() {
+                Ok(msg) => Chain::from(msg),
+                Err(e) => return Err(TrySendError::Closed(TransportError::BadFrame(e))),
+            }
+        } else {
+            match frame.header_bytes() {
+                Ok(header) => Chain::from_chunks(
+                    std::iter::once(Bytes::copy_from_slice(&header)).chain(frame.chunks().cloned()),
+                ),
+                Err(e) => return Err(TrySendError::Closed(TransportError::BadFrame(e))),
+            }
         };
         let mut st = self.shared.lock();
         match st.endpoint.send(self.h, msg) {

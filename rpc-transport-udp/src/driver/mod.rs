@@ -76,6 +76,7 @@ struct DriverCounters {
     send_errors: u64,
     recv_errors: u64,
     pending_out_drops: u64,
+    datagrams_gathered: u64,
     accept_overflow: u64,
     bad_frames: u64,
 }
@@ -97,6 +98,8 @@ struct ConnState {
 struct State {
     endpoint: Endpoint,
     conns: HandleMap<ConnectionHandle, ConnState>,
+    /// Reusable list of payload chunks gathered after `buf` (see `send_gather`).
+    gather: Vec<Bytes>,
     /// Reusable buffer for `poll_transmit`.
     buf: Vec<u8>,
     /// Datagrams that met `EWOULDBLOCK`, sent when the socket is writable again.
@@ -135,6 +138,7 @@ impl Shared {
             endpoint,
             conns: HandleMap::default(),
             buf: Vec::with_capacity(config.protocol.max_datagram),
+            gather: Vec::new(),
             pending_out: VecDeque::new(),
             max_pending_out: config.max_pending_out,
             armed: None,
@@ -226,6 +230,7 @@ impl State {
             send_errors: d.send_errors,
             recv_errors: d.recv_errors,
             pending_out_drops: d.pending_out_drops,
+            datagrams_gathered: d.datagrams_gathered,
             accept_overflow: d.accept_overflow,
             bad_frames: d.bad_frames,
             connections: Vec::new(),
@@ -281,6 +286,31 @@ impl State {
         }
     }
 
+    /// Sends the datagram `head` followed by `gather` with one `sendmsg` (no copy of
+    /// the gathered payload); a plain send when there is nothing to gather.
+    fn send_gather(
+        socket: &UdpSocket,
+        peer: Option<SocketAddr>,
+        head: &[u8],
+        gather: &[Bytes],
+        to: SocketAddr,
+    ) -> io::Result<usize> {
+        if gather.is_empty() {
+            return Self::send_one(socket, peer, head, to);
+        }
+        let mut iov: Vec<io::IoSlice<'_>> = Vec::with_capacity(1 + gather.len());
+        iov.push(io::IoSlice::new(head));
+        iov.extend(gather.iter().map(|c| io::IoSlice::new(c)));
+        socket.try_io(tokio::io::Interest::WRITABLE, || {
+            let sock = SockRef::from(socket);
+            if peer == Some(to) {
+                sock.send_vectored(&iov)
+            } else {
+                sock.send_to_vectored(&iov, &to.into())
+            }
+        })
+    }
+
     fn send_failed(&mut self, e: &io::Error, to: SocketAddr) {
         if e.kind() == io::ErrorKind::ConnectionRefused && self.peer.is_some() {
             self.refused = true;
@@ -290,11 +320,16 @@ impl State {
         }
     }
 
-    fn queue_pending(&mut self, to: SocketAddr, datagram: &[u8]) {
+    /// Keeps a datagram (`head` then `gather`) that met a full socket buffer.
+    fn queue_pending(&mut self, to: SocketAddr, head: &[u8], gather: &[Bytes]) {
         if self.pending_out.len() >= self.max_pending_out {
             self.counters.pending_out_drops += 1;
         } else {
-            self.pending_out.push_back((to, datagram.to_vec()));
+            let mut datagram = head.to_vec();
+            for chunk in gather {
+                datagram.extend_from_slice(chunk);
+            }
+            self.pending_out.push_back((to, datagram));
         }
     }
 
@@ -318,21 +353,32 @@ impl State {
             }
         }
         let mut buf = std::mem::take(&mut self.buf);
-        while let Some(to) = self.endpoint.poll_transmit(now, &mut buf) {
+        let mut gather = std::mem::take(&mut self.gather);
+        while let Some(to) = self
+            .endpoint
+            .poll_transmit_gather(now, &mut buf, &mut gather)
+        {
             if blocked {
-                self.queue_pending(to, &buf);
+                self.queue_pending(to, &buf, &gather);
                 continue;
             }
-            match Self::send_one(socket, self.peer, &buf, to) {
-                Ok(_) => {}
+            match Self::send_gather(socket, self.peer, &buf, &gather, to) {
+                Ok(_) => {
+                    if !gather.is_empty() {
+                        self.counters.datagrams_gathered += 1;
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     blocked = true;
-                    self.queue_pending(to, &buf);
+                    self.queue_pending(to, &buf, &gather);
                 }
                 Err(e) => self.send_failed(&e, to),
             }
         }
+        // Drop the references now: they keep callers' buffers alive.
+        gather.clear();
         self.buf = buf;
+        self.gather = gather;
     }
 
     /// The connected peer's port is closed (ICMP port unreachable): fail its connections

@@ -46,6 +46,9 @@ pub struct UdpStats {
     pub recv_errors: u64,
     /// Datagrams dropped because the socket's buffer and the driver's queue were full.
     pub pending_out_drops: u64,
+    /// Datagrams sent with a gather list (`sendmsg`: the datagram header, then payload
+    /// chunks referenced where they lie, not copied).
+    pub datagrams_gathered: u64,
     /// New connections closed because the accept backlog was full.
     pub accept_overflow: u64,
     /// Messages that were not a valid RPC frame (their connection was closed).
@@ -74,6 +77,7 @@ impl UdpStats {
         self.send_errors += o.send_errors;
         self.recv_errors += o.recv_errors;
         self.pending_out_drops += o.pending_out_drops;
+        self.datagrams_gathered += o.datagrams_gathered;
         self.accept_overflow += o.accept_overflow;
         self.bad_frames += o.bad_frames;
         self.connections.extend_from_slice(&o.connections);

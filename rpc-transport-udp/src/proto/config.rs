@@ -13,6 +13,12 @@ pub struct Config {
     /// minimum MTU (1280) minus IPv6 and UDP headers with room to spare, so it is never
     /// fragmented by IP on a real network. Loopback can use up to 65,507.
     pub max_datagram: usize,
+    /// Largest datagram for a connection whose peer is on a loopback address, where the
+    /// MTU is 64 KiB and no path can fragment it; `None` keeps `max_datagram` there too.
+    /// Both ends advertise their size in the handshake and the smaller one is used.
+    /// Default 65,000: a 64 KiB message is 2 datagrams instead of 56, which is what makes
+    /// large messages fast on loopback (each datagram costs two system calls).
+    pub loopback_max_datagram: Option<usize>,
     /// Most sequenced datagrams in flight (sent, not acknowledged) per connection; the
     /// peer's advertised receive window caps it further. Default 1024.
     pub send_window: u32,
@@ -73,6 +79,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             max_datagram: 1200,
+            loopback_max_datagram: Some(65_000),
             send_window: 1024,
             recv_window: 4096,
             send_buffer: 4 << 20,
@@ -106,6 +113,20 @@ impl Config {
     pub fn max_datagram(mut self, bytes: usize) -> Self {
         self.max_datagram = bytes.clamp(128, 65_507);
         self
+    }
+
+    /// Sets [`Config::loopback_max_datagram`] (clamped to 128..=65,507).
+    pub fn loopback_max_datagram(mut self, bytes: Option<usize>) -> Self {
+        self.loopback_max_datagram = bytes.map(|b| b.clamp(128, 65_507));
+        self
+    }
+
+    /// The largest datagram for a connection to `peer`.
+    pub fn max_datagram_for(&self, peer: std::net::SocketAddr) -> usize {
+        match self.loopback_max_datagram {
+            Some(b) if peer.ip().is_loopback() => b.max(self.max_datagram),
+            _ => self.max_datagram,
+        }
     }
 
     /// Sets the send window in datagrams (at least 1).

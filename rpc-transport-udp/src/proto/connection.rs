@@ -38,6 +38,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::chain::Chain;
 use super::config::Config;
 use super::packet::{self, AckInfo, Body, Packet, SackRanges, DATA_SACK_RANGES, MAX_SACK_RANGES};
 use super::reassembly::{GlobalBudget, Insert, Reassembler};
@@ -140,9 +141,9 @@ pub enum Event {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendError {
     /// The send backlog is full; wait for [`Event::Writable`] and try again.
-    Full(Bytes),
+    Full(Chain),
     /// Longer than the maximum message size.
-    TooLarge(Bytes),
+    TooLarge(Chain),
     /// The connection is closed.
     Closed(CloseReason),
 }
@@ -203,13 +204,17 @@ enum State {
     Closed(CloseReason),
 }
 
+/// Data payloads at least this long are gathered into the datagram by the socket
+/// (`sendmsg` with the datagram header and the payload's chunks) instead of being copied.
+pub const GATHER_MIN: usize = 512;
+
 /// A fragment sent and not yet acknowledged.
 #[derive(Debug)]
 struct Sent {
     frag_index: u32,
     frag_count: u32,
     msg_len: u32,
-    payload: Bytes,
+    payload: Chain,
     first_sent: Instant,
     last_sent: Instant,
     transmissions: u32,
@@ -220,7 +225,7 @@ struct Sent {
 /// A message accepted for sending whose fragments are not all sent yet.
 #[derive(Debug)]
 struct Outgoing {
-    msg: Bytes,
+    msg: Chain,
     frag_count: u32,
     next_index: u32,
     /// Sequence number of fragment 0 once it is sent.
@@ -241,6 +246,9 @@ pub(crate) struct Connection {
     fragment_payload: usize,
 
     // Sending.
+    /// The payload of the Data datagram `next_body` just chose (its `Body::Data` carries
+    /// an empty placeholder): copied into the datagram when small, gathered when large.
+    tx_payload: Chain,
     next_seq: u64,
     /// In-flight fragments; index = seq - send_base; `None` once acknowledged.
     sent: VecDeque<Option<Sent>>,
@@ -287,16 +295,18 @@ impl Connection {
         incarnation: u64,
         now: Instant,
     ) -> Self {
+        let mut cfg = cfg.clone();
+        cfg.max_datagram = cfg.max_datagram_for(peer);
         Connection {
             peer,
             conn_id,
             side,
             state: State::Established,
-            cfg: cfg.clone(),
             local_incarnation: incarnation,
             peer_incarnation: None,
             peer_recv_window: cfg.send_window,
             fragment_payload: packet::max_fragment_payload(cfg.max_datagram),
+            tx_payload: Chain::default(),
             next_seq: 1,
             sent: VecDeque::new(),
             send_base: 1,
@@ -325,6 +335,7 @@ impl Connection {
             last_send: now,
             closed_reported: false,
             stats: ConnectionStats::default(),
+            cfg,
         }
     }
 
@@ -423,7 +434,7 @@ impl Connection {
     }
 
     /// Accepts a message for sending.
-    pub(crate) fn send(&mut self, msg: Bytes) -> Result<(), SendError> {
+    pub(crate) fn send(&mut self, msg: Chain) -> Result<(), SendError> {
         if let State::Closed(reason) = self.state {
             return Err(SendError::Closed(reason));
         }
@@ -859,13 +870,25 @@ impl Connection {
         &mut self,
         now: Instant,
         out: &mut Vec<u8>,
+        gather: &mut Vec<Bytes>,
         events: &mut VecDeque<Event>,
     ) -> bool {
         out.clear();
-        let body = match self.next_body(now, events) {
+        gather.clear();
+        let mut body = match self.next_body(now, events) {
             Some(body) => body,
             None => return false,
         };
+        if let Body::Data { payload, .. } = &mut body {
+            let data = std::mem::take(&mut self.tx_payload);
+            if data.len() < GATHER_MIN && data.is_contiguous() {
+                // Small: one copy into the datagram beats another iovec.
+                *payload = data.to_bytes();
+            } else {
+                // Large or in pieces: the datagram is `out` then these chunks (sendmsg).
+                gather.extend(data.chunks().cloned());
+            }
+        }
         let max_ranges = if matches!(body, Body::Data { .. }) {
             DATA_SACK_RANGES
         } else {
@@ -877,7 +900,7 @@ impl Connection {
             ack,
             body,
         };
-        pkt.emit(out);
+        pkt.emit_gather(out, gather);
         self.stats.datagrams_sent += 1;
         self.last_send = now;
         // Every datagram carries the current ack.
@@ -962,12 +985,13 @@ impl Connection {
             if self.timers.get(Timer::Retransmit).is_none() {
                 self.timers.set(Timer::Retransmit, now + self.rtt.rto());
             }
+            self.tx_payload = s.payload.clone();
             return Some(Body::Data {
                 seq,
                 frag_index: s.frag_index,
                 frag_count: s.frag_count,
                 msg_len: s.msg_len,
-                payload: s.payload.clone(),
+                payload: Bytes::new(),
             });
         }
         None
@@ -1023,12 +1047,13 @@ impl Connection {
             self.blocked = false;
             events.push_back(Event::Writable);
         }
+        self.tx_payload = payload;
         Some(Body::Data {
             seq,
             frag_index,
             frag_count,
             msg_len,
-            payload,
+            payload: Bytes::new(),
         })
     }
 }

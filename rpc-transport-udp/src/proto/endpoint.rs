@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::chain::Chain;
 use super::config::Config;
 use super::connection::{
     close_code, CloseReason, Connection, ConnectionStats, Ctx, Event, SendError,
@@ -77,6 +78,8 @@ pub struct Endpoint {
     budget: GlobalBudget,
     events: VecDeque<(ConnectionHandle, Event)>,
     scratch: VecDeque<Event>,
+    /// Reused by [`Endpoint::poll_transmit`] for the chunks it then copies.
+    gather: Vec<Bytes>,
     transmits: VecDeque<(SocketAddr, Vec<u8>)>,
     stats: EndpointStats,
     /// Counters of connections already freed.
@@ -106,6 +109,7 @@ impl Endpoint {
             dirty: DirtyQueue::default(),
             events: VecDeque::new(),
             scratch: VecDeque::new(),
+            gather: Vec::new(),
             transmits: VecDeque::new(),
             stats: EndpointStats::default(),
             freed: ConnectionStats::default(),
@@ -163,11 +167,11 @@ impl Endpoint {
     }
 
     /// Queues a message on a connection.
-    pub fn send(&mut self, h: ConnectionHandle, msg: Bytes) -> Result<(), SendError> {
+    pub fn send(&mut self, h: ConnectionHandle, msg: impl Into<Chain>) -> Result<(), SendError> {
         let Some(conn) = self.connections.get_mut(&h.0) else {
             return Err(SendError::Closed(CloseReason::Local));
         };
-        conn.send(msg)?;
+        conn.send(msg.into())?;
         self.dirty.mark(h.0);
         Ok(())
     }
@@ -468,6 +472,26 @@ impl Endpoint {
 
     /// The next datagram to send: written into `out`, with its destination returned.
     pub fn poll_transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> Option<SocketAddr> {
+        let mut gather = std::mem::take(&mut self.gather);
+        let to = self.poll_transmit_gather(now, out, &mut gather);
+        for chunk in gather.drain(..) {
+            out.extend_from_slice(&chunk);
+        }
+        self.gather = gather;
+        to
+    }
+
+    /// Like [`Endpoint::poll_transmit`], but a large Data payload is not copied into
+    /// `out`: the datagram is `out` followed by the chunks left in `gather`, for one
+    /// vectored send (`sendmsg`). `gather` is cleared first; it stays empty for small
+    /// datagrams.
+    pub fn poll_transmit_gather(
+        &mut self,
+        now: Instant,
+        out: &mut Vec<u8>,
+        gather: &mut Vec<Bytes>,
+    ) -> Option<SocketAddr> {
+        gather.clear();
         if let Some((to, datagram)) = self.transmits.pop_front() {
             out.clear();
             out.extend_from_slice(&datagram);
@@ -477,7 +501,7 @@ impl Endpoint {
         while let Some(h) = self.dirty.front() {
             let sent = match self.connections.get_mut(&h) {
                 Some(conn) => conn
-                    .poll_transmit(now, out, &mut self.scratch)
+                    .poll_transmit(now, out, gather, &mut self.scratch)
                     .then_some(conn.peer),
                 None => None,
             };

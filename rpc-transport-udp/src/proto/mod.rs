@@ -4,6 +4,7 @@
 //!
 //! [`Endpoint`] is the entry point: it owns the connections of one socket.
 
+pub mod chain;
 pub mod config;
 pub mod connection;
 pub mod endpoint;
@@ -13,6 +14,7 @@ pub mod rtt;
 mod timer;
 pub mod window;
 
+pub use chain::Chain;
 pub use config::Config;
 pub use connection::{close_code, CloseReason, ConnectionStats, Event, SendError, Side};
 pub use endpoint::{ConnectionHandle, Endpoint, EndpointStats};

@@ -508,6 +508,13 @@ impl Packet {
     /// Emits the fields as they are: ranges that break the rules in the module docs (or
     /// whose offsets do not fit in 32 bits) produce a datagram the peer rejects.
     pub fn emit(&self, out: &mut Vec<u8>) {
+        self.emit_gather(out, &[]);
+    }
+
+    /// Appends the datagram's first part to `out`; the datagram is that part followed
+    /// by `gather` (more Data payload, sent with a vectored `sendmsg`), and the CRC
+    /// written into `out` covers all of it.
+    pub fn emit_gather(&self, out: &mut Vec<u8>, gather: &[Bytes]) {
         let base = out.len();
         out.reserve(self.encoded_len());
         let ack = &self.ack;
@@ -565,7 +572,19 @@ impl Packet {
             Body::Ack | Body::Ping | Body::Reset => {}
             Body::Close { reason } => out.extend_from_slice(&reason.to_be_bytes()),
         }
-        let crc = checksum(out.get(base..).unwrap_or(&[]));
+        let crc = if gather.is_empty() {
+            checksum(out.get(base..).unwrap_or(&[]))
+        } else {
+            let head = out.get(base..).unwrap_or(&[]);
+            let mut h = crc32fast::Hasher::new();
+            h.update(head.get(..CRC_OFFSET).unwrap_or(head));
+            h.update(&[0u8; 4]);
+            h.update(head.get(CRC_OFFSET + 4..).unwrap_or(&[]));
+            for chunk in gather {
+                h.update(chunk);
+            }
+            h.finalize()
+        };
         if let Some(field) = out.get_mut(base + CRC_OFFSET..base + CRC_OFFSET + 4) {
             field.copy_from_slice(&crc.to_be_bytes());
         }

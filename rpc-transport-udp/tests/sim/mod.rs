@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rpc_transport_udp::proto::packet::{AckInfo, Body, Packet, SackRange, SackRanges};
-use rpc_transport_udp::proto::{ConnectionHandle, Endpoint, Event, SendError};
+use rpc_transport_udp::proto::{Chain, ConnectionHandle, Endpoint, Event, SendError};
 
 // ---------------------------------------------------------------------------------------
 // Randomness
@@ -753,9 +753,14 @@ impl Outbox {
 
     pub fn flush(&mut self, ep: &mut Endpoint, h: ConnectionHandle) {
         while let Some(m) = self.queue.pop_front() {
-            match ep.send(h, m) {
+            // Every message goes in as three chunks (as a frame sent with shared
+            // descriptors does), so fragments span chunk boundaries and are resent
+            // from them under loss.
+            let (a, b) = (m.len() / 3, 2 * m.len() / 3);
+            let chain = Chain::from_chunks([m.slice(..a), m.slice(a..b), m.slice(b..)]);
+            match ep.send(h, chain) {
                 Ok(()) => {}
-                Err(SendError::Full(m)) => {
+                Err(SendError::Full(_)) => {
                     self.queue.push_front(m);
                     return;
                 }
