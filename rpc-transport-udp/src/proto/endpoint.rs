@@ -6,7 +6,8 @@
 //! events ([`Endpoint::poll_event`]). Connections are keyed by (peer address, connection
 //! id); a server endpoint creates one for each new Init (up to `max_connections`).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -84,9 +85,13 @@ pub struct Endpoint {
     stats: EndpointStats,
     /// Counters of connections already freed.
     freed: ConnectionStats,
-    /// Every connection's next deadline, ordered, so the earliest is found without a
-    /// scan; `deadlines` mirrors it per handle.
-    timers: BTreeSet<(Instant, u64)>,
+    /// Every connection's next deadline in a min-heap, so the earliest is found without
+    /// a scan. `deadlines` holds each handle's current deadline; a heap entry that no
+    /// longer matches it is stale and skipped (a changed deadline pushes a new entry
+    /// instead of searching for the old one: a push is much cheaper than a sorted-set
+    /// update, and deadlines change on almost every datagram). The top is never stale,
+    /// and the heap is rebuilt when stale entries outnumber live ones.
+    timers: BinaryHeap<Reverse<(Instant, u64)>>,
     deadlines: HandleMap<u64, Instant>,
     /// Reused by `handle_timeout`.
     due: Vec<u64>,
@@ -113,7 +118,7 @@ impl Endpoint {
             transmits: VecDeque::new(),
             stats: EndpointStats::default(),
             freed: ConnectionStats::default(),
-            timers: BTreeSet::new(),
+            timers: BinaryHeap::new(),
             deadlines: HandleMap::default(),
             due: Vec::new(),
         }
@@ -436,13 +441,32 @@ impl Endpoint {
         if old == next {
             return;
         }
-        if let Some(at) = old {
-            self.timers.remove(&(at, h));
-            self.deadlines.remove(&h);
+        match next {
+            Some(at) => {
+                self.deadlines.insert(h, at);
+                self.timers.push(Reverse((at, h)));
+            }
+            None => {
+                self.deadlines.remove(&h);
+            }
         }
-        if let Some(at) = next {
-            self.timers.insert((at, h));
-            self.deadlines.insert(h, at);
+        if self.timers.len() > 2 * self.deadlines.len() + 64 {
+            self.timers = self
+                .deadlines
+                .iter()
+                .map(|(&h, &at)| Reverse((at, h)))
+                .collect();
+        }
+        self.drop_stale_timers();
+    }
+
+    /// Pops stale entries off the top of the timer heap (see `timers`).
+    fn drop_stale_timers(&mut self) {
+        while let Some(&Reverse((at, h))) = self.timers.peek() {
+            if self.deadlines.get(&h) == Some(&at) {
+                break;
+            }
+            self.timers.pop();
         }
     }
 
@@ -450,12 +474,18 @@ impl Endpoint {
     pub fn handle_timeout(&mut self, now: Instant) {
         let mut due = std::mem::take(&mut self.due);
         due.clear();
-        due.extend(
-            self.timers
-                .iter()
-                .take_while(|(at, _)| *at <= now)
-                .map(|&(_, h)| h),
-        );
+        while let Some(&Reverse((at, h))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            if self.deadlines.get(&h) == Some(&at) {
+                // Re-armed (or not) by `collect` once the connection has run.
+                self.deadlines.remove(&h);
+                due.push(h);
+            }
+        }
+        self.drop_stale_timers();
         for &h in &due {
             if let Some(conn) = self.connections.get_mut(&h) {
                 let mut ctx = Ctx {
@@ -524,7 +554,7 @@ impl Endpoint {
 
     /// When [`Endpoint::handle_timeout`] must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.first().map(|&(at, _)| at)
+        self.timers.peek().map(|&Reverse((at, _))| at)
     }
 
     /// The next event.
