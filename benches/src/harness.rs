@@ -461,10 +461,22 @@ where
         Layout::Split => {
             let server = std::thread::Builder::new()
                 .name("bench-server".into())
-                .spawn(move || current_thread()?.block_on(serve(ctl)))?;
+                .spawn(move || {
+                    let rt = current_thread()?;
+                    rt.block_on(async {
+                        tokio::spawn(serve(ctl))
+                            .await
+                            .map_err(io::Error::other)
+                            .and_then(|r| r)
+                    })
+                })?;
             let client = std::thread::Builder::new()
                 .name("bench-client".into())
-                .spawn(move || current_thread().map(|rt| rt.block_on(client)))?;
+                .spawn(move || {
+                    // A spawned task, as on the shared layout.
+                    let rt = current_thread()?;
+                    rt.block_on(async { tokio::spawn(client).await.map_err(io::Error::other) })
+                })?;
             let c = client
                 .join()
                 .map_err(|_| io::Error::other("client thread panicked"))
