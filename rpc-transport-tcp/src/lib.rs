@@ -65,11 +65,12 @@ pub mod codec;
 mod config;
 mod listener;
 mod receiver;
+mod sink;
 mod writer;
 
 use std::net::SocketAddr;
 
-use rpc_core::transport::{frame_queue, Connection};
+use rpc_core::transport::{frame_queue, Connection, FrameSender};
 use socket2::SockRef;
 use tokio::net::TcpStream;
 
@@ -89,8 +90,14 @@ pub(crate) fn open(
 ) -> Connection<TcpFrameReceiver> {
     config.apply_to_stream(SockRef::from(&stream));
     let (read, write) = stream.into_split();
-    let (sender, outbox) = frame_queue(config.send_queue);
-    writer::spawn_writer(outbox, write, config.write_batch, peer_addr);
+    let sender = if config.direct_write {
+        let sink = sink::TcpSink::spawn(write, config.send_queue, config.write_batch);
+        FrameSender::from_sink(std::sync::Arc::new(sink))
+    } else {
+        let (sender, outbox) = frame_queue(config.send_queue);
+        writer::spawn_writer(outbox, write, config.write_batch, peer_addr);
+        sender
+    };
     Connection {
         sender,
         receiver: TcpFrameReceiver::new(read, config.max_payload, config.read_capacity())

@@ -73,9 +73,21 @@ async fn assert_works(a: &mut Connection<TcpFrameReceiver>, b: &mut Connection<T
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_senders_deliver_every_frame_exactly_once() {
+    concurrent_senders(true).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_senders_through_the_writer_queue() {
+    concurrent_senders(false).await
+}
+
+/// Many tasks send at once, `direct`: written in the senders' tasks when nothing is
+/// queued (the default), or always through the writer task's queue.
+async fn concurrent_senders(direct: bool) {
     const TASKS: u64 = 25;
     const PER_TASK: u64 = 40;
-    let (_listener, client, mut server) = pair(TcpConfig::default().send_queue(64)).await;
+    let config = TcpConfig::default().send_queue(64).direct_write(direct);
+    let (_listener, client, mut server) = pair(config).await;
 
     let mut tasks = Vec::new();
     for t in 0..TASKS {
@@ -143,11 +155,23 @@ async fn concurrent_senders_deliver_every_frame_exactly_once() {
 
 #[tokio::test]
 async fn queued_frames_arrive_in_order_with_large_payloads() {
+    frames_in_order(true).await
+}
+
+#[tokio::test]
+async fn queued_frames_arrive_in_order_through_the_writer_queue() {
+    frames_in_order(false).await
+}
+
+/// 1,500 frames of mixed sizes, most queued behind full socket buffers (partial writes),
+/// arrive intact and in order; then a clean EOF once the senders are gone.
+async fn frames_in_order(direct: bool) {
     const MAX: u32 = 256 << 10;
     let config = TcpConfig::default()
         .max_payload(MAX)
         .write_batch(64)
-        .send_queue(1024);
+        .send_queue(1024)
+        .direct_write(direct);
     let (_listener, client, mut server) = pair(config).await;
 
     let sizes: Vec<usize> = (0..1500u64)
@@ -401,4 +425,45 @@ async fn unresolvable_name_is_a_connect_error() {
         bounded(channel.connect()).await,
         Err(TransportError::Connect { .. })
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_send_queue_makes_senders_wait_until_the_peer_reads() {
+    // The peer does not read: the socket buffers fill, then the 4-frame queue, and the
+    // next send waits (bounded memory) until the peer starts reading.
+    let config = TcpConfig::default()
+        .send_queue(4)
+        .max_payload(2 << 20)
+        .send_buffer_size(Some(64 << 10))
+        .recv_buffer_size(Some(64 << 10));
+    let (_listener, client, mut server) = pair(config).await;
+    let sender = client.sender.clone();
+    let mut sent = 0u64;
+    let blocked = loop {
+        let send = sender.send(frame(sent, 1 << 20));
+        match tokio::time::timeout(Duration::from_millis(300), send).await {
+            Ok(r) => {
+                r.unwrap();
+                sent += 1;
+                assert!(sent < 64, "sends never waited: the queue is not bounded");
+            }
+            Err(_) => break sent,
+        }
+    };
+    assert!(blocked >= 4, "only {blocked} frames taken before waiting");
+    // Now read: every frame taken arrives intact and in order, and sending resumes.
+    let producer = tokio::spawn(async move {
+        for id in blocked..blocked + 3 {
+            sender.send(frame(id, 1 << 20)).await.unwrap();
+        }
+    });
+    bounded(async {
+        for id in 0..blocked + 3 {
+            let f = server.receiver.recv().await.unwrap().expect("a frame");
+            assert_eq!(f.header.call_id, id);
+            assert_intact(&f);
+        }
+    })
+    .await;
+    bounded(producer).await.unwrap();
 }
