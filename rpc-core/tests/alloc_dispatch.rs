@@ -204,3 +204,56 @@ fn pooled_dispatch_path_stays_within_its_allocation_budget() {
         "{per_call:.2} allocations per pooled call (bound: 5)"
     );
 }
+
+/// A whole call through the real client (encode, pending table, send, reply, decode)
+/// to an inline procedure, over the in-process transport: every allocation of both
+/// sides, per call.
+#[test]
+fn whole_call_allocations_are_pinned() {
+    const CALLS: u64 = 5_000;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let per_call = rt.block_on(async {
+        let (channel, listener) = memory::endpoint(64);
+        let server = Server::builder()
+            .add_service(SumService)
+            .serve(listener)
+            .unwrap();
+        let client = rpc_core::Client::new(channel);
+        let options = rpc_core::CallOptions::new();
+        let call = || {
+            client.call(
+                &IFACE,
+                &PROCS[0],
+                &options,
+                |w| {
+                    for i in 1..=8 {
+                        w.put_i32(i);
+                    }
+                    Ok(())
+                },
+                |r| r.get_i32(),
+            )
+        };
+        for _ in 0..1_000 {
+            assert_eq!(call().await.unwrap(), 36);
+        }
+        let before = allocations();
+        for _ in 0..CALLS {
+            assert_eq!(call().await.unwrap(), 36);
+        }
+        let per_call = (allocations() - before) as f64 / CALLS as f64;
+        drop(client);
+        server.shutdown().await;
+        per_call
+    });
+    eprintln!("{per_call:.2} allocations per whole call");
+    // The client's: the request buffer and its shared header when frozen, the reply
+    // slot (a oneshot channel). The server's inline path: none.
+    assert!(
+        per_call <= 3.05,
+        "{per_call:.2} allocations per call (bound: 3)"
+    );
+}

@@ -547,8 +547,7 @@ impl<C: Channel> Client<C> {
         // Large opaques the stub passed with `put_opaque_shared` stay references to the
         // caller's buffers (the shared-descriptor send path): every attempt's frame
         // points at them, and the transport gathers them into its writes.
-        let mut tail = w.finish();
-        let payload = tail.remove(0);
+        let (payload, tail) = w.split_payload();
 
         let _permit =
             match tokio::time::timeout_at(deadline.into(), inner.in_flight.acquire()).await {
