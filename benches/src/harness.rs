@@ -796,6 +796,31 @@ pub fn format_table(results: &[CaseResult]) -> String {
     out
 }
 
+/// Tick values 1, 2, 5 × 10^k between `lo` and `hi` (1 and 3 × 10^k when that gives too
+/// many).
+fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let ticks = |mantissas: &[f64]| {
+        let mut out = Vec::new();
+        let mut decade = 10f64.powi(lo.max(1e-3).log10().floor() as i32);
+        while decade <= hi {
+            for m in mantissas {
+                let v = m * decade;
+                if v >= lo && v <= hi {
+                    out.push(v);
+                }
+            }
+            decade *= 10.0;
+        }
+        out
+    };
+    let fine = ticks(&[1.0, 2.0, 5.0]);
+    if fine.len() <= 10 {
+        fine
+    } else {
+        ticks(&[1.0, 3.0])
+    }
+}
+
 /// Color pairs (dark, light), one per series family; busy-polling rows take the light
 /// one (ColorBrewer "Paired", plus grays and teals for more families).
 type Rgb = (u8, u8, u8);
@@ -822,8 +847,9 @@ fn family(case: &Case) -> String {
 }
 
 /// Writes an SVG plot of every result's latency CDF (x: round-trip latency in µs, log
-/// scale; y: share of calls done): one panel per (payload, calls in flight), one line
-/// per case, and one legend for all panels (one color per series: dark without
+/// scale, up to twice the panel's largest p99.9 — slower calls leave the plot at the
+/// right edge; y: share of calls done): one panel per (payload, calls in flight), one
+/// line per case, and one legend for all panels (one color per series: dark without
 /// busy-polling, light with). Each case is exactly one `<polyline>` of stroke width 2
 /// in the file (axes and ticks have width 1; the legend uses rectangles).
 pub fn write_svg(path: impl AsRef<Path>, title: &str, results: &[CaseResult]) -> io::Result<()> {
@@ -890,12 +916,10 @@ pub fn write_svg(path: impl AsRef<Path>, title: &str, results: &[CaseResult]) ->
             .iter()
             .flat_map(|r| r.cdf.first().map(|p| p.0))
             .fold(f64::INFINITY, f64::min);
-        let hi = mine
-            .iter()
-            .flat_map(|r| r.cdf.last().map(|p| p.0))
-            .fold(0.0f64, f64::max);
+        // Up to twice the slowest p99.9: the outliers beyond it would squeeze the rest.
+        let hi = mine.iter().map(|r| r.p999_us * 2.0).fold(0.0f64, f64::max);
         let (lo, hi) = if lo.is_finite() && hi > 0.0 {
-            ((lo * 0.8).max(0.01), (hi * 1.25).max(lo * 2.0))
+            ((lo * 0.8).max(0.01), hi.max(lo * 2.0))
         } else {
             (1.0, 1000.0)
         };
@@ -907,17 +931,18 @@ pub fn write_svg(path: impl AsRef<Path>, title: &str, results: &[CaseResult]) ->
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(48)
-            .build_cartesian_2d((lo..hi).log_scale(), 0.0f64..1.0f64)
+            .build_cartesian_2d(
+                (lo..hi).log_scale().with_key_points(log_ticks(lo, hi)),
+                0.0f64..1.0f64,
+            )
             .map_err(|e| err(&e))?;
         chart
             .configure_mesh()
             .x_desc("round-trip latency, µs (log scale)")
             .y_desc("share of calls done")
             .x_label_formatter(&|v| {
-                if *v >= 100.0 {
+                if *v >= 1.0 {
                     format!("{v:.0}")
-                } else if *v >= 10.0 {
-                    format!("{v:.1}")
                 } else {
                     format!("{v:.2}")
                 }
@@ -926,7 +951,17 @@ pub fn write_svg(path: impl AsRef<Path>, title: &str, results: &[CaseResult]) ->
             .map_err(|e| err(&e))?;
         for r in mine {
             let color = color_of[&(r.case.name.clone(), r.case.busy())];
-            let points: Vec<(f64, f64)> = r.cdf.iter().map(|&(x, y)| (x.max(lo), y)).collect();
+            let mut points: Vec<(f64, f64)> = r
+                .cdf
+                .iter()
+                .take_while(|p| p.0 <= hi)
+                .map(|&(x, y)| (x.max(lo), y))
+                .collect();
+            if points.len() < r.cdf.len() {
+                // The line leaves the plot at the right edge at the share done by then.
+                let y = points.last().map_or(0.0, |p| p.1);
+                points.push((hi, y));
+            }
             chart
                 .draw_series(LineSeries::new(points, color.stroke_width(2)))
                 .map_err(|e| err(&e))?;

@@ -116,6 +116,9 @@ pub struct Args {
     /// Do not print progress to stderr.
     #[arg(long)]
     pub silent: bool,
+    /// Measure nothing: print the table of, and plot, a report written by `--json`.
+    #[arg(long, value_name = "JSON")]
+    pub replot: Option<std::path::PathBuf>,
 }
 
 impl Args {

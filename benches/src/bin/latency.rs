@@ -11,6 +11,9 @@
 //!     --busy-poll off --iterations 50000 --json target/ours.json --svg target/ours.svg
 //! ```
 //!
+//! `--replot target/ours.json` prints the table of a saved report and plots it again
+//! without measuring.
+//!
 //! Prints a table (p50/p90/p99/p99.9/max in µs, calls/s, p50 relative to the raw floor
 //! of the same transport/size/concurrency/busy-poll, UDP relative to TCP), then how the
 //! targets fare; writes the latency CDF of every case as SVG (`--svg`, default
@@ -22,6 +25,23 @@ use clap::Parser;
 
 fn main() -> std::io::Result<()> {
     let args = Args::parse();
+    if let Some(path) = &args.replot {
+        let report = Report::read_json(path)?;
+        println!(
+            "{} (unix time {}): {}\n",
+            path.display(),
+            report.unix_time,
+            report.command
+        );
+        print!("{}", format_table(&report.results));
+        write_svg(
+            &args.svg,
+            "round-trip latency CDF (latency tool)",
+            &report.results,
+        )?;
+        println!("\nCDF plot: {}", args.svg.display());
+        return Ok(());
+    }
     let report: Report = run(&args)?;
     let plan = args.plan();
     println!(
