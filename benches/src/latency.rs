@@ -332,7 +332,7 @@ pub fn run_case(case: &Case, plan: &Plan, opts: StackOptions) -> io::Result<Meas
                 },
             )
         }
-        (Kind::Frames, Transport::Udp) => {
+        (kind @ (Kind::Frames | Kind::Rpc), Transport::Udp) => {
             let config = udp_config(spin, opts);
             let client_config = config.clone();
             run_on_layout(
@@ -341,15 +341,15 @@ pub fn run_case(case: &Case, plan: &Plan, opts: StackOptions) -> io::Result<Meas
                     let listener = UdpListener::bind_with("127.0.0.1:0", config)
                         .await
                         .map_err(io::Error::other)?;
-                    frames_server(ctl, listener).await
+                    serve(kind, ctl, listener).await
                 },
                 move |addr| async move {
                     let channel = UdpChannel::new(addr).with_config(client_config);
-                    frames_client(&plan, n, case.payload, channel).await
+                    measure(kind, &plan, n, case.payload, channel).await
                 },
             )
         }
-        (Kind::Frames, Transport::Tcp) => {
+        (kind @ (Kind::Frames | Kind::Rpc), Transport::Tcp) => {
             let config = tcp_config(spin);
             let client_config = config.clone();
             run_on_layout(
@@ -359,46 +359,11 @@ pub fn run_case(case: &Case, plan: &Plan, opts: StackOptions) -> io::Result<Meas
                         .await
                         .map_err(io::Error::other)?
                         .with_config(config);
-                    frames_server(ctl, listener).await
+                    serve(kind, ctl, listener).await
                 },
                 move |addr| async move {
                     let channel = TcpChannel::new(addr).with_config(client_config);
-                    frames_client(&plan, n, case.payload, channel).await
-                },
-            )
-        }
-        (Kind::Rpc, Transport::Udp) => {
-            let config = udp_config(spin, opts);
-            let client_config = config.clone();
-            run_on_layout(
-                case.layout,
-                move |ctl| async move {
-                    let listener = UdpListener::bind_with("127.0.0.1:0", config)
-                        .await
-                        .map_err(io::Error::other)?;
-                    rpc_server(ctl, listener).await
-                },
-                move |addr| async move {
-                    let channel = UdpChannel::new(addr).with_config(client_config);
-                    rpc_client(&plan, n, case.payload, channel).await
-                },
-            )
-        }
-        (Kind::Rpc, Transport::Tcp) => {
-            let config = tcp_config(spin);
-            let client_config = config.clone();
-            run_on_layout(
-                case.layout,
-                move |ctl| async move {
-                    let listener = TcpListener::bind("127.0.0.1:0")
-                        .await
-                        .map_err(io::Error::other)?
-                        .with_config(config);
-                    rpc_server(ctl, listener).await
-                },
-                move |addr| async move {
-                    let channel = TcpChannel::new(addr).with_config(client_config);
-                    rpc_client(&plan, n, case.payload, channel).await
+                    measure(kind, &plan, n, case.payload, channel).await
                 },
             )
         }
@@ -408,10 +373,36 @@ pub fn run_case(case: &Case, plan: &Plan, opts: StackOptions) -> io::Result<Meas
     }
 }
 
+/// The server side of a frames-only or an RPC case.
+async fn serve<L: Listener>(kind: Kind, ctl: ServerCtl, listener: L) -> io::Result<()> {
+    match kind {
+        Kind::Frames => frames_server(ctl, listener).await,
+        _ => rpc_server(ctl, listener).await,
+    }
+}
+
+/// The client side of a frames-only or an RPC case.
+async fn measure<C: Channel>(
+    kind: Kind,
+    plan: &Plan,
+    n: usize,
+    payload: usize,
+    channel: C,
+) -> io::Result<Measurement> {
+    match kind {
+        Kind::Frames => frames_client(plan, n, payload, channel).await,
+        _ => rpc_client(plan, n, payload, channel).await,
+    }
+}
+
 fn udp_config(spin: Option<Duration>, opts: StackOptions) -> UdpConfig {
     let mut config = UdpConfig::default().busy_poll(spin);
     if let Some(d) = opts.udp_max_datagram {
-        config = config.protocol(proto::Config::default().max_datagram(d));
+        // The size asked for, on loopback too (not the larger loopback default).
+        let protocol = proto::Config::default()
+            .max_datagram(d)
+            .loopback_max_datagram(None);
+        config = config.protocol(protocol);
     }
     config
 }
