@@ -629,6 +629,10 @@ async fn shared_descriptor_and_copy_paths_agree<T: Transport>() {
             assert_eq!(back, blob, "{mode} echo of {len} bytes");
             let crc = bounded("put", calc.put(blob.clone())).await.unwrap();
             assert_eq!(crc, crc32fast::hash(&blob), "{mode} put of {len} bytes");
+            // A `String` argument takes the same path (moved into the request).
+            let text: String = (0..len).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+            let back = bounded("echo", calc.echo(text.clone())).await.unwrap();
+            assert_eq!(back, text, "{mode} echo of a {len}-byte string");
         }
     }
     drop((shared, copying));

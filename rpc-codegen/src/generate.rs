@@ -822,12 +822,20 @@ impl<'a> Generator<'a> {
             .args
             .iter()
             .zip(&arg_names)
-            .map(|(a, n)| self.encode_stmt(&a.ty, &Place::Owned(quote!(#n))))
+            .map(|(a, n)| match self.resolve(&a.ty) {
+                // An owned `String` argument moves into the writer: a long one is sent by
+                // reference to its own buffer (the shared-descriptor path), not copied.
+                Type::String { max } => {
+                    let max = self.bound(max);
+                    quote!(w.put_string_shared(#n, #max)?;)
+                }
+                _ => self.encode_stmt(&a.ty, &Place::Owned(quote!(#n))),
+            })
             .collect();
         let encode = if encodes.is_empty() {
             quote!(|_| Ok(()))
         } else {
-            quote!(|w| { #(#encodes)* Ok(()) })
+            quote!(move |w| { #(#encodes)* Ok(()) })
         };
         let (decode, encode_ret) = match self.resolve(&p.ret) {
             Type::Void => (quote!(|_| Ok(())), None),

@@ -260,6 +260,17 @@ impl XdrWriter {
         self.put_opaque(s.as_bytes(), max)
     }
 
+    /// Writes a `string<max>` it owns, sharing its bytes instead of copying them when
+    /// this writer shares and the string is at least the threshold long (see
+    /// [`XdrWriter::put_opaque_shared`]); generated stubs pass their `String` arguments
+    /// this way.
+    pub fn put_string_shared(&mut self, s: String, max: u32) -> Result<(), XdrError> {
+        match self.share_threshold {
+            Some(threshold) if s.len() >= threshold => self.put_opaque_shared(&Bytes::from(s), max),
+            _ => self.put_string(&s, max),
+        }
+    }
+
     /// `T name<max>` with a custom element encoder (used by generated code for elements
     /// that carry bounds of their own).
     pub fn put_var_array_with<T>(
