@@ -48,24 +48,15 @@ where
         }
 
         headers.clear();
-        batch.retain(|frame| {
-            let mut header = [0u8; HEADER_LEN];
-            let emitted = if frame.is_contiguous() {
-                frame.header.emit(&[&frame.payload], &mut header)
-            } else {
-                // A shared-descriptor frame: the CRC runs over every chunk in place.
-                let parts: Vec<&[u8]> = frame.chunks().map(|c| &c[..]).collect();
-                frame.header.emit(&parts, &mut header)
-            };
-            match emitted {
-                Ok(()) => {
-                    headers.push(header);
-                    true
-                }
-                Err(e) => {
-                    warn!(call_id = frame.header.call_id, error = %e, "dropping unencodable frame");
-                    false
-                }
+        batch.retain(|frame| match frame.header_bytes() {
+            // (Over every payload chunk in place for a shared-descriptor frame.)
+            Ok(header) => {
+                headers.push(header);
+                true
+            }
+            Err(e) => {
+                warn!(call_id = frame.header.call_id, error = %e, "dropping unencodable frame");
+                false
             }
         });
 
