@@ -5,9 +5,18 @@
 //! incomplete, and takes a complete frame off the front of the buffer. The header is
 //! validated as soon as its 56 bytes are in, so a peer announcing an oversized payload
 //! is rejected before a single byte is reserved for it.
+//!
+//! A payload's room is reserved as its bytes arrive, not when its header announces it:
+//! each step reserves at most as much as has already arrived of the frame (at least
+//! [`RESERVE_STEP`]), so a peer that announces 16 MiB and sends one byte holds 64 KiB,
+//! and the buffer of a frame that does arrive grows by doubling (at most twice what was
+//! received).
 
 use bytes::{Buf, Bytes, BytesMut};
 use rpc_core::frame::{verify_crc, Frame, FrameError, FrameHeader, HEADER_LEN, MAGIC};
+
+/// The least room reserved at a time for a payload still arriving (64 KiB).
+pub const RESERVE_STEP: usize = 64 << 10;
 
 /// Decodes frames from a stream's read buffer.
 ///
@@ -38,9 +47,9 @@ impl FrameDecoder {
 
     /// Takes the next complete frame off the front of `buf`.
     ///
-    /// * `Ok(None)`: more bytes are needed. `buf` has then been given room for the rest
-    ///   of the current frame (its header, or once the header is in, exactly the rest of
-    ///   header + payload), so the next read can complete it.
+    /// * `Ok(None)`: more bytes are needed. `buf` has then been given room for more of
+    ///   the current frame: its header, or once the header is in, the rest of the frame
+    ///   but never more than what has arrived of it so far (at least [`RESERVE_STEP`]).
     /// * `Ok(Some(frame))`: the frame's bytes have been removed from `buf`; its payload
     ///   is a zero-copy slice of the buffer.
     /// * `Err(_)`: the frame is bad ([`FrameHeader::parse`]'s checks, then the CRC).
@@ -73,7 +82,11 @@ impl FrameDecoder {
         // the 32- and 64-bit targets tokio supports.
         let frame_len = HEADER_LEN + header.payload_len as usize;
         if buf.len() < frame_len {
-            buf.reserve(frame_len - buf.len());
+            let missing = frame_len - buf.len();
+            let room = buf.capacity() - buf.len();
+            if room < missing {
+                buf.reserve(missing.min(buf.len().max(RESERVE_STEP)));
+            }
             return Ok(None);
         }
 
@@ -195,6 +208,34 @@ mod tests {
     }
 
     #[test]
+    fn announced_payload_is_not_reserved_before_it_arrives() {
+        let bytes = stream(&[frame(1, 4 << 20)]);
+        let mut decoder = FrameDecoder::new(16 << 20);
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&bytes[..HEADER_LEN + 1]);
+        assert!(decoder.decode(&mut buf).expect("a valid header").is_none());
+        assert!(buf.capacity() <= 2 * RESERVE_STEP, "{}", buf.capacity());
+        // As bytes arrive the room grows with them: never more than twice the received.
+        let mut at = HEADER_LEN + 1;
+        let frame = loop {
+            let room = (buf.capacity() - buf.len()).max(1);
+            let end = (at + room).min(bytes.len());
+            buf.extend_from_slice(&bytes[at..end]);
+            at = end;
+            match decoder.decode(&mut buf).expect("valid") {
+                Some(frame) => break frame,
+                None => assert!(
+                    buf.capacity() <= 2 * buf.len() + RESERVE_STEP,
+                    "{} for {}",
+                    buf.capacity(),
+                    buf.len()
+                ),
+            }
+        };
+        assert_eq!(frame.payload.len(), 4 << 20);
+    }
+
+    #[test]
     fn partial_frame_is_not_idle() {
         let bytes = stream(&[frame(1, 10)]);
         let (got, decoder, buf) = decode_chunks([&bytes[..HEADER_LEN + 3]], 1024);
@@ -206,12 +247,13 @@ mod tests {
     }
 
     #[test]
-    fn reserves_exactly_the_rest_of_the_frame() {
-        let bytes = stream(&[frame(1, 100_000)]);
+    fn reserves_room_for_the_rest_of_a_small_frame() {
+        let bytes = stream(&[frame(1, 40_000)]);
         let mut decoder = FrameDecoder::new(1 << 20);
         let mut buf = BytesMut::new();
         buf.extend_from_slice(&bytes[..HEADER_LEN + 10]);
         assert!(decoder.decode(&mut buf).unwrap().is_none());
+        // Under one reserve step: the whole rest fits at once.
         assert!(buf.capacity() >= bytes.len());
         let before = buf.capacity();
         buf.extend_from_slice(&bytes[HEADER_LEN + 10..]);
@@ -221,7 +263,7 @@ mod tests {
             "the rest of the frame fit without growing"
         );
         let f = decoder.decode(&mut buf).unwrap().expect("complete");
-        assert_eq!(f.payload.len(), 100_000);
+        assert_eq!(f.payload.len(), 40_000);
     }
 
     #[test]

@@ -6,6 +6,9 @@ use rpc_core::transport::DEFAULT_SEND_QUEUE;
 use socket2::SockRef;
 use tracing::warn;
 
+/// Default [`TcpConfig::frame_timeout`]: 30 s.
+pub const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Settings shared by [`crate::TcpChannel`] and [`crate::TcpListener`].
 ///
 /// Start from [`TcpConfig::default`] and change what you need:
@@ -65,6 +68,13 @@ pub struct TcpConfig {
     /// call per frame instead of per batch and halve throughput (about 105–137k calls/s
     /// against 211k). Turn it on for clients that make one call at a time.
     pub direct_write: bool,
+    /// How long a frame may take to arrive completely once its first byte has: a peer
+    /// that trickles a frame in (slowloris) or announces a payload it never sends has
+    /// its connection closed after it (the receiver fails with
+    /// [`std::io::ErrorKind::TimedOut`]; the server counts it in `slow_frames`). `None`
+    /// waits forever. Default 30 s. Incomplete payloads hold only what has arrived
+    /// (buffers grow as bytes arrive, see [`crate::codec`]).
+    pub frame_timeout: Option<Duration>,
 }
 
 impl Default for TcpConfig {
@@ -80,6 +90,7 @@ impl Default for TcpConfig {
             read_buffer_capacity: 8 << 10,
             busy_poll: None,
             direct_write: false,
+            frame_timeout: Some(DEFAULT_FRAME_TIMEOUT),
         }
     }
 }
@@ -130,6 +141,12 @@ impl TcpConfig {
     /// Sets [`TcpConfig::direct_write`].
     pub fn direct_write(mut self, on: bool) -> Self {
         self.direct_write = on;
+        self
+    }
+
+    /// Sets [`TcpConfig::frame_timeout`] (a zero duration is the same as `None`).
+    pub fn frame_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.frame_timeout = timeout.filter(|d| !d.is_zero());
         self
     }
 
@@ -194,6 +211,7 @@ mod tests {
         assert!(c.nodelay);
         assert_eq!(c.connect_timeout, Duration::from_secs(5));
         assert_eq!(c.read_buffer_capacity, 8192);
+        assert_eq!(c.frame_timeout, Some(Duration::from_secs(30)));
     }
 
     #[test]

@@ -76,7 +76,7 @@ use tokio::net::TcpStream;
 
 pub use channel::{TcpAddr, TcpChannel};
 pub use codec::FrameDecoder;
-pub use config::TcpConfig;
+pub use config::{TcpConfig, DEFAULT_FRAME_TIMEOUT};
 pub use listener::TcpListener;
 pub use receiver::TcpFrameReceiver;
 pub use writer::write_loop;
@@ -101,7 +101,8 @@ pub(crate) fn open(
     Connection {
         sender,
         receiver: TcpFrameReceiver::new(read, config.max_payload, config.read_capacity())
-            .with_busy_poll(config.busy_poll),
+            .with_busy_poll(config.busy_poll)
+            .with_frame_timeout(config.frame_timeout),
         peer_addr,
     }
 }

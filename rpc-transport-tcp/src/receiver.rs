@@ -29,6 +29,11 @@ use crate::codec::FrameDecoder;
 ///
 /// `recv` is cancellation safe: the buffer and the decoder's progress live in the
 /// receiver, so dropping a pending `recv` (e.g. in a `select!`) loses no bytes.
+///
+/// A frame must arrive completely within the frame timeout
+/// ([`crate::TcpConfig::frame_timeout`]) of its first byte; otherwise `recv` fails with
+/// an I/O error of kind [`io::ErrorKind::TimedOut`] and the connection is unusable
+/// (a slowloris peer that trickles a frame in cannot hold the connection and its buffer).
 #[derive(Debug)]
 pub struct TcpFrameReceiver {
     read: OwnedReadHalf,
@@ -36,6 +41,9 @@ pub struct TcpFrameReceiver {
     decoder: FrameDecoder,
     read_capacity: usize,
     busy_poll: Option<Duration>,
+    frame_timeout: Option<Duration>,
+    /// When the first byte of the incomplete frame at the front of `buf` arrived.
+    frame_started: Option<Instant>,
     state: State,
 }
 
@@ -57,8 +65,17 @@ impl TcpFrameReceiver {
             decoder: FrameDecoder::new(max_payload),
             read_capacity,
             busy_poll: None,
+            frame_timeout: None,
+            frame_started: None,
             state: State::Open,
         }
+    }
+
+    /// Fails the connection when a frame has not arrived completely `timeout` after its
+    /// first byte; `None` waits forever. See [`crate::TcpConfig::frame_timeout`].
+    pub fn with_frame_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.frame_timeout = timeout.filter(|d| !d.is_zero());
+        self
     }
 
     /// Spins for up to `budget` (non-blocking reads, yielding to the runtime between
@@ -92,7 +109,11 @@ impl TcpFrameReceiver {
     async fn next_frame(&mut self) -> Result<Option<Frame>, TransportError> {
         loop {
             if let Some(frame) = self.decoder.decode(&mut self.buf)? {
+                self.frame_started = None;
                 return Ok(Some(frame));
+            }
+            if !self.buf.is_empty() && self.frame_started.is_none() {
+                self.frame_started = Some(Instant::now());
             }
             // The decoder has made room for the rest of the current frame; also make sure
             // a read can pick up a good run of small frames at once, rather than a few
@@ -100,7 +121,27 @@ impl TcpFrameReceiver {
             if self.buf.capacity() - self.buf.len() < (self.read_capacity / 8).max(HEADER_LEN) {
                 self.buf.reserve(self.read_capacity);
             }
-            if self.fill().await? == 0 {
+            let read = match (self.frame_started, self.frame_timeout) {
+                (Some(started), Some(timeout)) => {
+                    let deadline = tokio::time::Instant::from_std(started + timeout);
+                    match tokio::time::timeout_at(deadline, self.fill()).await {
+                        Ok(read) => read?,
+                        Err(_) => {
+                            return Err(io::Error::new(
+                                io::ErrorKind::TimedOut,
+                                format!(
+                                    "frame incomplete {timeout:?} after its first byte \
+                                     ({} bytes buffered)",
+                                    self.buf.len()
+                                ),
+                            )
+                            .into())
+                        }
+                    }
+                }
+                _ => self.fill().await?,
+            };
+            if read == 0 {
                 if self.buf.is_empty() && self.decoder.is_idle() {
                     return Ok(None);
                 }

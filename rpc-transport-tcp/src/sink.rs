@@ -67,6 +67,8 @@ struct State {
     senders_gone: bool,
     /// Senders waiting for room in the queue.
     room: Vec<Waker>,
+    /// Bytes of the queue not written yet.
+    queued_bytes: usize,
 }
 
 struct Inner {
@@ -132,11 +134,13 @@ impl FrameSink for TcpSink {
             if st.queue.len() >= self.inner.capacity {
                 return Err(TrySendError::Full(frame));
             }
-            st.queue.push_back(Pending {
+            let pending = Pending {
                 header,
                 frame,
                 written: 0,
-            });
+            };
+            st.queued_bytes += pending.len();
+            st.queue.push_back(pending);
             return Ok(());
         }
         // Nothing ahead of it: write it now, in this task.
@@ -177,6 +181,7 @@ impl FrameSink for TcpSink {
             return Ok(());
         }
         // The socket is full: the writer task finishes this frame when it drains.
+        st.queued_bytes += pending.len() - pending.written;
         st.queue.push_back(pending);
         drop(st);
         self.inner.work.notify_one();
@@ -199,6 +204,19 @@ impl FrameSink for TcpSink {
 
     fn is_closed(&self) -> bool {
         self.inner.lock().failed.is_some()
+    }
+
+    fn queued_bytes(&self) -> usize {
+        self.inner.lock().queued_bytes
+    }
+
+    fn abort(&self) {
+        fail(
+            &self.inner,
+            io::Error::new(io::ErrorKind::ConnectionAborted, "connection aborted"),
+        );
+        // Ends the writer task, even one waiting for a socket the peer does not read.
+        self.inner.work.notify_one();
     }
 }
 
@@ -229,8 +247,15 @@ async fn writer(inner: Arc<Inner>) {
                 Step::Drained => break,
                 Step::Progress => {}
                 Step::Full => {
-                    if let Err(e) = inner.write.writable().await {
-                        fail(&inner, e);
+                    tokio::select! {
+                        r = inner.write.writable() => if let Err(e) = r {
+                            fail(&inner, e);
+                            return;
+                        },
+                        // An abort (or more work, which changes nothing here).
+                        () = inner.work.notified() => {}
+                    }
+                    if inner.lock().failed.is_some() {
                         return;
                     }
                 }
@@ -270,6 +295,7 @@ fn write_some(inner: &Inner, iov: &mut Vec<IoSlice<'static>>) -> (Step, Vec<Wake
     *iov = recycle(slices);
     match result {
         Ok(mut n) => {
+            st.queued_bytes = st.queued_bytes.saturating_sub(n);
             while n > 0 {
                 let Some(front) = st.queue.front_mut() else {
                     break;
@@ -300,6 +326,7 @@ fn fail(inner: &Inner, e: io::Error) {
     let mut st = inner.lock();
     st.failed = Some(e.kind());
     st.queue.clear();
+    st.queued_bytes = 0;
     let room = std::mem::take(&mut st.room);
     drop(st);
     room.into_iter().for_each(Waker::wake);

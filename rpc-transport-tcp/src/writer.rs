@@ -24,6 +24,11 @@ use tracing::{debug, warn, Instrument};
 /// then on sends fail with [`rpc_core::TransportError::Closed`] and the frames still
 /// queued are discarded.
 ///
+/// When a sender aborts the connection ([`rpc_core::transport::FrameSender::abort`]),
+/// the loop stops at once, even in the middle of a write to a peer that does not read,
+/// and returns an error of kind [`io::ErrorKind::ConnectionAborted`]; dropping `out`
+/// then closes the socket.
+///
 /// A frame whose header cannot be encoded (payload longer than `u32::MAX` bytes) is
 /// logged and skipped; the peer would reject it anyway, since its limit is lower.
 pub async fn write_loop<W>(
@@ -40,9 +45,16 @@ where
     // Kept empty between batches, only for their allocations (see `recycle`).
     let mut chunks: Vec<&'static [u8]> = Vec::with_capacity(2 * limit);
     let mut iov: Vec<IoSlice<'static>> = Vec::with_capacity(2 * limit);
+    let abort = outbox.abort_signal();
+    let aborted = || io::Error::new(io::ErrorKind::ConnectionAborted, "connection aborted");
 
     loop {
-        if outbox.recv_batch(&mut batch, limit).await == 0 {
+        let received = tokio::select! {
+            biased;
+            () = abort.aborted() => return Err(aborted()),
+            n = outbox.recv_batch(&mut batch, limit) => n,
+        };
+        if received == 0 {
             debug!("all senders gone; shutting down the write side");
             return out.shutdown().await;
         }
@@ -67,7 +79,11 @@ where
                 gather.push(chunk);
             }
         }
-        let written = gather.write_all(&mut out).await;
+        let written = tokio::select! {
+            biased;
+            () = abort.aborted() => Err(aborted()),
+            r = gather.write_all(&mut out) => r,
+        };
         (chunks, iov) = gather.into_parts();
         batch.clear();
         written?;

@@ -18,13 +18,14 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 use crate::error::TransportError;
-use crate::frame::Frame;
+use crate::frame::{Frame, HEADER_LEN};
 
 /// Default capacity of a connection's outgoing frame queue.
 pub const DEFAULT_SEND_QUEUE: usize = 1024;
@@ -42,14 +43,43 @@ pub struct FrameSender {
 
 #[derive(Clone)]
 enum SenderInner {
-    Queue(mpsc::Sender<Frame>),
+    Queue(mpsc::Sender<Frame>, Arc<QueueState>),
     Sink(Arc<dyn FrameSink>),
+}
+
+/// What a queue's two ends share besides the frames: how many bytes are waiting to be
+/// written, and whether the connection was aborted.
+#[derive(Debug, Default)]
+struct QueueState {
+    /// Bytes (headers included) of frames sent and not yet written: queued, or in the
+    /// batch the transport is writing now.
+    bytes: AtomicUsize,
+    /// Woken whenever `bytes` falls (a batch was written).
+    drained: Notify,
+    /// [`FrameSender::abort`] was called.
+    aborted: AtomicBool,
+    /// Woken by [`FrameSender::abort`].
+    abort: Notify,
+}
+
+impl QueueState {
+    fn release(&self, bytes: usize) {
+        if bytes > 0 {
+            self.bytes.fetch_sub(bytes, Ordering::AcqRel);
+            self.drained.notify_waiters();
+        }
+    }
+}
+
+/// How many bytes a frame occupies on the wire (header included).
+fn wire_len(frame: &Frame) -> usize {
+    HEADER_LEN + frame.payload_len()
 }
 
 impl std::fmt::Debug for FrameSender {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match &self.inner {
-            SenderInner::Queue(_) => "queue",
+            SenderInner::Queue(..) => "queue",
             SenderInner::Sink(_) => "sink",
         };
         f.debug_struct("FrameSender")
@@ -84,22 +114,72 @@ pub trait FrameSink: Send + Sync + 'static {
 
     /// Whether the connection is gone.
     fn is_closed(&self) -> bool;
+
+    /// Bytes taken and not yet written to the network, if the sink tracks them (the
+    /// server pauses reading from a connection whose replies pile up). Default 0.
+    fn queued_bytes(&self) -> usize {
+        0
+    }
+
+    /// Gives up on the connection at once: frames not yet written are discarded and the
+    /// connection is closed. Default: nothing (the sink closes when its senders are gone).
+    fn abort(&self) {}
 }
 
 /// The transport's end of a connection's outgoing queue.
+///
+/// It accounts for the bytes waiting to be written ([`FrameSender::queued_bytes`]): a
+/// frame counts from [`FrameSender::send`] until the transport comes back for more
+/// frames after receiving it (that is, once the batch it belonged to was written), or
+/// until the outbox is dropped.
 #[derive(Debug)]
 pub struct FrameOutbox {
     rx: mpsc::Receiver<Frame>,
+    state: Arc<QueueState>,
+    /// Bytes of the frames handed out by the last receive, released by the next.
+    in_writer: usize,
+}
+
+/// Resolves once the connection's sender called [`FrameSender::abort`]; see
+/// [`FrameOutbox::abort_signal`].
+#[derive(Debug, Clone)]
+pub struct AbortSignal {
+    state: Arc<QueueState>,
+}
+
+impl AbortSignal {
+    /// Waits until the connection is aborted (at once if it already is).
+    pub async fn aborted(&self) {
+        loop {
+            let notified = self.state.abort.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.state.aborted.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Whether the connection was aborted.
+    pub fn is_aborted(&self) -> bool {
+        self.state.aborted.load(Ordering::Acquire)
+    }
 }
 
 /// A bounded outgoing frame queue holding at most `capacity` frames.
 pub fn frame_queue(capacity: usize) -> (FrameSender, FrameOutbox) {
     let (tx, rx) = mpsc::channel(capacity.max(1));
+    let state = Arc::new(QueueState::default());
     (
         FrameSender {
-            inner: SenderInner::Queue(tx),
+            inner: SenderInner::Queue(tx, state.clone()),
         },
-        FrameOutbox { rx },
+        FrameOutbox {
+            rx,
+            state,
+            in_writer: 0,
+        },
     )
 }
 
@@ -114,7 +194,15 @@ impl FrameSender {
     /// Hands a frame to the transport, waiting while there is no room.
     pub async fn send(&self, frame: Frame) -> Result<(), TransportError> {
         match &self.inner {
-            SenderInner::Queue(tx) => tx.send(frame).await.map_err(|_| TransportError::Closed),
+            SenderInner::Queue(tx, state) => {
+                let len = wire_len(&frame);
+                state.bytes.fetch_add(len, Ordering::AcqRel);
+                let sent = tx.send(frame).await;
+                if sent.is_err() {
+                    state.release(len);
+                }
+                sent.map_err(|_| TransportError::Closed)
+            }
             SenderInner::Sink(sink) => {
                 let mut frame = frame;
                 loop {
@@ -134,11 +222,19 @@ impl FrameSender {
     /// Hands a frame over if there is room right now; `Ok(false)` if there is none.
     pub fn try_send(&self, frame: Frame) -> Result<bool, TransportError> {
         match &self.inner {
-            SenderInner::Queue(tx) => match tx.try_send(frame) {
-                Ok(()) => Ok(true),
-                Err(mpsc::error::TrySendError::Full(_)) => Ok(false),
-                Err(mpsc::error::TrySendError::Closed(_)) => Err(TransportError::Closed),
-            },
+            SenderInner::Queue(tx, state) => {
+                let len = wire_len(&frame);
+                state.bytes.fetch_add(len, Ordering::AcqRel);
+                let sent = tx.try_send(frame);
+                if sent.is_err() {
+                    state.release(len);
+                }
+                match sent {
+                    Ok(()) => Ok(true),
+                    Err(mpsc::error::TrySendError::Full(_)) => Ok(false),
+                    Err(mpsc::error::TrySendError::Closed(_)) => Err(TransportError::Closed),
+                }
+            }
             SenderInner::Sink(sink) => match sink.try_send(frame) {
                 Ok(()) => Ok(true),
                 Err(TrySendError::Full(_)) => Ok(false),
@@ -150,15 +246,54 @@ impl FrameSender {
     /// Whether the connection is gone.
     pub fn is_closed(&self) -> bool {
         match &self.inner {
-            SenderInner::Queue(tx) => tx.is_closed(),
+            SenderInner::Queue(tx, _) => tx.is_closed(),
             SenderInner::Sink(sink) => sink.is_closed(),
+        }
+    }
+
+    /// Bytes (headers included) handed to this connection and not yet written to the
+    /// network (0 for a sink that does not track them, see [`FrameSink::queued_bytes`]).
+    pub fn queued_bytes(&self) -> usize {
+        match &self.inner {
+            SenderInner::Queue(_, state) => state.bytes.load(Ordering::Acquire),
+            SenderInner::Sink(sink) => sink.queued_bytes(),
+        }
+    }
+
+    /// Waits until some of [`FrameSender::queued_bytes`] was written (or the connection
+    /// closed). For a sink that does not track bytes it waits for room in the sink.
+    pub async fn written(&self) {
+        match &self.inner {
+            SenderInner::Queue(tx, state) => {
+                tokio::select! {
+                    () = state.drained.notified() => {}
+                    () = tx.closed() => {}
+                }
+            }
+            SenderInner::Sink(sink) => {
+                let _ = std::future::poll_fn(|cx| sink.poll_ready(cx)).await;
+            }
+        }
+    }
+
+    /// Gives up on the connection at once: the transport stops writing, discards what
+    /// is queued and closes the connection (the runtime uses it for peers that do not
+    /// read, and at the end of a shutdown's grace period). Dropping the senders instead
+    /// lets the transport finish writing what is queued.
+    pub fn abort(&self) {
+        match &self.inner {
+            SenderInner::Queue(_, state) => {
+                state.aborted.store(true, Ordering::Release);
+                state.abort.notify_waiters();
+            }
+            SenderInner::Sink(sink) => sink.abort(),
         }
     }
 
     /// Whether both senders feed the same connection.
     pub fn same_connection(&self, other: &FrameSender) -> bool {
         match (&self.inner, &other.inner) {
-            (SenderInner::Queue(a), SenderInner::Queue(b)) => a.same_channel(b),
+            (SenderInner::Queue(a, _), SenderInner::Queue(b, _)) => a.same_channel(b),
             (SenderInner::Sink(a), SenderInner::Sink(b)) => Arc::ptr_eq(a, b),
             _ => false,
         }
@@ -168,13 +303,31 @@ impl FrameSender {
 impl FrameOutbox {
     /// Waits for at least one frame and moves up to `limit` queued frames into `out`.
     /// Returns 0 once every sender is gone and the queue is empty.
+    ///
+    /// Calling it again tells the queue that the frames of the previous batch have been
+    /// written: their bytes leave [`FrameSender::queued_bytes`].
     pub async fn recv_batch(&mut self, out: &mut Vec<Frame>, limit: usize) -> usize {
-        self.rx.recv_many(out, limit.max(1)).await
+        self.state.release(std::mem::take(&mut self.in_writer));
+        let start = out.len();
+        let n = self.rx.recv_many(out, limit.max(1)).await;
+        self.in_writer = out[start..].iter().map(wire_len).sum();
+        n
     }
 
-    /// Takes one frame if one is queued now.
+    /// Takes one frame if one is queued now (its bytes leave
+    /// [`FrameSender::queued_bytes`] at once).
     pub fn try_recv(&mut self) -> Option<Frame> {
-        self.rx.try_recv().ok()
+        let frame = self.rx.try_recv().ok()?;
+        self.state.release(wire_len(&frame));
+        Some(frame)
+    }
+
+    /// A handle that resolves when the sending side aborts the connection
+    /// ([`FrameSender::abort`]): a writer stops at once, mid-write if need be.
+    pub fn abort_signal(&self) -> AbortSignal {
+        AbortSignal {
+            state: self.state.clone(),
+        }
     }
 
     /// Stops accepting frames; frames already queued can still be received.
@@ -242,6 +395,22 @@ impl FrameReceiver for FrameOutbox {
     /// here, as a network transport's receiver would see it: that is the one copy the
     /// in-process transport makes.
     async fn recv(&mut self) -> Result<Option<Frame>, TransportError> {
-        Ok(self.rx.recv().await.map(Frame::into_contiguous))
+        let frame = self.rx.recv().await;
+        if let Some(frame) = &frame {
+            self.state.release(wire_len(frame));
+        }
+        Ok(frame.map(Frame::into_contiguous))
+    }
+}
+
+impl Drop for FrameOutbox {
+    fn drop(&mut self) {
+        // Nothing queued will be written any more: none of it is waiting.
+        self.rx.close();
+        let mut left = std::mem::take(&mut self.in_writer);
+        while let Ok(frame) = self.rx.try_recv() {
+            left += wire_len(&frame);
+        }
+        self.state.release(left);
     }
 }
