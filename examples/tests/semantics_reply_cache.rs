@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use rpc_core::frame::{Frame, FrameHeader, FrameKind};
 use rpc_core::server::reply_cache::{Lookup, ReplyCache, ReplyCacheConfig};
+
+/// Every call here comes from one peer address.
+const PEER: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 use rpc_core::transport::{frame_queue, memory, Channel, FrameReceiver};
 use rpc_core::{Semantics, Server, Status};
 use support::{bounded, CounterServer, CounterState, COUNTER_INTERFACE};
@@ -42,7 +45,8 @@ fn reply_cache_million_calls_from_10000_clients_stay_within_caps() {
     // bytes), ~77,000 entries in all by bytes.
     let cfg = ReplyCacheConfig::default()
         .per_client(32, 4_000)
-        .total(100_000, 10 << 20);
+        .total(100_000, 10 << 20)
+        .max_clients_per_peer(usize::MAX);
     let mut cache = ReplyCache::new(cfg);
     const CLIENTS: u64 = 10_000;
     const OPS: u64 = 1_000_000;
@@ -58,11 +62,11 @@ fn reply_cache_million_calls_from_10000_clients_stay_within_caps() {
         } else {
             0
         };
-        match cache.begin(&call(client, id), low_water, &tx, now) {
+        match cache.begin(PEER, &call(client, id), low_water, &tx, now) {
             Lookup::Run => {}
             other => panic!("a new call must run, got {other:?}"),
         }
-        cache.finish(client, id, &reply(client, id));
+        cache.finish(PEER, client, id, &reply(client, id));
         if (i + 1) % 10_000 == 0 {
             let s = cache.stats();
             assert!(s.entries <= cfg.total_entries, "{s:?}");
@@ -79,46 +83,56 @@ fn reply_cache_million_calls_from_10000_clients_stay_within_caps() {
     // Calls of an acknowledging client below its mark, and evicted calls of the
     // others: refused, never run again.
     assert!(matches!(
-        cache.begin(&call(10, 1), 0, &tx, now),
+        cache.begin(PEER, &call(10, 1), 0, &tx, now),
         Lookup::Forgotten
     ));
     assert!(matches!(
-        cache.begin(&call(11, 1), 0, &tx, now),
+        cache.begin(PEER, &call(11, 1), 0, &tx, now),
         Lookup::Forgotten
     ));
     // The newest call of an acknowledging client is still answered from the cache.
     assert!(matches!(
-        cache.begin(&call(10, OPS / CLIENTS), 0, &tx, now),
+        cache.begin(PEER, &call(10, OPS / CLIENTS), 0, &tx, now),
         Lookup::Cached(_)
     ));
 }
 
 #[test]
-fn reply_cache_client_limit_holds() {
+fn reply_cache_client_limit_refuses_newcomers_and_keeps_established_clients() {
     let (tx, _rx) = frame_queue(8);
     let now = Instant::now();
-    let cfg = ReplyCacheConfig::default().max_clients(500);
+    let cfg = ReplyCacheConfig::default()
+        .max_clients(500)
+        .max_clients_per_peer(usize::MAX)
+        .client_idle(Duration::from_secs(60));
     let mut cache = ReplyCache::new(cfg);
     for client in 0..2_000u64 {
-        // Later clients are seen later: the least recently seen goes first.
         let now = now + Duration::from_micros(client);
         for id in 1..=3 {
-            assert!(matches!(
-                cache.begin(&call(client, id), 0, &tx, now),
-                Lookup::Run
-            ));
-            cache.finish(client, id, &reply(client, id));
+            match cache.begin(PEER, &call(client, id), 0, &tx, now) {
+                Lookup::Run => {
+                    cache.finish(PEER, client, id, &reply(client, id));
+                }
+                Lookup::Refused => assert!(client >= 500, "client {client} refused"),
+                other => panic!("client {client}: {other:?}"),
+            }
         }
         assert!(cache.stats().clients <= 500);
     }
     let s = cache.stats();
-    assert_eq!(s.clients_expired, 1_500);
+    assert_eq!(s.clients_expired, 0, "no established client was pushed out");
+    assert_eq!(s.clients_refused, 1_500 * 3);
     assert_eq!(s.entries, 500 * 3);
-    // A forgotten client is a stranger again (its calls would run): this is why a
-    // client restart must use a new client id, never reuse an old one.
-    let later = now + Duration::from_secs(1);
+    // An established client's retry still gets its cached reply, never a second run.
     assert!(matches!(
-        cache.begin(&call(0, 1), 0, &tx, later),
+        cache.begin(PEER, &call(0, 1), 0, &tx, now),
+        Lookup::Cached(_)
+    ));
+    // Once idle clients expire there is room again. A forgotten client is a stranger
+    // (its calls would run): this is why a client restart must use a new client id.
+    let later = now + Duration::from_secs(61);
+    assert!(matches!(
+        cache.begin(PEER, &call(0, 1), 0, &tx, later),
         Lookup::Run
     ));
 }
@@ -135,13 +149,13 @@ fn reply_cache_low_water_frees_old_entries_within_window() {
         // The client's low-water mark: its oldest call still waiting.
         let low_water = running.front().copied().unwrap_or(id);
         assert!(matches!(
-            cache.begin(&call(77, id), low_water, &tx, now),
+            cache.begin(PEER, &call(77, id), low_water, &tx, now),
             Lookup::Run
         ));
         running.push_back(id);
         if running.len() == WINDOW {
             let done = running.pop_front().unwrap();
-            cache.finish(77, done, &reply(77, done));
+            cache.finish(PEER, 77, done, &reply(77, done));
         }
         let s = cache.stats();
         assert!(
@@ -154,7 +168,7 @@ fn reply_cache_low_water_frees_old_entries_within_window() {
     assert!(s.released >= CALLS - 2 * WINDOW as u64, "{s:?}");
     // A late duplicate of an acknowledged call is refused.
     assert!(matches!(
-        cache.begin(&call(77, 5), 0, &tx, now),
+        cache.begin(PEER, &call(77, 5), 0, &tx, now),
         Lookup::Forgotten
     ));
     assert_eq!(cache.stats().refused_forgotten, 1);
@@ -168,21 +182,21 @@ fn reply_cache_evicted_early_duplicate_is_forgotten() {
     let mut cache = ReplyCache::new(ReplyCacheConfig::default().per_client(3, usize::MAX));
     for id in 1..=5 {
         assert!(matches!(
-            cache.begin(&call(9, id), 0, &tx, now),
+            cache.begin(PEER, &call(9, id), 0, &tx, now),
             Lookup::Run
         ));
-        cache.finish(9, id, &reply(9, id));
+        cache.finish(PEER, 9, id, &reply(9, id));
     }
     assert_eq!(cache.stats().evicted_early, 2);
     for id in [1, 2] {
         assert!(matches!(
-            cache.begin(&call(9, id), 0, &tx, now),
+            cache.begin(PEER, &call(9, id), 0, &tx, now),
             Lookup::Forgotten
         ));
     }
     for id in 3..=5 {
         assert!(matches!(
-            cache.begin(&call(9, id), 0, &tx, now),
+            cache.begin(PEER, &call(9, id), 0, &tx, now),
             Lookup::Cached(_)
         ));
     }
@@ -191,20 +205,20 @@ fn reply_cache_evicted_early_duplicate_is_forgotten() {
     for client in [1u64, 2] {
         for id in 1..=3 {
             assert!(matches!(
-                cache.begin(&call(client, id), 0, &tx, now),
+                cache.begin(PEER, &call(client, id), 0, &tx, now),
                 Lookup::Run
             ));
-            cache.finish(client, id, &reply(client, id));
+            cache.finish(PEER, client, id, &reply(client, id));
         }
     }
     let s = cache.stats();
     assert_eq!((s.entries, s.evicted_early), (4, 2));
     assert!(matches!(
-        cache.begin(&call(1, 2), 0, &tx, now),
+        cache.begin(PEER, &call(1, 2), 0, &tx, now),
         Lookup::Forgotten
     ));
     assert!(matches!(
-        cache.begin(&call(1, 3), 0, &tx, now),
+        cache.begin(PEER, &call(1, 3), 0, &tx, now),
         Lookup::Cached(_)
     ));
 }

@@ -1,6 +1,6 @@
 //! The name registry (`rpc_core::naming::registry`), served by its own generated stubs
 //! over the in-process transport: registration, heartbeats, expiry, deregistration,
-//! caps, long polls, the resolver, and `ServerBuilder::register_with`.
+//! caps, long polls, the resolver, and `RegisterOnServe` (a server hook).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use rpc_core::naming::registry::proto::{self, MetadataEntry, RegistryClient, RegistryServer};
 use rpc_core::naming::registry::{
+    RegisterOnServe,
     codes, Registration, RegistryConfig, RegistryResolver, RegistryService,
 };
 use rpc_core::naming::{Endpoint, Resolver};
@@ -579,7 +580,7 @@ async fn servers_register_on_serve_and_deregister_on_shutdown() {
     let (_channel, listener) = memory::endpoint(64);
     let server = Server::builder()
         .add_service(RegistryServer::new(RegistryService::new()))
-        .register_with(client.clone(), "echo", 1, advertised.clone())
+        .hook(RegisterOnServe::new(client.clone(), "echo", 1, advertised.clone()))
         .serve(listener)
         .unwrap();
     wait_until(&mut rx, Duration::from_secs(1), |s| s.len() == 1).await;
@@ -607,7 +608,7 @@ async fn a_server_keeps_serving_and_retrying_while_registration_fails() {
     let (channel, listener) = memory::endpoint(64);
     let server = Server::builder()
         .add_service(RegistryServer::new(RegistryService::new()))
-        .register_with(client.clone(), "echo", 1, ep("tcp://127.0.0.1:7400"))
+        .hook(RegisterOnServe::new(client.clone(), "echo", 1, ep("tcp://127.0.0.1:7400")))
         .serve(listener)
         .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;

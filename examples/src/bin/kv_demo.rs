@@ -22,7 +22,7 @@ use examples::kv_service::{
 };
 use rpc_core::client::{Balance, ClientConfig, RetryPolicy};
 use rpc_core::naming::registry::proto::{RegistryClient, RegistryServer};
-use rpc_core::naming::registry::{RegistryConfig, RegistryService};
+use rpc_core::naming::registry::{RegisterOnServe, RegistryConfig, RegistryService};
 use rpc_core::naming::{Endpoint, Scheme};
 use rpc_core::server::ServerHandle;
 use rpc_core::transport::Listener;
@@ -78,13 +78,13 @@ fn start_instance(
 ) -> Result<ServerHandle, Error> {
     Ok(Server::builder()
         .add_service(KvServer::from_arc(service))
-        .register_with(
+        .hook(RegisterOnServe::new(
             RegistryClient::new(UdpChannel::new(registry)),
             SERVICE_NAME,
             SERVICE_VERSION,
             // Port 0: the listener's port.
             Endpoint::new(Scheme::Udp, "127.0.0.1", 0),
-        )
+        ))
         .serve(listener)?)
 }
 

@@ -14,6 +14,7 @@ use clap::{Parser, ValueEnum};
 use examples::kv::KvServer;
 use examples::kv_service::{AnyChannel, KvService, SERVICE_NAME, SERVICE_VERSION};
 use rpc_core::naming::registry::proto::RegistryClient;
+use rpc_core::naming::registry::RegisterOnServe;
 use rpc_core::naming::{Endpoint, Scheme};
 use rpc_core::transport::Listener;
 use rpc_core::Server;
@@ -94,12 +95,12 @@ async fn serve(
         Endpoint::new(scheme, host, local.port())
     };
     if let Some(registry) = &args.registry {
-        builder = builder.register_with(
+        builder = builder.hook(RegisterOnServe::new(
             RegistryClient::new(AnyChannel::for_endpoint(registry)),
             SERVICE_NAME,
             SERVICE_VERSION,
             advertised.clone(),
-        );
+        ));
     }
     let server = builder.serve(listener)?;
     println!("kv-server {name:?} listening on {advertised} (Ctrl-C to stop)");

@@ -4,7 +4,7 @@
 //! cargo run -p examples --bin rpc-registry -- --addr 127.0.0.1:7700 --transport udp
 //! ```
 //!
-//! Servers register with `ServerBuilder::register_with` (or
+//! Servers register with a `RegisterOnServe` server hook (or
 //! `rpc_core::naming::registry::Registration`), clients resolve names with
 //! `rpc_core::naming::registry::RegistryResolver`.
 

@@ -8,7 +8,7 @@
 //! * [`Registration`] is a server's side: it registers an endpoint, renews the lease by
 //!   heartbeats (every third of the granted TTL), registers again if the lease was lost
 //!   (a registry restart, a long partition), and deregisters on request. A server built
-//!   with [`crate::server::ServerBuilder::register_with`] does all of this itself.
+//!   with [`RegisterOnServe`] (a `ServerBuilder::hook`) does all of this itself.
 //! * [`RegistryResolver`] is a client's side: a [`Resolver`] that looks a name up and
 //!   then follows it by long-polling `watch`.
 //!
@@ -72,7 +72,7 @@ use tokio::time::Instant;
 
 use super::{Endpoint, ResolveError, Resolver};
 use crate::error::{RpcError, Status};
-use crate::server::CallContext;
+use crate::server::{CallContext, HookFuture, RunningHook, ServeHook};
 use crate::transport::Channel;
 use crate::CallOptions;
 
@@ -1090,35 +1090,84 @@ impl<C: Channel> Heartbeat<C> {
     }
 }
 
-/// What [`crate::server::ServerBuilder::register_with`] stores: given the listener's
-/// address, starts a background registration.
-pub(crate) type RegisterOnServe = Box<dyn FnOnce(SocketAddr) -> Registration + Send>;
-
-/// Builds a [`RegisterOnServe`]: port 0 in `advertised` becomes the listener's port.
-pub(crate) fn register_on_serve<C: Channel>(
-    client: RegistryClient<C>,
-    name: String,
-    version: u32,
-    advertised: Endpoint,
-) -> RegisterOnServe {
-    Box::new(move |local: SocketAddr| {
-        let mut endpoint = advertised;
-        if endpoint.port == 0 {
-            endpoint.port = local.port();
-        }
-        Registration::start_in_background(client, name, version, endpoint, Duration::ZERO)
-    })
+/// Registers a server with the registry while it serves: a [`ServeHook`] for
+/// [`crate::server::ServerBuilder::hook`].
+///
+/// `serve` starts a [`Registration`] in the background (a port of 0 in the advertised
+/// endpoint means the listener's port), which keeps the lease alive by heartbeats with
+/// the registry's default TTL; if the registry cannot be reached the server serves
+/// anyway, logs a warning and keeps trying. [`crate::server::ServerHandle::shutdown`]
+/// deregisters first (waiting at most [`DEREGISTER_WAIT`] for the registry), before
+/// draining; dropping the handle stops the heartbeats, so the entry expires by its TTL.
+/// Add one hook per name to register several.
+///
+/// ```no_run
+/// # async fn doc<L: rpc_core::transport::Listener, C: rpc_core::transport::Channel>(
+/// #     listener: L, registry: rpc_core::naming::registry::proto::RegistryClient<C>,
+/// #     svc: impl rpc_core::server::Service) {
+/// use rpc_core::naming::registry::RegisterOnServe;
+/// use rpc_core::server::Server;
+/// let server = Server::builder()
+///     .add_service(svc)
+///     .hook(RegisterOnServe::new(registry, "calc", 1, "tcp://127.0.0.1:0".parse().unwrap()))
+///     .serve(listener)
+///     .unwrap();
+/// # }
+/// ```
+pub struct RegisterOnServe {
+    start: Box<dyn FnOnce(SocketAddr) -> Registration + Send>,
 }
 
-/// Deregisters every registration at once (concurrently); failures are logged.
-pub(crate) async fn deregister_all(registrations: Vec<Registration>) {
-    let all = registrations.into_iter().map(|r| async move {
-        let endpoint = r.endpoint().to_string();
-        if let Err(error) = r.deregister().await {
-            tracing::warn!(%endpoint, %error, "could not deregister from the registry");
+/// How long a graceful shutdown waits for the registry to confirm a deregistration.
+pub const DEREGISTER_WAIT: Duration = Duration::from_secs(2);
+
+impl std::fmt::Debug for RegisterOnServe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegisterOnServe").finish_non_exhaustive()
+    }
+}
+
+impl RegisterOnServe {
+    /// Registers as `name` (`version`) at `advertised` with the registry `client`
+    /// speaks to, once the server serves.
+    pub fn new<C: Channel>(
+        client: RegistryClient<C>,
+        name: impl Into<String>,
+        version: u32,
+        advertised: Endpoint,
+    ) -> Self {
+        let name = name.into();
+        RegisterOnServe {
+            start: Box::new(move |local: SocketAddr| {
+                let mut endpoint = advertised;
+                if endpoint.port == 0 {
+                    endpoint.port = local.port();
+                }
+                Registration::start_in_background(client, name, version, endpoint, Duration::ZERO)
+            }),
         }
-    });
-    futures_util::future::join_all(all).await;
+    }
+}
+
+impl ServeHook for RegisterOnServe {
+    fn start(self: Box<Self>, local_addr: SocketAddr) -> Box<dyn RunningHook> {
+        Box::new((self.start)(local_addr))
+    }
+}
+
+impl RunningHook for Registration {
+    fn stop(self: Box<Self>) -> HookFuture {
+        Box::pin(async move {
+            let endpoint = self.endpoint().to_string();
+            match tokio::time::timeout(DEREGISTER_WAIT, self.deregister()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    tracing::warn!(%endpoint, %error, "could not deregister from the registry")
+                }
+                Err(_) => tracing::warn!(%endpoint, "the registry did not confirm the deregistration in time"),
+            }
+        })
+    }
 }
 
 #[cfg(test)]
@@ -1147,13 +1196,13 @@ mod tests {
             .serve(listener)
             .unwrap();
         let client = RegistryClient::new(channel);
-        let start = register_on_serve(
+        let hook = RegisterOnServe::new(
             client.clone(),
-            "calc".into(),
+            "calc",
             1,
             "udp://10.1.2.3:0".parse().unwrap(),
         );
-        let registration = start("0.0.0.0:4242".parse().unwrap());
+        let registration = Box::new(hook).start("0.0.0.0:4242".parse().unwrap());
         let set = loop {
             let set = client.lookup("calc".into(), 1).await.unwrap();
             if !set.endpoints.is_empty() {
@@ -1162,8 +1211,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(5)).await;
         };
         assert_eq!(set.endpoints[0].endpoint, "udp://10.1.2.3:4242");
-        assert_eq!(registration.endpoint().port, 4242);
-        deregister_all(vec![registration]).await;
+        registration.stop().await;
         assert!(client
             .lookup("calc".into(), 1)
             .await

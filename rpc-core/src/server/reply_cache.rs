@@ -1,9 +1,12 @@
 //! The server's reply cache: what makes exactly-once (and at-most-once) calls run at
 //! most once however often the network or the client repeats them.
 //!
-//! Keyed by (client id, call id). A call is either *running* (its duplicates wait for the
-//! running execution's reply) or *done* (its duplicates get the cached reply at once).
-//! Memory is bounded four ways:
+//! Keyed by (peer address, client id, call id): a client's entries are only ever seen
+//! and changed by frames from the IP address that created them, so a stranger who
+//! learns a client id cannot read its cached replies, pre-answer its calls, raise its
+//! low-water mark or (see the server's cancel handling) cancel its calls. A call is
+//! either *running* (its duplicates wait for the running execution's reply) or *done*
+//! (its duplicates get the cached reply at once). Memory is bounded five ways:
 //!
 //! 1. **The client's low-water mark.** Every call carries the lowest call id its client
 //!    still waits for; everything of that client below it is dropped, and the client's
@@ -12,12 +15,23 @@
 //!    bytes): beyond them the oldest finished replies are evicted early (counted), and
 //!    the floor rises above them.
 //! 4. **Idle expiry:** a client not heard from for `client_idle` is forgotten entirely.
+//! 5. **Client admission:** at most `max_clients` clients are tracked, at most
+//!    `max_clients_per_peer` of them from one address. A call from a new client beyond
+//!    either is refused ([`Lookup::Refused`], answered `Overloaded`): known clients
+//!    are never pushed out to make room, so strangers minting client ids cannot evict
+//!    an established client's entries and make its retried call run twice.
+//!
+//! Duplicates waiting on a running call are bounded too (`max_waiters` per call;
+//! beyond it a duplicate is dropped, [`Lookup::Dropped`], and its sender retries).
 //!
 //! A call below its client's floor was either answered and acknowledged, or evicted: it
-//! is refused ([`Lookup::Forgotten`]) rather than run again. Running entries are never
-//! evicted (their count is bounded by the server's admission limit).
+//! is refused ([`Lookup::Forgotten`], answered `ReplyEvicted`) rather than run again.
+//! Running entries are never evicted (their count is bounded by the server's admission
+//! limit). The one way a call can run twice is a client forgotten by idle expiry whose
+//! retry arrives after `client_idle` (10 minutes by default, far beyond any deadline).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use crate::frame::Frame;
@@ -38,9 +52,15 @@ pub struct ReplyCacheConfig {
     pub total_entries: usize,
     /// Bytes of finished replies kept in all. Default 128 MiB.
     pub total_bytes: usize,
-    /// Clients tracked at once; a new client beyond it evicts the least recently seen
-    /// idle one. Default 20,000.
+    /// Clients tracked at once; a call from a new client beyond it is refused
+    /// (`Overloaded`) until idle clients expire. Default 20,000.
     pub max_clients: usize,
+    /// Clients tracked at once from one peer IP address; beyond it, as for
+    /// `max_clients`. Default 1,024.
+    pub max_clients_per_peer: usize,
+    /// Duplicates that may wait for one running call; further ones are dropped (their
+    /// sender retries and gets the cached reply). Default 8.
+    pub max_waiters: usize,
     /// A client not heard from for this long is forgotten. Default 10 minutes (far
     /// longer than any sensible call deadline).
     pub client_idle: Duration,
@@ -54,6 +74,8 @@ impl Default for ReplyCacheConfig {
             total_entries: 200_000,
             total_bytes: 128 << 20,
             max_clients: 20_000,
+            max_clients_per_peer: 1024,
+            max_waiters: 8,
             client_idle: Duration::from_secs(600),
         }
     }
@@ -80,6 +102,18 @@ impl ReplyCacheConfig {
         self
     }
 
+    /// Sets the per-peer client limit.
+    pub fn max_clients_per_peer(mut self, n: usize) -> Self {
+        self.max_clients_per_peer = n.max(1);
+        self
+    }
+
+    /// Sets the limit of duplicates waiting for one running call.
+    pub fn max_waiters(mut self, n: usize) -> Self {
+        self.max_waiters = n;
+        self
+    }
+
     /// Sets the idle expiry.
     pub fn client_idle(mut self, d: Duration) -> Self {
         self.client_idle = d;
@@ -98,6 +132,12 @@ pub enum Lookup {
     Cached(Frame),
     /// Below the client's floor (acknowledged or evicted): refuse it, never run it.
     Forgotten,
+    /// A new client while the cache tracks as many clients as it may (in all, or from
+    /// this peer): refuse the call as overloaded; nothing was recorded.
+    Refused,
+    /// A duplicate of a running call that already has `max_waiters` duplicates
+    /// waiting: drop it (no answer); nothing was recorded.
+    Dropped,
 }
 
 /// A cache's counters and occupancy.
@@ -120,8 +160,12 @@ pub struct ReplyCacheStats {
     pub released: u64,
     /// Late duplicates refused because they were below the floor.
     pub refused_forgotten: u64,
-    /// Clients forgotten (idle, or pushed out by the client limit).
+    /// Clients forgotten after `client_idle` without a call.
     pub clients_expired: u64,
+    /// Calls of new clients refused because the client limits were reached.
+    pub clients_refused: u64,
+    /// Duplicates dropped because their call had `max_waiters` waiting already.
+    pub waiters_dropped: u64,
 }
 
 struct Waiter {
@@ -144,16 +188,21 @@ struct ClientState {
     last_seen: Option<Instant>,
 }
 
+/// Whose entries: the peer address the client's calls come from, and its client id.
+pub type ClientKey = (IpAddr, u64);
+
 /// The reply cache. Not synchronised: the server wraps it in a mutex.
 pub struct ReplyCache {
     cfg: ReplyCacheConfig,
-    clients: HashMap<u64, ClientState>,
+    clients: HashMap<ClientKey, ClientState>,
+    /// Clients tracked per peer address.
+    per_peer: HashMap<IpAddr, usize>,
     /// Finished replies in completion order, for global eviction (oldest first). Entries
     /// freed by other means stay here until they reach the front or a compaction.
-    order: VecDeque<(u64, u64)>,
+    order: VecDeque<(ClientKey, u64)>,
     /// Clients by when they were last seen (least recent first), so expiry and the
     /// client limit cost O(log n) per client removed rather than a scan.
-    lru: BTreeSet<(Instant, u64)>,
+    lru: BTreeSet<(Instant, ClientKey)>,
     done_entries: usize,
     done_bytes: usize,
     running: usize,
@@ -175,6 +224,7 @@ impl ReplyCache {
         ReplyCache {
             cfg,
             clients: HashMap::new(),
+            per_peer: HashMap::new(),
             order: VecDeque::new(),
             lru: BTreeSet::new(),
             done_entries: 0,
@@ -195,28 +245,27 @@ impl ReplyCache {
         }
     }
 
-    /// Looks an arriving call up. `low_water` is the lowest call id its client still
-    /// waits for (0: unknown); `reply_to` receives the reply if the call joins a running
-    /// execution.
+    /// Looks an arriving call from `peer` up. `low_water` is the lowest call id its
+    /// client still waits for (0: unknown); `reply_to` receives the reply if the call
+    /// joins a running execution.
     pub fn begin(
         &mut self,
+        peer: IpAddr,
         call: &crate::frame::FrameHeader,
         low_water: u64,
         reply_to: &FrameSender,
         now: Instant,
     ) -> Lookup {
-        if !self.clients.contains_key(&call.client_id) && self.clients.len() >= self.cfg.max_clients
-        {
-            self.expire(now);
-            if self.clients.len() >= self.cfg.max_clients {
-                self.evict_least_recent_client();
-            }
+        let key = (peer, call.client_id);
+        if !self.clients.contains_key(&key) && !self.admit_client(peer, now) {
+            self.stats.clients_refused += 1;
+            return Lookup::Refused;
         }
-        let client = self.clients.entry(call.client_id).or_default();
+        let client = self.clients.entry(key).or_default();
         if let Some(seen) = client.last_seen.replace(now) {
-            self.lru.remove(&(seen, call.client_id));
+            self.lru.remove(&(seen, key));
         }
-        self.lru.insert((now, call.client_id));
+        self.lru.insert((now, key));
         if low_water > client.floor {
             // Everything below the low-water mark was answered and acknowledged.
             let keep = client.calls.split_off(&low_water);
@@ -253,6 +302,10 @@ impl ReplyCache {
                 Lookup::Run
             }
             Some(Entry::Running { waiters }) => {
+                if waiters.len() >= self.cfg.max_waiters {
+                    self.stats.waiters_dropped += 1;
+                    return Lookup::Dropped;
+                }
                 self.stats.dedup_hits += 1;
                 waiters.push(Waiter {
                     call: *call,
@@ -269,15 +322,34 @@ impl ReplyCache {
         }
     }
 
+    /// Whether a new client from `peer` may be tracked (expiring idle clients first if
+    /// a limit is reached); counts it in its peer's quota if so.
+    fn admit_client(&mut self, peer: IpAddr, now: Instant) -> bool {
+        let full = |c: &Self| {
+            c.clients.len() >= c.cfg.max_clients
+                || c.per_peer.get(&peer).copied().unwrap_or(0) >= c.cfg.max_clients_per_peer
+        };
+        if full(self) {
+            self.expire(now);
+            if full(self) {
+                return false;
+            }
+        }
+        *self.per_peer.entry(peer).or_insert(0) += 1;
+        true
+    }
+
     /// Records the reply of a call that [`ReplyCache::begin`] said to run, and returns
     /// the duplicates that joined it (each to be answered with the same reply).
     pub fn finish(
         &mut self,
+        peer: IpAddr,
         client_id: u64,
         call_id: u64,
         reply: &Frame,
     ) -> Vec<(crate::frame::FrameHeader, FrameSender)> {
-        let Some(client) = self.clients.get_mut(&client_id) else {
+        let key = (peer, client_id);
+        let Some(client) = self.clients.get_mut(&key) else {
             return Vec::new();
         };
         let Some(Entry::Running { waiters }) = client.calls.remove(&call_id) else {
@@ -297,8 +369,8 @@ impl ReplyCache {
         client.done_bytes += bytes;
         self.done_entries += 1;
         self.done_bytes += bytes;
-        self.order.push_back((client_id, call_id));
-        self.enforce_caps(client_id);
+        self.order.push_back((key, call_id));
+        self.enforce_caps(key);
         waiters.into_iter().map(|w| (w.call, w.reply_to)).collect()
     }
 
@@ -308,10 +380,11 @@ impl ReplyCache {
     /// the same refusal.
     pub fn abandon(
         &mut self,
+        peer: IpAddr,
         client_id: u64,
         call_id: u64,
     ) -> Vec<(crate::frame::FrameHeader, FrameSender)> {
-        let Some(client) = self.clients.get_mut(&client_id) else {
+        let Some(client) = self.clients.get_mut(&(peer, client_id)) else {
             return Vec::new();
         };
         if !matches!(client.calls.get(&call_id), Some(Entry::Running { .. })) {
@@ -326,7 +399,7 @@ impl ReplyCache {
 
     /// Evicts the oldest finished replies of `client_id` over its caps, then of any
     /// client over the global caps.
-    fn enforce_caps(&mut self, client_id: u64) {
+    fn enforce_caps(&mut self, client_id: ClientKey) {
         let cfg = self.cfg;
         while let Some(client) = self.clients.get(&client_id) {
             if client.done_entries <= cfg.per_client_entries
@@ -357,7 +430,7 @@ impl ReplyCache {
     }
 
     /// Evicts one finished reply (if it is still held), raising its client's floor.
-    fn evict_done(&mut self, client_id: u64, call_id: u64) -> bool {
+    fn evict_done(&mut self, client_id: ClientKey, call_id: u64) -> bool {
         let Some(client) = self.clients.get_mut(&client_id) else {
             return false;
         };
@@ -372,13 +445,14 @@ impl ReplyCache {
             self.stats.evicted_early += 1;
         }
         // Its duplicates must now be refused, not run again.
-        client.floor = client.floor.max(call_id + 1);
+        // (Saturating: the call id is the peer's to choose, u64::MAX included.)
+        client.floor = client.floor.max(call_id.saturating_add(1));
         true
     }
 
     /// Evicts a client's oldest finished reply, raising its floor above it (calls below
     /// it that are still running keep their entries: the floor only refuses arrivals).
-    fn evict_oldest_done(&mut self, client_id: u64) -> bool {
+    fn evict_oldest_done(&mut self, client_id: ClientKey) -> bool {
         let oldest = self.clients.get(&client_id).and_then(|client| {
             client
                 .calls
@@ -389,8 +463,14 @@ impl ReplyCache {
         oldest.is_some_and(|id| self.evict_done(client_id, id))
     }
 
-    fn forget_client(&mut self, id: u64) {
+    fn forget_client(&mut self, id: ClientKey) {
         if let Some(client) = self.clients.remove(&id) {
+            if let Some(n) = self.per_peer.get_mut(&id.0) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_peer.remove(&id.0);
+                }
+            }
             if let Some(seen) = client.last_seen {
                 self.lru.remove(&(seen, id));
             }
@@ -405,27 +485,16 @@ impl ReplyCache {
         }
     }
 
-    fn has_running(&self, id: u64) -> bool {
+    fn has_running(&self, id: ClientKey) -> bool {
         self.clients
             .get(&id)
             .is_some_and(|c| c.calls.values().any(|e| matches!(e, Entry::Running { .. })))
     }
 
-    fn evict_least_recent_client(&mut self) {
-        let victim = self
-            .lru
-            .iter()
-            .map(|&(_, id)| id)
-            .find(|&id| !self.has_running(id));
-        if let Some(id) = victim {
-            self.forget_client(id);
-        }
-    }
-
     /// Forgets every client not heard from for `client_idle` and with nothing running.
     pub fn expire(&mut self, now: Instant) {
         let idle = self.cfg.client_idle;
-        let expired: Vec<u64> = self
+        let expired: Vec<ClientKey> = self
             .lru
             .iter()
             .take_while(|&&(seen, _)| now.saturating_duration_since(seen) >= idle)
@@ -445,6 +514,9 @@ mod tests {
     use crate::transport::frame_queue;
     use bytes::Bytes;
 
+    const P: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1));
+    const Q: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
+
     fn call(client: u64, id: u64) -> FrameHeader {
         FrameHeader::call(client, id, 1, 1, 1)
     }
@@ -461,21 +533,21 @@ mod tests {
         let (tx, _rx) = frame_queue(8);
         let now = Instant::now();
         let mut c = ReplyCache::new(ReplyCacheConfig::default());
-        assert!(matches!(c.begin(&call(1, 5), 0, &tx, now), Lookup::Run));
-        assert!(matches!(c.begin(&call(1, 5), 0, &tx, now), Lookup::Joined));
-        let joined = c.finish(1, 5, &reply(1, 5, 10));
+        assert!(matches!(c.begin(P, &call(1, 5), 0, &tx, now), Lookup::Run));
+        assert!(matches!(c.begin(P, &call(1, 5), 0, &tx, now), Lookup::Joined));
+        let joined = c.finish(P, 1, 5, &reply(1, 5, 10));
         assert_eq!(joined.len(), 1);
-        match c.begin(&call(1, 5), 0, &tx, now) {
+        match c.begin(P, &call(1, 5), 0, &tx, now) {
             Lookup::Cached(f) => assert_eq!(f.payload, Bytes::from(vec![5u8; 10])),
             other => panic!("{other:?}"),
         }
         // The client acknowledges progress up to 6: entry 5 is released, duplicates
         // of it are refused.
-        assert!(matches!(c.begin(&call(1, 6), 6, &tx, now), Lookup::Run));
+        assert!(matches!(c.begin(P, &call(1, 6), 6, &tx, now), Lookup::Run));
         assert_eq!(c.stats().entries, 0);
         assert_eq!(c.stats().released, 1);
         assert!(matches!(
-            c.begin(&call(1, 5), 6, &tx, now),
+            c.begin(P, &call(1, 5), 6, &tx, now),
             Lookup::Forgotten
         ));
         assert_eq!(c.stats().dedup_hits, 2);
@@ -487,21 +559,21 @@ mod tests {
         let now = Instant::now();
         let mut c = ReplyCache::new(ReplyCacheConfig::default().per_client(3, usize::MAX));
         for id in 1..=5 {
-            assert!(matches!(c.begin(&call(9, id), 0, &tx, now), Lookup::Run));
-            c.finish(9, id, &reply(9, id, 4));
+            assert!(matches!(c.begin(P, &call(9, id), 0, &tx, now), Lookup::Run));
+            c.finish(P, 9, id, &reply(9, id, 4));
         }
         let s = c.stats();
         assert_eq!((s.entries, s.evicted_early), (3, 2));
         assert!(matches!(
-            c.begin(&call(9, 1), 0, &tx, now),
+            c.begin(P, &call(9, 1), 0, &tx, now),
             Lookup::Forgotten
         ));
         assert!(matches!(
-            c.begin(&call(9, 2), 0, &tx, now),
+            c.begin(P, &call(9, 2), 0, &tx, now),
             Lookup::Forgotten
         ));
         assert!(matches!(
-            c.begin(&call(9, 3), 0, &tx, now),
+            c.begin(P, &call(9, 3), 0, &tx, now),
             Lookup::Cached(_)
         ));
     }
@@ -518,10 +590,10 @@ mod tests {
         for client in 0..500u64 {
             for id in 1..=10 {
                 assert!(matches!(
-                    c.begin(&call(client, id), 0, &tx, now),
+                    c.begin(P, &call(client, id), 0, &tx, now),
                     Lookup::Run
                 ));
-                c.finish(client, id, &reply(client, id, 100));
+                c.finish(P, client, id, &reply(client, id, 100));
                 let s = c.stats();
                 assert!(s.entries <= 1000 && s.bytes <= 200_000, "{s:?}");
             }
@@ -530,7 +602,7 @@ mod tests {
     }
 
     #[test]
-    fn idle_clients_expire_and_client_limit_holds() {
+    fn idle_clients_expire_and_the_client_limit_refuses_newcomers() {
         let (tx, _rx) = frame_queue(8);
         let t0 = Instant::now();
         let cfg = ReplyCacheConfig::default()
@@ -538,13 +610,109 @@ mod tests {
             .client_idle(Duration::from_secs(60));
         let mut c = ReplyCache::new(cfg);
         for client in 0..25u64 {
-            assert!(matches!(c.begin(&call(client, 1), 0, &tx, t0), Lookup::Run));
-            c.finish(client, 1, &reply(client, 1, 8));
+            match c.begin(P, &call(client, 1), 0, &tx, t0) {
+                Lookup::Run => {
+                    c.finish(P, client, 1, &reply(client, 1, 8));
+                }
+                Lookup::Refused => assert!(client >= 10, "client {client}"),
+                other => panic!("{other:?}"),
+            }
             assert!(c.stats().clients <= 10);
         }
+        assert_eq!(c.stats().clients_refused, 15);
+        // The established clients kept their entries: a duplicate is still cached.
+        assert!(matches!(
+            c.begin(P, &call(3, 1), 0, &tx, t0),
+            Lookup::Cached(_)
+        ));
         c.expire(t0 + Duration::from_secs(61));
         assert_eq!(c.stats().clients, 0);
         assert_eq!((c.stats().entries, c.stats().bytes), (0, 0));
+        let later = t0 + Duration::from_secs(62);
+        assert!(matches!(
+            c.begin(P, &call(99, 1), 0, &tx, later),
+            Lookup::Run
+        ));
+    }
+
+    #[test]
+    fn one_peer_cannot_take_every_client_slot() {
+        let (tx, _rx) = frame_queue(8);
+        let now = Instant::now();
+        let cfg = ReplyCacheConfig::default()
+            .max_clients(100)
+            .max_clients_per_peer(5);
+        let mut c = ReplyCache::new(cfg);
+        let refused = (0..50u64)
+            .filter(|&id| matches!(c.begin(Q, &call(id, 1), 0, &tx, now), Lookup::Refused))
+            .count();
+        assert_eq!(refused, 45);
+        assert!(matches!(
+            c.begin(P, &call(1000, 1), 0, &tx, now),
+            Lookup::Run
+        ));
+    }
+
+    #[test]
+    fn peers_do_not_see_each_others_entries() {
+        let (tx, _rx) = frame_queue(8);
+        let now = Instant::now();
+        let mut c = ReplyCache::new(ReplyCacheConfig::default());
+        assert!(matches!(c.begin(P, &call(7, 1), 0, &tx, now), Lookup::Run));
+        c.finish(P, 7, 1, &reply(7, 1, 4));
+        // Same client id from another address: its own, empty history. It can neither
+        // read the reply nor, with a low-water mark, release or refuse P's entries.
+        assert!(matches!(
+            c.begin(Q, &call(7, 1), 1_000, &tx, now),
+            Lookup::Forgotten
+        ));
+        assert!(matches!(
+            c.begin(Q, &call(7, 2_000), 1_000, &tx, now),
+            Lookup::Run
+        ));
+        assert!(matches!(
+            c.begin(P, &call(7, 1), 0, &tx, now),
+            Lookup::Cached(_)
+        ));
+        assert!(matches!(c.begin(P, &call(7, 2), 0, &tx, now), Lookup::Run));
+    }
+
+    #[test]
+    fn waiters_per_running_call_are_bounded() {
+        let (tx, _rx) = frame_queue(8);
+        let now = Instant::now();
+        let mut c = ReplyCache::new(ReplyCacheConfig::default().max_waiters(3));
+        assert!(matches!(c.begin(P, &call(1, 1), 0, &tx, now), Lookup::Run));
+        let outcomes: Vec<_> = (0..10).map(|_| c.begin(P, &call(1, 1), 0, &tx, now)).collect();
+        assert_eq!(
+            outcomes.iter().filter(|l| matches!(l, Lookup::Joined)).count(),
+            3
+        );
+        assert_eq!(c.stats().waiters_dropped, 7);
+        assert_eq!(c.finish(P, 1, 1, &reply(1, 1, 4)).len(), 3);
+    }
+
+    #[test]
+    fn the_largest_call_id_is_evicted_without_overflow() {
+        let (tx, _rx) = frame_queue(8);
+        let now = Instant::now();
+        let mut c = ReplyCache::new(ReplyCacheConfig::default().per_client(1, usize::MAX));
+        for id in [u64::MAX - 1, u64::MAX] {
+            assert!(matches!(c.begin(P, &call(1, id), 0, &tx, now), Lookup::Run));
+            c.finish(P, 1, id, &reply(1, id, 4));
+        }
+        assert!(matches!(
+            c.begin(P, &call(1, u64::MAX), 0, &tx, now),
+            Lookup::Cached(_)
+        ));
+        // Evicting u64::MAX itself raises the floor to u64::MAX (saturated).
+        assert!(matches!(c.begin(P, &call(2, 1), 0, &tx, now), Lookup::Run));
+        c.finish(P, 2, 1, &reply(2, 1, 4));
+        assert!(c.evict_done((P, 1), u64::MAX));
+        assert!(matches!(
+            c.begin(P, &call(1, u64::MAX - 1), 0, &tx, now),
+            Lookup::Forgotten
+        ));
     }
 
     #[test]
@@ -552,13 +720,13 @@ mod tests {
         let (tx, _rx) = frame_queue(8);
         let now = Instant::now();
         let mut c = ReplyCache::new(ReplyCacheConfig::default().per_client(1, usize::MAX));
-        assert!(matches!(c.begin(&call(1, 1), 0, &tx, now), Lookup::Run));
-        assert!(matches!(c.begin(&call(1, 2), 0, &tx, now), Lookup::Run));
-        c.finish(1, 2, &reply(1, 2, 4));
-        assert!(matches!(c.begin(&call(1, 3), 0, &tx, now), Lookup::Run));
-        c.finish(1, 3, &reply(1, 3, 4));
+        assert!(matches!(c.begin(P, &call(1, 1), 0, &tx, now), Lookup::Run));
+        assert!(matches!(c.begin(P, &call(1, 2), 0, &tx, now), Lookup::Run));
+        c.finish(P, 1, 2, &reply(1, 2, 4));
+        assert!(matches!(c.begin(P, &call(1, 3), 0, &tx, now), Lookup::Run));
+        c.finish(P, 1, 3, &reply(1, 3, 4));
         // Call 1 is still running: a duplicate joins it rather than being refused.
-        assert!(matches!(c.begin(&call(1, 1), 0, &tx, now), Lookup::Joined));
+        assert!(matches!(c.begin(P, &call(1, 1), 0, &tx, now), Lookup::Joined));
         assert_eq!(c.stats().running, 1);
     }
 }

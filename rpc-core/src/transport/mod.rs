@@ -219,27 +219,36 @@ impl FrameSender {
         }
     }
 
-    /// Hands a frame over if there is room right now; `Ok(false)` if there is none.
+    /// Hands a frame over if there is room right now; `Ok(false)` if there is none
+    /// (the frame is then dropped: [`FrameSender::try_send_frame`] hands it back).
     pub fn try_send(&self, frame: Frame) -> Result<bool, TransportError> {
+        match self.try_send_frame(frame) {
+            Ok(()) => Ok(true),
+            Err(TrySendError::Full(_)) => Ok(false),
+            Err(TrySendError::Closed(e)) => Err(e),
+        }
+    }
+
+    /// Hands a frame over if there is room right now, or hands it back.
+    pub fn try_send_frame(&self, frame: Frame) -> Result<(), TrySendError> {
         match &self.inner {
             SenderInner::Queue(tx, state) => {
                 let len = wire_len(&frame);
                 state.bytes.fetch_add(len, Ordering::AcqRel);
-                let sent = tx.try_send(frame);
-                if sent.is_err() {
-                    state.release(len);
-                }
-                match sent {
-                    Ok(()) => Ok(true),
-                    Err(mpsc::error::TrySendError::Full(_)) => Ok(false),
-                    Err(mpsc::error::TrySendError::Closed(_)) => Err(TransportError::Closed),
+                match tx.try_send(frame) {
+                    Ok(()) => Ok(()),
+                    Err(e) => {
+                        state.release(len);
+                        match e {
+                            mpsc::error::TrySendError::Full(f) => Err(TrySendError::Full(f)),
+                            mpsc::error::TrySendError::Closed(_) => {
+                                Err(TrySendError::Closed(TransportError::Closed))
+                            }
+                        }
+                    }
                 }
             }
-            SenderInner::Sink(sink) => match sink.try_send(frame) {
-                Ok(()) => Ok(true),
-                Err(TrySendError::Full(_)) => Ok(false),
-                Err(TrySendError::Closed(e)) => Err(e),
-            },
+            SenderInner::Sink(sink) => sink.try_send(frame),
         }
     }
 

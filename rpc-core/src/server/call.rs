@@ -1,0 +1,290 @@
+//! Running a call: a pooled call's task (wait for a worker, check deadline and
+//! cancellation, run the handler, hand the reply over), an inline call on the
+//! connection loop, and what finishing or refusing a call means for the reply cache.
+//!
+//! A pooled call holds an admission slot and then a worker only while it waits and its
+//! handler runs; handing its reply to a connection that does not read happens after,
+//! holding only that connection's call slot.
+
+use std::net::IpAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt;
+use tracing::Instrument;
+
+use super::admission::Finish;
+use super::connection::{deliver, Delivery};
+use super::connections::{CallSlot, ConnState};
+use super::interfaces::Hosted;
+use super::state::{CallKey, Shared};
+use super::stats::bump;
+use super::{lock, status_frame, CallContext, CallControl};
+use crate::error::Status;
+use crate::frame::{Frame, FrameHeader, FrameKind};
+use crate::transport::FrameSender;
+use crate::xdr::XdrWriter;
+
+/// An inline reply is encoded into the connection's buffer; when less than this is
+/// left, the buffer is reserved again (reclaimed in place once earlier replies are gone).
+const INLINE_REPLY_RESERVE: usize = 256;
+/// What the connection's reply buffer grows by.
+const INLINE_REPLY_BUFFER: usize = 8 << 10;
+
+/// A call admitted to the worker pool: the work, and where its reply goes.
+pub(super) struct Job {
+    pub(super) work: Work,
+    pub(super) sender: FrameSender,
+    /// Counts the call against its connection until the reply is handed over.
+    pub(super) slot: CallSlot,
+}
+
+/// What the handler part of a call needs (dropped before the reply is handed over).
+pub(super) struct Work {
+    pub(super) hosted: Arc<Hosted>,
+    /// Whether the reply cache tracks this call.
+    pub(super) cached: bool,
+    pub(super) control: Arc<CallControl>,
+    pub(super) header: FrameHeader,
+    pub(super) payload: Bytes,
+    pub(super) conn: Arc<ConnState>,
+    pub(super) received: Instant,
+}
+
+impl Shared {
+    /// Spawns an admitted call's task.
+    pub(super) fn spawn_call(self: &Arc<Self>, job: Job) {
+        let span = tracing::debug_span!(
+            "rpc.serve",
+            interface = job.work.hosted.info.name,
+            procedure = job.work.header.procedure,
+            call_id = job.work.header.call_id,
+            client_id = job.work.header.client_id,
+            semantics = %job.work.header.semantics(),
+        );
+        let shared = self.clone();
+        let mut phase = self.phase.subscribe();
+        tokio::spawn(
+            async move {
+                let Job { work, sender, slot } = job;
+                let reply = {
+                    // Released however the handler part ends, so shutdown never waits
+                    // for a lost call.
+                    let _admitted = Finish(&shared.admission);
+                    let work = async {
+                        let _worker = shared.admission.worker().await?;
+                        shared.run(work).await
+                    };
+                    // Past the shutdown's grace period (or with the server dropped) the
+                    // handler is abandoned.
+                    tokio::select! {
+                        biased;
+                        reply = work => reply,
+                        _ = phase.wait_for(|p| p.is_closing()) => None,
+                    }
+                };
+                if let Some(reply) = reply {
+                    if deliver(slot.conn(), &sender, reply, None).await != Delivery::Sent {
+                        bump(&shared.counters.replies_dropped);
+                    }
+                }
+                drop(slot);
+            }
+            .instrument(span),
+        );
+    }
+
+    /// Runs one call holding a worker; returns the reply to hand over (`None` for a
+    /// oneway call).
+    async fn run(&self, job: Work) -> Option<Frame> {
+        let header = job.header;
+        let peer = job.conn.peer;
+        let key = (peer.ip(), header.client_id, header.call_id);
+        // However this call ends, it can no longer be cancelled.
+        let _control = ForgetControl(self, key, job.control.clone());
+        if let Some(budget) = header.deadline_budget() {
+            if job.received + budget <= Instant::now() {
+                bump(&self.counters.deadline_expired);
+                return self.refusal(peer.ip(), &header, job.cached, Status::DeadlineExceeded);
+            }
+        }
+        if job.control.is_cancelled() {
+            bump(&self.counters.cancelled_skipped);
+            return self.refusal(peer.ip(), &header, job.cached, Status::Cancelled);
+        }
+        let ctx = CallContext::with_control(peer, header, job.received, job.control.clone());
+        let service = &job.hosted.service;
+        let payload = job.payload;
+        let result = match std::panic::catch_unwind(AssertUnwindSafe(|| {
+            service.call(header.procedure, ctx, payload)
+        })) {
+            Ok(fut) => AssertUnwindSafe(fut).catch_unwind().await,
+            Err(panic) => Err(panic),
+        };
+        let result = result.unwrap_or_else(|panic| Err(self.panicked(&panic)));
+        bump(&self.counters.calls_completed);
+        let result = result.map(|bytes| (bytes, Vec::new()));
+        self.complete(peer.ip(), header, result, job.cached)
+    }
+
+    /// Runs an `[inline]` procedure on the connection loop: no task, no boxed future,
+    /// and the reply is encoded into the connection's reusable buffer (`reply_buf`), so
+    /// a small call allocates nothing here once the buffer is warm. Returns the reply
+    /// to send (`None` for a oneway call).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn run_inline(
+        &self,
+        hosted: &Hosted,
+        header: FrameHeader,
+        args: &Bytes,
+        cached: bool,
+        conn: &ConnState,
+        received: Instant,
+        reply_buf: &mut BytesMut,
+    ) -> Option<Frame> {
+        bump(&self.counters.calls_inline);
+        let ctx = CallContext::inline(conn.peer, header, received);
+        if reply_buf.capacity() - reply_buf.len() < INLINE_REPLY_RESERVE {
+            // Reclaims the buffer in place once the replies cut from it are gone.
+            reply_buf.reserve(INLINE_REPLY_BUFFER);
+        }
+        let mut w = XdrWriter::from_buf(std::mem::take(reply_buf)).sharing(self.share_threshold);
+        let service = &hosted.service;
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            service.call_inline(header.procedure, &ctx, args, &mut w)
+        }));
+        // A large opaque in the result (an argument echoed, a slice of a cached buffer)
+        // stays a reference: the reply is gathered from it, not copied.
+        let result = match result {
+            Ok(r) => r.map(|()| w.split_payload()),
+            Err(panic) => Err(self.panicked(&panic)),
+        };
+        let mut buf = w.into_inner();
+        buf.clear();
+        *reply_buf = buf;
+        bump(&self.counters.calls_completed);
+        self.complete(conn.peer.ip(), header, result, cached)
+    }
+
+    /// Counts and logs a handler's panic; the status the caller gets.
+    fn panicked(&self, panic: &Box<dyn std::any::Any + Send>) -> Status {
+        bump(&self.counters.handler_panics);
+        let message = panic_message(panic);
+        tracing::error!(%message, "handler panicked");
+        Status::Internal {
+            message: format!("handler panicked: {message}"),
+        }
+    }
+
+    /// The outcome of a call that ran: recorded in the reply cache (if it tracks the
+    /// call) and sent to the duplicates that joined it; returns the caller's reply
+    /// (`None` for a oneway call).
+    fn complete(
+        &self,
+        peer: IpAddr,
+        header: FrameHeader,
+        result: Result<(Bytes, Vec<Bytes>), Status>,
+        cached: bool,
+    ) -> Option<Frame> {
+        let frame = match result {
+            Ok((payload, tail)) => Frame {
+                header: FrameHeader::answer(&header, FrameKind::Reply, self.incarnation),
+                payload,
+                tail,
+            },
+            Err(status) => {
+                if matches!(status, Status::BadArguments { .. }) {
+                    bump(&self.counters.bad_arguments);
+                }
+                status_frame(&header, &status, self.incarnation)
+            }
+        };
+        let joined = match self.cache.as_ref().filter(|_| cached) {
+            Some(cache) => lock(cache).finish(peer, header.client_id, header.call_id, &frame),
+            None => Vec::new(),
+        };
+        if header.is_oneway() {
+            return None;
+        }
+        for (dup, to) in joined {
+            let mut again = frame.clone();
+            again.header.call_id = dup.call_id;
+            self.answer_joined(&to, again);
+        }
+        Some(frame)
+    }
+
+    /// A call that will not run after all: forgets it in the reply cache (so a retry
+    /// may run it), answers the duplicates that joined it, and returns the caller's
+    /// answer (`None` for a oneway call).
+    pub(super) fn refusal(
+        &self,
+        peer: IpAddr,
+        header: &FrameHeader,
+        cached: bool,
+        status: Status,
+    ) -> Option<Frame> {
+        let joined = match self.cache.as_ref().filter(|_| cached) {
+            Some(cache) => lock(cache).abandon(peer, header.client_id, header.call_id),
+            None => Vec::new(),
+        };
+        for (dup, to) in joined {
+            self.answer_joined(&to, status_frame(&dup, &status, self.incarnation));
+        }
+        (!header.is_oneway()).then(|| status_frame(header, &status, self.incarnation))
+    }
+
+    /// Answers a duplicate that joined a call, possibly on another connection: only if
+    /// that connection has room now (a duplicate's sender retries and gets the cached
+    /// reply), so one slow connection never holds up another's call.
+    fn answer_joined(&self, to: &FrameSender, frame: Frame) {
+        if !matches!(to.try_send(frame), Ok(true)) {
+            bump(&self.counters.replies_dropped);
+        }
+    }
+}
+
+/// Removes a call's cancellation handle when the call ends — only its own: an
+/// at-least-once duplicate running at the same time may have replaced it.
+struct ForgetControl<'a>(&'a Shared, CallKey, Arc<CallControl>);
+
+impl Drop for ForgetControl<'_> {
+    fn drop(&mut self) {
+        let mut controls = lock(&self.0.controls);
+        if controls
+            .get(&self.1)
+            .is_some_and(|c| Arc::ptr_eq(c, &self.2))
+        {
+            controls.remove(&self.1);
+        }
+    }
+}
+
+/// Expires idle clients from the reply cache every few seconds while the server lives.
+pub(super) async fn housekeeping(shared: std::sync::Weak<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        if shared.phase().is_closing() {
+            return;
+        }
+        if let Some(cache) = &shared.cache {
+            lock(cache).expire(Instant::now());
+        }
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}

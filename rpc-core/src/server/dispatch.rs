@@ -1,0 +1,184 @@
+//! The dispatch step: what the connection loop does with each frame it reads. It never
+//! runs pooled user code: it validates the frame kind, answers the incarnation probe,
+//! finds the interface and procedure, checks the deadline and the reply cache, then
+//! runs an `[inline]` procedure in place or admits the call to the worker pool — or
+//! answers a [`Status`] at once.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+
+use super::admission::Finish;
+use super::call::{Job, Work};
+use super::connection::{deliver, Delivery, End};
+use super::connections::ConnState;
+use super::interfaces::Placement;
+use super::reply_cache::Lookup;
+use super::state::{Phase, Shared};
+use super::stats::bump;
+use super::{lock, status_frame, CallControl, PING_INTERFACE};
+use crate::error::Status;
+use crate::frame::{Frame, FrameHeader, FrameKind, Semantics};
+
+impl Shared {
+    /// Handles one frame from `conn`. `Err` ends the connection.
+    pub(super) async fn dispatch(
+        self: &Arc<Self>,
+        frame: Frame,
+        sender: &crate::transport::FrameSender,
+        conn: &Arc<ConnState>,
+        received: Instant,
+        reply_buf: &mut BytesMut,
+    ) -> Result<(), End> {
+        let header = frame.header;
+        match header.kind {
+            FrameKind::Call => {}
+            FrameKind::Cancel => {
+                bump(&self.counters.cancels_received);
+                // Only calls from the same address: a stranger who learns a client id
+                // cannot cancel its calls. Unknown ones are ignored, as the protocol says.
+                let key = (conn.peer.ip(), header.client_id, header.call_id);
+                let control = lock(&self.controls).get(&key).cloned();
+                if let Some(control) = control {
+                    control.cancel();
+                }
+                return Ok(());
+            }
+            FrameKind::Reply | FrameKind::Status => {
+                tracing::debug!(peer = %conn.peer, kind = ?header.kind, "client sent a server-only frame; closing");
+                bump(&self.counters.bad_frames);
+                return Err(End::Failed);
+            }
+        }
+        if header.interface_id == PING_INTERFACE && header.procedure == 0 {
+            let pong = Frame::new(
+                FrameHeader::answer(&header, FrameKind::Reply, self.incarnation),
+                Bytes::new(),
+            );
+            return self.send_now(conn, sender, pong).await;
+        }
+        bump(&self.counters.calls_received);
+        if self.phase() != Phase::Running {
+            bump(&self.counters.refused_shutting_down);
+            return self.answer(conn, sender, &header, Status::ShuttingDown).await;
+        }
+        let hosted = match self
+            .interfaces
+            .lookup(header.interface_id, header.interface_version)
+        {
+            Ok(h) => h,
+            Err(status) => {
+                match status {
+                    Status::VersionMismatch { .. } => bump(&self.counters.version_mismatch),
+                    _ => bump(&self.counters.unknown_interface),
+                }
+                return self.answer(conn, sender, &header, status).await;
+            }
+        };
+        let Some(placement) = hosted.placement(header.procedure) else {
+            bump(&self.counters.unknown_procedure);
+            let status = Status::UnknownProcedure {
+                procedure: header.procedure,
+            };
+            return self.answer(conn, sender, &header, status).await;
+        };
+        if header.deadline_us == 0 {
+            bump(&self.counters.deadline_expired);
+            return self
+                .answer(conn, sender, &header, Status::DeadlineExceeded)
+                .await;
+        }
+        let cached = self.cache.is_some() && header.semantics() != Semantics::AtLeastOnce;
+        if let Some(cache) = self.cache.as_ref().filter(|_| cached) {
+            let lookup = lock(cache).begin(conn.peer.ip(), &header, header.aux, sender, received);
+            match lookup {
+                Lookup::Run => {}
+                // A duplicate of a running call: it gets that execution's reply.
+                Lookup::Joined => return Ok(()),
+                // Too many duplicates already wait for it: this one is dropped.
+                Lookup::Dropped => return Ok(()),
+                Lookup::Cached(reply) if header.is_oneway() => drop(reply),
+                Lookup::Cached(reply) => return self.send_now(conn, sender, reply).await,
+                Lookup::Forgotten => {
+                    return self
+                        .answer(conn, sender, &header, Status::ReplyEvicted)
+                        .await
+                }
+                Lookup::Refused => {
+                    bump(&self.counters.overloaded);
+                    return self.answer(conn, sender, &header, Status::Overloaded).await;
+                }
+            }
+        }
+        if placement == Placement::Inline && self.run_inline {
+            let reply = {
+                self.admission.enter_inline();
+                let _done = Finish(&self.admission);
+                self.run_inline(hosted, header, &frame.payload, cached, conn, received, reply_buf)
+            };
+            return match reply {
+                Some(reply) => self.send_now(conn, sender, reply).await,
+                None => Ok(()),
+            };
+        }
+        if !self.admission.try_admit() {
+            bump(&self.counters.overloaded);
+            return match self.refusal(conn.peer.ip(), &header, cached, Status::Overloaded) {
+                Some(answer) => self.send_now(conn, sender, answer).await,
+                None => Ok(()),
+            };
+        }
+        let control = Arc::new(CallControl::default());
+        let key = (conn.peer.ip(), header.client_id, header.call_id);
+        lock(&self.controls).insert(key, control.clone());
+        let job = Job {
+            work: Work {
+                hosted: hosted.clone(),
+                cached,
+                control,
+                header,
+                payload: frame.payload,
+                conn: conn.clone(),
+                received,
+            },
+            sender: sender.clone(),
+            slot: conn.begin_call(),
+        };
+        self.spawn_call(job);
+        Ok(())
+    }
+
+    /// Answers `call` with `status` (unless it is oneway), from the connection loop.
+    async fn answer(
+        &self,
+        conn: &ConnState,
+        sender: &crate::transport::FrameSender,
+        call: &FrameHeader,
+        status: Status,
+    ) -> Result<(), End> {
+        if call.is_oneway() {
+            return Ok(());
+        }
+        let frame = status_frame(call, &status, self.incarnation);
+        self.send_now(conn, sender, frame).await
+    }
+
+    /// Sends a frame from the connection loop: waits for room at most the write timeout
+    /// (the loop reads nothing meanwhile, which only holds up this connection).
+    async fn send_now(
+        &self,
+        conn: &ConnState,
+        sender: &crate::transport::FrameSender,
+        frame: Frame,
+    ) -> Result<(), End> {
+        match deliver(conn, sender, frame, Some(self.limits.write_timeout)).await {
+            Delivery::Sent => Ok(()),
+            Delivery::Closed => {
+                bump(&self.counters.replies_dropped);
+                Ok(())
+            }
+            Delivery::Stalled => Err(End::WriteTimeout),
+        }
+    }
+}
