@@ -131,6 +131,8 @@ fn reply_cache_client_limit_refuses_newcomers_and_keeps_established_clients() {
     // Once idle clients expire there is room again. A forgotten client is a stranger
     // (its calls would run): this is why a client restart must use a new client id.
     let later = now + Duration::from_secs(61);
+    cache.expire(later);
+    assert_eq!(cache.stats().clients, 0);
     assert!(matches!(
         cache.begin(PEER, &call(0, 1), 0, &tx, later),
         Lookup::Run

@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 
 use rpc_core::naming::registry::proto::{self, MetadataEntry, RegistryClient, RegistryServer};
 use rpc_core::naming::registry::{
-    RegisterOnServe,
-    codes, Registration, RegistryConfig, RegistryResolver, RegistryService,
+    codes, RegisterOnServe, Registration, RegistryConfig, RegistryResolver, RegistryService,
 };
 use rpc_core::naming::{Endpoint, Resolver};
 use rpc_core::server::ServerHandle;
@@ -580,7 +579,12 @@ async fn servers_register_on_serve_and_deregister_on_shutdown() {
     let (_channel, listener) = memory::endpoint(64);
     let server = Server::builder()
         .add_service(RegistryServer::new(RegistryService::new()))
-        .hook(RegisterOnServe::new(client.clone(), "echo", 1, advertised.clone()))
+        .hook(RegisterOnServe::new(
+            client.clone(),
+            "echo",
+            1,
+            advertised.clone(),
+        ))
         .serve(listener)
         .unwrap();
     wait_until(&mut rx, Duration::from_secs(1), |s| s.len() == 1).await;
@@ -608,7 +612,12 @@ async fn a_server_keeps_serving_and_retrying_while_registration_fails() {
     let (channel, listener) = memory::endpoint(64);
     let server = Server::builder()
         .add_service(RegistryServer::new(RegistryService::new()))
-        .hook(RegisterOnServe::new(client.clone(), "echo", 1, ep("tcp://127.0.0.1:7400")))
+        .hook(RegisterOnServe::new(
+            client.clone(),
+            "echo",
+            1,
+            ep("tcp://127.0.0.1:7400"),
+        ))
         .serve(listener)
         .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;

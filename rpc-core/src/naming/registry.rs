@@ -1164,7 +1164,9 @@ impl RunningHook for Registration {
                 Ok(Err(error)) => {
                     tracing::warn!(%endpoint, %error, "could not deregister from the registry")
                 }
-                Err(_) => tracing::warn!(%endpoint, "the registry did not confirm the deregistration in time"),
+                Err(_) => {
+                    tracing::warn!(%endpoint, "the registry did not confirm the deregistration in time")
+                }
             }
         })
     }

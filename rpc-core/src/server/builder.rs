@@ -15,7 +15,7 @@ use super::limits::ServerLimits;
 use super::reply_cache::{ReplyCache, ReplyCacheConfig};
 use super::state::{Phase, Shared};
 use super::stats::Counters;
-use super::{accept, Service, ServerError, DEFAULT_QUEUE_DEPTH, DEFAULT_WORKERS};
+use super::{accept, ServerError, Service, DEFAULT_QUEUE_DEPTH, DEFAULT_WORKERS};
 use crate::transport::Listener;
 
 /// Configures and starts a server.

@@ -207,7 +207,9 @@ async fn close(shared: &Shared, state: &ConnState, sender: &FrameSender, end: En
                     bump(&shared.counters.write_timeouts);
                     false
                 }
-                Wait::Stopped(End::Closing(deadline)) => flush(shared, state, sender, deadline).await,
+                Wait::Stopped(End::Closing(deadline)) => {
+                    flush(shared, state, sender, deadline).await
+                }
                 Wait::Stopped(_) => sender.queued_bytes() == 0,
             }
         }
@@ -221,7 +223,12 @@ async fn close(shared: &Shared, state: &ConnState, sender: &FrameSender, end: En
 }
 
 /// At shutdown: waits for the connection's calls and replies until `deadline`.
-async fn flush(shared: &Shared, state: &ConnState, sender: &FrameSender, deadline: Instant) -> bool {
+async fn flush(
+    shared: &Shared,
+    state: &ConnState,
+    sender: &FrameSender,
+    deadline: Instant,
+) -> bool {
     let idle = |calls: usize, queued: usize| calls == 0 && queued == 0;
     match wait_until(shared, state, sender, Some(deadline), idle).await {
         Wait::Ready => true,
@@ -257,7 +264,13 @@ async fn wait_until(
     ready: impl Fn(usize, usize) -> bool,
 ) -> Wait {
     let write_timeout = shared.limits.write_timeout;
-    let observe = || (state.calls(), sender.queued_bytes(), state.waiting_for_room());
+    let observe = || {
+        (
+            state.calls(),
+            sender.queued_bytes(),
+            state.waiting_for_room(),
+        )
+    };
     let mut seen = observe();
     let mut moved = Instant::now();
     loop {

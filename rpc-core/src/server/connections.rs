@@ -176,7 +176,10 @@ impl Table {
 
     /// The address with the most connections.
     fn biggest_holder(&self) -> Option<IpAddr> {
-        self.per_ip.iter().max_by_key(|(_, n)| **n).map(|(ip, _)| *ip)
+        self.per_ip
+            .iter()
+            .max_by_key(|(_, n)| **n)
+            .map(|(ip, _)| *ip)
     }
 }
 

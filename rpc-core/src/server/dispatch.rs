@@ -61,7 +61,9 @@ impl Shared {
         bump(&self.counters.calls_received);
         if self.phase() != Phase::Running {
             bump(&self.counters.refused_shutting_down);
-            return self.answer(conn, sender, &header, Status::ShuttingDown).await;
+            return self
+                .answer(conn, sender, &header, Status::ShuttingDown)
+                .await;
         }
         let hosted = match self
             .interfaces
@@ -115,7 +117,15 @@ impl Shared {
             let reply = {
                 self.admission.enter_inline();
                 let _done = Finish(&self.admission);
-                self.run_inline(hosted, header, &frame.payload, cached, conn, received, reply_buf)
+                self.run_inline(
+                    hosted,
+                    header,
+                    &frame.payload,
+                    cached,
+                    conn,
+                    received,
+                    reply_buf,
+                )
             };
             return match reply {
                 Some(reply) => self.send_now(conn, sender, reply).await,

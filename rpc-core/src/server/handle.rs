@@ -88,7 +88,8 @@ impl ServerHandle {
             );
         }
         shared.phase.send_replace(Phase::Closing { deadline });
-        let flushed = tokio::time::timeout_at(deadline.into(), shared.connections.wait_all_closed());
+        let flushed =
+            tokio::time::timeout_at(deadline.into(), shared.connections.wait_all_closed());
         if flushed.await.is_err() {
             // Connections stuck handing a reply to a peer that does not read.
             shared.connections.close_all();

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::{Service, ServerError};
+use super::{ServerError, Service};
 use crate::error::Status;
 use crate::interface::InterfaceInfo;
 

@@ -534,7 +534,10 @@ mod tests {
         let now = Instant::now();
         let mut c = ReplyCache::new(ReplyCacheConfig::default());
         assert!(matches!(c.begin(P, &call(1, 5), 0, &tx, now), Lookup::Run));
-        assert!(matches!(c.begin(P, &call(1, 5), 0, &tx, now), Lookup::Joined));
+        assert!(matches!(
+            c.begin(P, &call(1, 5), 0, &tx, now),
+            Lookup::Joined
+        ));
         let joined = c.finish(P, 1, 5, &reply(1, 5, 10));
         assert_eq!(joined.len(), 1);
         match c.begin(P, &call(1, 5), 0, &tx, now) {
@@ -683,9 +686,14 @@ mod tests {
         let now = Instant::now();
         let mut c = ReplyCache::new(ReplyCacheConfig::default().max_waiters(3));
         assert!(matches!(c.begin(P, &call(1, 1), 0, &tx, now), Lookup::Run));
-        let outcomes: Vec<_> = (0..10).map(|_| c.begin(P, &call(1, 1), 0, &tx, now)).collect();
+        let outcomes: Vec<_> = (0..10)
+            .map(|_| c.begin(P, &call(1, 1), 0, &tx, now))
+            .collect();
         assert_eq!(
-            outcomes.iter().filter(|l| matches!(l, Lookup::Joined)).count(),
+            outcomes
+                .iter()
+                .filter(|l| matches!(l, Lookup::Joined))
+                .count(),
             3
         );
         assert_eq!(c.stats().waiters_dropped, 7);
@@ -726,7 +734,10 @@ mod tests {
         assert!(matches!(c.begin(P, &call(1, 3), 0, &tx, now), Lookup::Run));
         c.finish(P, 1, 3, &reply(1, 3, 4));
         // Call 1 is still running: a duplicate joins it rather than being refused.
-        assert!(matches!(c.begin(P, &call(1, 1), 0, &tx, now), Lookup::Joined));
+        assert!(matches!(
+            c.begin(P, &call(1, 1), 0, &tx, now),
+            Lookup::Joined
+        ));
         assert_eq!(c.stats().running, 1);
     }
 }

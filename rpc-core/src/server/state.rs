@@ -29,7 +29,9 @@ pub(super) enum Phase {
     Draining,
     /// Handlers still running are abandoned; each connection writes what it has queued
     /// until `deadline`, then is aborted.
-    Closing { deadline: Instant },
+    Closing {
+        deadline: Instant,
+    },
 }
 
 impl Phase {
