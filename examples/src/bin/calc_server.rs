@@ -10,12 +10,13 @@ use clap::Parser;
 use examples::calc::CalcServer;
 use examples::calc_service::{CalcService, SeedService};
 use examples::seed::SeedServer;
+use examples::server_limits::LimitArgs;
 use rpc_core::Server;
 use rpc_transport_tcp::TcpListener;
 
 /// Serve the calculator over TCP.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:7000")]
@@ -26,6 +27,8 @@ struct Args {
     /// Calls that may wait for a worker before the server answers `Overloaded`.
     #[arg(long, default_value_t = rpc_core::server::DEFAULT_QUEUE_DEPTH)]
     queue_depth: usize,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 #[tokio::main]
@@ -36,8 +39,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
     let args = Args::parse();
-    let listener = TcpListener::bind(args.addr).await?;
-    let server = Server::builder()
+    let listener = TcpListener::bind(args.addr)
+        .await?
+        .with_config(args.limits.tcp_config());
+    let server = args
+        .limits
+        .apply(Server::builder())
         .workers(args.workers)
         .queue_depth(args.queue_depth)
         .add_service(CalcServer::new(CalcService::new()))

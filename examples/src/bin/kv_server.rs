@@ -56,6 +56,8 @@ struct Args {
     /// Largest value, in bytes.
     #[arg(long, default_value_t = examples::kv_service::DEFAULT_MAX_VALUE)]
     max_value: usize,
+    #[command(flatten)]
+    limits: examples::server_limits::LimitArgs,
     /// Delay every answer by this many milliseconds (a deliberately slow instance).
     #[arg(long, default_value_t = 0)]
     delay_ms: u64,
@@ -71,7 +73,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     match args.transport {
         Transport::Udp => serve(UdpListener::bind(args.addr).await?, Scheme::Udp, &args).await,
-        Transport::Tcp => serve(TcpListener::bind(args.addr).await?, Scheme::Tcp, &args).await,
+        Transport::Tcp => {
+            let listener = TcpListener::bind(args.addr)
+                .await?
+                .with_config(args.limits.tcp_config());
+            serve(listener, Scheme::Tcp, &args).await
+        }
     }
 }
 
@@ -85,7 +92,10 @@ async fn serve(
     let service = KvService::new(name.clone())
         .with_limits(args.max_keys, args.max_value)
         .with_delay(Duration::from_millis(args.delay_ms));
-    let mut builder = Server::builder().add_service(KvServer::new(service));
+    let mut builder = args
+        .limits
+        .apply(Server::builder())
+        .add_service(KvServer::new(service));
     let advertised = {
         let host = match &args.advertise_host {
             Some(h) => h.clone(),
