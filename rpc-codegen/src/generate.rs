@@ -54,6 +54,8 @@ use std::collections::{HashMap, HashSet};
 use proc_macro2::{Ident as RIdent, Literal, Span as RSpan, TokenStream};
 use quote::{format_ident, quote};
 
+mod deep_drop;
+
 use crate::model::{
     ConstDef, Declaration, Definition, Docs, EnumDef, Interface, Procedure, Spec, StructDef, Type,
     TypedefDef, UnionDef, Value, ValueKind,
@@ -128,6 +130,14 @@ fn primitive(ty: &Type) -> Option<(&'static str, &'static str)> {
     })
 }
 
+/// One variant of a union's Rust enum: a (label, arm) pair and its name.
+struct Variant<'d> {
+    name: String,
+    label: i64,
+    label_name: String,
+    arm: &'d Declaration,
+}
+
 /// The kind of discriminant a union switches on.
 enum Disc<'a> {
     Int,
@@ -161,6 +171,9 @@ impl<'a> Generator<'a> {
                 Definition::Struct(s) => self.structure(s),
                 Definition::Union(u) => self.union(u),
             });
+        }
+        for members in deep_drop::recursive_components(self) {
+            items.extend(self.deep_drop(&members));
         }
         let names = interface_names(&self.spec.interfaces);
         for (iface, name) in self.spec.interfaces.iter().zip(names) {
@@ -530,36 +543,15 @@ impl<'a> Generator<'a> {
         Disc::Int
     }
 
-    fn union(&self, u: &UnionDef) -> TokenStream {
-        let docs = docs_or(&u.docs, || {
-            format!("The `{}` union from the IDL.", u.name.name)
-        });
-        let name = self.type_ident(&u.name.name);
-        let name_str = &u.name.name;
-        let disc = self.discriminant_kind(&u.discriminant.ty);
-        let disc_ty = match &disc {
-            Disc::Int => quote!(i32),
-            Disc::Unsigned => quote!(u32),
-            Disc::Bool => quote!(bool),
-            Disc::Enum(e) => {
-                let id = self.type_ident(&e.name.name);
-                quote!(#id)
-            }
-        };
-
-        // One entry per (label, arm); an arm with several labels yields several entries.
-        struct Variant<'d> {
-            name: String,
-            label: i64,
-            label_name: String,
-            arm: &'d Declaration,
-        }
-        let mut variants: Vec<Variant<'_>> = Vec::new();
+    /// A union's variants: one per (label, arm), named as the module docs say; an arm
+    /// with several labels yields several variants.
+    fn variants<'u>(&self, u: &'u UnionDef, disc: &Disc<'_>) -> Vec<Variant<'u>> {
+        let mut variants: Vec<Variant<'u>> = Vec::new();
         for case in &u.cases {
             let shared = case.values.len() > 1;
             for v in &case.values {
                 let label = value_of(v);
-                let label_name = self.label_name(&disc, v, label);
+                let label_name = self.label_name(disc, v, label);
                 let name = if shared || matches!(case.arm.ty, Type::Void) {
                     label_name.clone()
                 } else {
@@ -588,6 +580,46 @@ impl<'a> Generator<'a> {
                 v.name = candidate;
             }
         }
+        variants
+    }
+
+    /// The Rust variant names of union `name` with the types they hold (`Default` for
+    /// the default arm); `void` arms are left out.
+    fn union_variants(&self, name: &str) -> Vec<(String, &'a Type)> {
+        let Some(Definition::Union(u)) = self.defs.get(name) else {
+            return Vec::new();
+        };
+        let disc = self.discriminant_kind(&u.discriminant.ty);
+        let mut out: Vec<(String, &'a Type)> = self
+            .variants(u, &disc)
+            .into_iter()
+            .filter(|v| !matches!(v.arm.ty, Type::Void))
+            .map(|v| (v.name, &v.arm.ty))
+            .collect();
+        if let Some(arm) = u.default.as_ref().filter(|a| !matches!(a.ty, Type::Void)) {
+            out.push(("Default".to_owned(), &arm.ty));
+        }
+        out
+    }
+
+    fn union(&self, u: &UnionDef) -> TokenStream {
+        let docs = docs_or(&u.docs, || {
+            format!("The `{}` union from the IDL.", u.name.name)
+        });
+        let name = self.type_ident(&u.name.name);
+        let name_str = &u.name.name;
+        let disc = self.discriminant_kind(&u.discriminant.ty);
+        let disc_ty = match &disc {
+            Disc::Int => quote!(i32),
+            Disc::Unsigned => quote!(u32),
+            Disc::Bool => quote!(bool),
+            Disc::Enum(e) => {
+                let id = self.type_ident(&e.name.name);
+                quote!(#id)
+            }
+        };
+
+        let variants = self.variants(u, &disc);
 
         let mut defs = Vec::new();
         let mut encode_arms = Vec::new();
