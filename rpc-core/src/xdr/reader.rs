@@ -35,6 +35,9 @@ pub struct XdrReader<'a> {
     pos: usize,
     depth: u32,
     max_depth: u32,
+    /// Bytes that arrays may still reserve ahead of decoding (starts at the input's
+    /// length; see [`XdrReader::capacity_for`]).
+    reserve_budget: usize,
 }
 
 impl<'a> XdrReader<'a> {
@@ -60,6 +63,7 @@ impl<'a> XdrReader<'a> {
             pos: 0,
             depth: 0,
             max_depth,
+            reserve_budget: buf.len(),
         }
     }
 
@@ -279,16 +283,23 @@ impl<'a> XdrReader<'a> {
         })
     }
 
-    /// How many `T`s to reserve for `len` announced elements: no more than the bytes
-    /// left in the input can hold as `T`s in memory. An element can be far larger in
-    /// memory than its 4-byte minimum on the wire (`hyper a[64]` is 512 bytes), so
-    /// trusting `len` would reserve up to `size_of::<T>() / 4` times the input; past
-    /// this capacity the vector grows as elements actually decode.
-    fn capacity_for<T>(&self, len: usize) -> usize {
-        match std::mem::size_of::<T>() {
-            0 => 0,
-            size => len.min(self.remaining() / size),
+    /// How many `T`s to reserve for `len` announced elements.
+    ///
+    /// An element can be far larger in memory than its 4-byte minimum on the wire
+    /// (`hyper a[64]` is 512 bytes), so trusting `len` would reserve up to
+    /// `size_of::<T>() / 4` times the input, and arrays nested in arrays would each do
+    /// it again. So all the reservations made for one input together stay within the
+    /// input's length (a budget the reader keeps); past its reservation a vector grows
+    /// as elements actually decode, each of which consumed input. A flat array of
+    /// primitives still gets its whole capacity at once.
+    fn capacity_for<T>(&mut self, len: usize) -> usize {
+        let size = std::mem::size_of::<T>();
+        if size == 0 {
+            return 0;
         }
+        let n = len.min(self.reserve_budget / size);
+        self.reserve_budget -= n * size;
+        n
     }
 
     /// `T name<max>` for elements that decode themselves.
