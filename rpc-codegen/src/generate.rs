@@ -1533,7 +1533,8 @@ pub(crate) fn arg_names(p: &Procedure) -> Vec<RIdent> {
 /// The name of the client method that starts a call of a procedure and returns its
 /// handle: `start_` and the procedure's name in snake_case.
 pub(crate) fn start_name(name: &str) -> String {
-    format!("start_{}", snake(name))
+    // `start__13` would not be snake case: leading underscores go.
+    format!("start_{}", snake(name).trim_start_matches('_'))
 }
 
 /// The Rust method name of a procedure.
@@ -1623,7 +1624,9 @@ fn int_lit(v: i64) -> TokenStream {
 }
 
 fn doc(text: &str) -> TokenStream {
-    let line = format!(" {text}");
+    // The lexer already breaks lines at a bare carriage return; docs from another
+    // front end might still hold one, and rustc rejects it in a doc comment.
+    let line = format!(" {}", text.replace('\r', " "));
     quote!(#[doc = #line])
 }
 
@@ -1665,10 +1668,31 @@ const KEYWORDS: &[&str] = &[
 /// An identifier, escaped if it is a Rust keyword.
 pub(crate) fn ident(name: &str) -> RIdent {
     let name = if name.is_empty() { "_x" } else { name };
+    // The case conversions never start a name with a digit; a name composed from one
+    // (`{base}Client`) cannot either. Checked again here because an invalid identifier
+    // would panic inside `proc_macro2`.
+    let owned;
+    let name = if name.starts_with(|c: char| c.is_ascii_digit()) {
+        owned = format!("_{name}");
+        owned.as_str()
+    } else {
+        name
+    };
     match name {
         "self" | "Self" | "super" | "crate" | "_" => format_ident!("{}_", name),
         n if KEYWORDS.contains(&n) => RIdent::new_raw(n, RSpan::call_site()),
         n => RIdent::new(n, RSpan::call_site()),
+    }
+}
+
+/// A converted name that starts with a digit gets a leading underscore back: `_1`
+/// splits into the word `1`, which is no identifier. `_1` is valid in every case
+/// convention rustc checks (it ignores leading underscores).
+fn no_leading_digit(name: String) -> String {
+    if name.starts_with(|c: char| c.is_ascii_digit()) {
+        format!("_{name}")
+    } else {
+        name
     }
 }
 
@@ -1722,7 +1746,7 @@ pub(crate) fn upper_camel(name: &str) -> String {
     if s.is_empty() {
         "X".to_owned()
     } else {
-        s
+        no_leading_digit(s)
     }
 }
 
@@ -1731,11 +1755,13 @@ pub(crate) fn snake(name: &str) -> String {
     if !name.chars().any(|c| c.is_uppercase()) {
         return name.to_owned();
     }
-    words(name)
-        .iter()
-        .map(|w| w.to_lowercase())
-        .collect::<Vec<_>>()
-        .join("_")
+    no_leading_digit(
+        words(name)
+            .iter()
+            .map(|w| w.to_lowercase())
+            .collect::<Vec<_>>()
+            .join("_"),
+    )
 }
 
 /// `SCREAMING_SNAKE_CASE`; names already in that case are kept as written.
@@ -1743,11 +1769,13 @@ pub(crate) fn screaming(name: &str) -> String {
     if !name.chars().any(|c| c.is_lowercase()) {
         return name.to_owned();
     }
-    words(name)
-        .iter()
-        .map(|w| w.to_uppercase())
-        .collect::<Vec<_>>()
-        .join("_")
+    no_leading_digit(
+        words(name)
+            .iter()
+            .map(|w| w.to_uppercase())
+            .collect::<Vec<_>>()
+            .join("_"),
+    )
 }
 
 #[cfg(test)]
@@ -1772,6 +1800,18 @@ mod tests {
         assert_eq!(screaming("MAX_NAME"), "MAX_NAME");
         assert_eq!(screaming("Calc"), "CALC");
         assert_eq!(screaming("KeyValue"), "KEY_VALUE");
+    }
+
+    #[test]
+    fn underscore_digit_names_stay_identifiers() {
+        assert_eq!(upper_camel("_1"), "_1");
+        assert_eq!(upper_camel("_1_b"), "_1B");
+        assert_eq!(upper_camel("__2x"), "_2x");
+        assert_eq!(snake("_1"), "_1");
+        assert_eq!(snake("_1A"), "_1_a");
+        assert_eq!(screaming("_1"), "_1");
+        assert_eq!(screaming("_1a"), "_1A");
+        assert_eq!(ident("1Client").to_string(), "_1Client");
     }
 
     #[test]
