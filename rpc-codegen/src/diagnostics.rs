@@ -15,12 +15,22 @@
 //!
 //! Rendering never uses colours through `Display`; [`Diagnostics::render_styled`] gives
 //! the ANSI-coloured form for terminals.
+//!
+//! Rendering takes time linear in the source's length, whatever the input: the line
+//! starts are indexed once per file (not rescanned per error), each error only looks at
+//! the lines its spans touch, and at most [`MAX_RENDERED`] errors are drawn (a last line
+//! counts the rest), so a file of thousands of errors on one long line stays cheap.
 
 use std::fmt;
 
 use annotate_snippets::{Level, Renderer, Snippet};
 
 use crate::model::Span;
+
+/// At most this many errors are drawn by [`Diagnostics`]'s `Display` and
+/// [`Diagnostics::render_styled`]; a last line says how many more there were (all of
+/// them stay in [`Diagnostics::as_slice`]).
+pub const MAX_RENDERED: usize = 100;
 
 /// One error found in an IDL file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,10 +87,21 @@ impl Diagnostic {
 
     /// Renders the diagnostic without colours, as `Display` on [`Diagnostics`] does.
     pub fn render(&self, file_name: &str, source: &str) -> String {
-        self.render_with(&Renderer::plain(), file_name, source)
+        self.render_with(
+            &Renderer::plain(),
+            file_name,
+            source,
+            &LineIndex::new(source),
+        )
     }
 
-    fn render_with(&self, renderer: &Renderer, file_name: &str, source: &str) -> String {
+    fn render_with(
+        &self,
+        renderer: &Renderer,
+        file_name: &str,
+        source: &str,
+        lines: &LineIndex,
+    ) -> String {
         // Only the lines the annotations touch are handed to annotate-snippets, with
         // `line_start` set, so the line numbers stay right and huge files stay cheap.
         // Every span is clamped to its first line: multi-line spans (an unterminated
@@ -99,8 +120,9 @@ impl Diagnostic {
             .iter()
             .map(|(s, _)| s.start)
             .fold(primary.start, usize::max);
-        let window_start = line_start(source, first);
+        let window_start = lines.line_start(first);
         let window_end = line_end(source, last);
+        work::add(window_end - window_start);
         // Tabs become spaces (same byte length, one column each): annotate-snippets
         // expands tabs itself, which would misplace the caret. The `\r` of `\r\n`
         // line ends is dropped, and offsets after it shifted to match.
@@ -119,7 +141,7 @@ impl Diagnostic {
         if window.is_empty() {
             window.push(' ');
         }
-        let (first_line, _) = line_col(source, window_start);
+        let first_line = lines.line_number(window_start);
         let map = |offset: usize| {
             let offset = offset - window_start;
             offset - dropped.iter().filter(|&&d| d < offset).count()
@@ -160,6 +182,57 @@ pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+/// The byte offsets where the source's lines start, for finding an offset's line in
+/// logarithmic time.
+struct LineIndex {
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    fn new(source: &str) -> Self {
+        work::add(source.len());
+        let starts = std::iter::once(0)
+            .chain(source.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        LineIndex { starts }
+    }
+
+    /// The 1-based number of the line holding byte `offset`.
+    fn line_number(&self, offset: usize) -> usize {
+        self.starts.partition_point(|&s| s <= offset).max(1)
+    }
+
+    /// The byte offset where the line holding `offset` starts.
+    fn line_start(&self, offset: usize) -> usize {
+        self.starts[self.line_number(offset) - 1]
+    }
+}
+
+/// Counts the bytes the renderer looks at, in tests, to show that rendering is linear
+/// without timing it.
+#[cfg(test)]
+mod work {
+    use std::cell::Cell;
+
+    thread_local! {
+        static BYTES: Cell<usize> = const { Cell::new(0) };
+    }
+
+    pub(super) fn add(n: usize) {
+        BYTES.with(|b| b.set(b.get() + n));
+    }
+
+    pub(super) fn take() -> usize {
+        BYTES.with(|b| b.replace(0))
+    }
+}
+
+#[cfg(not(test))]
+mod work {
+    #[inline(always)]
+    pub(super) fn add(_n: usize) {}
+}
+
 fn floor_boundary(source: &str, offset: usize) -> usize {
     let mut offset = offset.min(source.len());
     while !source.is_char_boundary(offset) {
@@ -173,6 +246,7 @@ fn line_start(source: &str, offset: usize) -> usize {
 }
 
 fn line_end(source: &str, offset: usize) -> usize {
+    work::add(1);
     source[offset..]
         .find('\n')
         .map_or(source.len(), |i| offset + i)
@@ -251,11 +325,21 @@ impl Diagnostics {
     }
 
     fn render_all(&self, renderer: &Renderer) -> String {
-        self.list
+        let lines = LineIndex::new(&self.source);
+        let mut parts: Vec<String> = self
+            .list
             .iter()
-            .map(|d| d.render_with(renderer, &self.file_name, &self.source))
-            .collect::<Vec<_>>()
-            .join("\n\n")
+            .take(MAX_RENDERED)
+            .map(|d| d.render_with(renderer, &self.file_name, &self.source, &lines))
+            .collect();
+        if let Some(more) = self.list.len().checked_sub(MAX_RENDERED).filter(|&n| n > 0) {
+            parts.push(format!(
+                "error: {more} more error{} in {} not shown",
+                if more == 1 { "" } else { "s" },
+                self.file_name
+            ));
+        }
+        parts.join("\n\n")
     }
 }
 
@@ -302,5 +386,60 @@ mod tests {
         assert!(text.contains("3 | cd\n  |  ^ here"), "{text}");
         let d = Diagnostic::error("boom", Span::new(50, 70), "here");
         assert!(d.render("f.idl", "").contains("f.idl:1:1"));
+    }
+
+    /// Bytes the renderer looks at to render the errors of `source`, and the output.
+    fn render_cost(source: &str) -> (usize, String, usize) {
+        let errors = crate::parse_and_check("big.idl", source).unwrap_err();
+        work::take();
+        let text = errors.to_string();
+        (work::take(), text, errors.len())
+    }
+
+    #[test]
+    fn rendering_is_linear_in_the_input() {
+        // Found by fuzzing: 16 KiB of bad characters rendered in quadratic time (each
+        // error rescanned the file for its line number, and every error was drawn).
+        let shapes: [fn(usize) -> String; 3] = [
+            |n| "@".repeat(n),
+            |n| "@\n".repeat(n / 2),
+            |n| format!("struct S {{ {} int ; }};", "int x;".repeat(n / 6)),
+        ];
+        for shape in shapes {
+            let (small, _, _) = render_cost(&shape(16 << 10));
+            let (large, text, count) = render_cost(&shape(64 << 10));
+            assert!(small > 0);
+            // Four times the input: at most about four times the work (quadratic would
+            // be sixteen).
+            assert!(
+                large <= 5 * small,
+                "16 KiB: {small} bytes of work, 64 KiB: {large}"
+            );
+            if count > MAX_RENDERED {
+                assert!(
+                    text.contains("more errors in big.idl not shown"),
+                    "{text:.200}"
+                );
+            }
+            assert!(text.matches("\n --> big.idl:").count() <= MAX_RENDERED);
+        }
+    }
+
+    #[test]
+    fn line_index_agrees_with_line_col() {
+        let src = "a\nbc\n\nd";
+        let index = LineIndex::new(src);
+        for offset in 0..=src.len() {
+            assert_eq!(
+                index.line_number(offset),
+                line_col(src, offset).0,
+                "{offset}"
+            );
+            assert_eq!(
+                index.line_start(offset),
+                line_start(src, offset),
+                "{offset}"
+            );
+        }
     }
 }

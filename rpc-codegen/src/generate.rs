@@ -54,6 +54,8 @@ use std::collections::{HashMap, HashSet};
 use proc_macro2::{Ident as RIdent, Literal, Span as RSpan, TokenStream};
 use quote::{format_ident, quote};
 
+mod deep_drop;
+
 use crate::model::{
     ConstDef, Declaration, Definition, Docs, EnumDef, Interface, Procedure, Spec, StructDef, Type,
     TypedefDef, UnionDef, Value, ValueKind,
@@ -128,6 +130,14 @@ fn primitive(ty: &Type) -> Option<(&'static str, &'static str)> {
     })
 }
 
+/// One variant of a union's Rust enum: a (label, arm) pair and its name.
+struct Variant<'d> {
+    name: String,
+    label: i64,
+    label_name: String,
+    arm: &'d Declaration,
+}
+
 /// The kind of discriminant a union switches on.
 enum Disc<'a> {
     Int,
@@ -161,6 +171,9 @@ impl<'a> Generator<'a> {
                 Definition::Struct(s) => self.structure(s),
                 Definition::Union(u) => self.union(u),
             });
+        }
+        for members in deep_drop::recursive_components(self) {
+            items.extend(self.deep_drop(&members));
         }
         let names = interface_names(&self.spec.interfaces);
         for (iface, name) in self.spec.interfaces.iter().zip(names) {
@@ -530,36 +543,15 @@ impl<'a> Generator<'a> {
         Disc::Int
     }
 
-    fn union(&self, u: &UnionDef) -> TokenStream {
-        let docs = docs_or(&u.docs, || {
-            format!("The `{}` union from the IDL.", u.name.name)
-        });
-        let name = self.type_ident(&u.name.name);
-        let name_str = &u.name.name;
-        let disc = self.discriminant_kind(&u.discriminant.ty);
-        let disc_ty = match &disc {
-            Disc::Int => quote!(i32),
-            Disc::Unsigned => quote!(u32),
-            Disc::Bool => quote!(bool),
-            Disc::Enum(e) => {
-                let id = self.type_ident(&e.name.name);
-                quote!(#id)
-            }
-        };
-
-        // One entry per (label, arm); an arm with several labels yields several entries.
-        struct Variant<'d> {
-            name: String,
-            label: i64,
-            label_name: String,
-            arm: &'d Declaration,
-        }
-        let mut variants: Vec<Variant<'_>> = Vec::new();
+    /// A union's variants: one per (label, arm), named as the module docs say; an arm
+    /// with several labels yields several variants.
+    fn variants<'u>(&self, u: &'u UnionDef, disc: &Disc<'_>) -> Vec<Variant<'u>> {
+        let mut variants: Vec<Variant<'u>> = Vec::new();
         for case in &u.cases {
             let shared = case.values.len() > 1;
             for v in &case.values {
                 let label = value_of(v);
-                let label_name = self.label_name(&disc, v, label);
+                let label_name = self.label_name(disc, v, label);
                 let name = if shared || matches!(case.arm.ty, Type::Void) {
                     label_name.clone()
                 } else {
@@ -588,6 +580,46 @@ impl<'a> Generator<'a> {
                 v.name = candidate;
             }
         }
+        variants
+    }
+
+    /// The Rust variant names of union `name` with the types they hold (`Default` for
+    /// the default arm); `void` arms are left out.
+    fn union_variants(&self, name: &str) -> Vec<(String, &'a Type)> {
+        let Some(Definition::Union(u)) = self.defs.get(name) else {
+            return Vec::new();
+        };
+        let disc = self.discriminant_kind(&u.discriminant.ty);
+        let mut out: Vec<(String, &'a Type)> = self
+            .variants(u, &disc)
+            .into_iter()
+            .filter(|v| !matches!(v.arm.ty, Type::Void))
+            .map(|v| (v.name, &v.arm.ty))
+            .collect();
+        if let Some(arm) = u.default.as_ref().filter(|a| !matches!(a.ty, Type::Void)) {
+            out.push(("Default".to_owned(), &arm.ty));
+        }
+        out
+    }
+
+    fn union(&self, u: &UnionDef) -> TokenStream {
+        let docs = docs_or(&u.docs, || {
+            format!("The `{}` union from the IDL.", u.name.name)
+        });
+        let name = self.type_ident(&u.name.name);
+        let name_str = &u.name.name;
+        let disc = self.discriminant_kind(&u.discriminant.ty);
+        let disc_ty = match &disc {
+            Disc::Int => quote!(i32),
+            Disc::Unsigned => quote!(u32),
+            Disc::Bool => quote!(bool),
+            Disc::Enum(e) => {
+                let id = self.type_ident(&e.name.name);
+                quote!(#id)
+            }
+        };
+
+        let variants = self.variants(u, &disc);
 
         let mut defs = Vec::new();
         let mut encode_arms = Vec::new();
@@ -1501,7 +1533,8 @@ pub(crate) fn arg_names(p: &Procedure) -> Vec<RIdent> {
 /// The name of the client method that starts a call of a procedure and returns its
 /// handle: `start_` and the procedure's name in snake_case.
 pub(crate) fn start_name(name: &str) -> String {
-    format!("start_{}", snake(name))
+    // `start__13` would not be snake case: leading underscores go.
+    format!("start_{}", snake(name).trim_start_matches('_'))
 }
 
 /// The Rust method name of a procedure.
@@ -1591,7 +1624,9 @@ fn int_lit(v: i64) -> TokenStream {
 }
 
 fn doc(text: &str) -> TokenStream {
-    let line = format!(" {text}");
+    // The lexer already breaks lines at a bare carriage return; docs from another
+    // front end might still hold one, and rustc rejects it in a doc comment.
+    let line = format!(" {}", text.replace('\r', " "));
     quote!(#[doc = #line])
 }
 
@@ -1633,10 +1668,31 @@ const KEYWORDS: &[&str] = &[
 /// An identifier, escaped if it is a Rust keyword.
 pub(crate) fn ident(name: &str) -> RIdent {
     let name = if name.is_empty() { "_x" } else { name };
+    // The case conversions never start a name with a digit; a name composed from one
+    // (`{base}Client`) cannot either. Checked again here because an invalid identifier
+    // would panic inside `proc_macro2`.
+    let owned;
+    let name = if name.starts_with(|c: char| c.is_ascii_digit()) {
+        owned = format!("_{name}");
+        owned.as_str()
+    } else {
+        name
+    };
     match name {
         "self" | "Self" | "super" | "crate" | "_" => format_ident!("{}_", name),
         n if KEYWORDS.contains(&n) => RIdent::new_raw(n, RSpan::call_site()),
         n => RIdent::new(n, RSpan::call_site()),
+    }
+}
+
+/// A converted name that starts with a digit gets a leading underscore back: `_1`
+/// splits into the word `1`, which is no identifier. `_1` is valid in every case
+/// convention rustc checks (it ignores leading underscores).
+fn no_leading_digit(name: String) -> String {
+    if name.starts_with(|c: char| c.is_ascii_digit()) {
+        format!("_{name}")
+    } else {
+        name
     }
 }
 
@@ -1690,7 +1746,7 @@ pub(crate) fn upper_camel(name: &str) -> String {
     if s.is_empty() {
         "X".to_owned()
     } else {
-        s
+        no_leading_digit(s)
     }
 }
 
@@ -1699,11 +1755,13 @@ pub(crate) fn snake(name: &str) -> String {
     if !name.chars().any(|c| c.is_uppercase()) {
         return name.to_owned();
     }
-    words(name)
-        .iter()
-        .map(|w| w.to_lowercase())
-        .collect::<Vec<_>>()
-        .join("_")
+    no_leading_digit(
+        words(name)
+            .iter()
+            .map(|w| w.to_lowercase())
+            .collect::<Vec<_>>()
+            .join("_"),
+    )
 }
 
 /// `SCREAMING_SNAKE_CASE`; names already in that case are kept as written.
@@ -1711,11 +1769,13 @@ pub(crate) fn screaming(name: &str) -> String {
     if !name.chars().any(|c| c.is_lowercase()) {
         return name.to_owned();
     }
-    words(name)
-        .iter()
-        .map(|w| w.to_uppercase())
-        .collect::<Vec<_>>()
-        .join("_")
+    no_leading_digit(
+        words(name)
+            .iter()
+            .map(|w| w.to_uppercase())
+            .collect::<Vec<_>>()
+            .join("_"),
+    )
 }
 
 #[cfg(test)]
@@ -1740,6 +1800,18 @@ mod tests {
         assert_eq!(screaming("MAX_NAME"), "MAX_NAME");
         assert_eq!(screaming("Calc"), "CALC");
         assert_eq!(screaming("KeyValue"), "KEY_VALUE");
+    }
+
+    #[test]
+    fn underscore_digit_names_stay_identifiers() {
+        assert_eq!(upper_camel("_1"), "_1");
+        assert_eq!(upper_camel("_1_b"), "_1B");
+        assert_eq!(upper_camel("__2x"), "_2x");
+        assert_eq!(snake("_1"), "_1");
+        assert_eq!(snake("_1A"), "_1_a");
+        assert_eq!(screaming("_1"), "_1");
+        assert_eq!(screaming("_1a"), "_1A");
+        assert_eq!(ident("1Client").to_string(), "_1Client");
     }
 
     #[test]

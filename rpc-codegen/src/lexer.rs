@@ -293,9 +293,17 @@ impl Lexer<'_> {
         // `///` is a doc comment, `////...` an ordinary one (as in Rust).
         if let Some(text) = line.strip_prefix("///") {
             if !text.starts_with('/') {
-                let text = text.trim_end_matches('\r');
-                let text = text.strip_prefix(' ').unwrap_or(text).to_string();
-                self.push(TokenKind::Doc(text), start);
+                // A bare carriage return inside the comment breaks the line, as it would
+                // in an editor; Rust forbids it in doc comments, and docs are carried
+                // over into the generated code.
+                let lines: Vec<String> = text
+                    .trim_end_matches('\r')
+                    .split('\r')
+                    .map(|t| t.strip_prefix(' ').unwrap_or(t).to_string())
+                    .collect();
+                for text in lines {
+                    self.push(TokenKind::Doc(text), start);
+                }
             }
         }
     }
@@ -320,8 +328,10 @@ impl Lexer<'_> {
         if body.is_empty() || doc.starts_with('*') {
             return;
         }
+        // Lines end at `\n`, `\r\n` or a bare `\r` (see `line_comment`).
         let mut lines: Vec<String> = doc
-            .lines()
+            .split('\n')
+            .flat_map(|line| line.strip_suffix('\r').unwrap_or(line).split('\r'))
             .map(|line| {
                 let line = line.trim_end();
                 let trimmed = line.trim_start();

@@ -283,3 +283,31 @@ fn no_system_protoc_is_needed() {
     );
     assert!(String::from_utf8_lossy(&child.stdout).contains("1 passed"));
 }
+
+/// Found by fuzzing: a comment holding a bare carriage return made prost-build panic
+/// (its doc comment is not valid Rust). The builder breaks the line there instead, as
+/// the IDL compiler does, and the result parses.
+#[test]
+fn a_bare_carriage_return_in_a_comment_is_a_line_break_not_a_panic() {
+    let dir = temp_dir("bare-cr");
+    let path = dir.join("cr.proto");
+    std::fs::write(
+        &path,
+        "syntax = \"proto3\";\npackage cr;\n// A message\rwith a bare CR.\nmessage M {\n  \
+         // A field\r\n  int32 x = 1; // trailing\rcomment\n}\n/* A service\r\n * block. */\n\
+         service S {\n  // A method\rcomment.\n  rpc Get(M) returns (M);\n}\n",
+    )
+    .unwrap();
+    let result = std::panic::catch_unwind(|| {
+        Builder::new().generate(&[path.to_str().unwrap()], &[dir.to_str().unwrap()])
+    });
+    let file = only_file(result.expect("no panic").expect("compiles"));
+    assert!(!file.content.contains('\r'));
+    assert!(
+        file.content.contains("/// A message\n/// with a bare CR."),
+        "{}",
+        file.content
+    );
+    syn::parse_file(&file.content).expect("generated code parses");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -95,6 +95,13 @@ pub enum ProtoError {
         .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
     )]
     Streaming(Vec<StreamingMethod>),
+    /// prost-build failed on the files (it panicked; the message is its own). Not
+    /// expected for files protoc accepts: report it with the `.proto` file.
+    #[error("error: prost-build could not generate code: {message}")]
+    Generator {
+        /// prost-build's panic message.
+        message: String,
+    },
     /// Writing a generated file failed, or no output directory was set and `OUT_DIR` is
     /// not set either (not running in a build script).
     #[error("{}: {source}", path.display())]
@@ -278,9 +285,10 @@ impl Builder {
         if let Ok(well_known) = protoc_bin_vendored::include_path() {
             includes.push(well_known);
         }
-        let fds = config
+        let mut fds = config
             .load_fds(protos, &includes)
             .map_err(|e| protoc_error(e.to_string()))?;
+        normalize_comment_line_ends(&mut fds);
 
         // Where each descriptor's file is: as the caller named it, or in an include dir.
         let display_name = |name: &str| -> String {
@@ -346,9 +354,21 @@ impl Builder {
         config.service_generator(Box::new(
             ServiceGenerator::new().skip_streaming(self.skip_streaming),
         ));
-        let modules = config
-            .generate(requests)
-            .map_err(|e| protoc_error(e.to_string()))?;
+        // prost-build panics on some inputs it cannot render (it unwraps its own parse
+        // of the code it wrote); a build script should get an error it can print.
+        let generated =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.generate(requests)));
+        let modules = match generated {
+            Ok(result) => result.map_err(|e| protoc_error(e.to_string()))?,
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                    .unwrap_or_else(|| "no message".to_owned());
+                return Err(ProtoError::Generator { message });
+            }
+        };
         let mut files: Vec<GeneratedFile> = modules
             .into_iter()
             .map(|(module, content)| {
@@ -366,6 +386,29 @@ impl Builder {
             .collect();
         files.sort_by(|a, b| a.name.cmp(&b.name));
         Ok((files, inputs))
+    }
+}
+
+/// Turns every bare carriage return in the files' comments into a line break (and
+/// `\r\n` into `\n`), as the IDL compiler does: the comments become doc comments, and
+/// Rust rejects a bare `\r` in one (prost-build then panics on its own output).
+fn normalize_comment_line_ends(fds: &mut prost_types::FileDescriptorSet) {
+    let fix = |text: &mut String| {
+        if text.contains('\r') {
+            *text = text.replace("\r\n", "\n").replace('\r', "\n");
+        }
+    };
+    for file in &mut fds.file {
+        let Some(info) = file.source_code_info.as_mut() else {
+            continue;
+        };
+        for location in &mut info.location {
+            let comments = location.leading_comments.iter_mut();
+            comments
+                .chain(location.trailing_comments.iter_mut())
+                .chain(location.leading_detached_comments.iter_mut())
+                .for_each(fix);
+        }
     }
 }
 

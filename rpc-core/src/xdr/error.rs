@@ -63,6 +63,13 @@ pub enum XdrError {
     /// A string that is not valid UTF-8.
     #[error("string is not valid UTF-8")]
     InvalidUtf8,
+    /// Values were nested deeper than the reader's limit (optionals and arrays each
+    /// count one level; see [`XdrReader::with_max_depth`](super::XdrReader::with_max_depth)).
+    #[error("values nested deeper than the limit of {limit} levels")]
+    DepthExceeded {
+        /// The reader's nesting limit.
+        limit: u32,
+    },
     /// Bytes were left after the last value.
     #[error("{0} trailing bytes after the value")]
     TrailingBytes(usize),

@@ -9,7 +9,10 @@
 //! without copying variable-length opaques (they come back as slices of the receive
 //! buffer). Decoding untrusted input never panics and never allocates more than the input
 //! can justify: a length prefix is checked against the declared bound and against the
-//! bytes that remain (every XDR item takes at least 4 bytes) before anything is allocated.
+//! bytes that remain (every XDR item takes at least 4 bytes) before anything is allocated,
+//! an array reserves no more memory than the input has bytes left, and values nest at
+//! most [`DEFAULT_MAX_DEPTH`] levels deep (configurable per reader), so recursive types
+//! cannot overflow the stack.
 //!
 //! Bounds (`string<N>`, `opaque<N>`, `T<N>`) belong to declarations, not types, so the
 //! generated code passes them explicitly (`put_string(s, 64)`, `get_var_array_with(64, ..)`);
@@ -33,7 +36,7 @@ mod reader;
 mod writer;
 
 pub use error::XdrError;
-pub use reader::XdrReader;
+pub use reader::{XdrReader, DEFAULT_MAX_DEPTH};
 pub use writer::{XdrWriter, DEFAULT_SHARE_THRESHOLD};
 
 /// A value that can be written in XDR.

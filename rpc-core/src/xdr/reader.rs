@@ -2,20 +2,98 @@ use bytes::Bytes;
 
 use super::{padding, XdrDecode, XdrError};
 
+/// How deeply values may nest by default while decoding (see [`XdrReader::with_max_depth`]).
+pub const DEFAULT_MAX_DEPTH: u32 = 256;
+
 /// Reads XDR items from a [`Bytes`] buffer.
 ///
 /// Every read checks the remaining length first; nothing panics on any input. Variable
 /// opaques are returned as zero-copy slices of the buffer.
+///
+/// # Nesting limit
+///
+/// Decoding a recursive type (`struct Node { Node *next; }`) recurses once per level, so
+/// a peer could otherwise overflow the stack with a few hundred kilobytes of nested
+/// optionals. Every optional and every array being decoded counts one level
+/// ([`XdrReader::nested`]); past the reader's limit ([`DEFAULT_MAX_DEPTH`] unless set
+/// with [`XdrReader::with_max_depth`]) decoding stops with
+/// [`XdrError::DepthExceeded`]. Structs and unions do not count: a type can only
+/// contain itself through an optional or an array, so those two bound every recursion,
+/// and a linked list (`struct Node { T item; Node *next; }`, the XDR idiom for a list)
+/// of up to the limit's length decodes. The limit bounds the stack, not the size: a
+/// list of a million elements in an array is one level.
+///
+/// # Allocation
+///
+/// A length prefix is checked against the declared bound and the bytes left before
+/// anything is allocated, and arrays reserve at most as many bytes of memory as remain
+/// in the input (then grow as elements actually decode), so decoding never reserves
+/// more than a small constant times the input's length.
 #[derive(Debug)]
 pub struct XdrReader<'a> {
     buf: &'a Bytes,
     pos: usize,
+    depth: u32,
+    max_depth: u32,
+    /// Bytes that arrays may still reserve ahead of decoding (starts at the input's
+    /// length; see [`XdrReader::capacity_for`]).
+    reserve_budget: usize,
 }
 
 impl<'a> XdrReader<'a> {
-    /// A reader over the whole of `buf`.
+    /// A reader over the whole of `buf`, with the default nesting limit.
     pub fn new(buf: &'a Bytes) -> Self {
-        XdrReader { buf, pos: 0 }
+        XdrReader::with_max_depth(buf, DEFAULT_MAX_DEPTH)
+    }
+
+    /// A reader over the whole of `buf` that refuses values nested more than
+    /// `max_depth` levels deep (optionals and arrays each count one).
+    ///
+    /// ```
+    /// use rpc_core::xdr::{XdrError, XdrReader};
+    /// // Three nested `int **` levels: present, present, absent.
+    /// let bytes = bytes::Bytes::from_static(&[0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0]);
+    /// let mut r = XdrReader::with_max_depth(&bytes, 1);
+    /// let e = r.get::<Option<Option<Option<i32>>>>().unwrap_err();
+    /// assert_eq!(e, XdrError::DepthExceeded { limit: 1 });
+    /// ```
+    pub fn with_max_depth(buf: &'a Bytes, max_depth: u32) -> Self {
+        XdrReader {
+            buf,
+            pos: 0,
+            depth: 0,
+            max_depth,
+            reserve_budget: buf.len(),
+        }
+    }
+
+    /// The nesting limit.
+    pub fn max_depth(&self) -> u32 {
+        self.max_depth
+    }
+
+    /// How many levels deep the reader is now.
+    pub fn depth(&self) -> u32 {
+        self.depth
+    }
+
+    /// Runs `decode` one nesting level deeper: [`XdrError::DepthExceeded`] if that is
+    /// past the limit. Optionals and arrays use it themselves; a hand-written decoder
+    /// that recurses by another route should wrap each level in it.
+    #[inline]
+    pub fn nested<T>(
+        &mut self,
+        decode: impl FnOnce(&mut Self) -> Result<T, XdrError>,
+    ) -> Result<T, XdrError> {
+        if self.depth >= self.max_depth {
+            return Err(XdrError::DepthExceeded {
+                limit: self.max_depth,
+            });
+        }
+        self.depth += 1;
+        let out = decode(self);
+        self.depth -= 1;
+        out
     }
 
     /// Bytes not yet read.
@@ -196,11 +274,32 @@ impl<'a> XdrReader<'a> {
     ) -> Result<Vec<T>, XdrError> {
         // Every XDR item is at least 4 bytes, so `len * 4` bytes must remain.
         let len = self.get_len(max, 4)?;
-        let mut out = Vec::with_capacity(len);
-        for _ in 0..len {
-            out.push(each(self)?);
+        self.nested(|r| {
+            let mut out = Vec::with_capacity(r.capacity_for::<T>(len));
+            for _ in 0..len {
+                out.push(each(r)?);
+            }
+            Ok(out)
+        })
+    }
+
+    /// How many `T`s to reserve for `len` announced elements.
+    ///
+    /// An element can be far larger in memory than its 4-byte minimum on the wire
+    /// (`hyper a[64]` is 512 bytes), so trusting `len` would reserve up to
+    /// `size_of::<T>() / 4` times the input, and arrays nested in arrays would each do
+    /// it again. So all the reservations made for one input together stay within the
+    /// input's length (a budget the reader keeps); past its reservation a vector grows
+    /// as elements actually decode, each of which consumed input. A flat array of
+    /// primitives still gets its whole capacity at once.
+    fn capacity_for<T>(&mut self, len: usize) -> usize {
+        let size = std::mem::size_of::<T>();
+        if size == 0 {
+            return 0;
         }
-        Ok(out)
+        let n = len.min(self.reserve_budget / size);
+        self.reserve_budget -= n * size;
+        n
     }
 
     /// `T name<max>` for elements that decode themselves.
@@ -220,16 +319,20 @@ impl<'a> XdrReader<'a> {
                 remaining: self.remaining(),
             });
         }
-        let mut out = Vec::with_capacity(N);
-        for _ in 0..N {
-            out.push(each(self)?);
-        }
-        // The loop pushed exactly N elements.
-        out.try_into()
-            .map_err(|v: Vec<T>| XdrError::FixedLengthMismatch {
-                expected: N,
-                actual: v.len(),
-            })
+        self.nested(|r| {
+            // `N * 4` bytes remain, so `N` elements cost at most `size_of::<T>() / 4`
+            // times the input; the same cap as variable arrays keeps it to the input.
+            let mut out = Vec::with_capacity(r.capacity_for::<T>(N));
+            for _ in 0..N {
+                out.push(each(r)?);
+            }
+            // The loop pushed exactly N elements.
+            out.try_into()
+                .map_err(|v: Vec<T>| XdrError::FixedLengthMismatch {
+                    expected: N,
+                    actual: v.len(),
+                })
+        })
     }
 
     /// `T *name` with a custom decoder for the present value.
@@ -238,7 +341,7 @@ impl<'a> XdrReader<'a> {
         each: impl FnOnce(&mut Self) -> Result<T, XdrError>,
     ) -> Result<Option<T>, XdrError> {
         if self.get_bool()? {
-            each(self).map(Some)
+            self.nested(|r| each(r).map(Some))
         } else {
             Ok(None)
         }
