@@ -56,7 +56,7 @@ pub fn parse_and_check(
     Ok(spec)
 }
 
-// generator: added by the lead
+// The generator and the build-script front end.
 mod builder;
 pub mod generate;
 pub use builder::BuildError;
