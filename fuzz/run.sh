@@ -36,7 +36,7 @@ for t in "${TARGETS[@]}"; do
     "target/$TRIPLE/release/$t" "$work" \
         -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
         -artifact_prefix="artifacts/$t/" -print_final_stats=1 2>&1 \
-        | grep -E '^(#[0-9]+ +DONE|Done|stat::|==|SUMMARY|.*(panicked|ERROR|deadly|crash|leak|timeout))' || true
+        | grep -E '^(#[0-9]+[[:space:]]+DONE|Done|stat::|==|SUMMARY|.*(panicked|ERROR|deadly|crash|leak|timeout))' || true
     if ls "artifacts/$t"/* >/dev/null 2>&1; then
         echo "error: fuzz target $t crashed; reproducer(s): $(ls artifacts/"$t"/)" >&2
         exit 1
