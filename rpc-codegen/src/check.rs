@@ -1168,6 +1168,37 @@ impl Checker {
             self.errors.push(diag);
         }
 
+        // A typedef that reaches itself through typedefs alone (`typedef a *a;`) would be
+        // a recursive Rust type alias, which does not exist. Found by fuzzing (the
+        // generator looped on it).
+        let is_typedef = |x: usize| matches!(spec.definitions[x], Definition::Typedef(_));
+        let typedefs: Vec<usize> = (0..n)
+            .filter(|&d| is_typedef(d) && !reported.contains(&d))
+            .collect();
+        for d in typedefs {
+            let mut seen = HashSet::new();
+            let mut queue = VecDeque::from([d]);
+            while let Some(x) = queue.pop_front() {
+                for (t, _, _, _) in &edges[x] {
+                    if is_typedef(*t) && seen.insert(*t) {
+                        queue.push_back(*t);
+                    }
+                }
+            }
+            if seen.contains(&d) {
+                let def = spec.definitions[d].name();
+                self.errors.push(
+                    Diagnostic::error(
+                        format!("typedef `{}` is defined in terms of itself", def.name),
+                        def.span,
+                        "a type alias cannot contain itself",
+                    )
+                    .with_note("help: make it a struct with the optional or array as a field"),
+                );
+                reported.insert(d);
+            }
+        }
+
         let mut boxed = HashMap::new();
         for (d, def) in spec.definitions.iter().enumerate() {
             let mut decisions = Vec::new();

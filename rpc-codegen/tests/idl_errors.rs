@@ -1528,3 +1528,15 @@ fn pathological_inputs_never_panic() {
     forward_consts.push_str("const C1000 = 7;\n");
     no_panic("t.idl", &forward_consts);
 }
+
+/// Found by fuzzing: `typedef a *a;` passed the checker and the generator looped on it.
+#[test]
+fn a_typedef_of_itself_is_an_error() {
+    for src in ["typedef a *a;\nstruct s { a *b; };\n", "typedef a *a;\n"] {
+        let err = rpc_codegen::parse_and_check("t.idl", src).unwrap_err();
+        assert!(
+            err.to_string().contains("is defined in terms of itself"),
+            "{err}"
+        );
+    }
+}
