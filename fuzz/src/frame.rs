@@ -28,7 +28,8 @@ pub fn parse_emit(data: &[u8]) {
         header.emit(&[&payload[..end]], &mut out).expect("emits");
         assert_eq!(out, raw, "re-emitted header differs");
         // A whole frame through `Frame`: to_bytes gives header and payload back.
-        let frame = rpc_core::frame::Frame::new(header, bytes::Bytes::copy_from_slice(&payload[..end]));
+        let frame =
+            rpc_core::frame::Frame::new(header, bytes::Bytes::copy_from_slice(&payload[..end]));
         let whole = frame.to_bytes().expect("encodes");
         assert_eq!(&whole[..], &bytes[..HEADER_LEN + end]);
     }

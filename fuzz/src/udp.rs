@@ -112,8 +112,12 @@ pub fn endpoint(data: &[u8]) {
     let mut server = Endpoint::new(cfg.clone(), 7, true);
     let mut client = Endpoint::new(cfg.clone(), 9, false);
     let conn = client.connect(server_addr, now);
-    let mut to_server = Link { queue: VecDeque::new() };
-    let mut to_client = Link { queue: VecDeque::new() };
+    let mut to_server = Link {
+        queue: VecDeque::new(),
+    };
+    let mut to_client = Link {
+        queue: VecDeque::new(),
+    };
     let mut steps = 0;
     while !c.is_empty() && steps < 2000 {
         steps += 1;

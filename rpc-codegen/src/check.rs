@@ -1168,10 +1168,20 @@ impl Checker {
             self.errors.push(diag);
         }
 
-        // A typedef that reaches itself through typedefs alone (`typedef a *a;`) would be
-        // a recursive Rust type alias, which does not exist. Found by fuzzing (the
-        // generator looped on it).
+        // A typedef that reaches itself through typedefs alone (`typedef a *a;`, or
+        // `typedef b x<>; typedef x *b;`) would be a recursive Rust type alias, which
+        // does not exist. A type alias names its whole type, so every reference counts
+        // here, variable-length arrays included. Found by fuzzing (the generator looped
+        // on both).
         let is_typedef = |x: usize| matches!(spec.definitions[x], Definition::Typedef(_));
+        let mut alias_edges: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for (d, def) in spec.definitions.iter().enumerate() {
+            if let Definition::Typedef(_) = def {
+                for (ty, _) in def_types(def) {
+                    self.named_anywhere(ty, &mut alias_edges[d]);
+                }
+            }
+        }
         let typedefs: Vec<usize> = (0..n)
             .filter(|&d| is_typedef(d) && !reported.contains(&d))
             .collect();
@@ -1179,9 +1189,9 @@ impl Checker {
             let mut seen = HashSet::new();
             let mut queue = VecDeque::from([d]);
             while let Some(x) = queue.pop_front() {
-                for (t, _, _, _) in &edges[x] {
-                    if is_typedef(*t) && seen.insert(*t) {
-                        queue.push_back(*t);
+                for &t in &alias_edges[x] {
+                    if is_typedef(t) && seen.insert(t) {
+                        queue.push_back(t);
                     }
                 }
             }
@@ -1219,6 +1229,25 @@ impl Checker {
             }
         }
         boxed
+    }
+
+    /// Every named type `ty` mentions, through any type constructor.
+    fn named_anywhere(&self, ty: &Type, out: &mut Vec<usize>) {
+        match ty {
+            Type::Named(ident) => {
+                if let Some(i) = self
+                    .names
+                    .get(&ident.name)
+                    .and_then(|(s, _)| s.type_index())
+                {
+                    out.push(i);
+                }
+            }
+            Type::FixedArray { elem, .. }
+            | Type::VarArray { elem, .. }
+            | Type::Optional { elem, .. } => self.named_anywhere(elem, out),
+            _ => {}
+        }
     }
 
     /// The named types `ty` holds inline (not through a variable-length array), each

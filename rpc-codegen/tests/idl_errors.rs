@@ -1529,14 +1529,32 @@ fn pathological_inputs_never_panic() {
     no_panic("t.idl", &forward_consts);
 }
 
-/// Found by fuzzing: `typedef a *a;` passed the checker and the generator looped on it.
+/// Found by fuzzing: `typedef a *a;` and `typedef b x<>; typedef x *b;` passed the
+/// checker and the generator looped on them.
 #[test]
 fn a_typedef_of_itself_is_an_error() {
-    for src in ["typedef a *a;\nstruct s { a *b; };\n", "typedef a *a;\n"] {
+    for src in [
+        "typedef a *a;\nstruct s { a *b; };\n",
+        "typedef a *a;\n",
+        "typedef b x<>;\ntypedef x *b;\n",
+        "typedef b x<>;\ntypedef x b[2];\n",
+        "typedef y x<>;\ntypedef x y<4>;\n",
+        "typedef a a<>;\n",
+    ] {
         let err = rpc_codegen::parse_and_check("t.idl", src).unwrap_err();
         assert!(
             err.to_string().contains("is defined in terms of itself"),
             "{err}"
         );
     }
+}
+
+/// A typedef reached through a struct is not an alias cycle: `list` is `Vec<S>` and `S`
+/// a struct holding a `list`.
+#[test]
+fn a_typedef_cycle_through_a_struct_is_fine() {
+    let src = "struct s { list next; int v; };\ntypedef s list<>;\ntypedef s *maybe;\nstruct t { maybe m; };\n";
+    let spec = rpc_codegen::parse_and_check("t.idl", src).expect("checks");
+    let rust = rpc_codegen::generate::generate(&spec);
+    syn::parse_file(&rust).expect("generated Rust parses");
 }
