@@ -27,7 +27,11 @@ fn main() {
         println!("cargo:rerun-if-changed={}", dir.display());
         for file in idl_files(dir) {
             println!("cargo:rerun-if-changed={}", file.display());
-            let stem = file.file_stem().unwrap().to_string_lossy().replace('-', "_");
+            let stem = file
+                .file_stem()
+                .unwrap()
+                .to_string_lossy()
+                .replace('-', "_");
             let module = format!("{prefix}_{stem}");
             let source = std::fs::read_to_string(&file).unwrap();
             let name = file.file_name().unwrap().to_string_lossy().into_owned();
