@@ -12,7 +12,7 @@ SECONDS_EACH="${1:-20}"
 shift || true
 TARGETS=("$@")
 if [ ${#TARGETS[@]} -eq 0 ]; then
-    TARGETS=(xdr_types frame tcp_decoder udp_packet udp_endpoint idl_text idl_grammar proto)
+    TARGETS=(xdr_types procedures frame tcp_decoder udp_packet udp_endpoint idl_text idl_grammar proto)
 fi
 
 TRIPLE="$(rustc -vV | sed -n 's/^host: //p')"

@@ -22,3 +22,14 @@ pub fn decode_round_trip(data: &[u8]) {
     let index = u16::from_be_bytes([data[0], data[1]]) as usize;
     decode_as(index, &Bytes::copy_from_slice(&data[2..]));
 }
+
+/// The procedures target: the first two bytes choose a procedure's argument list or
+/// result ([`PROCEDURES`]), the rest is its encoding.
+pub fn procedure_round_trip(data: &[u8]) {
+    if data.len() < 2 {
+        return;
+    }
+    let index = u16::from_be_bytes([data[0], data[1]]) as usize;
+    let (_, check) = PROCEDURES[index % PROCEDURES.len()];
+    check(&Bytes::copy_from_slice(&data[2..]));
+}
