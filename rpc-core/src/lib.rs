@@ -91,8 +91,6 @@ macro_rules! include_idl {
     };
 }
 
-/// Items the generated code uses; not part of the stable API.
-#[doc(hidden)]
-pub mod __private {
-    pub use bytes::Bytes;
-}
+/// The byte-buffer type of opaque values (`opaque x<>` is `Bytes`), re-exported so that
+/// crates using generated code need no `bytes` dependency of their own to name it.
+pub use bytes::Bytes;

@@ -109,8 +109,8 @@ impl Geometry for Impl {
     async fn put(
         &self,
         _ctx: &CallContext,
-        blob: rpc_core::__private::Bytes,
-    ) -> Result<rpc_core::__private::Bytes, Status> {
+        blob: rpc_core::Bytes,
+    ) -> Result<rpc_core::Bytes, Status> {
         Ok(blob.iter().rev().copied().collect::<Vec<u8>>().into())
     }
 
@@ -295,7 +295,7 @@ fn async_client_round_trips_every_type() {
         assert_eq!(client.add(2, 40).await.unwrap(), 42);
         assert_eq!(client.mean(vec![1.0, 2.0, 6.0]).await.unwrap(), 3.0);
         assert_eq!(client.greet("Bob".into()).await.unwrap(), "Hello, Bob");
-        let blob = rpc_core::__private::Bytes::from_static(b"\x01\x02\x03");
+        let blob = rpc_core::Bytes::from_static(b"\x01\x02\x03");
         assert_eq!(&client.put(blob).await.unwrap()[..], b"\x03\x02\x01");
 
         let scaled = client.scale(shape(), 2.0).await.unwrap();
