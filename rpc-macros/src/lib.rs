@@ -35,7 +35,11 @@
 //! ```
 //!
 //! An error in the IDL is a compile error pointing at the IDL literal, with the full
-//! rustc-style message (file:line:column, the line, a caret, what was expected).
+//! rustc-style message: the position in the Rust file itself (`src/main.rs:4:16`, the
+//! literal's start plus the offset inside it), the Rust source line, a caret, what was
+//! expected.
+
+mod location;
 
 use proc_macro::TokenStream;
 use syn::parse::{Parse, ParseStream};
@@ -76,8 +80,14 @@ impl IdlInput {
     /// The generated Rust source, or the compile error to emit instead.
     fn generate(&self) -> Result<String, proc_macro2::TokenStream> {
         rpc_codegen::generate_source(&self.file_name(), &self.source.value()).map_err(|e| {
+            // Drawn over the user's own Rust file where the literal can be found there,
+            // else over the IDL text as a virtual `name.idl`.
+            let rendered = match location::SourceMap::of(&self.source, self.source.span().unwrap())
+            {
+                Some(map) => map.remap(&e).to_string(),
+                None => e.to_string(),
+            };
             // rustc prefixes the message with `error: ` itself.
-            let rendered = e.to_string();
             let message = rendered.strip_prefix("error: ").unwrap_or(&rendered);
             syn::Error::new(self.source.span(), message).to_compile_error()
         })

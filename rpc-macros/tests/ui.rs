@@ -21,6 +21,7 @@ fn ui() {
     t.compile_fail("tests/ui/bad_idl.rs");
     t.compile_fail("tests/ui/bad_input.rs");
     t.compile_fail("tests/ui/unknown_type.rs");
+    t.compile_fail("tests/ui/bad_escaped.rs");
     t.pass("tests/ui/pass_interface.rs");
     t.pass(grammar_samples());
 }
