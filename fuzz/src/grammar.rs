@@ -112,7 +112,7 @@ pub fn grammar(data: &[u8]) -> String {
     let mut out = String::new();
     let name = |c: &mut Choices<'_>| NAMES[c.below(NAMES.len())];
     let ty = |c: &mut Choices<'_>| -> String {
-        if c.byte() % 3 == 0 {
+        if c.byte().is_multiple_of(3) {
             NAMES[c.below(NAMES.len())].to_owned()
         } else {
             PRIMS[c.below(PRIMS.len())].to_owned()
@@ -160,14 +160,14 @@ pub fn grammar(data: &[u8]) -> String {
                 let d = ["int", "unsigned int", "bool"][c.below(3)];
                 let mut body = String::new();
                 for i in 0..c.below(3) + 1 {
-                    let arm = if c.byte() % 3 == 0 {
+                    let arm = if c.byte().is_multiple_of(3) {
                         "void".to_owned()
                     } else {
                         decl(&mut c)
                     };
                     body.push_str(&format!("case {i}: {arm}; "));
                 }
-                if c.byte() % 2 == 0 {
+                if c.byte().is_multiple_of(2) {
                     body.push_str(&format!("default: {}; ", decl(&mut c)));
                 }
                 out.push_str(&format!(
@@ -180,7 +180,7 @@ pub fn grammar(data: &[u8]) -> String {
                 let procs: Vec<String> = (0..c.below(3) + 1)
                     .map(|_| {
                         let args: Vec<String> = (0..c.below(3)).map(|_| decl(&mut c)).collect();
-                        let oneway = if c.byte() % 5 == 0 {
+                        let oneway = if c.byte().is_multiple_of(5) {
                             "oneway void"
                         } else {
                             "int"
