@@ -1,15 +1,13 @@
 //! Compiles the IDL and `.proto` files the examples use into `OUT_DIR`.
 
 fn main() {
-    if let Err(e) = rpc_codegen::Builder::new().compile(&[
+    // On an error: the rustc-style diagnostic (file:line:column, the line, a caret) on
+    // standard error, and exit status 1.
+    rpc_codegen::Builder::new().compile_or_exit(&[
         "../proto/calc.idl",
         "../proto/seed.idl",
         "../proto/kv.idl",
-    ]) {
-        // The error is a rustc-style diagnostic (file:line:column, the line, a caret).
-        eprintln!("{e}");
-        std::process::exit(1);
-    }
+    ]);
 
     // Every IDL file the project ships, for `tests/generated_unused.rs`: included and
     // left unused, it must compile warning-free.

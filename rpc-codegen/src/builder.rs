@@ -35,9 +35,17 @@ pub enum BuildError {
 /// In `build.rs` (and `rpc-codegen` under `[build-dependencies]`):
 ///
 /// ```no_run
+/// // On an error: prints the diagnostic (rustc-style: file:line:column, the line, a
+/// // caret) and exits the build script with status 1, without a panic's backtrace.
+/// rpc_codegen::Builder::new().compile_or_exit(&["proto/calc.idl"]);
+/// ```
+///
+/// or, to handle the error yourself:
+///
+/// ```no_run
 /// if let Err(e) = rpc_codegen::Builder::new().compile(&["proto/calc.idl"]) {
-///     // Diagnostics render like rustc's: file:line:column, the line, a caret.
-///     panic!("{e}");
+///     eprintln!("{e}");
+///     std::process::exit(1);
 /// }
 /// ```
 ///
@@ -51,6 +59,8 @@ pub enum BuildError {
 #[derive(Debug, Clone, Default)]
 pub struct Builder {
     out_dir: Option<PathBuf>,
+    /// Leave out the `cargo:rerun-if-changed` lines (not in a build script).
+    no_cargo_lines: bool,
 }
 
 impl Builder {
@@ -63,6 +73,23 @@ impl Builder {
     pub fn out_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.out_dir = Some(dir.into());
         self
+    }
+
+    /// Whether to print `cargo:rerun-if-changed=<file>` for each input (default: yes,
+    /// as a build script should; the `rpc-idl` command line turns it off).
+    pub fn emit_rerun_if_changed(mut self, emit: bool) -> Self {
+        self.no_cargo_lines = !emit;
+        self
+    }
+
+    /// [`compile`](Self::compile), and on an error print it to standard error and exit
+    /// with status 1: what a build script wants (Cargo shows the diagnostic as it is,
+    /// with no panic message or backtrace around it).
+    pub fn compile_or_exit(&self, files: &[impl AsRef<Path>]) {
+        if let Err(e) = self.compile(files) {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
     }
 
     /// Compiles every file in `files`, stopping at the first error.
@@ -89,7 +116,9 @@ impl Builder {
     }
 
     fn compile_one(&self, path: &Path, out_dir: &Path) -> Result<(), BuildError> {
-        println!("cargo:rerun-if-changed={}", path.display());
+        if !self.no_cargo_lines {
+            println!("cargo:rerun-if-changed={}", path.display());
+        }
         let io_err = |path: &Path| {
             let path = path.to_path_buf();
             move |source| BuildError::Io { path, source }

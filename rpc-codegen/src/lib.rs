@@ -5,7 +5,8 @@
 //! a checked [`model::Spec`]; the generator turns that model into Rust. This crate is
 //! not a runtime: the generated code talks to `rpc-core`.
 //!
-//! `.proto` files take the other front end, [`proto`]: prost-build makes the message
+//! `.proto` files take the other front end, [`proto`] (the `proto` feature, on by
+//! default; IDL-only users can turn it off and skip prost-build): prost-build makes the message
 //! types and a service generator of ours lowers each `service` into the same model and
 //! emits the same stubs (with protobuf payloads); see docs/PROTO.md.
 //!
@@ -62,6 +63,7 @@ pub mod generate;
 pub use builder::BuildError;
 pub use builder::Builder;
 
+#[cfg(feature = "proto")]
 pub mod proto;
 
 /// Parses, checks and generates: the Rust source of one IDL file (what
