@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! cargo run -p examples --bin calc-client -- --addr 127.0.0.1:7000 add 2 3
+//! cargo run -p examples --bin calc-client -- --transport udp add 2 3
+//! cargo run -p examples --bin calc-client -- --addr udp://127.0.0.1:7000 ping
 //! cargo run -p examples --bin calc-client -- mean 1 2 3.5
 //! cargo run -p examples --bin calc-client -- apply div 1 0
 //! ```
@@ -11,18 +13,32 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use examples::calc::{CalcBlockingClient, Op};
+use examples::kv_service::AnyChannel;
 use examples::seed::SeedBlockingClient;
 use rpc_core::client::BlockingRuntime;
 use rpc_core::CallOptions;
 use rpc_transport_tcp::TcpChannel;
+use rpc_transport_udp::UdpChannel;
+
+/// Which transport to call over, when the address has no `udp://` or `tcp://`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Transport {
+    /// Reliable UDP.
+    Udp,
+    /// TCP.
+    Tcp,
+}
 
 /// Call the calculator.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
-    /// Server address (`host:port`).
+    /// Server address: `host:port`, `udp://host:port` or `tcp://host:port`.
     #[arg(long, default_value = "127.0.0.1:7000")]
     addr: String,
+    /// Transport for an address without a scheme.
+    #[arg(long, value_enum, default_value_t = Transport::Tcp)]
+    transport: Transport,
     /// Call timeout in milliseconds.
     #[arg(long, default_value_t = 5000)]
     timeout_ms: u64,
@@ -102,7 +118,17 @@ fn main() -> ExitCode {
         }
     };
     let options = CallOptions::new().timeout(Duration::from_millis(args.timeout_ms));
-    let channel = || TcpChannel::new(args.addr.clone());
+    let (transport, addr) = if let Some(a) = args.addr.strip_prefix("udp://") {
+        (Transport::Udp, a.to_owned())
+    } else if let Some(a) = args.addr.strip_prefix("tcp://") {
+        (Transport::Tcp, a.to_owned())
+    } else {
+        (args.transport, args.addr.clone())
+    };
+    let channel = || match transport {
+        Transport::Udp => AnyChannel::Udp(UdpChannel::new(addr.as_str())),
+        Transport::Tcp => AnyChannel::Tcp(TcpChannel::new(addr.clone())),
+    };
     let calc =
         CalcBlockingClient::with_runtime(channel(), runtime.clone()).with_options(options.clone());
     let result: Result<String, rpc_core::RpcError> = match args.call {

@@ -1,26 +1,46 @@
-//! Serves the calculator (and the seed interface) over TCP until Ctrl-C.
+//! Serves the calculator (and the seed interface) over reliable UDP and TCP until
+//! Ctrl-C: one server (one worker pool, one reply cache) on both transports.
 //!
 //! ```text
-//! cargo run -p examples --bin calc-server -- --addr 127.0.0.1:7000
+//! cargo run -p examples --bin calc-server -- --addr 127.0.0.1:7000                 # both
+//! cargo run -p examples --bin calc-server -- --addr 127.0.0.1:7000 --transport udp
 //! ```
 
 use std::net::SocketAddr;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use examples::calc::CalcServer;
 use examples::calc_service::{CalcService, SeedService};
 use examples::seed::SeedServer;
 use examples::server_limits::LimitArgs;
+use rpc_core::server::ServerBuilder;
+use rpc_core::transport::{Both, Listener};
 use rpc_core::Server;
 use rpc_transport_tcp::TcpListener;
+use rpc_transport_udp::UdpListener;
 
-/// Serve the calculator over TCP.
+/// Which transports to listen on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Transport {
+    /// Reliable UDP only.
+    Udp,
+    /// TCP only.
+    Tcp,
+    /// Both, on the same port number.
+    Both,
+}
+
+/// Serve the calculator over reliable UDP and TCP.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
-    /// Address to listen on.
+    /// Address to listen on (with `--transport both`, the UDP and the TCP port are the
+    /// same; port 0 picks one free for both).
     #[arg(long, default_value = "127.0.0.1:7000")]
     addr: SocketAddr,
+    /// Transports to listen on.
+    #[arg(long, value_enum, default_value_t = Transport::Both)]
+    transport: Transport,
     /// Worker tasks (handlers running at once).
     #[arg(long, default_value_t = rpc_core::server::DEFAULT_WORKERS)]
     workers: usize,
@@ -39,21 +59,49 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
     let args = Args::parse();
-    let listener = TcpListener::bind(args.addr)
-        .await?
-        .with_config(args.limits.tcp_config());
-    let server = args
+    let builder = args
         .limits
         .apply(Server::builder())
         .workers(args.workers)
         .queue_depth(args.queue_depth)
         .add_service(CalcServer::new(CalcService::new()))
-        .add_service(SeedServer::new(SeedService))
-        .serve(listener)?;
-    println!(
-        "calc-server listening on {} (Ctrl-C to stop)",
-        server.local_addr()
-    );
+        .add_service(SeedServer::new(SeedService));
+    match args.transport {
+        Transport::Udp => {
+            let udp = UdpListener::bind(args.addr).await?;
+            let what = format!("udp://{}", udp.local_addr());
+            run(builder, udp, what).await
+        }
+        Transport::Tcp => {
+            let tcp = tcp_listener(&args, args.addr).await?;
+            let what = format!("tcp://{}", tcp.local_addr());
+            run(builder, tcp, what).await
+        }
+        Transport::Both => {
+            let tcp = tcp_listener(&args, args.addr).await?;
+            let udp = UdpListener::bind(tcp.local_addr()).await?;
+            let what = format!("udp://{} and tcp://{}", udp.local_addr(), tcp.local_addr());
+            run(builder, Both::new(udp, tcp), what).await
+        }
+    }
+}
+
+async fn tcp_listener(
+    args: &Args,
+    addr: SocketAddr,
+) -> Result<TcpListener, Box<dyn std::error::Error>> {
+    Ok(TcpListener::bind(addr)
+        .await?
+        .with_config(args.limits.tcp_config()))
+}
+
+async fn run(
+    builder: ServerBuilder,
+    listener: impl Listener,
+    what: String,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let server = builder.serve(listener)?;
+    println!("calc-server listening on {what} (Ctrl-C to stop)");
     server
         .run_until(async {
             let _ = tokio::signal::ctrl_c().await;

@@ -19,7 +19,7 @@ use rpc_core::{CallOptions, Client, RpcError};
 
 /// Call the key-value store.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// The instances, comma separated (`udp://host:port`, `tcp://host:port`).
     #[arg(

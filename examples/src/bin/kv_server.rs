@@ -32,7 +32,7 @@ enum Transport {
 
 /// Serve one key-value store instance.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:7001")]

@@ -30,7 +30,7 @@ enum Transport {
 
 /// Serve the name registry.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:7700")]

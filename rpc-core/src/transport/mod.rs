@@ -393,7 +393,10 @@ pub trait Listener: Send + 'static {
     fn local_addr(&self) -> SocketAddr;
 }
 
+pub mod both;
 pub mod memory;
+
+pub use both::{Both, EitherReceiver};
 
 impl FrameReceiver for FrameOutbox {
     /// Frames queued by the other side's [`FrameSender`]s; `Ok(None)` once they are all
