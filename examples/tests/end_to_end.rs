@@ -687,3 +687,22 @@ over_both_transports!(
     inline_handler_panic_is_contained,
     shared_descriptor_and_copy_paths_agree,
 );
+
+/// docs/PROTOCOL.md 5.3: the default interface ids of the shipped IDL files, as the
+/// document lists them, are what the generated code uses.
+#[test]
+fn interface_ids_are_the_documented_ones() {
+    let doc = include_str!("../../docs/PROTOCOL.md");
+    for (name, id) in [
+        ("calc.Calc", examples::calc::CALC_INTERFACE.id),
+        ("Seed", examples::seed::SEED_INTERFACE.id),
+        ("kv.Kv", examples::kv::KV_INTERFACE.id),
+        (
+            "naming.Registry",
+            rpc_core::naming::registry::proto::REGISTRY_INTERFACE.id,
+        ),
+    ] {
+        let row = format!("| `{name}` | `{id:#010x}` |");
+        assert!(doc.contains(&row), "PROTOCOL.md lacks {row}");
+    }
+}

@@ -561,3 +561,38 @@ async fn a_stranger_with_the_same_client_id_cannot_interfere() {
     assert_eq!(serial(&done[0]), 5, "the victim's call completed normally");
     honest_calls(&h.honest(), 10).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_id_reused_with_other_arguments_is_refused_not_answered_from_the_cache() {
+    let h = Harness::start(Server::builder(), TcpConfig::default()).await;
+    let mut c = connect_from(1, h.addr).await;
+    let original = call(0xA1, 1, PUT, opaque_arg(b"first"), Semantics::ExactlyOnce);
+    c.write_all(&original).await.expect("write");
+    assert_eq!(
+        serial(&read_frames(&mut c, 1, Duration::from_secs(5)).await[0]),
+        1
+    );
+    // The same ids with other arguments: not the cached reply of a different request.
+    let other = call(0xA1, 1, PUT, opaque_arg(b"second"), Semantics::ExactlyOnce);
+    c.write_all(&other).await.expect("write");
+    let answer = read_frames(&mut c, 1, Duration::from_secs(5)).await;
+    assert_eq!(answer[0].header.kind, FrameKind::Status, "{answer:?}");
+    let status: Status = rpc_core::xdr::from_bytes(&answer[0].payload).expect("a Status");
+    assert!(
+        matches!(&status, Status::BadArguments { message } if message.contains("other arguments")),
+        "{status:?}"
+    );
+    // Another procedure under the same ids is refused too.
+    let echo = call(0xA1, 1, 2, u32_arg(7), Semantics::ExactlyOnce);
+    c.write_all(&echo).await.expect("write");
+    let answer = read_frames(&mut c, 1, Duration::from_secs(5)).await;
+    assert_eq!(answer[0].header.kind, FrameKind::Status, "{answer:?}");
+    // The true retransmission still gets the original's reply, and nothing ran again.
+    c.write_all(&original).await.expect("write");
+    assert_eq!(
+        serial(&read_frames(&mut c, 1, Duration::from_secs(5)).await[0]),
+        1
+    );
+    assert_eq!(h.svc.executions.load(Ordering::SeqCst), 1);
+    assert_eq!(h.stats().reply_cache.mismatched, 2);
+}

@@ -263,15 +263,20 @@ impl Parser<'_> {
 
     fn spec(&mut self) -> PResult<()> {
         loop {
+            let docs_start = self.pos;
             let docs = self.docs();
             let Some(kind) = self.peek() else {
-                return Ok(());
+                return self.no_docs_here(docs_start, "the end of the file");
             };
             match kind {
                 TokenKind::Punct(Punct::Semi) => {
+                    self.no_docs_here(docs_start, "a stray `;`")?;
                     self.bump();
                 }
-                TokenKind::Ident(w) if w == "package" => self.package()?,
+                TokenKind::Ident(w) if w == "package" => {
+                    self.no_docs_here(docs_start, "`package`")?;
+                    self.package()?
+                }
                 TokenKind::Punct(Punct::LBracket) => {
                     let attributes = self.attributes()?;
                     let docs = [docs, self.docs()].concat();
@@ -330,6 +335,24 @@ impl Parser<'_> {
                 }
             }
         }
+    }
+
+    /// An error if doc comments start at token `start` and stop before `what`, which
+    /// they cannot document (they would be dropped silently).
+    fn no_docs_here(&self, start: usize, what: &str) -> PResult<()> {
+        if start == self.pos {
+            return Ok(());
+        }
+        let first = self.tokens[start].span;
+        let last = self.tokens[self.pos - 1].span;
+        Err(Diagnostic::error(
+            format!("doc comment before {what} documents nothing"),
+            first.to(last),
+            "this doc comment",
+        )
+        .with_note(
+            "help: doc comments (`///`, `/** */`) document the definition, interface or procedure that follows; make this an ordinary comment (`//`) or move it",
+        ))
     }
 
     fn package(&mut self) -> PResult<()> {

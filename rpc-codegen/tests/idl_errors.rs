@@ -1558,3 +1558,32 @@ fn a_typedef_cycle_through_a_struct_is_fine() {
     let rust = rpc_codegen::generate::generate(&spec);
     syn::parse_file(&rust).expect("generated Rust parses");
 }
+
+/// A doc comment that documents nothing (before `package`, a stray `;`, or the end of
+/// the file) is an error rather than dropped silently.
+#[test]
+fn a_doc_comment_that_documents_nothing_is_an_error() {
+    for (src, what, line) in [
+        (
+            "/// The calculator.\npackage calc;\ninterface { void ping(); };\n",
+            "`package`",
+            1,
+        ),
+        (
+            "interface { void ping(); };\n\n/// trailing\n",
+            "the end of the file",
+            3,
+        ),
+        ("/** stray */ ;\nconst A = 1;\n", "a stray `;`", 1),
+    ] {
+        let err = rpc_codegen::parse_and_check("t.idl", src).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("doc comment before {what} documents nothing")),
+            "{text}"
+        );
+        assert!(text.contains(&format!("t.idl:{line}:1")), "{text}");
+    }
+    // Documented definitions are fine, with or without a package.
+    rpc_codegen::parse_and_check("t.idl", "package p;\n/// A.\nconst A = 1;\n").unwrap();
+}

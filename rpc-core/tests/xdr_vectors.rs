@@ -636,12 +636,12 @@ fn f06_deadline_budget_encoding() {
 /// The exact frame docs/PROTOCOL.md shows for `add(2, 3)`.
 const ADD_FRAME_HEX: &str = "\
     58 52 50 43 01 01 00 00 01 02 03 04 05 06 07 08 \
-    00 00 00 00 00 00 00 01 20 00 00 01 00 00 00 01 \
+    00 00 00 00 00 00 00 01 e7 df f0 cb 00 00 00 01 \
     00 00 00 01 ff ff ff ff 00 00 00 00 00 00 00 00 \
-    00 00 00 08 82 02 d9 39 00 00 00 02 00 00 00 03";
+    00 00 00 08 5c 55 e4 d5 00 00 00 02 00 00 00 03";
 
 /// The CRC field of that frame.
-const ADD_FRAME_CRC: u32 = 0x8202_d939;
+const ADD_FRAME_CRC: u32 = 0x5c55_e4d5;
 
 /// The dump format used in docs/PROTOCOL.md: offset, then 16 bytes split 8 + 8.
 fn hex_dump(bytes: &[u8]) -> String {
@@ -661,7 +661,8 @@ fn hex_dump(bytes: &[u8]) -> String {
 
 #[test]
 fn protocol_md_worked_example_add_2_3() {
-    let header = FrameHeader::call(0x0102_0304_0506_0708, 1, 0x2000_0001, 1, 1);
+    // proto/calc.idl's `calc.Calc`, default id (PROTOCOL.md 5.3).
+    let header = FrameHeader::call(0x0102_0304_0506_0708, 1, 0xe7df_f0cb, 1, 1);
     assert_eq!(header.semantics(), Semantics::AtMostOnce);
     assert_eq!(header.deadline_us, NO_DEADLINE);
     let payload = xdr::to_bytes(&(2i32, 3i32)).unwrap();

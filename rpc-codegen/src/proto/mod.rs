@@ -10,7 +10,7 @@
 //! both travel as protobuf bytes (prost), the whole frame payload.
 //!
 //! * **Interface id**: [`interface_id`] of the fully qualified name `package.Service`
-//!   (docs/PROTOCOL.md, section 5.3); version 1.
+//!   (docs/PROTOCOL.md, section 5.4); version 1.
 //! * **Procedure numbers**: a method's 1-based position in its `service` block.
 //! * **Semantics**: `option idempotency_level = IDEMPOTENT` (or `NO_SIDE_EFFECTS`) makes a
 //!   method `[idempotent]`, so its calls are at-least-once by default.

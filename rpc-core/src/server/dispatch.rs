@@ -14,7 +14,7 @@ use super::call::{Job, Work};
 use super::connection::{deliver, Delivery, End};
 use super::connections::ConnState;
 use super::interfaces::Placement;
-use super::reply_cache::Lookup;
+use super::reply_cache::{self, Lookup};
 use super::state::{Phase, Shared};
 use super::stats::bump;
 use super::{lock, status_frame, CallControl, PING_INTERFACE};
@@ -93,7 +93,15 @@ impl Shared {
         }
         let cached = self.cache.is_some() && header.semantics() != Semantics::AtLeastOnce;
         if let Some(cache) = self.cache.as_ref().filter(|_| cached) {
-            let lookup = lock(cache).begin(conn.peer.ip(), &header, header.aux, sender, received);
+            let fingerprint = reply_cache::fingerprint(&header, &frame.payload);
+            let lookup = lock(cache).begin(
+                conn.peer.ip(),
+                &header,
+                fingerprint,
+                header.aux,
+                sender,
+                received,
+            );
             match lookup {
                 Lookup::Run => {}
                 // A duplicate of a running call: it gets that execution's reply.
@@ -106,6 +114,15 @@ impl Shared {
                     return self
                         .answer(conn, sender, &header, Status::ReplyEvicted)
                         .await
+                }
+                Lookup::Mismatch => {
+                    let status = Status::BadArguments {
+                        message: format!(
+                            "call id {} of this client was already used for a call with other arguments",
+                            header.call_id
+                        ),
+                    };
+                    return self.answer(conn, sender, &header, status).await;
                 }
                 Lookup::Refused => {
                     bump(&self.counters.overloaded);

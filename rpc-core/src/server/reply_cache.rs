@@ -138,6 +138,9 @@ pub enum Lookup {
     /// A duplicate of a running call that already has `max_waiters` duplicates
     /// waiting: drop it (no answer); nothing was recorded.
     Dropped,
+    /// The call id of a recorded call, with different arguments (or another procedure):
+    /// a client bug. Refuse it as bad arguments; the original is not affected.
+    Mismatch,
 }
 
 /// A cache's counters and occupancy.
@@ -166,6 +169,8 @@ pub struct ReplyCacheStats {
     pub clients_refused: u64,
     /// Duplicates dropped because their call had `max_waiters` waiting already.
     pub waiters_dropped: u64,
+    /// Calls refused because they reused a recorded call id with other arguments.
+    pub mismatched: u64,
 }
 
 struct Waiter {
@@ -174,8 +179,35 @@ struct Waiter {
 }
 
 enum Entry {
-    Running { waiters: Vec<Waiter> },
-    Done { reply: Frame, bytes: usize },
+    Running {
+        waiters: Vec<Waiter>,
+        fingerprint: u32,
+    },
+    Done {
+        reply: Frame,
+        bytes: usize,
+        fingerprint: u32,
+    },
+}
+
+impl Entry {
+    fn fingerprint(&self) -> u32 {
+        match self {
+            Entry::Running { fingerprint, .. } | Entry::Done { fingerprint, .. } => *fingerprint,
+        }
+    }
+}
+
+/// What identifies a call's request beyond its ids: a CRC-32 of its interface id,
+/// interface version, procedure and argument bytes. A duplicate must match the
+/// original's, or it is a different request reusing the call id.
+pub fn fingerprint(call: &crate::frame::FrameHeader, args: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&call.interface_id.to_be_bytes());
+    h.update(&call.interface_version.to_be_bytes());
+    h.update(&call.procedure.to_be_bytes());
+    h.update(args);
+    h.finalize()
 }
 
 #[derive(Default)]
@@ -252,6 +284,7 @@ impl ReplyCache {
         &mut self,
         peer: IpAddr,
         call: &crate::frame::FrameHeader,
+        fingerprint: u32,
         low_water: u64,
         reply_to: &FrameSender,
         now: Instant,
@@ -287,6 +320,10 @@ impl ReplyCache {
             }
         }
         match client.calls.get_mut(&call.call_id) {
+            Some(entry) if entry.fingerprint() != fingerprint => {
+                self.stats.mismatched += 1;
+                Lookup::Mismatch
+            }
             None if call.call_id < client.floor => {
                 self.stats.refused_forgotten += 1;
                 Lookup::Forgotten
@@ -296,12 +333,13 @@ impl ReplyCache {
                     call.call_id,
                     Entry::Running {
                         waiters: Vec::new(),
+                        fingerprint,
                     },
                 );
                 self.running += 1;
                 Lookup::Run
             }
-            Some(Entry::Running { waiters }) => {
+            Some(Entry::Running { waiters, .. }) => {
                 if waiters.len() >= self.cfg.max_waiters {
                     self.stats.waiters_dropped += 1;
                     return Lookup::Dropped;
@@ -352,7 +390,11 @@ impl ReplyCache {
         let Some(client) = self.clients.get_mut(&key) else {
             return Vec::new();
         };
-        let Some(Entry::Running { waiters }) = client.calls.remove(&call_id) else {
+        let Some(Entry::Running {
+            waiters,
+            fingerprint,
+        }) = client.calls.remove(&call_id)
+        else {
             // Released by the low-water mark (or the client expired) while running.
             return Vec::new();
         };
@@ -363,6 +405,7 @@ impl ReplyCache {
             Entry::Done {
                 reply: reply.clone(),
                 bytes,
+                fingerprint,
             },
         );
         client.done_entries += 1;
@@ -390,7 +433,7 @@ impl ReplyCache {
         if !matches!(client.calls.get(&call_id), Some(Entry::Running { .. })) {
             return Vec::new();
         }
-        let Some(Entry::Running { waiters }) = client.calls.remove(&call_id) else {
+        let Some(Entry::Running { waiters, .. }) = client.calls.remove(&call_id) else {
             return Vec::new();
         };
         self.running -= 1;
@@ -533,24 +576,30 @@ mod tests {
         let (tx, _rx) = frame_queue(8);
         let now = Instant::now();
         let mut c = ReplyCache::new(ReplyCacheConfig::default());
-        assert!(matches!(c.begin(P, &call(1, 5), 0, &tx, now), Lookup::Run));
         assert!(matches!(
-            c.begin(P, &call(1, 5), 0, &tx, now),
+            c.begin(P, &call(1, 5), 0, 0, &tx, now),
+            Lookup::Run
+        ));
+        assert!(matches!(
+            c.begin(P, &call(1, 5), 0, 0, &tx, now),
             Lookup::Joined
         ));
         let joined = c.finish(P, 1, 5, &reply(1, 5, 10));
         assert_eq!(joined.len(), 1);
-        match c.begin(P, &call(1, 5), 0, &tx, now) {
+        match c.begin(P, &call(1, 5), 0, 0, &tx, now) {
             Lookup::Cached(f) => assert_eq!(f.payload, Bytes::from(vec![5u8; 10])),
             other => panic!("{other:?}"),
         }
         // The client acknowledges progress up to 6: entry 5 is released, duplicates
         // of it are refused.
-        assert!(matches!(c.begin(P, &call(1, 6), 6, &tx, now), Lookup::Run));
+        assert!(matches!(
+            c.begin(P, &call(1, 6), 0, 6, &tx, now),
+            Lookup::Run
+        ));
         assert_eq!(c.stats().entries, 0);
         assert_eq!(c.stats().released, 1);
         assert!(matches!(
-            c.begin(P, &call(1, 5), 6, &tx, now),
+            c.begin(P, &call(1, 5), 0, 6, &tx, now),
             Lookup::Forgotten
         ));
         assert_eq!(c.stats().dedup_hits, 2);
@@ -562,21 +611,24 @@ mod tests {
         let now = Instant::now();
         let mut c = ReplyCache::new(ReplyCacheConfig::default().per_client(3, usize::MAX));
         for id in 1..=5 {
-            assert!(matches!(c.begin(P, &call(9, id), 0, &tx, now), Lookup::Run));
+            assert!(matches!(
+                c.begin(P, &call(9, id), 0, 0, &tx, now),
+                Lookup::Run
+            ));
             c.finish(P, 9, id, &reply(9, id, 4));
         }
         let s = c.stats();
         assert_eq!((s.entries, s.evicted_early), (3, 2));
         assert!(matches!(
-            c.begin(P, &call(9, 1), 0, &tx, now),
+            c.begin(P, &call(9, 1), 0, 0, &tx, now),
             Lookup::Forgotten
         ));
         assert!(matches!(
-            c.begin(P, &call(9, 2), 0, &tx, now),
+            c.begin(P, &call(9, 2), 0, 0, &tx, now),
             Lookup::Forgotten
         ));
         assert!(matches!(
-            c.begin(P, &call(9, 3), 0, &tx, now),
+            c.begin(P, &call(9, 3), 0, 0, &tx, now),
             Lookup::Cached(_)
         ));
     }
@@ -593,7 +645,7 @@ mod tests {
         for client in 0..500u64 {
             for id in 1..=10 {
                 assert!(matches!(
-                    c.begin(P, &call(client, id), 0, &tx, now),
+                    c.begin(P, &call(client, id), 0, 0, &tx, now),
                     Lookup::Run
                 ));
                 c.finish(P, client, id, &reply(client, id, 100));
@@ -613,7 +665,7 @@ mod tests {
             .client_idle(Duration::from_secs(60));
         let mut c = ReplyCache::new(cfg);
         for client in 0..25u64 {
-            match c.begin(P, &call(client, 1), 0, &tx, t0) {
+            match c.begin(P, &call(client, 1), 0, 0, &tx, t0) {
                 Lookup::Run => {
                     c.finish(P, client, 1, &reply(client, 1, 8));
                 }
@@ -625,7 +677,7 @@ mod tests {
         assert_eq!(c.stats().clients_refused, 15);
         // The established clients kept their entries: a duplicate is still cached.
         assert!(matches!(
-            c.begin(P, &call(3, 1), 0, &tx, t0),
+            c.begin(P, &call(3, 1), 0, 0, &tx, t0),
             Lookup::Cached(_)
         ));
         c.expire(t0 + Duration::from_secs(61));
@@ -633,7 +685,7 @@ mod tests {
         assert_eq!((c.stats().entries, c.stats().bytes), (0, 0));
         let later = t0 + Duration::from_secs(62);
         assert!(matches!(
-            c.begin(P, &call(99, 1), 0, &tx, later),
+            c.begin(P, &call(99, 1), 0, 0, &tx, later),
             Lookup::Run
         ));
     }
@@ -647,11 +699,11 @@ mod tests {
             .max_clients_per_peer(5);
         let mut c = ReplyCache::new(cfg);
         let refused = (0..50u64)
-            .filter(|&id| matches!(c.begin(Q, &call(id, 1), 0, &tx, now), Lookup::Refused))
+            .filter(|&id| matches!(c.begin(Q, &call(id, 1), 0, 0, &tx, now), Lookup::Refused))
             .count();
         assert_eq!(refused, 45);
         assert!(matches!(
-            c.begin(P, &call(1000, 1), 0, &tx, now),
+            c.begin(P, &call(1000, 1), 0, 0, &tx, now),
             Lookup::Run
         ));
     }
@@ -661,23 +713,29 @@ mod tests {
         let (tx, _rx) = frame_queue(8);
         let now = Instant::now();
         let mut c = ReplyCache::new(ReplyCacheConfig::default());
-        assert!(matches!(c.begin(P, &call(7, 1), 0, &tx, now), Lookup::Run));
+        assert!(matches!(
+            c.begin(P, &call(7, 1), 0, 0, &tx, now),
+            Lookup::Run
+        ));
         c.finish(P, 7, 1, &reply(7, 1, 4));
         // Same client id from another address: its own, empty history. It can neither
         // read the reply nor, with a low-water mark, release or refuse P's entries.
         assert!(matches!(
-            c.begin(Q, &call(7, 1), 1_000, &tx, now),
+            c.begin(Q, &call(7, 1), 0, 1_000, &tx, now),
             Lookup::Forgotten
         ));
         assert!(matches!(
-            c.begin(Q, &call(7, 2_000), 1_000, &tx, now),
+            c.begin(Q, &call(7, 2_000), 0, 1_000, &tx, now),
             Lookup::Run
         ));
         assert!(matches!(
-            c.begin(P, &call(7, 1), 0, &tx, now),
+            c.begin(P, &call(7, 1), 0, 0, &tx, now),
             Lookup::Cached(_)
         ));
-        assert!(matches!(c.begin(P, &call(7, 2), 0, &tx, now), Lookup::Run));
+        assert!(matches!(
+            c.begin(P, &call(7, 2), 0, 0, &tx, now),
+            Lookup::Run
+        ));
     }
 
     #[test]
@@ -685,9 +743,12 @@ mod tests {
         let (tx, _rx) = frame_queue(8);
         let now = Instant::now();
         let mut c = ReplyCache::new(ReplyCacheConfig::default().max_waiters(3));
-        assert!(matches!(c.begin(P, &call(1, 1), 0, &tx, now), Lookup::Run));
+        assert!(matches!(
+            c.begin(P, &call(1, 1), 0, 0, &tx, now),
+            Lookup::Run
+        ));
         let outcomes: Vec<_> = (0..10)
-            .map(|_| c.begin(P, &call(1, 1), 0, &tx, now))
+            .map(|_| c.begin(P, &call(1, 1), 0, 0, &tx, now))
             .collect();
         assert_eq!(
             outcomes
@@ -706,19 +767,25 @@ mod tests {
         let now = Instant::now();
         let mut c = ReplyCache::new(ReplyCacheConfig::default().per_client(1, usize::MAX));
         for id in [u64::MAX - 1, u64::MAX] {
-            assert!(matches!(c.begin(P, &call(1, id), 0, &tx, now), Lookup::Run));
+            assert!(matches!(
+                c.begin(P, &call(1, id), 0, 0, &tx, now),
+                Lookup::Run
+            ));
             c.finish(P, 1, id, &reply(1, id, 4));
         }
         assert!(matches!(
-            c.begin(P, &call(1, u64::MAX), 0, &tx, now),
+            c.begin(P, &call(1, u64::MAX), 0, 0, &tx, now),
             Lookup::Cached(_)
         ));
         // Evicting u64::MAX itself raises the floor to u64::MAX (saturated).
-        assert!(matches!(c.begin(P, &call(2, 1), 0, &tx, now), Lookup::Run));
+        assert!(matches!(
+            c.begin(P, &call(2, 1), 0, 0, &tx, now),
+            Lookup::Run
+        ));
         c.finish(P, 2, 1, &reply(2, 1, 4));
         assert!(c.evict_done((P, 1), u64::MAX));
         assert!(matches!(
-            c.begin(P, &call(1, u64::MAX - 1), 0, &tx, now),
+            c.begin(P, &call(1, u64::MAX - 1), 0, 0, &tx, now),
             Lookup::Forgotten
         ));
     }
@@ -728,16 +795,59 @@ mod tests {
         let (tx, _rx) = frame_queue(8);
         let now = Instant::now();
         let mut c = ReplyCache::new(ReplyCacheConfig::default().per_client(1, usize::MAX));
-        assert!(matches!(c.begin(P, &call(1, 1), 0, &tx, now), Lookup::Run));
-        assert!(matches!(c.begin(P, &call(1, 2), 0, &tx, now), Lookup::Run));
+        assert!(matches!(
+            c.begin(P, &call(1, 1), 0, 0, &tx, now),
+            Lookup::Run
+        ));
+        assert!(matches!(
+            c.begin(P, &call(1, 2), 0, 0, &tx, now),
+            Lookup::Run
+        ));
         c.finish(P, 1, 2, &reply(1, 2, 4));
-        assert!(matches!(c.begin(P, &call(1, 3), 0, &tx, now), Lookup::Run));
+        assert!(matches!(
+            c.begin(P, &call(1, 3), 0, 0, &tx, now),
+            Lookup::Run
+        ));
         c.finish(P, 1, 3, &reply(1, 3, 4));
         // Call 1 is still running: a duplicate joins it rather than being refused.
         assert!(matches!(
-            c.begin(P, &call(1, 1), 0, &tx, now),
+            c.begin(P, &call(1, 1), 0, 0, &tx, now),
             Lookup::Joined
         ));
         assert_eq!(c.stats().running, 1);
+    }
+
+    #[test]
+    fn a_reused_call_id_with_another_fingerprint_is_a_mismatch() {
+        let mut c = ReplyCache::new(ReplyCacheConfig::default());
+        let (tx, _rx) = frame_queue(8);
+        let now = Instant::now();
+        assert!(matches!(
+            c.begin(P, &call(1, 5), 0xAA, 0, &tx, now),
+            Lookup::Run
+        ));
+        assert!(matches!(
+            c.begin(P, &call(1, 5), 0xBB, 0, &tx, now),
+            Lookup::Mismatch
+        ));
+        assert!(matches!(
+            c.begin(P, &call(1, 5), 0xAA, 0, &tx, now),
+            Lookup::Joined
+        ));
+        c.finish(P, 1, 5, &reply(1, 5, 4));
+        assert!(matches!(
+            c.begin(P, &call(1, 5), 0xBB, 0, &tx, now),
+            Lookup::Mismatch
+        ));
+        assert!(matches!(
+            c.begin(P, &call(1, 5), 0xAA, 0, &tx, now),
+            Lookup::Cached(_)
+        ));
+        assert_eq!(c.stats().mismatched, 2);
+        let h = call(1, 5);
+        assert_ne!(fingerprint(&h, b"a"), fingerprint(&h, b"b"));
+        let mut other = h;
+        other.procedure += 1;
+        assert_ne!(fingerprint(&h, b"a"), fingerprint(&other, b"a"));
     }
 }
