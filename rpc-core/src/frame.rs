@@ -48,6 +48,8 @@ pub const MAGIC: u32 = 0x5852_5043;
 pub const PROTOCOL_VERSION: u8 = 1;
 /// Deadline budget value meaning "no deadline".
 pub const NO_DEADLINE: u32 = u32::MAX;
+/// The default maximum payload size a receiver accepts: 16 MiB (PROTOCOL.md section 4).
+pub const DEFAULT_MAX_PAYLOAD: u32 = 16 << 20;
 /// Bytes covered by the CRC before the payload (everything up to the CRC field).
 const CRC_OFFSET: usize = 52;
 

@@ -687,3 +687,73 @@ fn protocol_md_worked_example_add_2_3() {
         "docs/PROTOCOL.md does not name the CRC {crc_text}"
     );
 }
+
+/// docs/PROTOCOL.md section 10: every constant row matches the code, and every constant
+/// the code holds is documented.
+#[test]
+fn protocol_md_constants_are_the_code_s() {
+    use rpc_core::frame::{
+        flags, DEFAULT_MAX_PAYLOAD, HEADER_LEN, MAGIC, NO_DEADLINE, PROTOCOL_VERSION,
+    };
+    let doc = include_str!("../../docs/PROTOCOL.md");
+    let section = doc
+        .split("\n## 10. Constants\n")
+        .nth(1)
+        .expect("PROTOCOL.md has section 10");
+    let code: &[(&str, u64)] = &[
+        ("rpc_core::frame::MAGIC", MAGIC.into()),
+        ("rpc_core::frame::PROTOCOL_VERSION", PROTOCOL_VERSION.into()),
+        ("rpc_core::frame::HEADER_LEN", HEADER_LEN as u64),
+        ("rpc_core::frame::NO_DEADLINE", NO_DEADLINE.into()),
+        (
+            "rpc_core::frame::DEFAULT_MAX_PAYLOAD",
+            DEFAULT_MAX_PAYLOAD.into(),
+        ),
+        (
+            "rpc_core::frame::flags::SEMANTICS_MASK",
+            flags::SEMANTICS_MASK.into(),
+        ),
+        ("rpc_core::frame::flags::ONEWAY", flags::ONEWAY.into()),
+        ("rpc_core::frame::flags::RETRY", flags::RETRY.into()),
+        ("rpc_core::frame::flags::RESERVED", flags::RESERVED.into()),
+        (
+            "rpc_core::error::MAX_STATUS_MESSAGE",
+            rpc_core::error::MAX_STATUS_MESSAGE.into(),
+        ),
+        (
+            "rpc_core::Status::ReplyEvicted",
+            u64::from(status_code(&Status::ReplyEvicted)),
+        ),
+    ];
+    let mut seen = 0;
+    for row in section
+        .lines()
+        .filter(|l| l.starts_with("| ") && l.contains("`rpc_core::"))
+    {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let value = cells[2].trim_matches('`');
+        let path = cells[3].trim_matches('`');
+        let documented = match value.strip_prefix("0x") {
+            Some(hex) => u64::from_str_radix(hex, 16),
+            None => value.parse(),
+        }
+        .unwrap_or_else(|e| panic!("{row}: {e}"));
+        let (_, actual) = code
+            .iter()
+            .find(|(p, _)| *p == path)
+            .unwrap_or_else(|| panic!("{row}: no such constant known to the test"));
+        assert_eq!(documented, *actual, "{row}");
+        seen += 1;
+    }
+    assert_eq!(seen, code.len(), "every constant is documented once");
+    // Nothing above code 13 decodes.
+    let mut w = rpc_core::xdr::XdrWriter::new();
+    w.put_u32(14);
+    assert!(rpc_core::xdr::from_bytes::<Status>(&w.into_bytes()).is_err());
+}
+
+/// The Status code a value encodes with.
+fn status_code(status: &Status) -> u32 {
+    let bytes = rpc_core::xdr::to_bytes(status).unwrap();
+    u32::from_be_bytes(bytes[..4].try_into().unwrap())
+}

@@ -80,7 +80,7 @@ pub struct TcpConfig {
 impl Default for TcpConfig {
     fn default() -> Self {
         TcpConfig {
-            max_payload: 16 << 20,
+            max_payload: rpc_core::frame::DEFAULT_MAX_PAYLOAD,
             send_queue: DEFAULT_SEND_QUEUE,
             write_batch: 64,
             send_buffer_size: None,
