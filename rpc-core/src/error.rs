@@ -220,6 +220,26 @@ impl Status {
         }
     }
 
+    /// The variant's name (`"Overloaded"`, `"BadArguments"`, ...), as logs and metrics
+    /// label it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Status::UnknownInterface { .. } => "UnknownInterface",
+            Status::VersionMismatch { .. } => "VersionMismatch",
+            Status::UnknownProcedure { .. } => "UnknownProcedure",
+            Status::BadArguments { .. } => "BadArguments",
+            Status::Overloaded => "Overloaded",
+            Status::ServerRestarted => "ServerRestarted",
+            Status::Application { .. } => "Application",
+            Status::DeadlineExceeded => "DeadlineExceeded",
+            Status::Cancelled => "Cancelled",
+            Status::ShuttingDown => "ShuttingDown",
+            Status::Internal { .. } => "Internal",
+            Status::ProtocolVersion { .. } => "ProtocolVersion",
+            Status::ReplyEvicted => "ReplyEvicted",
+        }
+    }
+
     /// The wire code of this status.
     pub fn code(&self) -> u32 {
         match self {

@@ -28,7 +28,7 @@ use rpc_core::transport::{FrameSink, TrySendError};
 use rpc_core::TransportError;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
-use tracing::debug;
+use tracing::{debug, Instrument};
 
 /// A frame not completely written yet.
 struct Pending {
@@ -102,7 +102,10 @@ impl TcpSink {
             capacity: capacity.max(1),
             batch: batch.max(1),
         });
-        tokio::spawn(writer(inner.clone()));
+        tokio::spawn(
+            writer(inner.clone())
+                .instrument(tracing::debug_span!(parent: None, "tcp_direct_writer")),
+        );
         TcpSink { inner }
     }
 }

@@ -96,7 +96,9 @@ pub(crate) fn spawn_writer<W>(outbox: FrameOutbox, out: W, batch_limit: usize, p
 where
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let span = tracing::debug_span!("tcp_writer", %peer);
+    // Its own root span: the writer outlives the call that happened to open the
+    // connection, so it must not log inside that call's span.
+    let span = tracing::debug_span!(parent: None, "tcp_writer", %peer);
     tokio::spawn(
         async move {
             match write_loop(outbox, out, batch_limit).await {

@@ -11,6 +11,7 @@ use super::state::{Phase, Shared};
 use super::stats::bump;
 use crate::error::TransportError;
 use crate::transport::Listener;
+use tracing::Instrument;
 
 /// Accepts until the server stops running (or the listener closes for good).
 pub(super) async fn accept_loop<L: Listener>(shared: Arc<Shared>, mut listener: L) {
@@ -35,7 +36,10 @@ pub(super) async fn accept_loop<L: Listener>(shared: Arc<Shared>, mut listener: 
                         if evicted {
                             bump(&shared.counters.connections_evicted);
                         }
-                        tokio::spawn(connection::serve(shared.clone(), conn, state));
+                        let span = tracing::debug_span!(parent: None, "rpc.connection", peer = %conn.peer_addr);
+                        tokio::spawn(
+                            connection::serve(shared.clone(), conn, state).instrument(span),
+                        );
                     }
                     Err(refusal) => {
                         match refusal {

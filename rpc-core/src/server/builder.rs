@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use tokio::sync::watch;
 
@@ -228,7 +230,10 @@ impl ServerBuilder {
             controls: Mutex::new(HashMap::new()),
             counters: Counters::default(),
         });
-        let accept = runtime.spawn(accept::accept_loop(shared.clone(), listener));
+        let accept = runtime.spawn(
+            accept::accept_loop(shared.clone(), listener)
+                .instrument(tracing::debug_span!(parent: None, "rpc.accept", %local_addr)),
+        );
         if shared.cache.is_some() {
             runtime.spawn(super::call::housekeeping(Arc::downgrade(&shared)));
         }

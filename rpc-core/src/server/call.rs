@@ -51,19 +51,14 @@ pub(super) struct Work {
     pub(super) payload: Bytes,
     pub(super) conn: Arc<ConnState>,
     pub(super) received: Instant,
+    /// The call's `rpc.serve` span (disabled when nothing listens).
+    pub(super) span: tracing::Span,
 }
 
 impl Shared {
     /// Spawns an admitted call's task.
     pub(super) fn spawn_call(self: &Arc<Self>, job: Job) {
-        let span = tracing::debug_span!(
-            "rpc.serve",
-            interface = job.work.hosted.info.name,
-            procedure = job.work.header.procedure,
-            call_id = job.work.header.call_id,
-            client_id = job.work.header.client_id,
-            semantics = %job.work.header.semantics(),
-        );
+        let span = job.work.span.clone();
         let shared = self.clone();
         let mut phase = self.phase.subscribe();
         tokio::spawn(
@@ -104,16 +99,25 @@ impl Shared {
         let key = (peer.ip(), header.client_id, header.call_id);
         // However this call ends, it can no longer be cancelled.
         let _control = ForgetControl(self, key, job.control.clone());
+        let span = &job.span;
         if let Some(budget) = header.deadline_budget() {
             if job.received + budget <= Instant::now() {
                 bump(&self.counters.deadline_expired);
-                return self.refusal(peer.ip(), &header, job.cached, Status::DeadlineExceeded);
+                return self.refusal(
+                    peer.ip(),
+                    &header,
+                    job.cached,
+                    span,
+                    Status::DeadlineExceeded,
+                );
             }
         }
         if job.control.is_cancelled() {
             bump(&self.counters.cancelled_skipped);
-            return self.refusal(peer.ip(), &header, job.cached, Status::Cancelled);
+            return self.refusal(peer.ip(), &header, job.cached, span, Status::Cancelled);
         }
+        // Timed only when someone listens: no clock reads otherwise.
+        let started = (!span.is_disabled()).then(Instant::now);
         let ctx = CallContext::with_control(peer, header, job.received, job.control.clone());
         let service = &job.hosted.service;
         let payload = job.payload;
@@ -124,9 +128,12 @@ impl Shared {
             Err(panic) => Err(panic),
         };
         let result = result.unwrap_or_else(|panic| Err(self.panicked(&panic)));
+        if let Some(started) = started {
+            span.record("handler_us", started.elapsed().as_micros() as u64);
+        }
         bump(&self.counters.calls_completed);
         let result = result.map(|bytes| (bytes, Vec::new()));
-        self.complete(peer.ip(), header, result, job.cached)
+        self.complete(peer.ip(), header, result, job.cached, span)
     }
 
     /// Runs an `[inline]` procedure on the connection loop: no task, no boxed future,
@@ -143,8 +150,11 @@ impl Shared {
         conn: &ConnState,
         received: Instant,
         reply_buf: &mut BytesMut,
+        span: &tracing::Span,
     ) -> Option<Frame> {
         bump(&self.counters.calls_inline);
+        let _entered = span.enter();
+        let started = (!span.is_disabled()).then(Instant::now);
         let ctx = CallContext::inline(conn.peer, header, received);
         if reply_buf.capacity() - reply_buf.len() < INLINE_REPLY_RESERVE {
             // Reclaims the buffer in place once the replies cut from it are gone.
@@ -164,8 +174,11 @@ impl Shared {
         let mut buf = w.into_inner();
         buf.clear();
         *reply_buf = buf;
+        if let Some(started) = started {
+            span.record("handler_us", started.elapsed().as_micros() as u64);
+        }
         bump(&self.counters.calls_completed);
-        self.complete(conn.peer.ip(), header, result, cached)
+        self.complete(conn.peer.ip(), header, result, cached, span)
     }
 
     /// Counts and logs a handler's panic; the status the caller gets.
@@ -187,7 +200,15 @@ impl Shared {
         header: FrameHeader,
         result: Result<(Bytes, Vec<Bytes>), Status>,
         cached: bool,
+        span: &tracing::Span,
     ) -> Option<Frame> {
+        span.record(
+            "outcome",
+            match &result {
+                Ok(_) => "ok",
+                Err(status) => status.name(),
+            },
+        );
         let frame = match result {
             Ok((payload, tail)) => Frame {
                 header: FrameHeader::answer(&header, FrameKind::Reply, self.incarnation),
@@ -224,8 +245,10 @@ impl Shared {
         peer: IpAddr,
         header: &FrameHeader,
         cached: bool,
+        span: &tracing::Span,
         status: Status,
     ) -> Option<Frame> {
+        super::dispatch::refused(span, &status);
         let joined = match self.cache.as_ref().filter(|_| cached) {
             Some(cache) => lock(cache).abandon(peer, header.client_id, header.call_id),
             None => Vec::new(),

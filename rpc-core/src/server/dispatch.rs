@@ -58,11 +58,14 @@ impl Shared {
             );
             return self.send_now(conn, sender, pong).await;
         }
+        // One span per call, from here to its answer (events below are refusals and
+        // duplicates; the outcome and the handler's time are recorded on it).
+        let span = call_span(&header, conn.peer);
         bump(&self.counters.calls_received);
         if self.phase() != Phase::Running {
             bump(&self.counters.refused_shutting_down);
             return self
-                .answer(conn, sender, &header, Status::ShuttingDown)
+                .answer(conn, sender, &header, &span, Status::ShuttingDown)
                 .await;
         }
         let hosted = match self
@@ -75,20 +78,21 @@ impl Shared {
                     Status::VersionMismatch { .. } => bump(&self.counters.version_mismatch),
                     _ => bump(&self.counters.unknown_interface),
                 }
-                return self.answer(conn, sender, &header, status).await;
+                return self.answer(conn, sender, &header, &span, status).await;
             }
         };
+        span.record("interface", hosted.info.name);
         let Some(placement) = hosted.placement(header.procedure) else {
             bump(&self.counters.unknown_procedure);
             let status = Status::UnknownProcedure {
                 procedure: header.procedure,
             };
-            return self.answer(conn, sender, &header, status).await;
+            return self.answer(conn, sender, &header, &span, status).await;
         };
         if header.deadline_us == 0 {
             bump(&self.counters.deadline_expired);
             return self
-                .answer(conn, sender, &header, Status::DeadlineExceeded)
+                .answer(conn, sender, &header, &span, Status::DeadlineExceeded)
                 .await;
         }
         let cached = self.cache.is_some() && header.semantics() != Semantics::AtLeastOnce;
@@ -105,14 +109,28 @@ impl Shared {
             match lookup {
                 Lookup::Run => {}
                 // A duplicate of a running call: it gets that execution's reply.
-                Lookup::Joined => return Ok(()),
+                Lookup::Joined => {
+                    tracing::debug!(parent: &span, "duplicate joined the running call");
+                    span.record("outcome", "joined");
+                    return Ok(());
+                }
                 // Too many duplicates already wait for it: this one is dropped.
-                Lookup::Dropped => return Ok(()),
-                Lookup::Cached(reply) if header.is_oneway() => drop(reply),
-                Lookup::Cached(reply) => return self.send_now(conn, sender, reply).await,
+                Lookup::Dropped => {
+                    tracing::debug!(parent: &span, "duplicate dropped: too many waiting");
+                    span.record("outcome", "dropped");
+                    return Ok(());
+                }
+                Lookup::Cached(reply) => {
+                    tracing::debug!(parent: &span, "duplicate answered from the reply cache");
+                    span.record("outcome", "cached");
+                    if header.is_oneway() {
+                        return Ok(());
+                    }
+                    return self.send_now(conn, sender, reply).await;
+                }
                 Lookup::Forgotten => {
                     return self
-                        .answer(conn, sender, &header, Status::ReplyEvicted)
+                        .answer(conn, sender, &header, &span, Status::ReplyEvicted)
                         .await
                 }
                 Lookup::Mismatch => {
@@ -122,11 +140,13 @@ impl Shared {
                             header.call_id
                         ),
                     };
-                    return self.answer(conn, sender, &header, status).await;
+                    return self.answer(conn, sender, &header, &span, status).await;
                 }
                 Lookup::Refused => {
                     bump(&self.counters.overloaded);
-                    return self.answer(conn, sender, &header, Status::Overloaded).await;
+                    return self
+                        .answer(conn, sender, &header, &span, Status::Overloaded)
+                        .await;
                 }
             }
         }
@@ -142,6 +162,7 @@ impl Shared {
                     conn,
                     received,
                     reply_buf,
+                    &span,
                 )
             };
             return match reply {
@@ -151,7 +172,7 @@ impl Shared {
         }
         if !self.admission.try_admit() {
             bump(&self.counters.overloaded);
-            return match self.refusal(conn.peer.ip(), &header, cached, Status::Overloaded) {
+            return match self.refusal(conn.peer.ip(), &header, cached, &span, Status::Overloaded) {
                 Some(answer) => self.send_now(conn, sender, answer).await,
                 None => Ok(()),
             };
@@ -168,6 +189,7 @@ impl Shared {
                 payload: frame.payload,
                 conn: conn.clone(),
                 received,
+                span,
             },
             sender: sender.clone(),
             slot: conn.begin_call(),
@@ -176,14 +198,16 @@ impl Shared {
         Ok(())
     }
 
-    /// Answers `call` with `status` (unless it is oneway), from the connection loop.
+    /// Refuses `call` with `status` (no answer if it is oneway), from the connection loop.
     async fn answer(
         &self,
         conn: &ConnState,
         sender: &crate::transport::FrameSender,
         call: &FrameHeader,
+        span: &tracing::Span,
         status: Status,
     ) -> Result<(), End> {
+        refused(span, &status);
         if call.is_oneway() {
             return Ok(());
         }
@@ -208,4 +232,28 @@ impl Shared {
             Delivery::Stalled => Err(End::WriteTimeout),
         }
     }
+}
+
+/// The span of one call at the server (`rpc.serve`, debug level). With no subscriber
+/// interested it is disabled, and every `record` on it does nothing.
+fn call_span(header: &FrameHeader, peer: std::net::SocketAddr) -> tracing::Span {
+    tracing::debug_span!(
+        "rpc.serve",
+        interface_id = header.interface_id,
+        interface = tracing::field::Empty,
+        version = header.interface_version,
+        procedure = header.procedure,
+        call_id = header.call_id,
+        client_id = header.client_id,
+        peer = %peer,
+        semantics = %header.semantics(),
+        outcome = tracing::field::Empty,
+        handler_us = tracing::field::Empty,
+    )
+}
+
+/// Records that the call was refused with `status` before its handler ran.
+pub(super) fn refused(span: &tracing::Span, status: &Status) {
+    tracing::debug!(parent: span, status = status.name(), "call refused");
+    span.record("outcome", status.name());
 }
