@@ -62,7 +62,7 @@ fn reply_cache_million_calls_from_10000_clients_stay_within_caps() {
         } else {
             0
         };
-        match cache.begin(PEER, &call(client, id), low_water, &tx, now) {
+        match cache.begin(PEER, &call(client, id), 0, low_water, &tx, now) {
             Lookup::Run => {}
             other => panic!("a new call must run, got {other:?}"),
         }
@@ -83,16 +83,16 @@ fn reply_cache_million_calls_from_10000_clients_stay_within_caps() {
     // Calls of an acknowledging client below its mark, and evicted calls of the
     // others: refused, never run again.
     assert!(matches!(
-        cache.begin(PEER, &call(10, 1), 0, &tx, now),
+        cache.begin(PEER, &call(10, 1), 0, 0, &tx, now),
         Lookup::Forgotten
     ));
     assert!(matches!(
-        cache.begin(PEER, &call(11, 1), 0, &tx, now),
+        cache.begin(PEER, &call(11, 1), 0, 0, &tx, now),
         Lookup::Forgotten
     ));
     // The newest call of an acknowledging client is still answered from the cache.
     assert!(matches!(
-        cache.begin(PEER, &call(10, OPS / CLIENTS), 0, &tx, now),
+        cache.begin(PEER, &call(10, OPS / CLIENTS), 0, 0, &tx, now),
         Lookup::Cached(_)
     ));
 }
@@ -109,7 +109,7 @@ fn reply_cache_client_limit_refuses_newcomers_and_keeps_established_clients() {
     for client in 0..2_000u64 {
         let now = now + Duration::from_micros(client);
         for id in 1..=3 {
-            match cache.begin(PEER, &call(client, id), 0, &tx, now) {
+            match cache.begin(PEER, &call(client, id), 0, 0, &tx, now) {
                 Lookup::Run => {
                     cache.finish(PEER, client, id, &reply(client, id));
                 }
@@ -125,7 +125,7 @@ fn reply_cache_client_limit_refuses_newcomers_and_keeps_established_clients() {
     assert_eq!(s.entries, 500 * 3);
     // An established client's retry still gets its cached reply, never a second run.
     assert!(matches!(
-        cache.begin(PEER, &call(0, 1), 0, &tx, now),
+        cache.begin(PEER, &call(0, 1), 0, 0, &tx, now),
         Lookup::Cached(_)
     ));
     // Once idle clients expire there is room again. A forgotten client is a stranger
@@ -134,7 +134,7 @@ fn reply_cache_client_limit_refuses_newcomers_and_keeps_established_clients() {
     cache.expire(later);
     assert_eq!(cache.stats().clients, 0);
     assert!(matches!(
-        cache.begin(PEER, &call(0, 1), 0, &tx, later),
+        cache.begin(PEER, &call(0, 1), 0, 0, &tx, later),
         Lookup::Run
     ));
 }
@@ -151,7 +151,7 @@ fn reply_cache_low_water_frees_old_entries_within_window() {
         // The client's low-water mark: its oldest call still waiting.
         let low_water = running.front().copied().unwrap_or(id);
         assert!(matches!(
-            cache.begin(PEER, &call(77, id), low_water, &tx, now),
+            cache.begin(PEER, &call(77, id), 0, low_water, &tx, now),
             Lookup::Run
         ));
         running.push_back(id);
@@ -170,7 +170,7 @@ fn reply_cache_low_water_frees_old_entries_within_window() {
     assert!(s.released >= CALLS - 2 * WINDOW as u64, "{s:?}");
     // A late duplicate of an acknowledged call is refused.
     assert!(matches!(
-        cache.begin(PEER, &call(77, 5), 0, &tx, now),
+        cache.begin(PEER, &call(77, 5), 0, 0, &tx, now),
         Lookup::Forgotten
     ));
     assert_eq!(cache.stats().refused_forgotten, 1);
@@ -184,7 +184,7 @@ fn reply_cache_evicted_early_duplicate_is_forgotten() {
     let mut cache = ReplyCache::new(ReplyCacheConfig::default().per_client(3, usize::MAX));
     for id in 1..=5 {
         assert!(matches!(
-            cache.begin(PEER, &call(9, id), 0, &tx, now),
+            cache.begin(PEER, &call(9, id), 0, 0, &tx, now),
             Lookup::Run
         ));
         cache.finish(PEER, 9, id, &reply(9, id));
@@ -192,13 +192,13 @@ fn reply_cache_evicted_early_duplicate_is_forgotten() {
     assert_eq!(cache.stats().evicted_early, 2);
     for id in [1, 2] {
         assert!(matches!(
-            cache.begin(PEER, &call(9, id), 0, &tx, now),
+            cache.begin(PEER, &call(9, id), 0, 0, &tx, now),
             Lookup::Forgotten
         ));
     }
     for id in 3..=5 {
         assert!(matches!(
-            cache.begin(PEER, &call(9, id), 0, &tx, now),
+            cache.begin(PEER, &call(9, id), 0, 0, &tx, now),
             Lookup::Cached(_)
         ));
     }
@@ -207,7 +207,7 @@ fn reply_cache_evicted_early_duplicate_is_forgotten() {
     for client in [1u64, 2] {
         for id in 1..=3 {
             assert!(matches!(
-                cache.begin(PEER, &call(client, id), 0, &tx, now),
+                cache.begin(PEER, &call(client, id), 0, 0, &tx, now),
                 Lookup::Run
             ));
             cache.finish(PEER, client, id, &reply(client, id));
@@ -216,11 +216,11 @@ fn reply_cache_evicted_early_duplicate_is_forgotten() {
     let s = cache.stats();
     assert_eq!((s.entries, s.evicted_early), (4, 2));
     assert!(matches!(
-        cache.begin(PEER, &call(1, 2), 0, &tx, now),
+        cache.begin(PEER, &call(1, 2), 0, 0, &tx, now),
         Lookup::Forgotten
     ));
     assert!(matches!(
-        cache.begin(PEER, &call(1, 3), 0, &tx, now),
+        cache.begin(PEER, &call(1, 3), 0, 0, &tx, now),
         Lookup::Cached(_)
     ));
 }
