@@ -29,16 +29,20 @@ struct SpanRecord {
     parent: Option<String>,
 }
 
-/// An event as captured: its message and fields, and the span it belongs to.
+/// An event as captured: its message and fields, and the span it belongs to (by
+/// creation index).
 #[derive(Debug, Clone)]
 struct EventRecord {
     fields: HashMap<String, String>,
-    span: Option<u64>,
+    span: Option<usize>,
 }
 
+/// Spans in creation order (the subscriber reuses ids of closed spans, so they are
+/// indexed by creation, with a map from the live ids).
 #[derive(Default)]
 struct Captured {
-    spans: HashMap<u64, SpanRecord>,
+    spans: Vec<SpanRecord>,
+    live: HashMap<u64, usize>,
     events: Vec<EventRecord>,
 }
 
@@ -67,39 +71,40 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Capture {
             .span(id)
             .and_then(|s| s.parent())
             .map(|p| p.name().to_owned());
-        self.0.lock().unwrap().spans.insert(id.into_u64(), record);
+        let mut c = self.0.lock().unwrap();
+        c.spans.push(record);
+        let index = c.spans.len() - 1;
+        c.live.insert(id.into_u64(), index);
     }
     fn on_record(&self, id: &Id, values: &Record<'_>, _ctx: Context<'_, S>) {
         let mut c = self.0.lock().unwrap();
-        if let Some(span) = c.spans.get_mut(&id.into_u64()) {
-            values.record(&mut Fields(&mut span.fields));
+        if let Some(&index) = c.live.get(&id.into_u64()) {
+            values.record(&mut Fields(&mut c.spans[index].fields));
         }
     }
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let mut fields = HashMap::new();
         event.record(&mut Fields(&mut fields));
-        let span = ctx.event_span(event).map(|s| s.id().into_u64());
-        self.0
-            .lock()
-            .unwrap()
-            .events
-            .push(EventRecord { fields, span });
+        let mut c = self.0.lock().unwrap();
+        let span = ctx
+            .event_span(event)
+            .and_then(|s| c.live.get(&s.id().into_u64()).copied());
+        c.events.push(EventRecord { fields, span });
     }
 }
 
 impl Capture {
-    fn serve_spans(&self) -> Vec<(u64, SpanRecord)> {
+    /// The `rpc.serve` spans, in creation order, with their creation index.
+    fn serve_spans(&self) -> Vec<(usize, SpanRecord)> {
         let c = self.0.lock().unwrap();
-        let mut v: Vec<_> = c
-            .spans
+        c.spans
             .iter()
+            .enumerate()
             .filter(|(_, s)| s.name == "rpc.serve")
-            .map(|(id, s)| (*id, s.clone()))
-            .collect();
-        v.sort_by_key(|(_, s)| s.fields.get("call_id").and_then(|c| c.parse::<u64>().ok()));
-        v
+            .map(|(i, s)| (i, s.clone()))
+            .collect()
     }
-    fn events_of(&self, span: u64) -> Vec<EventRecord> {
+    fn events_of(&self, span: usize) -> Vec<EventRecord> {
         let c = self.0.lock().unwrap();
         c.events
             .iter()
@@ -162,7 +167,7 @@ async fn each_call_has_a_span_with_its_outcome_and_each_refusal_an_event() {
     server.shutdown().await;
 
     let spans = capture.serve_spans();
-    let by_call = |id: u64| -> Vec<(u64, SpanRecord)> {
+    let by_call = |id: u64| -> Vec<(usize, SpanRecord)> {
         spans
             .iter()
             .filter(|(_, s)| s.fields.get("call_id") == Some(&id.to_string()))
@@ -226,7 +231,7 @@ async fn each_call_has_a_span_with_its_outcome_and_each_refusal_an_event() {
     for name in ["rpc.connection", "rpc.accept"] {
         let s = c
             .spans
-            .values()
+            .iter()
             .find(|s| s.name == name)
             .unwrap_or_else(|| panic!("no {name}"));
         assert_eq!(s.parent, None, "{name}: {s:?}");
