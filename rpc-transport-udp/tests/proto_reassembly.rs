@@ -107,7 +107,15 @@ fn fragment_flood_is_bounded_per_peer() {
 
     // The flooding peer: a hand-crafted Init, then fragment 0 of each message.
     let conn = 0xF100D;
-    sim.inject(Duration::ZERO, fa, sa, sim::FakePeer::init(conn, 99));
+    // (It passed address validation: it holds a cookie for its own address.)
+    let now = sim.now();
+    let cookie = sim.ep(s).issue_cookie(now, fa, conn);
+    sim.inject(
+        Duration::ZERO,
+        fa,
+        sa,
+        sim::FakePeer::init_with(conn, 99, Some(cookie)),
+    );
     sim.run_to(&mut [], ms(1)).unwrap();
     let flood_h = match sim.nodes[s].log[..] {
         [(_, h, Event::Accepted { peer, .. })] if peer == fa => h,

@@ -39,8 +39,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::chain::Chain;
-use super::config::Config;
-use super::packet::{self, AckInfo, Body, Packet, SackRanges, DATA_SACK_RANGES, MAX_SACK_RANGES};
+use super::config::{Config, AMPLIFICATION_FACTOR, MAX_DATAGRAM, MAX_WINDOW, MIN_DATAGRAM};
+use super::packet::{
+    self, AckInfo, Body, Cookie, Packet, SackRanges, COOKIE_LEN, DATA_SACK_RANGES, HEADER_LEN,
+    MAX_SACK_RANGES, SACK_RANGE_LEN,
+};
 use super::reassembly::{GlobalBudget, Insert, Reassembler};
 use super::rtt::RttEstimator;
 use super::timer::{Timer, TimerTable};
@@ -93,8 +96,22 @@ pub mod close_code {
     pub const REASSEMBLY_TIMEOUT: u32 = 2;
     /// The receiver of the Close broke the protocol.
     pub const PROTOCOL_ERROR: u32 = 3;
-    /// The connection limit was reached.
+    /// The connection limit was reached (of the endpoint, or of the client's IP
+    /// address).
     pub const REFUSED: u32 = 4;
+    /// The handshake advertised values out of range (a maximum datagram below
+    /// [`crate::proto::config::MIN_DATAGRAM`], a receive window of 0).
+    pub const BAD_PARAMETERS: u32 = 5;
+}
+
+/// Most Retries a client follows in one handshake (and, established, in its
+/// connection's life); more are ignored, so an on-path forger cannot keep it looping.
+pub const MAX_RETRIES_FOLLOWED: u32 = 8;
+
+/// Whether advertised handshake values are acceptable at all (larger ones are clamped,
+/// these are refused).
+pub fn peer_params_ok(recv_window: u32, max_datagram: u32) -> bool {
+    recv_window >= 1 && max_datagram as usize >= MIN_DATAGRAM
 }
 
 impl CloseReason {
@@ -183,6 +200,13 @@ pub struct ConnectionStats {
     pub rto_us: u64,
     /// Fragments in flight.
     pub in_flight: u64,
+    /// Times a datagram was held back by the anti-amplification limit (unvalidated
+    /// peer address).
+    pub amplification_blocked: u64,
+    /// Retries received and followed (client).
+    pub retries_followed: u64,
+    /// 1 if the connection was closed because its peer never acknowledged any Data.
+    pub never_acked_closes: u64,
 }
 
 /// Endpoint-wide state a connection needs while handling an input.
@@ -199,6 +223,8 @@ enum State {
         first_sent: Option<Instant>,
         /// How many times Init was sent.
         transmissions: u32,
+        /// The cookie of the server's last Retry, echoed in every Init from then on.
+        cookie: Option<Cookie>,
     },
     Established,
     Closed(CloseReason),
@@ -230,6 +256,40 @@ struct Outgoing {
     next_index: u32,
     /// Sequence number of fragment 0 once it is sent.
     msg_id: Option<u64>,
+}
+
+/// Bytes exchanged with a peer whose address is not validated yet (server).
+#[derive(Debug, Clone, Copy)]
+struct Unvalidated {
+    received: u64,
+    sent: u64,
+}
+
+impl Unvalidated {
+    /// Bytes that may still be sent.
+    fn room(&self) -> usize {
+        let allowed = self.received.saturating_mul(AMPLIFICATION_FACTOR);
+        usize::try_from(allowed.saturating_sub(self.sent)).unwrap_or(usize::MAX)
+    }
+}
+
+/// What the next datagram may cost (anti-amplification), and its header sizes.
+#[derive(Debug, Clone, Copy)]
+struct Room {
+    bytes: usize,
+    /// Header plus SACK ranges of a non-Data datagram.
+    head: usize,
+    /// The same for a Data datagram (fewer ranges).
+    data_head: usize,
+}
+
+impl Room {
+    fn fits(room: Option<Room>, body_len: usize, data: bool) -> bool {
+        room.is_none_or(|r| {
+            let head = if data { r.data_head } else { r.head };
+            head + body_len <= r.bytes
+        })
+    }
 }
 
 /// One connection.
@@ -278,6 +338,25 @@ pub(crate) struct Connection {
     accept_pending: bool,
     ping_pending: bool,
     close_pending: Option<u32>,
+    /// Server: a Retry to send (an unvalidated connection's invitation to validate).
+    retry_pending: Option<Cookie>,
+    /// Server: when the last Retry went out.
+    retry_sent: Option<Instant>,
+    /// Client, established: the cookie of a Retry to echo in an Init.
+    revalidate: Option<Cookie>,
+    /// Client: Retries followed so far.
+    retries_followed: u32,
+
+    /// Server: `Some` until the peer's address is validated.
+    unvalidated: Option<Unvalidated>,
+    /// The peer has acknowledged at least one of our Data datagrams.
+    ever_acked: bool,
+    /// When our first Data datagram went out.
+    first_data_sent: Option<Instant>,
+    /// Retransmission timeouts while the peer had never acknowledged anything.
+    rto_without_ack: u32,
+    /// A fragment was refused because the endpoint-wide reassembly budget was full.
+    global_starved: bool,
 
     timers: TimerTable,
     last_recv: Instant,
@@ -296,7 +375,10 @@ impl Connection {
         now: Instant,
     ) -> Self {
         let mut cfg = cfg.clone();
-        cfg.max_datagram = cfg.max_datagram_for(peer);
+        cfg.max_datagram = cfg
+            .max_datagram_for(peer)
+            .clamp(MIN_DATAGRAM, MAX_DATAGRAM);
+        cfg.recv_window = cfg.recv_window.clamp(1, MAX_WINDOW);
         Connection {
             peer,
             conn_id,
@@ -330,6 +412,15 @@ impl Connection {
             accept_pending: false,
             ping_pending: false,
             close_pending: None,
+            retry_pending: None,
+            retry_sent: None,
+            revalidate: None,
+            retries_followed: 0,
+            unvalidated: None,
+            ever_acked: false,
+            first_data_sent: None,
+            rto_without_ack: 0,
+            global_starved: false,
             timers: TimerTable::default(),
             last_recv: now,
             last_send: now,
@@ -351,6 +442,7 @@ impl Connection {
         c.state = State::Handshaking {
             first_sent: None,
             transmissions: 0,
+            cookie: None,
         };
         c.init_pending = true;
         c.arm_liveness(now);
@@ -358,6 +450,8 @@ impl Connection {
     }
 
     /// A server connection for a peer's Init: established, sends Accept at once.
+    /// `unvalidated`: the peer's address is not proven yet; `Some(init_len)` holds the
+    /// bytes received so far (the Init) and, with it, a Retry to send after the Accept.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn server(
         peer: SocketAddr,
@@ -367,20 +461,77 @@ impl Connection {
         client_incarnation: u64,
         peer_recv_window: u32,
         peer_max_datagram: u32,
+        unvalidated: Option<(usize, Cookie)>,
         now: Instant,
     ) -> Self {
         let mut c = Connection::new(peer, conn_id, Side::Server, cfg, incarnation, now);
         c.set_peer_params(client_incarnation, peer_recv_window, peer_max_datagram);
         c.accept_pending = true;
+        if let Some((init_len, cookie)) = unvalidated {
+            c.unvalidated = Some(Unvalidated {
+                received: init_len as u64,
+                sent: 0,
+            });
+            c.retry_pending = Some(cookie);
+        }
         c.arm_liveness(now);
         c
     }
 
+    /// Takes the peer's advertised values, clamped: the window to 1..=[`MAX_WINDOW`],
+    /// the datagram to [`MIN_DATAGRAM`]..=[`MAX_DATAGRAM`] (and to our own maximum).
     fn set_peer_params(&mut self, incarnation: u64, recv_window: u32, max_datagram: u32) {
         self.peer_incarnation = Some(incarnation);
-        self.peer_recv_window = recv_window.max(1);
-        let datagram = self.cfg.max_datagram.min(max_datagram as usize);
+        self.peer_recv_window = recv_window.clamp(1, MAX_WINDOW);
+        let peer_max = (max_datagram as usize).clamp(MIN_DATAGRAM, MAX_DATAGRAM);
+        let datagram = self.cfg.max_datagram.min(peer_max);
         self.fragment_payload = packet::max_fragment_payload(datagram).max(1);
+    }
+
+    /// Server: the peer's address is proven (it echoed a valid cookie).
+    pub(crate) fn set_validated(&mut self) {
+        self.unvalidated = None;
+        self.retry_pending = None;
+    }
+
+    /// Server: whether the peer's address is still unproven.
+    pub(crate) fn is_unvalidated(&self) -> bool {
+        self.unvalidated.is_some()
+    }
+
+    /// Server: counts bytes received from the unvalidated peer.
+    pub(crate) fn on_bytes_received(&mut self, n: usize) {
+        if let Some(u) = &mut self.unvalidated {
+            u.received = u.received.saturating_add(n as u64);
+        }
+    }
+
+    /// Server, unvalidated: whether a new Retry should go out (none pending, none sent
+    /// within the last RTO).
+    pub(crate) fn wants_retry(&self, now: Instant) -> bool {
+        self.unvalidated.is_some()
+            && self.retry_pending.is_none()
+            && self
+                .retry_sent
+                .is_none_or(|t| now.saturating_duration_since(t) >= self.rtt.rto())
+    }
+
+    /// Server, unvalidated: queues a Retry with `cookie`.
+    pub(crate) fn queue_retry(&mut self, cookie: Cookie) {
+        if self.unvalidated.is_some() {
+            self.retry_pending = Some(cookie);
+        }
+    }
+
+    /// Whether a fragment was refused for lack of endpoint-wide reassembly memory since
+    /// the last call.
+    pub(crate) fn take_global_starved(&mut self) -> bool {
+        std::mem::take(&mut self.global_starved)
+    }
+
+    /// The side of the connection.
+    pub(crate) fn side(&self) -> Side {
+        self.side
     }
 
     /// The peer's incarnation, once known.
@@ -409,6 +560,7 @@ impl Connection {
             srtt_us: self.rtt.srtt().map_or(0, |d| d.as_micros() as u64),
             rto_us: self.rtt.rto().as_micros() as u64,
             in_flight: self.in_flight as u64,
+            retries_followed: u64::from(self.retries_followed),
             ..self.stats
         }
     }
@@ -562,9 +714,14 @@ impl Connection {
                 if let State::Handshaking {
                     first_sent,
                     transmissions,
+                    ..
                 } = self.state
                 {
-                    if client_incarnation == self.local_incarnation {
+                    if client_incarnation == self.local_incarnation
+                        && !peer_params_ok(recv_window, max_datagram)
+                    {
+                        self.enter_closed(CloseReason::ProtocolError, ctx);
+                    } else if client_incarnation == self.local_incarnation {
                         self.set_peer_params(server_incarnation, recv_window, max_datagram);
                         if let (1, Some(sent)) = (transmissions, first_sent) {
                             self.rtt.on_sample(now.saturating_duration_since(sent));
@@ -598,8 +755,35 @@ impl Connection {
                 self.enter_closed(CloseReason::PeerClosed { code: reason }, ctx)
             }
             Body::Reset => self.enter_closed(CloseReason::Reset, ctx),
+            Body::Retry { cookie } => self.on_retry(cookie),
         }
         self.rearm(now);
+    }
+
+    /// Client: the server asks us to prove our address with `cookie`.
+    fn on_retry(&mut self, cookie: Cookie) {
+        if self.side != Side::Client || self.retries_followed >= MAX_RETRIES_FOLLOWED {
+            return;
+        }
+        self.retries_followed += 1;
+        match &mut self.state {
+            State::Handshaking {
+                first_sent,
+                transmissions,
+                cookie: held,
+            } => {
+                // No RTT sample here: the Init that carries the cookie and its Accept
+                // give the first one.
+                *held = Some(cookie);
+                *first_sent = None;
+                *transmissions = 0;
+                self.init_pending = true;
+                // Armed again when the Init goes out.
+                self.timers.stop(Timer::Retransmit);
+            }
+            State::Established => self.revalidate = Some(cookie),
+            State::Closed(_) => {}
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -653,6 +837,12 @@ impl Connection {
             Insert::OverBudget => {
                 // Not recorded, not acknowledged: the peer will send it again.
                 self.stats.over_budget += 1;
+                return;
+            }
+            Insert::OverGlobalBudget => {
+                // The same, and the endpoint may evict the biggest holder.
+                self.stats.over_budget += 1;
+                self.global_starved = true;
                 return;
             }
             Insert::TooLarge | Insert::Inconsistent => {
@@ -735,6 +925,7 @@ impl Connection {
         if newly_acked == 0 {
             return;
         }
+        self.ever_acked = true;
         if let (true, Some(mut r)) = (top_newly_acked, sample) {
             let delay = Duration::from_micros(ack.delay_us as u64);
             if r > delay {
@@ -828,6 +1019,21 @@ impl Connection {
             self.timers.stop(Timer::Retransmit);
             return;
         }
+        if self.side == Side::Server && !self.ever_acked && self.in_flight > 0 {
+            // A peer that never acknowledged anything may not be there at all (a spoofed
+            // address): bound what we keep sending it.
+            self.rto_without_ack += 1;
+            let since = self
+                .first_data_sent
+                .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+            if self.rto_without_ack >= self.cfg.never_acked_retransmits
+                || since >= self.cfg.never_acked_timeout
+            {
+                self.stats.never_acked_closes = 1;
+                self.enter_closed(CloseReason::Unreachable, ctx);
+                return;
+            }
+        }
         let rto = self.rtt.rto();
         let mut marked = 0;
         for (i, slot) in self.sent.iter_mut().enumerate() {
@@ -875,7 +1081,17 @@ impl Connection {
     ) -> bool {
         out.clear();
         gather.clear();
-        let mut body = match self.next_body(now, events) {
+        // Unvalidated peer: what the datagram will cost must be known before choosing it,
+        // so the ack goes first (it does not depend on what is sent).
+        let early_ack = self
+            .unvalidated
+            .map(|u| (u.room(), self.ack_info(now, MAX_SACK_RANGES)));
+        let room = early_ack.as_ref().map(|(bytes, ack)| Room {
+            bytes: *bytes,
+            head: HEADER_LEN + ack.ranges.len() * SACK_RANGE_LEN,
+            data_head: HEADER_LEN + ack.ranges.len().min(DATA_SACK_RANGES) * SACK_RANGE_LEN,
+        });
+        let mut body = match self.next_body(now, events, room) {
             Some(body) => body,
             None => return false,
         };
@@ -894,13 +1110,26 @@ impl Connection {
         } else {
             MAX_SACK_RANGES
         };
-        let ack = self.ack_info(now, max_ranges);
+        let ack = match early_ack {
+            Some((_, mut ack)) => {
+                ack.ranges.truncate(max_ranges);
+                ack
+            }
+            None => self.ack_info(now, max_ranges),
+        };
         let pkt = Packet {
             conn_id: self.conn_id,
             ack,
             body,
         };
         pkt.emit_gather(out, gather);
+        if let Some(u) = &mut self.unvalidated {
+            let len = out.len() + gather.iter().map(Bytes::len).sum::<usize>();
+            u.sent = u.sent.saturating_add(len as u64);
+        }
+        if matches!(pkt.body, Body::Retry { .. }) {
+            self.retry_sent = Some(now);
+        }
         self.stats.datagrams_sent += 1;
         self.last_send = now;
         // Every datagram carries the current ack.
@@ -916,8 +1145,45 @@ impl Connection {
     }
 
     /// Chooses what the next datagram carries, updating send state as if it were sent.
-    fn next_body(&mut self, now: Instant, events: &mut VecDeque<Event>) -> Option<Body> {
+    fn next_body(
+        &mut self,
+        now: Instant,
+        events: &mut VecDeque<Event>,
+        room: Option<Room>,
+    ) -> Option<Body> {
+        let body = self.choose_body(now, events, room);
+        if body.is_none() && room.is_some() && self.has_output() {
+            self.stats.amplification_blocked += 1;
+        }
+        body
+    }
+
+    /// Whether something waits to be sent (for counting what the amplification limit
+    /// holds back).
+    fn has_output(&self) -> bool {
+        self.close_pending.is_some()
+            || self.accept_pending
+            || self.retry_pending.is_some()
+            || !self.lost.is_empty()
+            || (!self.outgoing.is_empty()
+                && self.in_flight < self.effective_window()
+                && self.next_seq - self.send_base < u64::from(self.peer_recv_window))
+            || self.ping_pending
+            || (self.ack_needed && self.ack_now)
+    }
+
+    fn choose_body(
+        &mut self,
+        now: Instant,
+        events: &mut VecDeque<Event>,
+        room: Option<Room>,
+    ) -> Option<Body> {
+        let fits = |len: usize| Room::fits(room, len, false);
         if let State::Closed(_) = self.state {
+            if !fits(4) {
+                // The peer is unproven and has had its share: no Close for it.
+                self.close_pending = None;
+            }
             return self
                 .close_pending
                 .take()
@@ -926,6 +1192,7 @@ impl Connection {
         if let State::Handshaking {
             first_sent,
             transmissions,
+            cookie,
         } = &mut self.state
         {
             if !self.init_pending {
@@ -939,9 +1206,22 @@ impl Connection {
                 client_incarnation: self.local_incarnation,
                 recv_window: self.cfg.recv_window,
                 max_datagram: self.cfg.max_datagram as u32,
+                cookie: *cookie,
+            });
+        }
+        if let Some(cookie) = self.revalidate.take() {
+            // Established client: the server wants our address proven (9.3, under load).
+            return Some(Body::Init {
+                client_incarnation: self.local_incarnation,
+                recv_window: self.cfg.recv_window,
+                max_datagram: self.cfg.max_datagram as u32,
+                cookie: Some(cookie),
             });
         }
         if self.accept_pending {
+            if !fits(24) {
+                return None;
+            }
             self.accept_pending = false;
             return Some(Body::Accept {
                 client_incarnation: self.peer_incarnation.unwrap_or(0),
@@ -950,34 +1230,60 @@ impl Connection {
                 max_datagram: self.cfg.max_datagram as u32,
             });
         }
-        if let Some(body) = self.next_retransmission(now) {
+        if let Some(cookie) = self.retry_pending {
+            if !fits(COOKIE_LEN) {
+                return None;
+            }
+            self.retry_pending = None;
+            return Some(Body::Retry { cookie });
+        }
+        if !self.lost.is_empty() {
+            return self.next_retransmission(now, room);
+        }
+        if let Some(body) = self.next_fragment(now, events, room) {
             return Some(body);
         }
-        if let Some(body) = self.next_fragment(now, events) {
-            return Some(body);
+        if !self.outgoing.is_empty()
+            && room.is_some()
+            && self.in_flight < self.effective_window()
+            && self.next_seq - self.send_base < u64::from(self.peer_recv_window)
+        {
+            // Held back by the amplification limit: nothing smaller jumps the queue but
+            // an ack.
+            return (self.ack_needed && self.ack_now && fits(0)).then_some(Body::Ack);
         }
         if self.ping_pending {
+            if !fits(0) {
+                return None;
+            }
             self.ping_pending = false;
             return Some(Body::Ping);
         }
-        if self.ack_needed && self.ack_now {
+        if self.ack_needed && self.ack_now && fits(0) {
             return Some(Body::Ack);
         }
         None
     }
 
-    fn next_retransmission(&mut self, now: Instant) -> Option<Body> {
-        while let Some(seq) = self.lost.pop_front() {
+    fn next_retransmission(&mut self, now: Instant, room: Option<Room>) -> Option<Body> {
+        while let Some(&seq) = self.lost.front() {
             if seq < self.send_base {
+                self.lost.pop_front();
                 continue;
             }
             let idx = (seq - self.send_base) as usize;
             let Some(Some(s)) = self.sent.get_mut(idx) else {
+                self.lost.pop_front();
                 continue;
             };
             if !s.lost {
+                self.lost.pop_front();
                 continue;
             }
+            if !Room::fits(room, packet::DATA_HEADER_LEN + s.payload.len(), true) {
+                return None;
+            }
+            self.lost.pop_front();
             s.lost = false;
             s.transmissions += 1;
             s.last_sent = now;
@@ -997,7 +1303,12 @@ impl Connection {
         None
     }
 
-    fn next_fragment(&mut self, now: Instant, events: &mut VecDeque<Event>) -> Option<Body> {
+    fn next_fragment(
+        &mut self,
+        now: Instant,
+        events: &mut VecDeque<Event>,
+        room: Option<Room>,
+    ) -> Option<Body> {
         // Two limits: datagrams in flight, and how far past the lowest unacknowledged
         // sequence number we may go (the peer drops anything beyond its window; everything
         // below send_base is acknowledged, so its cumulative point is at least
@@ -1017,10 +1328,16 @@ impl Connection {
         let msg_id = *out.msg_id.get_or_insert(seq);
         let frag_index = out.next_index;
         let frag_count = out.frag_count;
+        let range = packet::fragment_range(msg_len, frag_count, frag_index);
+        if !Room::fits(room, packet::DATA_HEADER_LEN + range.len(), true) {
+            if frag_index == 0 {
+                // Nothing of the message went out: it may start later with another id.
+                out.msg_id = None;
+            }
+            return None;
+        }
         debug_assert_eq!(seq - msg_id, frag_index as u64);
-        let payload = out
-            .msg
-            .slice(packet::fragment_range(msg_len, frag_count, frag_index));
+        let payload = out.msg.slice(range);
         out.next_index += 1;
         if out.next_index == frag_count {
             self.outgoing.pop_front();
@@ -1038,6 +1355,7 @@ impl Connection {
             lost: false,
         }));
         self.in_flight += 1;
+        self.first_data_sent.get_or_insert(now);
         if self.timers.get(Timer::Retransmit).is_none() {
             self.timers.set(Timer::Retransmit, now + self.rtt.rto());
         }

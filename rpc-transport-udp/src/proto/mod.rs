@@ -7,6 +7,7 @@
 pub mod chain;
 pub mod config;
 pub mod connection;
+pub mod cookie;
 pub mod endpoint;
 pub mod packet;
 pub mod reassembly;
