@@ -398,6 +398,7 @@ impl Endpoint {
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: Bytes) {
         self.stats.datagrams_received += 1;
         self.clock_ms(now);
+        self.expire_quarantine();
         let len = datagram.len();
         let pkt = match Packet::parse(&datagram) {
             Ok(p) => p,
@@ -799,6 +800,7 @@ impl Endpoint {
     /// Handles every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.clock_ms(now);
+        self.expire_quarantine();
         let mut due = std::mem::take(&mut self.due);
         due.clear();
         while let Some(&Reverse((at, h))) = self.timers.peek() {
