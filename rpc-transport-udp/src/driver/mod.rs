@@ -233,6 +233,16 @@ impl State {
             datagrams_gathered: d.datagrams_gathered,
             accept_overflow: d.accept_overflow,
             bad_frames: d.bad_frames,
+            retries_sent: e.retries_sent,
+            cookies_expired: e.cookies_expired,
+            cookies_invalid: e.cookies_invalid,
+            replays_refused: e.replays_refused,
+            bad_parameters: e.bad_parameters,
+            refused_per_ip: e.refused_per_ip,
+            accepted_unvalidated: e.accepted_unvalidated,
+            amplification_blocked: e.amplification_blocked,
+            never_acked_closes: e.never_acked_closes,
+            reassembly_evictions: e.reassembly_evictions,
             connections: Vec::new(),
         }
     }
@@ -529,6 +539,10 @@ fn close_cause(reason: CloseReason) -> Option<Arc<io::Error>> {
                 "peer closed the connection: it says we broke the protocol",
             ),
             close_code::REFUSED => (ConnectionRefused, "peer refused the connection"),
+            close_code::BAD_PARAMETERS => (
+                ConnectionRefused,
+                "peer refused the handshake's parameters (datagram size or window)",
+            ),
             _ => (
                 ConnectionReset,
                 "peer closed the connection with an unknown reason",
