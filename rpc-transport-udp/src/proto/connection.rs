@@ -1,22 +1,27 @@
 //! One reliable connection to one peer: the protocol's state machine.
 //!
 //! ```text
-//!  client: connect()                               server: Init from a new peer
-//!      │ send Init (retransmitted on RTO)                 │ send Accept
-//!      ▼                                                  │
-//!  ┌─────────────┐   Accept (our incarnation)    ┌─────────────┐
-//!  │ Handshaking │ ─────────────────────────────▶│ Established │◀──┘
-//!  └─────────────┘                               └─────────────┘
-//!      │ peer silent for peer_timeout                 │ close()              → send Close
-//!      │ or Init retransmitted max_retransmits        │ Close / Reset received
-//!      ▼                                              │ peer silent (peer_timeout with data
-//!  ┌────────────────────┐                             │   in flight, or idle_timeout)
-//!  │ Closed(reason)     │◀────────────────────────────┘ a datagram retransmitted too often
-//!  └────────────────────┘                               an incomplete message timed out
-//!      │ Close sent (if the reason calls for one)
-//!      ▼
-//!   drained: the endpoint frees it
+//!  client: connect()                          server: Init (9.3)
+//!      │ send Init (retransmitted on RTO)        ├─ no/invalid/expired/replayed cookie ─▶ Retry, no state
+//!      │◀── Retry: send Init with its cookie     ├─ bad parameters / limits ─▶ Close 5 / 4, no state
+//!      ▼     (at most 8 Retries)                 ├─ valid cookie ───────────────┐ send Accept
+//!  ┌─────────────┐   Accept (our incarnation)    │                              ▼
+//!  │ Handshaking │ ─────────────────────────────────────────────────▶ ┌─────────────┐
+//!  └─────────────┘                               └─ under load, no cookie ─▶ │ Established │
+//!      │ peer silent for peer_timeout               Accept + Retry; sends     └─────────────┘
+//!      │ or Init sent max_retransmits times         ≤ 3× received until an      │
+//!      ▼                                            Init with the cookie        │ close()  → send Close
+//!  ┌────────────────────┐                           validates the address       │ Close / Reset received
+//!  │ Closed(reason)     │◀──────────────────────────────────────────────────────┘ peer silent (peer_timeout
+//!  └────────────────────┘                             with data in flight, or idle_timeout)
+//!      │ Close sent (if the reason calls for one      a datagram retransmitted too often
+//!      │   and, unvalidated, it fits the 3× budget)   server: peer never acked (8 RTOs / 5 s)
+//!      ▼                                              an incomplete message timed out or evicted
+//!   freed; server: (address, id) quarantined
+//!   for the cookie lifetime
 //! ```
+//!
+//! (PROTOCOL.md 9.3 and 9.8; the server's stateless answers are the endpoint's.)
 //!
 //! Sending: a message is cut into fragments ([`packet::fragment_range`]); each fragment
 //! gets the next sequence number when it is first sent, keeps it across retransmissions,

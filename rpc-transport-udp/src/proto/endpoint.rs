@@ -4,7 +4,9 @@
 //! ([`Endpoint::handle_timeout`]), and drains datagrams to send
 //! ([`Endpoint::poll_transmit`]), the next deadline ([`Endpoint::poll_timeout`]) and
 //! events ([`Endpoint::poll_event`]). Connections are keyed by (peer address, connection
-//! id); a server endpoint creates one for each new Init (up to `max_connections`).
+//! id); a server endpoint creates one for each new Init whose cookie proves the client's
+//! address (PROTOCOL.md 9.3; up to `max_connections`, and `max_connections_per_ip` per
+//! client IP), and answers other Inits statelessly (Retry, or Close 4 or 5).
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
