@@ -143,14 +143,11 @@ async fn amplification_factor_of_each_reflection_case_is_at_most_3() {
         ("always", AddressValidation::Always),
         (
             "under load",
-            AddressValidation::UnderLoad {
-                connections: 1_000,
-            },
+            AddressValidation::UnderLoad { connections: 1_000 },
         ),
     ];
     for (name, mode) in modes {
-        let config = UdpConfig::default()
-            .protocol(Config::default().address_validation(mode));
+        let config = UdpConfig::default().protocol(Config::default().address_validation(mode));
         let (server, stats) = serve(config).await;
         // (case, claimed max datagram, request payload)
         let cases: [(&str, u32, Bytes); 3] = [
@@ -180,7 +177,10 @@ async fn amplification_factor_of_each_reflection_case_is_at_most_3() {
         for (case, sent, got) in results {
             let factor = got as f64 / sent as f64;
             eprintln!("[{name}] {case}: {sent} B in, {got} B out, factor {factor:.3}");
-            assert!(got <= 3 * sent, "[{name}] {case}: {got} B out for {sent} B in");
+            assert!(
+                got <= 3 * sent,
+                "[{name}] {case}: {got} B out for {sent} B in"
+            );
         }
         let s = stats.snapshot();
         eprintln!("[{name}] server stats: {s:?}");
@@ -201,9 +201,9 @@ async fn amplification_factor_of_each_reflection_case_is_at_most_3() {
 }
 
 /// Runs the futures concurrently and returns their outputs in order.
-async fn futures_join<F: Future>(futs: Vec<F>) -> Vec<F::Output>
+async fn futures_join<F>(futs: Vec<F>) -> Vec<F::Output>
 where
-    F: Send + 'static,
+    F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
     let handles: Vec<_> = futs.into_iter().map(tokio::spawn).collect();
@@ -254,7 +254,9 @@ async fn per_ip_limit_refuses_the_extra_connection() {
     let channel = UdpChannel::new(server);
     let a = bounded("first", channel.connect()).await.unwrap();
     let b = bounded("second", channel.connect()).await.unwrap();
-    let err = bounded("third", channel.connect()).await.err().expect("refused");
+    let Err(err) = bounded("third", channel.connect()).await else {
+        panic!("the third connection was not refused");
+    };
     assert!(
         err.to_string().contains("refused"),
         "unexpected error: {err}"

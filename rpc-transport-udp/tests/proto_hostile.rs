@@ -15,8 +15,8 @@ use rpc_transport_udp::proto::packet::{fragment_range, Body, Cookie, Packet};
 use rpc_transport_udp::proto::reassembly::ReassemblyConfig;
 use rpc_transport_udp::proto::{close_code, CloseReason, Config, Endpoint, Event};
 use sim::{
-    ack_info, addr, drain, drain_raw, events, ms, packet, App, Client, FakePeer, LinkConfig,
-    Limits, Rng, Server, Sim,
+    ack_info, addr, drain, drain_raw, events, ms, packet, App, Client, FakePeer, Limits,
+    LinkConfig, Rng, Server, Sim,
 };
 
 const CONN: u32 = 0xC0FFEE;
@@ -42,10 +42,13 @@ fn init(conn_id: u32, cookie: Option<Cookie>, window: u32, max_datagram: u32) ->
 
 fn only_retry(out: &[(SocketAddr, Packet)], to: SocketAddr) -> Cookie {
     match out {
-        [(a, Packet {
-            body: Body::Retry { cookie },
-            ..
-        })] if *a == to => *cookie,
+        [(
+            a,
+            Packet {
+                body: Body::Retry { cookie },
+                ..
+            },
+        )] if *a == to => *cookie,
         other => panic!("expected one Retry to {to}, got {other:?}"),
     }
 }
@@ -74,7 +77,19 @@ fn cookie_exchange_valid() {
     s.handle_datagram(t0 + ms(1), a, init(CONN, Some(cookie), 4096, 1200));
     assert_eq!(accepted(&mut s), vec![a]);
     let out = drain(&mut s, t0 + ms(1));
-    assert!(matches!(out[..], [(_, Packet { body: Body::Accept { .. }, .. })]), "{out:?}");
+    assert!(
+        matches!(
+            out[..],
+            [(
+                _,
+                Packet {
+                    body: Body::Accept { .. },
+                    ..
+                }
+            )]
+        ),
+        "{out:?}"
+    );
     assert_eq!(s.stats().connections_accepted, 1);
 }
 
@@ -235,7 +250,10 @@ fn anti_amplification_budget_is_exact_to_the_byte() {
     // 3 × (44 + 148) = 576 = 120 already sent + a 456-byte reply datagram, exactly.
     let (received, sent, stats) = run(456 - 48);
     assert_eq!((received, sent), (192, 576));
-    assert!(stats.amplification_blocked > 0, "retransmissions were held back");
+    assert!(
+        stats.amplification_blocked > 0,
+        "retransmissions were held back"
+    );
     // One byte more and the reply cannot go at all.
     // (Only the 28-byte ack of the request fits.)
     let (received, sent, stats) = run(456 - 48 + 1);
@@ -259,7 +277,13 @@ fn validation_lifts_the_amplification_limit() {
     };
     let out = drain(&mut s, t0);
     let cookie = match &out[..] {
-        [_, (_, Packet { body: Body::Retry { cookie }, .. })] => *cookie,
+        [_, (
+            _,
+            Packet {
+                body: Body::Retry { cookie },
+                ..
+            },
+        )] => *cookie,
         other => panic!("{other:?}"),
     };
     s.send(h, Bytes::from(vec![3u8; 20_000])).unwrap();
@@ -267,7 +291,10 @@ fn validation_lifts_the_amplification_limit() {
     assert!(blocked.is_empty(), "nothing fits in the remaining 12 bytes");
     s.handle_datagram(t0 + ms(1), a, init(CONN, Some(cookie), 4096, 1200));
     let out = drain_raw(&mut s, t0 + ms(1));
-    assert!(bytes_of(&out) > 20_000, "the whole reply goes out once validated");
+    assert!(
+        bytes_of(&out) > 20_000,
+        "the whole reply goes out once validated"
+    );
     assert_eq!(s.stats().accepted_unvalidated, 1);
 }
 
@@ -275,9 +302,8 @@ fn validation_lifts_the_amplification_limit() {
 /// Retry while established, and its large message gets through.
 #[test]
 fn under_load_mode_with_a_real_client() {
-    let cfg = Config::default().address_validation(AddressValidation::UnderLoad {
-        connections: 1000,
-    });
+    let cfg =
+        Config::default().address_validation(AddressValidation::UnderLoad { connections: 1000 });
     let mut sim = Sim::new(3, LinkConfig::fixed(ms(1)));
     let (ca, sa) = (addr(1000), addr(2000));
     let c = sim.add(ca, Endpoint::new(Config::default(), 1, false));
@@ -398,7 +424,11 @@ fn init_flood_creates_no_state() {
     let mut retries = 0;
     for i in 0..100_000u32 {
         let id = rng.next_u64() as u32;
-        s.handle_datagram(t0 + Duration::from_micros(u64::from(i)), attacker, init(id, None, 4096, 1200));
+        s.handle_datagram(
+            t0 + Duration::from_micros(u64::from(i)),
+            attacker,
+            init(id, None, 4096, 1200),
+        );
         if i % 200 == 0 {
             retries += drain_raw(&mut s, t0).len();
         }
@@ -475,7 +505,11 @@ fn retransmission_to_a_never_acking_peer_is_bounded() {
         }
     }
     let closed_at = closed_at.expect("never-acking peer not given up on");
-    assert!(closed_at <= t0 + Duration::from_secs(6), "{:?}", closed_at - t0);
+    assert!(
+        closed_at <= t0 + Duration::from_secs(6),
+        "{:?}",
+        closed_at - t0
+    );
     assert_eq!(s.stats().never_acked_closes, 1);
     // Bounded: at most the first flight and eight retransmission rounds of it, plus the
     // acks of its pings.

@@ -100,7 +100,13 @@ fn client_restart_with_same_conn_id_replaces_the_old_connection() {
         client.handle_datagram(t0, sa, sim::emit(&p));
     }
     let init = drain(&mut client, t0);
-    assert!(matches!(init[0].1.body, Body::Init { cookie: Some(_), .. }));
+    assert!(matches!(
+        init[0].1.body,
+        Body::Init {
+            cookie: Some(_),
+            ..
+        }
+    ));
     server.handle_datagram(t0, ca, sim::emit(&init[0].1));
     let old = match events(&mut server)[..] {
         [(

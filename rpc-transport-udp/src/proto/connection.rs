@@ -380,9 +380,7 @@ impl Connection {
         now: Instant,
     ) -> Self {
         let mut cfg = cfg.clone();
-        cfg.max_datagram = cfg
-            .max_datagram_for(peer)
-            .clamp(MIN_DATAGRAM, MAX_DATAGRAM);
+        cfg.max_datagram = cfg.max_datagram_for(peer).clamp(MIN_DATAGRAM, MAX_DATAGRAM);
         cfg.recv_window = cfg.recv_window.clamp(1, MAX_WINDOW);
         Connection {
             peer,

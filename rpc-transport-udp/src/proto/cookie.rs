@@ -46,7 +46,9 @@ impl CookieKeys {
     pub fn new(master: &[u8; 32], lifetime: Duration) -> Self {
         CookieKeys {
             master: hmac::Key::new(hmac::HMAC_SHA256, master),
-            lifetime_ms: u64::try_from(lifetime.as_millis()).unwrap_or(u64::MAX).max(1),
+            lifetime_ms: u64::try_from(lifetime.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1),
             cache: [None, None],
         }
     }
@@ -125,8 +127,12 @@ impl CookieKeys {
             return Err(CookieError::Expired);
         }
         let key = self.epoch_key(cookie.issued_ms / self.lifetime_ms);
-        hmac::verify(key, &Self::input(peer, conn_id, cookie.issued_ms), &cookie.tag)
-            .map_err(|_| CookieError::Invalid)
+        hmac::verify(
+            key,
+            &Self::input(peer, conn_id, cookie.issued_ms),
+            &cookie.tag,
+        )
+        .map_err(|_| CookieError::Invalid)
     }
 }
 

@@ -200,7 +200,8 @@ impl Endpoint {
     /// Milliseconds since the endpoint's clock started, as of `now` (never backwards).
     fn clock_ms(&mut self, now: Instant) -> u64 {
         let epoch = *self.epoch.get_or_insert(now);
-        let ms = u64::try_from(now.saturating_duration_since(epoch).as_millis()).unwrap_or(u64::MAX);
+        let ms =
+            u64::try_from(now.saturating_duration_since(epoch).as_millis()).unwrap_or(u64::MAX);
         self.now_ms = self.now_ms.max(ms);
         self.now_ms
     }

@@ -968,7 +968,13 @@ impl Pair {
         );
         let retry = self.server_to_client(now, now);
         assert!(
-            matches!(retry[..], [Packet { body: Body::Retry { .. }, .. }]),
+            matches!(
+                retry[..],
+                [Packet {
+                    body: Body::Retry { .. },
+                    ..
+                }]
+            ),
             "{retry:?}"
         );
         assert!(events(&mut self.server).is_empty());
@@ -1059,7 +1065,11 @@ impl FakePeer {
         now: Instant,
     ) -> FakePeer {
         let cookie = Self::fetch_cookie(server, addr, conn_id, incarnation, now);
-        server.handle_datagram(now, addr, Self::init_with(conn_id, incarnation, Some(cookie)));
+        server.handle_datagram(
+            now,
+            addr,
+            Self::init_with(conn_id, incarnation, Some(cookie)),
+        );
         let handle = match events(server)[..] {
             [(
                 h,
@@ -1114,11 +1124,14 @@ impl FakePeer {
         server.handle_datagram(now, addr, Self::init(conn_id, incarnation));
         let out = drain(server, now);
         match &out[..] {
-            [(to, Packet {
-                conn_id: id,
-                body: Body::Retry { cookie },
-                ..
-            })] if *to == addr && *id == conn_id => *cookie,
+            [(
+                to,
+                Packet {
+                    conn_id: id,
+                    body: Body::Retry { cookie },
+                    ..
+                },
+            )] if *to == addr && *id == conn_id => *cookie,
             other => panic!("expected a Retry, got {other:?}"),
         }
     }
