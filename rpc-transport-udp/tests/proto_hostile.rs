@@ -6,6 +6,8 @@
 
 mod sim;
 
+use sim::Event;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -13,7 +15,7 @@ use bytes::Bytes;
 use rpc_transport_udp::proto::config::{AddressValidation, MAX_WINDOW};
 use rpc_transport_udp::proto::packet::{fragment_range, Body, Cookie, Packet};
 use rpc_transport_udp::proto::reassembly::ReassemblyConfig;
-use rpc_transport_udp::proto::{close_code, CloseReason, Config, Endpoint, Event};
+use rpc_transport_udp::proto::{close_code, CloseReason, Config, Endpoint};
 use sim::{
     ack_info, addr, drain, drain_raw, events, ms, packet, App, Client, FakePeer, Limits,
     LinkConfig, Rng, Server, Sim,

@@ -4,13 +4,15 @@
 
 mod sim;
 
+use sim::Event;
+
 use std::mem::size_of;
 use std::time::Duration;
 
 use bytes::Bytes;
 use rpc_transport_udp::proto::packet::{fragment_range, Body};
 use rpc_transport_udp::proto::reassembly::ReassemblyConfig;
-use rpc_transport_udp::proto::{close_code, CloseReason, Config, Endpoint, Event};
+use rpc_transport_udp::proto::{close_code, CloseReason, Config, Endpoint};
 use sim::{
     addr, check_message, make_message, ms, App, Client, Limits, LinkConfig, Rng, Server, Sim,
 };

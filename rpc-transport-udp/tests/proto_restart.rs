@@ -4,11 +4,13 @@
 
 mod sim;
 
+use sim::Event;
+
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rpc_transport_udp::proto::packet::{Body, Packet};
-use rpc_transport_udp::proto::{CloseReason, Config, Endpoint, Event};
+use rpc_transport_udp::proto::{CloseReason, Config, Endpoint};
 use sim::{addr, drain, events, ms, FakePeer, LinkConfig, Sim};
 
 fn log_events(sim: &Sim, node: usize) -> Vec<Event> {

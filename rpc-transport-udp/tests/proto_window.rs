@@ -4,11 +4,13 @@
 
 mod sim;
 
+use sim::Event;
+
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rpc_transport_udp::proto::packet::{Body, Packet};
-use rpc_transport_udp::proto::{Config, Endpoint, Event};
+use rpc_transport_udp::proto::{Config, Endpoint};
 use sim::{addr, drain, events, ms, sacks, FakePeer};
 
 const CONN: u32 = 0xC0FF_EE00;

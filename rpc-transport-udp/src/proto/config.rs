@@ -85,9 +85,12 @@ pub struct Config {
     pub reassembly: ReassemblyConfig,
     /// Memory for reassembly across all connections of an endpoint. Default 256 MiB.
     pub global_reassembly_budget: usize,
-    /// Messages received but not yet taken by the application, per connection, before
-    /// the connection stops accepting new data (unacknowledged, so the peer resends it
-    /// later). Default 1024.
+    /// Complete messages a connection queues for [`super::Endpoint::poll_message`]
+    /// before it stops accepting new data (unacknowledged, so the peer resends it later);
+    /// it accepts data again once the application has taken the queue down to half.
+    /// Checked after each datagram, or after each batch given to
+    /// [`super::Endpoint::handle_datagrams`] (which may overshoot by the batch's length).
+    /// Default 1024.
     pub max_undelivered: usize,
     /// An idle established connection sends a keepalive after this long without sending
     /// anything. Default 1 s.

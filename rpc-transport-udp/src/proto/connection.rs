@@ -151,8 +151,10 @@ pub enum Event {
         /// The client's incarnation number.
         client_incarnation: u64,
     },
-    /// A complete message arrived.
-    Message(Bytes),
+    /// Complete messages wait in the connection's queue: take them with
+    /// [`crate::proto::Endpoint::poll_message`]. Reported when the queue goes from empty
+    /// to non-empty (take until `None` before waiting for the next one).
+    Readable,
     /// A send that was refused as full may now succeed.
     Writable,
     /// The connection closed; nothing more will be delivered or sent.
@@ -336,7 +338,14 @@ pub(crate) struct Connection {
     /// Highest sequence number received, and when (for the ack delay field).
     largest_recv: u64,
     largest_recv_time: Option<Instant>,
+    /// Complete messages not yet taken by the application (at most
+    /// `cfg.max_undelivered`: beyond it new data is refused, see `paused`).
+    inbox: VecDeque<Bytes>,
+    /// The inbox reached `max_undelivered`: data datagrams are dropped unacknowledged
+    /// (the peer resends them) until the application has taken it down to half.
     paused: bool,
+    /// Nobody takes messages any more: complete messages are dropped.
+    discard: bool,
 
     // Control datagrams waiting to go out.
     init_pending: bool,
@@ -410,7 +419,9 @@ impl Connection {
             unacked_eliciting: 0,
             largest_recv: 0,
             largest_recv_time: None,
+            inbox: VecDeque::new(),
             paused: false,
+            discard: false,
             init_pending: false,
             accept_pending: false,
             ping_pending: false,
@@ -555,6 +566,7 @@ impl Connection {
         matches!(self.state, State::Closed(_))
             && self.closed_reported
             && self.close_pending.is_none()
+            && self.inbox.is_empty()
     }
 
     /// The connection's counters.
@@ -578,10 +590,33 @@ impl Connection {
         !matches!(self.state, State::Closed(_)) && self.backlog < self.cfg.send_buffer
     }
 
-    /// Stops (or resumes) accepting new data: while paused, data datagrams are dropped
-    /// unacknowledged so the peer sends them again later.
-    pub(crate) fn set_paused(&mut self, paused: bool) {
-        self.paused = paused;
+    /// Takes the oldest complete message.
+    pub(crate) fn take_message(&mut self) -> Option<Bytes> {
+        let m = self.inbox.pop_front()?;
+        if self.paused && self.inbox.len() <= self.cfg.max_undelivered / 2 {
+            self.paused = false;
+        }
+        Some(m)
+    }
+
+    /// Stops accepting data if the inbox is full (called by the endpoint after each
+    /// datagram, or after each batch of datagrams).
+    pub(crate) fn update_pause(&mut self) {
+        if self.inbox.len() >= self.cfg.max_undelivered.max(1) {
+            self.paused = true;
+        }
+    }
+
+    /// Drops every message not taken (nobody will read them) and accepts data again.
+    pub(crate) fn discard_messages(&mut self) {
+        self.inbox.clear();
+        self.paused = false;
+        self.discard = true;
+    }
+
+    /// Complete messages not yet taken.
+    pub(crate) fn undelivered(&self) -> usize {
+        self.inbox.len()
     }
 
     fn effective_window(&self) -> usize {
@@ -832,7 +867,14 @@ impl Connection {
             Insert::Complete(msg) => {
                 self.window.record(seq);
                 self.stats.messages_received += 1;
-                ctx.events.push_back(Event::Message(msg));
+                if self.discard {
+                    drop(msg);
+                } else {
+                    if self.inbox.is_empty() {
+                        ctx.events.push_back(Event::Readable);
+                    }
+                    self.inbox.push_back(msg);
+                }
             }
             Insert::Pending | Insert::Duplicate => {
                 self.window.record(seq);

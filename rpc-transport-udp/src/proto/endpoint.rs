@@ -3,10 +3,12 @@
 //! The driver feeds it datagrams ([`Endpoint::handle_datagram`]) and timeouts
 //! ([`Endpoint::handle_timeout`]), and drains datagrams to send
 //! ([`Endpoint::poll_transmit`]), the next deadline ([`Endpoint::poll_timeout`]) and
-//! events ([`Endpoint::poll_event`]). Connections are keyed by (peer address, connection
-//! id); a server endpoint creates one for each new Init whose cookie proves the client's
-//! address (PROTOCOL.md 9.3; up to `max_connections`, and `max_connections_per_ip` per
-//! client IP), and answers other Inits statelessly (Retry, or Close 4 or 5).
+//! events ([`Endpoint::poll_event`]); the application takes complete messages from each
+//! connection's bounded queue ([`Endpoint::poll_message`]). Connections are keyed by
+//! (peer address, connection id); a server endpoint creates one for each new Init whose
+//! cookie proves the client's address (PROTOCOL.md 9.3; up to `max_connections`, and
+//! `max_connections_per_ip` per client IP), and answers other Inits statelessly (Retry,
+//! or Close 4 or 5).
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
@@ -139,6 +141,9 @@ pub struct Endpoint {
     /// Recently closed server connections: when each closed (ms), oldest first.
     quarantine: HashMap<(SocketAddr, u32), u64>,
     quarantine_order: VecDeque<(u64, SocketAddr, u32)>,
+    /// Connections that received Data in the current batch of datagrams (their pause is
+    /// decided at its end); at most one entry per datagram of the batch.
+    touched: Vec<u64>,
 }
 
 /// A 32-byte secret from the process's random hash keys and the time, used only if the
@@ -187,6 +192,7 @@ impl Endpoint {
             per_ip: HashMap::new(),
             quarantine: HashMap::new(),
             quarantine_order: VecDeque::new(),
+            touched: Vec::new(),
             cfg,
         }
     }
@@ -307,12 +313,34 @@ impl Endpoint {
         self.collect(h.0);
     }
 
-    /// Stops or resumes accepting data on a connection whose application is not taking
-    /// messages (see [`Config::max_undelivered`]).
-    pub fn set_paused(&mut self, h: ConnectionHandle, paused: bool) {
-        if let Some(conn) = self.connections.get_mut(&h.0) {
-            conn.set_paused(paused);
+    /// Takes the oldest complete message of a connection ([`Event::Readable`] said
+    /// there is one). Each connection queues at most [`Config::max_undelivered`]
+    /// messages; while its queue is full it refuses new data (unacknowledged, so the peer
+    /// resends it) until it has been taken down to half. A closed connection keeps its
+    /// queue until it is taken or discarded, and is freed only then.
+    pub fn poll_message(&mut self, h: ConnectionHandle) -> Option<Bytes> {
+        let conn = self.connections.get_mut(&h.0)?;
+        let m = conn.take_message();
+        if m.is_some() && conn.undelivered() == 0 && conn.is_drained() {
+            self.collect(h.0);
         }
+        m
+    }
+
+    /// Drops the messages of a connection that nobody will take (its reader is gone),
+    /// and every message it completes from now on.
+    pub fn discard_messages(&mut self, h: ConnectionHandle) {
+        if let Some(conn) = self.connections.get_mut(&h.0) {
+            conn.discard_messages();
+        }
+        self.collect(h.0);
+    }
+
+    /// Messages of a connection waiting for [`Endpoint::poll_message`].
+    pub fn undelivered(&self, h: ConnectionHandle) -> usize {
+        self.connections
+            .get(&h.0)
+            .map_or(0, Connection::undelivered)
     }
 
     /// The peer of a connection.
@@ -399,6 +427,32 @@ impl Endpoint {
 
     /// Handles one datagram received from `from`.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: Bytes) {
+        self.handle_one(now, from, datagram);
+        self.end_batch();
+    }
+
+    /// Handles datagrams read together from the socket (draining `batch`). A connection
+    /// whose queue of messages fills up within the batch stops accepting data at the end
+    /// of the batch: its queue may then hold up to [`Config::max_undelivered`] plus the
+    /// batch's length (each datagram completes at most one message). The application
+    /// could not have taken any message in between, and refusing the rest of a burst
+    /// already in hand would only make the peer resend it after a backed-off timeout.
+    pub fn handle_datagrams(&mut self, now: Instant, batch: &mut Vec<(SocketAddr, Bytes)>) {
+        for (from, datagram) in batch.drain(..) {
+            self.handle_one(now, from, datagram);
+        }
+        self.end_batch();
+    }
+
+    fn end_batch(&mut self) {
+        for h in std::mem::take(&mut self.touched) {
+            if let Some(conn) = self.connections.get_mut(&h) {
+                conn.update_pause();
+            }
+        }
+    }
+
+    fn handle_one(&mut self, now: Instant, from: SocketAddr, datagram: Bytes) {
         self.stats.datagrams_received += 1;
         self.clock_ms(now);
         self.expire_quarantine();
@@ -500,6 +554,9 @@ impl Endpoint {
     /// Hands a datagram to its connection, then does what the connection asks of the
     /// endpoint (evict a reassembly hog, send an unvalidated peer a Retry).
     fn dispatch(&mut self, h: u64, pkt: Packet, len: usize, now: Instant) {
+        if matches!(pkt.body, Body::Data { .. }) {
+            self.touched.push(h);
+        }
         let mut starved = false;
         let mut retry_for = None;
         if let Some(conn) = self.connections.get_mut(&h) {

@@ -23,7 +23,47 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rpc_transport_udp::proto::packet::{AckInfo, Body, Cookie, Packet, SackRange, SackRanges};
-use rpc_transport_udp::proto::{Chain, ConnectionHandle, Endpoint, Event, SendError};
+use rpc_transport_udp::proto::{Chain, CloseReason, ConnectionHandle, Endpoint, SendError};
+
+/// The core's events as the tests see them: each [`rpc_transport_udp::proto::Event::Readable`]
+/// becomes one `Message` per message then taken with `Endpoint::poll_message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Connected {
+        server_incarnation: u64,
+    },
+    Accepted {
+        peer: SocketAddr,
+        client_incarnation: u64,
+    },
+    Message(Bytes),
+    Writable,
+    Closed(CloseReason),
+}
+
+/// Translates one core event (taking the messages a `Readable` announces).
+pub fn expand(
+    ep: &mut Endpoint,
+    h: ConnectionHandle,
+    ev: rpc_transport_udp::proto::Event,
+) -> Vec<Event> {
+    use rpc_transport_udp::proto::Event as E;
+    match ev {
+        E::Connected { server_incarnation } => vec![Event::Connected { server_incarnation }],
+        E::Accepted {
+            peer,
+            client_incarnation,
+        } => vec![Event::Accepted {
+            peer,
+            client_incarnation,
+        }],
+        E::Readable => std::iter::from_fn(|| ep.poll_message(h))
+            .map(Event::Message)
+            .collect(),
+        E::Writable => vec![Event::Writable],
+        E::Closed(r) => vec![Event::Closed(r)],
+    }
+}
 
 // ---------------------------------------------------------------------------------------
 // Randomness
@@ -142,7 +182,13 @@ pub fn drain_raw(ep: &mut Endpoint, now: Instant) -> Vec<(SocketAddr, Bytes)> {
 }
 
 pub fn events(ep: &mut Endpoint) -> Vec<(ConnectionHandle, Event)> {
-    std::iter::from_fn(|| ep.poll_event()).collect()
+    let mut out = Vec::new();
+    while let Some((h, ev)) = ep.poll_event() {
+        for e in expand(ep, h, ev) {
+            out.push((h, e));
+        }
+    }
+    out
 }
 
 /// A short description of a datagram for traces and failure messages.
@@ -508,9 +554,11 @@ impl Sim {
             for (i, node) in self.nodes.iter_mut().enumerate() {
                 while let Some((h, ev)) = node.ep.poll_event() {
                     busy = true;
-                    match apps.get_mut(i) {
-                        Some(app) => app.on_event(&mut node.ep, h, ev, now),
-                        None => node.log.push((self.elapsed, h, ev)),
+                    for ev in expand(&mut node.ep, h, ev) {
+                        match apps.get_mut(i) {
+                            Some(app) => app.on_event(&mut node.ep, h, ev, now),
+                            None => node.log.push((self.elapsed, h, ev)),
+                        }
                     }
                 }
                 if let Some(app) = apps.get_mut(i) {
