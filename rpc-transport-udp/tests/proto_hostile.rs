@@ -653,3 +653,46 @@ fn reassembly_fairness_under_a_budget_attack() {
     assert!(st.reassembly_evictions >= 1, "{st:?}");
     assert!(sim.ep(s).reassembly_bytes() <= 8 << 20);
 }
+
+/// A peer that acknowledges a little, then only pings (keeping itself "alive") while our
+/// reply sits unacknowledged, is given up on after `peer_timeout` without progress
+/// (instead of holding the connection's send buffer for minutes).
+#[test]
+fn a_pinging_peer_that_stops_acknowledging_is_given_up() {
+    let mut s = server(Config::default());
+    let (a, t0) = (addr(1000), Instant::now());
+    let peer = FakePeer::connect(&mut s, a, CONN, 7, t0);
+    let h = peer.handle;
+    s.handle_datagram(t0, a, peer.single(1, b"get"));
+    events(&mut s);
+    s.send(h, Bytes::from(vec![5u8; 60_000])).unwrap();
+    drain(&mut s, t0);
+    // It acknowledges the first five fragments, once.
+    let t1 = t0 + ms(1);
+    s.handle_datagram(t1, a, packet(CONN, ack_info(5, &[]), Body::Ack));
+    let ping = packet(CONN, ack_info(5, &[]), Body::Ping);
+    let mut t = t1;
+    let mut closed_at = None;
+    while t < t0 + Duration::from_secs(60) && closed_at.is_none() {
+        t += ms(100);
+        s.handle_datagram(t, a, ping.clone());
+        if s.poll_timeout().is_some_and(|d| d <= t) {
+            s.handle_timeout(t);
+        }
+        drain(&mut s, t);
+        if events(&mut s)
+            .iter()
+            .any(|(_, e)| *e == Event::Closed(CloseReason::Unreachable))
+        {
+            closed_at = Some(t);
+        }
+    }
+    let closed_at = closed_at.expect("not given up on");
+    let after = closed_at - t1;
+    assert!(
+        after >= Duration::from_secs(10) && after <= Duration::from_secs(11),
+        "{after:?}"
+    );
+    let st = s.stats();
+    assert_eq!((st.no_progress_closes, st.never_acked_closes), (1, 0));
+}

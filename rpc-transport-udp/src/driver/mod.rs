@@ -241,6 +241,7 @@ impl State {
             accepted_unvalidated: e.accepted_unvalidated,
             amplification_blocked: e.amplification_blocked,
             never_acked_closes: e.never_acked_closes,
+            no_progress_closes: e.no_progress_closes,
             reassembly_evictions: e.reassembly_evictions,
             connections: Vec::new(),
         }

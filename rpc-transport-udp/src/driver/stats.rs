@@ -71,6 +71,9 @@ pub struct UdpStats {
     pub amplification_blocked: u64,
     /// Connections closed because the peer never acknowledged any Data.
     pub never_acked_closes: u64,
+    /// Connections closed because the peer acknowledged nothing new for `peer_timeout`
+    /// while it kept sending (pings) and Data was in flight.
+    pub no_progress_closes: u64,
     /// Connections evicted to free reassembly memory for others.
     pub reassembly_evictions: u64,
     /// Current connections: (peer, smoothed RTT µs (0 before a sample), RTO µs).
@@ -107,6 +110,7 @@ impl UdpStats {
         self.accepted_unvalidated += o.accepted_unvalidated;
         self.amplification_blocked += o.amplification_blocked;
         self.never_acked_closes += o.never_acked_closes;
+        self.no_progress_closes += o.no_progress_closes;
         self.reassembly_evictions += o.reassembly_evictions;
         self.accept_overflow += o.accept_overflow;
         self.bad_frames += o.bad_frames;

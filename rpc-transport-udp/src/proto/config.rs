@@ -96,7 +96,9 @@ pub struct Config {
     /// anything. Default 1 s.
     pub keepalive_interval: Duration,
     /// A connection with data in flight (or a handshake pending) whose peer has sent
-    /// nothing for this long is declared unreachable. Default 10 s.
+    /// nothing for this long is declared unreachable; so is one with data in flight
+    /// whose peer keeps sending (pings) but acknowledges nothing new for this long.
+    /// Default 10 s.
     pub peer_timeout: Duration,
     /// A single datagram retransmitted this many times declares the peer unreachable.
     /// Default 64.

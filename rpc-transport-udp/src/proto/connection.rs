@@ -214,6 +214,9 @@ pub struct ConnectionStats {
     pub retries_followed: u64,
     /// 1 if the connection was closed because its peer never acknowledged any Data.
     pub never_acked_closes: u64,
+    /// 1 if the connection was closed because its peer, though heard from, acknowledged
+    /// nothing new for `peer_timeout` while Data was in flight.
+    pub no_progress_closes: u64,
 }
 
 /// Endpoint-wide state a connection needs while handling an input.
@@ -374,6 +377,10 @@ pub(crate) struct Connection {
 
     timers: TimerTable,
     last_recv: Instant,
+    /// While Data is in flight: when the peer last acknowledged new data (or when the
+    /// data went in flight). A peer that keeps pinging but acknowledges nothing for
+    /// `peer_timeout` is as unreachable as a silent one.
+    progress: Option<Instant>,
     last_send: Instant,
     closed_reported: bool,
     stats: ConnectionStats,
@@ -437,6 +444,7 @@ impl Connection {
             global_starved: false,
             timers: TimerTable::default(),
             last_recv: now,
+            progress: None,
             last_send: now,
             closed_reported: false,
             stats: ConnectionStats::default(),
@@ -678,12 +686,22 @@ impl Connection {
         self.enter_closed(reason, ctx);
     }
 
+    /// When the peer is declared unreachable if it has not answered: `peer_timeout`
+    /// after it was last heard, or, with Data in flight, after it last acknowledged new
+    /// data (whichever is earlier).
+    fn peer_deadline(&self) -> Instant {
+        let since = match self.progress {
+            Some(p) if self.in_flight > 0 => p.min(self.last_recv),
+            _ => self.last_recv,
+        };
+        since + self.cfg.peer_timeout
+    }
+
     fn arm_liveness(&mut self, now: Instant) {
         self.timers
             .set(Timer::Idle, self.last_recv + self.cfg.idle_timeout);
         if self.expects_answer() {
-            self.timers
-                .set(Timer::PeerTimeout, self.last_recv + self.cfg.peer_timeout);
+            self.timers.set(Timer::PeerTimeout, self.peer_deadline());
         } else {
             self.timers.stop(Timer::PeerTimeout);
         }
@@ -971,6 +989,7 @@ impl Connection {
             return;
         }
         self.ever_acked = true;
+        self.progress = (self.in_flight > 0).then_some(now);
         if let (true, Some(mut r)) = (top_newly_acked, sample) {
             let delay = Duration::from_micros(ack.delay_us as u64);
             if r > delay {
@@ -1021,6 +1040,10 @@ impl Connection {
             return;
         }
         if self.timers.is_due(Timer::PeerTimeout, now) && self.expects_answer() {
+            if now < self.last_recv + self.cfg.peer_timeout {
+                // Heard from, but nothing acknowledged: counted apart.
+                self.stats.no_progress_closes = 1;
+            }
             self.enter_closed(CloseReason::Unreachable, ctx);
             return;
         }
@@ -1399,13 +1422,15 @@ impl Connection {
             transmissions: 1,
             lost: false,
         }));
+        if self.in_flight == 0 {
+            self.progress = Some(now);
+        }
         self.in_flight += 1;
         self.first_data_sent.get_or_insert(now);
         if self.timers.get(Timer::Retransmit).is_none() {
             self.timers.set(Timer::Retransmit, now + self.rtt.rto());
         }
-        self.timers
-            .set(Timer::PeerTimeout, self.last_recv + self.cfg.peer_timeout);
+        self.timers.set(Timer::PeerTimeout, self.peer_deadline());
         if self.blocked && self.backlog < self.cfg.send_buffer {
             self.blocked = false;
             events.push_back(Event::Writable);

@@ -94,6 +94,9 @@ pub struct EndpointStats {
     pub amplification_blocked: u64,
     /// Connections closed because their peer never acknowledged any Data.
     pub never_acked_closes: u64,
+    /// Connections closed because their peer kept sending (pings) but acknowledged
+    /// nothing new for `peer_timeout` with Data in flight.
+    pub no_progress_closes: u64,
     /// Connections closed to free reassembly memory for others: when the endpoint's
     /// budget was full, the one holding the most lost its partial messages.
     pub reassembly_evictions: u64,
@@ -395,6 +398,7 @@ impl Endpoint {
             s.rto_timeouts += c.rto_timeouts;
             s.amplification_blocked += c.amplification_blocked;
             s.never_acked_closes += c.never_acked_closes;
+            s.no_progress_closes += c.no_progress_closes;
         };
         add(&self.freed);
         for c in self.connections.values() {
@@ -810,6 +814,7 @@ impl Endpoint {
                 self.freed.rto_timeouts += s.rto_timeouts;
                 self.freed.amplification_blocked += s.amplification_blocked;
                 self.freed.never_acked_closes += s.never_acked_closes;
+                self.freed.no_progress_closes += s.no_progress_closes;
                 self.stats.connections_closed += 1;
                 if conn.side() == Side::Server {
                     self.release_ip(conn.peer.ip());
