@@ -51,6 +51,7 @@ use super::packet::{
 };
 use super::reassembly::{GlobalBudget, Insert, Reassembler};
 use super::rtt::RttEstimator;
+use super::sent::{Acked, Sent, SentPackets};
 use super::timer::{Timer, TimerTable};
 use super::window::{RecvWindow, Seen};
 
@@ -244,20 +245,6 @@ enum State {
 /// (`sendmsg` with the datagram header and the payload's chunks) instead of being copied.
 pub const GATHER_MIN: usize = 512;
 
-/// A fragment sent and not yet acknowledged.
-#[derive(Debug)]
-struct Sent {
-    frag_index: u32,
-    frag_count: u32,
-    msg_len: u32,
-    payload: Chain,
-    first_sent: Instant,
-    last_sent: Instant,
-    transmissions: u32,
-    /// Queued for retransmission.
-    lost: bool,
-}
-
 /// A message accepted for sending whose fragments are not all sent yet.
 #[derive(Debug)]
 struct Outgoing {
@@ -319,18 +306,12 @@ pub(crate) struct Connection {
     /// The payload of the Data datagram `next_body` just chose (its `Body::Data` carries
     /// an empty placeholder): copied into the datagram when small, gathered when large.
     tx_payload: Chain,
-    next_seq: u64,
-    /// In-flight fragments; index = seq - send_base; `None` once acknowledged.
-    sent: VecDeque<Option<Sent>>,
-    send_base: u64,
-    in_flight: usize,
-    lost: VecDeque<u64>,
+    /// Data datagrams in flight: sequence numbers, loss detection, retransmission.
+    sent: SentPackets,
     outgoing: VecDeque<Outgoing>,
     backlog: usize,
     blocked: bool,
     rtt: RttEstimator,
-    largest_acked: u64,
-    largest_acked_sent: Option<Instant>,
 
     // Receiving.
     window: RecvWindow,
@@ -408,17 +389,11 @@ impl Connection {
             peer_recv_window: cfg.send_window,
             fragment_payload: packet::max_fragment_payload(cfg.max_datagram),
             tx_payload: Chain::default(),
-            next_seq: 1,
-            sent: VecDeque::new(),
-            send_base: 1,
-            in_flight: 0,
-            lost: VecDeque::new(),
+            sent: SentPackets::default(),
             outgoing: VecDeque::new(),
             backlog: 0,
             blocked: false,
             rtt: RttEstimator::new(cfg.rtt),
-            largest_acked: 0,
-            largest_acked_sent: None,
             window: RecvWindow::new(cfg.recv_window),
             reassembler: Reassembler::new(cfg.reassembly),
             ack_needed: false,
@@ -582,7 +557,7 @@ impl Connection {
         ConnectionStats {
             srtt_us: self.rtt.srtt().map_or(0, |d| d.as_micros() as u64),
             rto_us: self.rtt.rto().as_micros() as u64,
-            in_flight: self.in_flight as u64,
+            in_flight: self.sent.in_flight() as u64,
             retries_followed: u64::from(self.retries_followed),
             ..self.stats
         }
@@ -667,8 +642,6 @@ impl Connection {
         self.state = State::Closed(reason);
         self.close_pending = reason.close_code();
         self.sent.clear();
-        self.in_flight = 0;
-        self.lost.clear();
         self.outgoing.clear();
         self.backlog = 0;
         self.reassembler.clear(ctx.budget);
@@ -691,7 +664,7 @@ impl Connection {
     /// data (whichever is earlier).
     fn peer_deadline(&self) -> Instant {
         let since = match self.progress {
-            Some(p) if self.in_flight > 0 => p.min(self.last_recv),
+            Some(p) if self.sent.in_flight() > 0 => p.min(self.last_recv),
             _ => self.last_recv,
         };
         since + self.cfg.peer_timeout
@@ -719,7 +692,7 @@ impl Connection {
     /// Whether the peer owes us an answer (handshake or unacknowledged data).
     fn expects_answer(&self) -> bool {
         matches!(self.state, State::Handshaking { .. })
-            || self.in_flight > 0
+            || self.sent.in_flight() > 0
             || !self.outgoing.is_empty()
     }
 
@@ -734,7 +707,7 @@ impl Connection {
             Some(at) => self.timers.set(Timer::Reassembly, at),
             None => self.timers.stop(Timer::Reassembly),
         }
-        let sending_data = self.in_flight > 0;
+        let sending_data = self.sent.in_flight() > 0;
         let handshaking = matches!(self.state, State::Handshaking { .. });
         if !sending_data && !handshaking {
             self.timers.stop(Timer::Retransmit);
@@ -797,13 +770,13 @@ impl Connection {
                 payload,
             } => {
                 if matches!(self.state, State::Established) {
-                    self.on_ack(&pkt.ack, now, ctx);
+                    self.on_ack(&pkt.ack, now);
                     self.on_data(seq, frag_index, frag_count, msg_len, payload, now, ctx);
                 }
             }
-            Body::Ack => self.on_ack(&pkt.ack, now, ctx),
+            Body::Ack => self.on_ack(&pkt.ack, now),
             Body::Ping => {
-                self.on_ack(&pkt.ack, now, ctx);
+                self.on_ack(&pkt.ack, now);
                 self.ack_needed = true;
                 self.ack_now = true;
             }
@@ -927,70 +900,21 @@ impl Connection {
     }
 
     /// Processes the acknowledgement fields every datagram carries.
-    fn on_ack(&mut self, ack: &AckInfo, now: Instant, ctx: &mut Ctx<'_>) {
-        let highest_sent = self.next_seq - 1;
-        let top = ack
-            .ranges
-            .as_slice()
-            .last()
-            .map_or(ack.cumulative, |r| r.end.max(ack.cumulative));
-        if top > highest_sent {
-            self.stats.invalid_acks += 1;
-            return;
-        }
-        let mut newly_acked = 0usize;
-        let mut sample: Option<Duration> = None;
-        let mut top_newly_acked = false;
-        let mut ack_one = |conn: &mut Connection, seq: u64| {
-            if seq < conn.send_base {
+    fn on_ack(&mut self, ack: &AckInfo, now: Instant) {
+        let (newly, sample) = match self.sent.on_ack(ack, now) {
+            Acked::Invalid => {
+                self.stats.invalid_acks += 1;
                 return;
             }
-            let idx = (seq - conn.send_base) as usize;
-            let Some(slot) = conn.sent.get_mut(idx) else {
-                return;
-            };
-            if let Some(s) = slot.take() {
-                newly_acked += 1;
-                conn.in_flight -= 1;
-                // The highest acknowledged datagram and *its* send time go together:
-                // fast retransmit compares other datagrams against that one datagram.
-                if seq > conn.largest_acked {
-                    conn.largest_acked = seq;
-                    conn.largest_acked_sent = Some(s.last_sent);
-                }
-                if seq == top {
-                    top_newly_acked = true;
-                    // Karn's rule: only datagrams sent exactly once give RTT samples.
-                    if s.transmissions == 1 {
-                        sample = Some(now.saturating_duration_since(s.first_sent));
-                    }
-                }
-            }
+            Acked::Ok { newly, sample } => (newly, sample),
         };
-        let cum_end = ack.cumulative.min(highest_sent);
-        let mut seq = self.send_base;
-        while seq <= cum_end {
-            ack_one(self, seq);
-            seq += 1;
-        }
-        for r in ack.ranges.as_slice() {
-            let start = r.start.max(self.send_base);
-            let mut seq = start;
-            while seq <= r.end {
-                ack_one(self, seq);
-                seq += 1;
-            }
-        }
-        while let Some(None) = self.sent.front() {
-            self.sent.pop_front();
-            self.send_base += 1;
-        }
-        if newly_acked == 0 {
+        if newly == 0 {
             return;
         }
         self.ever_acked = true;
-        self.progress = (self.in_flight > 0).then_some(now);
-        if let (true, Some(mut r)) = (top_newly_acked, sample) {
+        let in_flight = self.sent.in_flight();
+        self.progress = (in_flight > 0).then_some(now);
+        if let Some(mut r) = sample {
             let delay = Duration::from_micros(ack.delay_us as u64);
             if r > delay {
                 r -= delay;
@@ -998,36 +922,13 @@ impl Connection {
             self.rtt.on_sample(r);
         }
         // RFC 6298 5.3: new data acknowledged restarts the timer.
-        if self.in_flight > 0 {
+        if in_flight > 0 {
             self.timers.set(Timer::Retransmit, now + self.rtt.rto());
         } else {
             self.timers.stop(Timer::Retransmit);
         }
-        self.detect_lost();
-        let _ = ctx;
-    }
-
-    /// Fast retransmit: a datagram is lost when one sent after it, `reorder_threshold`
-    /// sequence numbers higher, has been acknowledged.
-    fn detect_lost(&mut self) {
-        let Some(acked_sent) = self.largest_acked_sent else {
-            return;
-        };
-        let limit = self
-            .largest_acked
-            .saturating_sub(self.cfg.reorder_threshold);
-        let mut seq = self.send_base;
-        while seq <= limit {
-            let idx = (seq - self.send_base) as usize;
-            if let Some(Some(s)) = self.sent.get_mut(idx) {
-                if !s.lost && s.last_sent < acked_sent {
-                    s.lost = true;
-                    self.lost.push_back(seq);
-                    self.stats.fast_retransmits += 1;
-                }
-            }
-            seq += 1;
-        }
+        // Fast retransmit.
+        self.stats.fast_retransmits += self.sent.detect_lost(self.cfg.reorder_threshold) as u64;
     }
 
     /// Handles every timer due at `now`.
@@ -1087,7 +988,7 @@ impl Connection {
             self.timers.stop(Timer::Retransmit);
             return;
         }
-        if self.side == Side::Server && !self.ever_acked && self.in_flight > 0 {
+        if self.side == Side::Server && !self.ever_acked && self.sent.in_flight() > 0 {
             // A peer that never acknowledged anything may not be there at all (a spoofed
             // address): bound what we keep sending it.
             self.rto_without_ack += 1;
@@ -1102,21 +1003,13 @@ impl Connection {
                 return;
             }
         }
-        let rto = self.rtt.rto();
-        let mut marked = 0;
-        for (i, slot) in self.sent.iter_mut().enumerate() {
-            let Some(s) = slot else { continue };
-            let overdue = s.last_sent + rto <= now;
-            // RFC 6298 5.4: at least the earliest unacknowledged datagram.
-            if (overdue || marked == 0) && !s.lost {
-                if s.transmissions > self.cfg.max_retransmits {
-                    self.enter_closed(CloseReason::Unreachable, ctx);
-                    return;
-                }
-                s.lost = true;
-                self.lost.push_back(self.send_base + i as u64);
-                marked += 1;
-            }
+        if self
+            .sent
+            .on_rto(now, self.rtt.rto(), self.cfg.max_retransmits)
+            .is_err()
+        {
+            self.enter_closed(CloseReason::Unreachable, ctx);
+            return;
         }
         // RFC 6298 5.5: back off.
         self.rtt.on_timeout();
@@ -1232,10 +1125,11 @@ impl Connection {
         self.close_pending.is_some()
             || self.accept_pending
             || self.retry_pending.is_some()
-            || !self.lost.is_empty()
+            || self.sent.has_lost()
             || (!self.outgoing.is_empty()
-                && self.in_flight < self.effective_window()
-                && self.next_seq - self.send_base < u64::from(self.peer_recv_window))
+                && self
+                    .sent
+                    .can_send(self.effective_window(), self.peer_recv_window))
             || self.ping_pending
             || (self.ack_needed && self.ack_now)
     }
@@ -1305,7 +1199,7 @@ impl Connection {
             self.retry_pending = None;
             return Some(Body::Retry { cookie });
         }
-        if !self.lost.is_empty() {
+        if self.sent.has_lost() {
             return self.next_retransmission(now, room);
         }
         if let Some(body) = self.next_fragment(now, events, room) {
@@ -1313,8 +1207,9 @@ impl Connection {
         }
         if !self.outgoing.is_empty()
             && room.is_some()
-            && self.in_flight < self.effective_window()
-            && self.next_seq - self.send_base < u64::from(self.peer_recv_window)
+            && self
+                .sent
+                .can_send(self.effective_window(), self.peer_recv_window)
         {
             // Held back by the amplification limit: nothing smaller jumps the queue but
             // an ack.
@@ -1334,41 +1229,24 @@ impl Connection {
     }
 
     fn next_retransmission(&mut self, now: Instant, room: Option<Room>) -> Option<Body> {
-        while let Some(&seq) = self.lost.front() {
-            if seq < self.send_base {
-                self.lost.pop_front();
-                continue;
-            }
-            let idx = (seq - self.send_base) as usize;
-            let Some(Some(s)) = self.sent.get_mut(idx) else {
-                self.lost.pop_front();
-                continue;
-            };
-            if !s.lost {
-                self.lost.pop_front();
-                continue;
-            }
-            if !Room::fits(room, packet::DATA_HEADER_LEN + s.payload.len(), true) {
-                return None;
-            }
-            self.lost.pop_front();
-            s.lost = false;
-            s.transmissions += 1;
-            s.last_sent = now;
-            self.stats.retransmits += 1;
-            if self.timers.get(Timer::Retransmit).is_none() {
-                self.timers.set(Timer::Retransmit, now + self.rtt.rto());
-            }
-            self.tx_payload = s.payload.clone();
-            return Some(Body::Data {
-                seq,
-                frag_index: s.frag_index,
-                frag_count: s.frag_count,
-                msg_len: s.msg_len,
-                payload: Bytes::new(),
-            });
+        let (_, s) = self.sent.peek_lost()?;
+        if !Room::fits(room, packet::DATA_HEADER_LEN + s.payload.len(), true) {
+            return None;
         }
-        None
+        let (seq, s) = self.sent.retransmit_next(now)?;
+        let body = Body::Data {
+            seq,
+            frag_index: s.frag_index,
+            frag_count: s.frag_count,
+            msg_len: s.msg_len,
+            payload: Bytes::new(),
+        };
+        self.tx_payload = s.payload.clone();
+        self.stats.retransmits += 1;
+        if self.timers.get(Timer::Retransmit).is_none() {
+            self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+        }
+        Some(body)
     }
 
     fn next_fragment(
@@ -1377,12 +1255,9 @@ impl Connection {
         events: &mut VecDeque<Event>,
         room: Option<Room>,
     ) -> Option<Body> {
-        // Two limits: datagrams in flight, and how far past the lowest unacknowledged
-        // sequence number we may go (the peer drops anything beyond its window; everything
-        // below send_base is acknowledged, so its cumulative point is at least
-        // send_base - 1).
-        if self.in_flight >= self.effective_window()
-            || self.next_seq - self.send_base >= u64::from(self.peer_recv_window)
+        if !self
+            .sent
+            .can_send(self.effective_window(), self.peer_recv_window)
         {
             return None;
         }
@@ -1392,7 +1267,7 @@ impl Connection {
         if out.frag_count == 0 {
             out.frag_count = packet::fragment_count(msg_len, max_payload);
         }
-        let seq = self.next_seq;
+        let seq = self.sent.next_seq();
         let msg_id = *out.msg_id.get_or_insert(seq);
         let frag_index = out.next_index;
         let frag_count = out.frag_count;
@@ -1411,21 +1286,17 @@ impl Connection {
             self.outgoing.pop_front();
         }
         self.backlog = self.backlog.saturating_sub(payload.len());
-        self.next_seq += 1;
-        self.sent.push_back(Some(Sent {
+        if self.sent.in_flight() == 0 {
+            self.progress = Some(now);
+        }
+        let pushed = self.sent.push(Sent::new(
             frag_index,
             frag_count,
             msg_len,
-            payload: payload.clone(),
-            first_sent: now,
-            last_sent: now,
-            transmissions: 1,
-            lost: false,
-        }));
-        if self.in_flight == 0 {
-            self.progress = Some(now);
-        }
-        self.in_flight += 1;
+            payload.clone(),
+            now,
+        ));
+        debug_assert_eq!(pushed, seq);
         self.first_data_sent.get_or_insert(now);
         if self.timers.get(Timer::Retransmit).is_none() {
             self.timers.set(Timer::Retransmit, now + self.rtt.rto());

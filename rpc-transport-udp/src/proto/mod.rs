@@ -12,6 +12,7 @@ pub mod endpoint;
 pub mod packet;
 pub mod reassembly;
 pub mod rtt;
+mod sent;
 mod timer;
 pub mod window;
 
