@@ -236,9 +236,16 @@ enum State {
         transmissions: u32,
         /// The cookie of the server's last Retry, echoed in every Init from then on.
         cookie: Option<Cookie>,
+        /// An Init is due (first, retransmitted on RTO, or repeated with a cookie).
+        init_pending: bool,
     },
     Established,
-    Closed(CloseReason),
+    Closed {
+        reason: CloseReason,
+        /// The Close datagram still to send (its reason code), if the reason calls for
+        /// one.
+        close_pending: Option<u32>,
+    },
 }
 
 /// Data payloads at least this long are gathered into the datagram by the socket
@@ -268,6 +275,24 @@ impl Unvalidated {
         let allowed = self.received.saturating_mul(AMPLIFICATION_FACTOR);
         usize::try_from(allowed.saturating_sub(self.sent)).unwrap_or(usize::MAX)
     }
+}
+
+/// What the next datagram carries: a control body, or a Data fragment whose payload is
+/// still the message's chunks (copied into the datagram or gathered by `poll_transmit`).
+#[derive(Debug)]
+enum Next {
+    Control(Body),
+    Data(DataOut),
+}
+
+/// A Data fragment to send (new or retransmitted).
+#[derive(Debug)]
+struct DataOut {
+    seq: u64,
+    frag_index: u32,
+    frag_count: u32,
+    msg_len: u32,
+    payload: Chain,
 }
 
 /// What the next datagram may cost (anti-amplification), and its header sizes.
@@ -303,9 +328,6 @@ pub(crate) struct Connection {
     fragment_payload: usize,
 
     // Sending.
-    /// The payload of the Data datagram `next_body` just chose (its `Body::Data` carries
-    /// an empty placeholder): copied into the datagram when small, gathered when large.
-    tx_payload: Chain,
     /// Data datagrams in flight: sequence numbers, loss detection, retransmission.
     sent: SentPackets,
     outgoing: VecDeque<Outgoing>,
@@ -332,10 +354,8 @@ pub(crate) struct Connection {
     discard: bool,
 
     // Control datagrams waiting to go out.
-    init_pending: bool,
     accept_pending: bool,
     ping_pending: bool,
-    close_pending: Option<u32>,
     /// Server: a Retry to send (an unvalidated connection's invitation to validate).
     retry_pending: Option<Cookie>,
     /// Server: when the last Retry went out.
@@ -388,7 +408,6 @@ impl Connection {
             peer_incarnation: None,
             peer_recv_window: cfg.send_window,
             fragment_payload: packet::max_fragment_payload(cfg.max_datagram),
-            tx_payload: Chain::default(),
             sent: SentPackets::default(),
             outgoing: VecDeque::new(),
             backlog: 0,
@@ -404,10 +423,8 @@ impl Connection {
             inbox: VecDeque::new(),
             paused: false,
             discard: false,
-            init_pending: false,
             accept_pending: false,
             ping_pending: false,
-            close_pending: None,
             retry_pending: None,
             retry_sent: None,
             revalidate: None,
@@ -440,8 +457,8 @@ impl Connection {
             first_sent: None,
             transmissions: 0,
             cookie: None,
+            init_pending: true,
         };
-        c.init_pending = true;
         c.arm_liveness(now);
         c
     }
@@ -539,16 +556,20 @@ impl Connection {
     /// Whether the connection is closed.
     pub(crate) fn close_reason(&self) -> Option<CloseReason> {
         match self.state {
-            State::Closed(r) => Some(r),
+            State::Closed { reason, .. } => Some(reason),
             _ => None,
         }
     }
 
     /// Closed, reported, and nothing left to send: the endpoint may free it.
     pub(crate) fn is_drained(&self) -> bool {
-        matches!(self.state, State::Closed(_))
-            && self.closed_reported
-            && self.close_pending.is_none()
+        matches!(
+            self.state,
+            State::Closed {
+                close_pending: None,
+                ..
+            }
+        ) && self.closed_reported
             && self.inbox.is_empty()
     }
 
@@ -570,7 +591,7 @@ impl Connection {
 
     /// Whether a [`Connection::send`] would be accepted now.
     pub(crate) fn is_writable(&self) -> bool {
-        !matches!(self.state, State::Closed(_)) && self.backlog < self.cfg.send_buffer
+        !matches!(self.state, State::Closed { .. }) && self.backlog < self.cfg.send_buffer
     }
 
     /// Takes the oldest complete message.
@@ -608,7 +629,7 @@ impl Connection {
 
     /// Accepts a message for sending.
     pub(crate) fn send(&mut self, msg: Chain) -> Result<(), SendError> {
-        if let State::Closed(reason) = self.state {
+        if let State::Closed { reason, .. } = self.state {
             return Err(SendError::Closed(reason));
         }
         if msg.len() > self.cfg.reassembly.max_message as usize {
@@ -635,18 +656,19 @@ impl Connection {
     }
 
     fn enter_closed(&mut self, reason: CloseReason, ctx: &mut Ctx<'_>) {
-        if matches!(self.state, State::Closed(_)) {
+        if matches!(self.state, State::Closed { .. }) {
             return;
         }
         tracing::debug!(peer = %self.peer, conn_id = self.conn_id, ?reason, "connection closed");
-        self.state = State::Closed(reason);
-        self.close_pending = reason.close_code();
+        self.state = State::Closed {
+            reason,
+            close_pending: reason.close_code(),
+        };
         self.sent.clear();
         self.outgoing.clear();
         self.backlog = 0;
         self.reassembler.clear(ctx.budget);
         self.timers.stop_all();
-        self.init_pending = false;
         self.accept_pending = false;
         self.ping_pending = false;
         self.ack_needed = false;
@@ -698,7 +720,7 @@ impl Connection {
 
     /// Restarts the bookkeeping timers after anything changed.
     fn rearm(&mut self, now: Instant) {
-        if matches!(self.state, State::Closed(_)) {
+        if matches!(self.state, State::Closed { .. }) {
             self.timers.stop_all();
             return;
         }
@@ -721,7 +743,7 @@ impl Connection {
 
     /// Handles one parsed datagram from the peer.
     pub(crate) fn handle_packet(&mut self, pkt: Packet, now: Instant, ctx: &mut Ctx<'_>) {
-        if matches!(self.state, State::Closed(_)) {
+        if matches!(self.state, State::Closed { .. }) {
             return;
         }
         self.stats.datagrams_received += 1;
@@ -800,18 +822,19 @@ impl Connection {
                 first_sent,
                 transmissions,
                 cookie: held,
+                init_pending,
             } => {
                 // No RTT sample here: the Init that carries the cookie and its Accept
                 // give the first one.
                 *held = Some(cookie);
                 *first_sent = None;
                 *transmissions = 0;
-                self.init_pending = true;
+                *init_pending = true;
                 // Armed again when the Init goes out.
                 self.timers.stop(Timer::Retransmit);
             }
             State::Established => self.revalidate = Some(cookie),
-            State::Closed(_) => {}
+            State::Closed { .. } => {}
         }
     }
 
@@ -933,7 +956,7 @@ impl Connection {
 
     /// Handles every timer due at `now`.
     pub(crate) fn handle_timeout(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
-        if matches!(self.state, State::Closed(_)) {
+        if matches!(self.state, State::Closed { .. }) {
             return;
         }
         if self.timers.is_due(Timer::Idle, now) {
@@ -968,7 +991,7 @@ impl Connection {
         }
         if self.timers.is_due(Timer::Retransmit, now) {
             self.on_retransmit_timeout(now, ctx);
-            if matches!(self.state, State::Closed(_)) {
+            if matches!(self.state, State::Closed { .. }) {
                 return;
             }
         }
@@ -983,7 +1006,9 @@ impl Connection {
                 return;
             }
             self.rtt.on_timeout();
-            self.init_pending = true;
+            if let State::Handshaking { init_pending, .. } = &mut self.state {
+                *init_pending = true;
+            }
             // Armed again when the Init goes out.
             self.timers.stop(Timer::Retransmit);
             return;
@@ -1052,20 +1077,28 @@ impl Connection {
             head: HEADER_LEN + ack.ranges.len() * SACK_RANGE_LEN,
             data_head: HEADER_LEN + ack.ranges.len().min(DATA_SACK_RANGES) * SACK_RANGE_LEN,
         });
-        let mut body = match self.next_body(now, events, room) {
-            Some(body) => body,
+        let body = match self.next_body(now, events, room) {
             None => return false,
-        };
-        if let Body::Data { payload, .. } = &mut body {
-            let data = std::mem::take(&mut self.tx_payload);
-            if data.len() < GATHER_MIN && data.is_contiguous() {
-                // Small: one copy into the datagram beats another iovec.
-                *payload = data.to_bytes();
-            } else {
-                // Large or in pieces: the datagram is `out` then these chunks (sendmsg).
-                gather.extend(data.chunks().cloned());
+            Some(Next::Control(body)) => body,
+            Some(Next::Data(d)) => {
+                let payload = if d.payload.len() < GATHER_MIN && d.payload.is_contiguous() {
+                    // Small: one copy into the datagram beats another iovec.
+                    d.payload.to_bytes()
+                } else {
+                    // Large or in pieces: the datagram is `out` then these chunks
+                    // (sendmsg); the Body carries none of them.
+                    gather.extend(d.payload.chunks().cloned());
+                    Bytes::new()
+                };
+                Body::Data {
+                    seq: d.seq,
+                    frag_index: d.frag_index,
+                    frag_count: d.frag_count,
+                    msg_len: d.msg_len,
+                    payload,
+                }
             }
-        }
+        };
         let max_ranges = if matches!(body, Body::Data { .. }) {
             DATA_SACK_RANGES
         } else {
@@ -1111,19 +1144,24 @@ impl Connection {
         now: Instant,
         events: &mut VecDeque<Event>,
         room: Option<Room>,
-    ) -> Option<Body> {
-        let body = self.choose_body(now, events, room);
-        if body.is_none() && room.is_some() && self.has_output() {
+    ) -> Option<Next> {
+        let next = self.choose_body(now, events, room);
+        if next.is_none() && room.is_some() && self.has_output() {
             self.stats.amplification_blocked += 1;
         }
-        body
+        next
     }
 
     /// Whether something waits to be sent (for counting what the amplification limit
     /// holds back).
     fn has_output(&self) -> bool {
-        self.close_pending.is_some()
-            || self.accept_pending
+        matches!(
+            self.state,
+            State::Closed {
+                close_pending: Some(_),
+                ..
+            }
+        ) || self.accept_pending
             || self.retry_pending.is_some()
             || self.sent.has_lost()
             || (!self.outgoing.is_empty()
@@ -1139,71 +1177,16 @@ impl Connection {
         now: Instant,
         events: &mut VecDeque<Event>,
         room: Option<Room>,
-    ) -> Option<Body> {
+    ) -> Option<Next> {
+        if let Some(decided) = self.control_before_data(now, room) {
+            return decided.map(Next::Control);
+        }
         let fits = |len: usize| Room::fits(room, len, false);
-        if let State::Closed(_) = self.state {
-            if !fits(4) {
-                // The peer is unproven and has had its share: no Close for it.
-                self.close_pending = None;
-            }
-            return self
-                .close_pending
-                .take()
-                .map(|reason| Body::Close { reason });
-        }
-        if let State::Handshaking {
-            first_sent,
-            transmissions,
-            cookie,
-        } = &mut self.state
-        {
-            if !self.init_pending {
-                return None;
-            }
-            self.init_pending = false;
-            first_sent.get_or_insert(now);
-            *transmissions += 1;
-            self.timers.set(Timer::Retransmit, now + self.rtt.rto());
-            return Some(Body::Init {
-                client_incarnation: self.local_incarnation,
-                recv_window: self.cfg.recv_window,
-                max_datagram: self.cfg.max_datagram as u32,
-                cookie: *cookie,
-            });
-        }
-        if let Some(cookie) = self.revalidate.take() {
-            // Established client: the server wants our address proven (9.3, under load).
-            return Some(Body::Init {
-                client_incarnation: self.local_incarnation,
-                recv_window: self.cfg.recv_window,
-                max_datagram: self.cfg.max_datagram as u32,
-                cookie: Some(cookie),
-            });
-        }
-        if self.accept_pending {
-            if !fits(24) {
-                return None;
-            }
-            self.accept_pending = false;
-            return Some(Body::Accept {
-                client_incarnation: self.peer_incarnation.unwrap_or(0),
-                server_incarnation: self.local_incarnation,
-                recv_window: self.cfg.recv_window,
-                max_datagram: self.cfg.max_datagram as u32,
-            });
-        }
-        if let Some(cookie) = self.retry_pending {
-            if !fits(COOKIE_LEN) {
-                return None;
-            }
-            self.retry_pending = None;
-            return Some(Body::Retry { cookie });
-        }
         if self.sent.has_lost() {
-            return self.next_retransmission(now, room);
+            return self.next_retransmission(now, room).map(Next::Data);
         }
-        if let Some(body) = self.next_fragment(now, events, room) {
-            return Some(body);
+        if let Some(data) = self.next_fragment(now, events, room) {
+            return Some(Next::Data(data));
         }
         if !self.outgoing.is_empty()
             && room.is_some()
@@ -1213,40 +1196,104 @@ impl Connection {
         {
             // Held back by the amplification limit: nothing smaller jumps the queue but
             // an ack.
-            return (self.ack_needed && self.ack_now && fits(0)).then_some(Body::Ack);
+            return (self.ack_needed && self.ack_now && fits(0))
+                .then_some(Next::Control(Body::Ack));
         }
         if self.ping_pending {
             if !fits(0) {
                 return None;
             }
             self.ping_pending = false;
-            return Some(Body::Ping);
+            return Some(Next::Control(Body::Ping));
         }
         if self.ack_needed && self.ack_now && fits(0) {
-            return Some(Body::Ack);
+            return Some(Next::Control(Body::Ack));
         }
         None
     }
 
-    fn next_retransmission(&mut self, now: Instant, room: Option<Room>) -> Option<Body> {
+    /// The control datagrams that go before any Data: `Some(decision)` when one is due
+    /// (or when this state sends nothing else), `None` to go on to Data.
+    fn control_before_data(&mut self, now: Instant, room: Option<Room>) -> Option<Option<Body>> {
+        let fits = |len: usize| Room::fits(room, len, false);
+        if let State::Closed { close_pending, .. } = &mut self.state {
+            let code = close_pending.take();
+            // An unproven peer that has had its share gets no Close.
+            return Some(
+                code.filter(|_| fits(4))
+                    .map(|reason| Body::Close { reason }),
+            );
+        }
+        if let State::Handshaking {
+            first_sent,
+            transmissions,
+            cookie,
+            init_pending,
+        } = &mut self.state
+        {
+            if !*init_pending {
+                return Some(None);
+            }
+            *init_pending = false;
+            first_sent.get_or_insert(now);
+            *transmissions += 1;
+            self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+            return Some(Some(Body::Init {
+                client_incarnation: self.local_incarnation,
+                recv_window: self.cfg.recv_window,
+                max_datagram: self.cfg.max_datagram as u32,
+                cookie: *cookie,
+            }));
+        }
+        if let Some(cookie) = self.revalidate.take() {
+            // Established client: the server wants our address proven (9.3, under load).
+            return Some(Some(Body::Init {
+                client_incarnation: self.local_incarnation,
+                recv_window: self.cfg.recv_window,
+                max_datagram: self.cfg.max_datagram as u32,
+                cookie: Some(cookie),
+            }));
+        }
+        if self.accept_pending {
+            if !fits(24) {
+                return Some(None);
+            }
+            self.accept_pending = false;
+            return Some(Some(Body::Accept {
+                client_incarnation: self.peer_incarnation.unwrap_or(0),
+                server_incarnation: self.local_incarnation,
+                recv_window: self.cfg.recv_window,
+                max_datagram: self.cfg.max_datagram as u32,
+            }));
+        }
+        if let Some(cookie) = self.retry_pending {
+            if !fits(COOKIE_LEN) {
+                return Some(None);
+            }
+            self.retry_pending = None;
+            return Some(Some(Body::Retry { cookie }));
+        }
+        None
+    }
+
+    fn next_retransmission(&mut self, now: Instant, room: Option<Room>) -> Option<DataOut> {
         let (_, s) = self.sent.peek_lost()?;
         if !Room::fits(room, packet::DATA_HEADER_LEN + s.payload.len(), true) {
             return None;
         }
         let (seq, s) = self.sent.retransmit_next(now)?;
-        let body = Body::Data {
+        let data = DataOut {
             seq,
             frag_index: s.frag_index,
             frag_count: s.frag_count,
             msg_len: s.msg_len,
-            payload: Bytes::new(),
+            payload: s.payload.clone(),
         };
-        self.tx_payload = s.payload.clone();
         self.stats.retransmits += 1;
         if self.timers.get(Timer::Retransmit).is_none() {
             self.timers.set(Timer::Retransmit, now + self.rtt.rto());
         }
-        Some(body)
+        Some(data)
     }
 
     fn next_fragment(
@@ -1254,7 +1301,7 @@ impl Connection {
         now: Instant,
         events: &mut VecDeque<Event>,
         room: Option<Room>,
-    ) -> Option<Body> {
+    ) -> Option<DataOut> {
         if !self
             .sent
             .can_send(self.effective_window(), self.peer_recv_window)
@@ -1306,13 +1353,12 @@ impl Connection {
             self.blocked = false;
             events.push_back(Event::Writable);
         }
-        self.tx_payload = payload;
-        Some(Body::Data {
+        Some(DataOut {
             seq,
             frag_index,
             frag_count,
             msg_len,
-            payload: Bytes::new(),
+            payload,
         })
     }
 }
