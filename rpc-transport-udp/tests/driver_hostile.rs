@@ -264,3 +264,212 @@ async fn per_ip_limit_refuses_the_extra_connection() {
     assert_eq!(stats.snapshot().refused_per_ip, 1);
     drop((a, b));
 }
+
+/// A hand-written client on its own loopback address: it reads what the server sends.
+struct HandClient {
+    sock: UdpSocket,
+    conn_id: u32,
+}
+
+impl HandClient {
+    async fn new(ip_last: u8, server: SocketAddr, conn_id: u32) -> HandClient {
+        let sock = spoofed(ip_last).await;
+        sock.connect(server).await.unwrap();
+        HandClient { sock, conn_id }
+    }
+
+    async fn send(&self, d: &[u8]) {
+        self.sock.send(d).await.unwrap();
+    }
+
+    /// The next datagram from the server (within 2 s), parsed.
+    async fn recv(&self) -> Option<Packet> {
+        let mut buf = vec![0u8; 70_000];
+        match tokio::time::timeout(Duration::from_secs(2), self.sock.recv(&mut buf)).await {
+            Ok(Ok(n)) => Packet::parse(&Bytes::copy_from_slice(&buf[..n])).ok(),
+            _ => None,
+        }
+    }
+
+    /// The next datagram that is not an Ack.
+    async fn recv_non_ack(&self) -> Option<Packet> {
+        loop {
+            let p = self.recv().await?;
+            if p.body != Body::Ack {
+                return Some(p);
+            }
+        }
+    }
+
+    fn init(&self, cookie: Option<rpc_transport_udp::proto::packet::Cookie>) -> Vec<u8> {
+        datagram(
+            self.conn_id,
+            Body::Init {
+                client_incarnation: 0xC1,
+                recv_window: 4096,
+                max_datagram: 65_000,
+                cookie,
+            },
+        )
+    }
+
+    /// Init, Retry, Init with the cookie, Accept; returns the Init that carried the
+    /// cookie.
+    async fn handshake(&self) -> Vec<u8> {
+        self.send(&self.init(None)).await;
+        let cookie = match self.recv().await {
+            Some(Packet {
+                body: Body::Retry { cookie },
+                ..
+            }) => cookie,
+            other => panic!("expected a Retry, got {other:?}"),
+        };
+        let init = self.init(Some(cookie));
+        self.send(&init).await;
+        match self.recv().await {
+            Some(Packet {
+                body: Body::Accept { .. },
+                ..
+            }) => {}
+            other => panic!("expected an Accept, got {other:?}"),
+        }
+        init
+    }
+}
+
+/// Cookies on real sockets: a forged one and an expired one get a Retry and open
+/// nothing; the cookie from a Retry opens the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookies_on_loopback_forged_expired_valid() {
+    let lifetime = Duration::from_millis(200);
+    let config = UdpConfig::default().protocol(Config::default().cookie_lifetime(lifetime));
+    let (server, stats) = serve(config).await;
+    let c = HandClient::new(2, server, 0xC00C1E).await;
+    // Forged.
+    let forged = rpc_transport_udp::proto::packet::Cookie {
+        issued_us: 0,
+        tag: [7; 32],
+    };
+    c.send(&c.init(Some(forged))).await;
+    assert!(matches!(
+        c.recv().await.map(|p| p.body),
+        Some(Body::Retry { .. })
+    ));
+    // Expired.
+    c.send(&c.init(None)).await;
+    let Some(Body::Retry { cookie }) = c.recv().await.map(|p| p.body) else {
+        panic!("no Retry");
+    };
+    tokio::time::sleep(lifetime + Duration::from_millis(100)).await;
+    c.send(&c.init(Some(cookie))).await;
+    let Some(Body::Retry { cookie: fresh }) = c.recv().await.map(|p| p.body) else {
+        panic!("no Retry for the expired cookie");
+    };
+    // Someone else's (another address) cookie.
+    let other = HandClient::new(3, server, 0xC00C1E).await;
+    other.send(&other.init(Some(fresh))).await;
+    assert!(matches!(
+        other.recv().await.map(|p| p.body),
+        Some(Body::Retry { .. })
+    ));
+    let s = stats.snapshot();
+    assert_eq!(s.connections_accepted, 0, "{s:?}");
+    assert_eq!((s.cookies_invalid, s.cookies_expired), (2, 1), "{s:?}");
+    // Valid.
+    c.send(&c.init(Some(fresh))).await;
+    assert!(matches!(
+        c.recv().await.map(|p| p.body),
+        Some(Body::Accept { .. })
+    ));
+    assert_eq!(stats.snapshot().connections_accepted, 1);
+}
+
+/// A complete exchange (validated Init, a call), replayed from the same address after
+/// Close, opens nothing and gets no answer but a Retry and a Reset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_after_close_on_loopback() {
+    let (server, stats) = serve(UdpConfig::default()).await;
+    let c = HandClient::new(4, server, 0x4E41A7).await;
+    let init = c.handshake().await;
+    let call = request(c.conn_id, 1, Bytes::from_static(b"transfer 100"));
+    c.send(&call).await;
+    let reply = c.recv_non_ack().await.expect("reply");
+    assert!(matches!(reply.body, Body::Data { .. }), "{reply:?}");
+    c.send(&datagram(c.conn_id, Body::Close { reason: 0 }))
+        .await;
+    bounded("server frees the connection", async {
+        while stats.snapshot().connections_closed < 1 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    // The replay.
+    c.send(&init).await;
+    c.send(&call).await;
+    let a = c.recv().await.map(|p| p.body);
+    let b = c.recv().await.map(|p| p.body);
+    assert!(matches!(a, Some(Body::Retry { .. })), "{a:?}");
+    assert_eq!(b, Some(Body::Reset));
+    let s = stats.snapshot();
+    assert_eq!((s.connections_accepted, s.replays_refused), (1, 1), "{s:?}");
+}
+
+/// Twelve validated connections from one address fill the server's reassembly budget
+/// with never-completed messages; an honest client's 200 KB call still completes (the
+/// biggest holder is evicted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn honest_200_kb_call_completes_during_a_reassembly_attack() {
+    let mut protocol = Config::default().global_reassembly_budget(8 << 20);
+    protocol.reassembly.per_peer_budget = 1 << 20;
+    let (server, stats) = serve(UdpConfig::default().protocol(protocol)).await;
+    // 1 MB messages in 16 fragments of 62,500 bytes; fragment 15 never comes.
+    let (msg_len, frags) = (1_000_000u32, 16u32);
+    let mut attackers = Vec::new();
+    for k in 0..12u32 {
+        let c = HandClient::new(5, server, 0xA7_0000 + k).await;
+        c.handshake().await;
+        for m in 0..2u64 {
+            for i in 0..frags - 1 {
+                let range = rpc_transport_udp::proto::packet::fragment_range(msg_len, frags, i);
+                let d = datagram(
+                    c.conn_id,
+                    Body::Data {
+                        seq: 1 + m * u64::from(frags) + u64::from(i),
+                        frag_index: i,
+                        frag_count: frags,
+                        msg_len,
+                        payload: Bytes::from(vec![0xAA; range.len()]),
+                    },
+                );
+                c.send(&d).await;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        attackers.push(c);
+    }
+    bounded("attack lands", async {
+        while stats.snapshot().over_budget == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    // The honest call: 200 KB each way.
+    let channel = UdpChannel::new(server);
+    let conn = bounded("honest connect", channel.connect()).await.unwrap();
+    let payload = Bytes::from(vec![b'e'; 200_000]);
+    let mut header = FrameHeader::call(7, 1, 0x2000_0001, 1, 3);
+    header.payload_len = payload.len() as u32;
+    conn.sender
+        .send(Frame::new(header, payload.clone()))
+        .await
+        .unwrap();
+    let mut rx = conn.receiver;
+    let reply = bounded("honest 200 KB reply", rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reply.payload, payload);
+    let s = stats.snapshot();
+    assert!(s.reassembly_evictions >= 1, "{s:?}");
+    drop(attackers);
+}

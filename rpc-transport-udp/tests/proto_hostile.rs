@@ -159,7 +159,7 @@ fn forged_cookies_are_refused() {
     let t0 = t0 + Duration::from_secs(1);
     s.handle_datagram(t0, a, init(CONN, None, 4096, 1200));
     let real = only_retry(&drain(&mut s, t0), a);
-    assert_eq!(real.issued_ms, 1000);
+    assert_eq!(real.issued_us, 1_000_000);
     let mut rng = Rng::new(5);
     let mut forged = Vec::new();
     // Random tags, a flipped bit, a moved timestamp, another server's cookie.
@@ -167,7 +167,7 @@ fn forged_cookies_are_refused() {
         let mut tag = [0u8; 32];
         rng.fill(&mut tag);
         forged.push(Cookie {
-            issued_ms: real.issued_ms,
+            issued_us: real.issued_us,
             tag,
         });
     }
@@ -175,7 +175,7 @@ fn forged_cookies_are_refused() {
     flipped.tag[31] ^= 0x80;
     forged.push(flipped);
     let mut moved = real;
-    moved.issued_ms = moved.issued_ms.wrapping_sub(1);
+    moved.issued_us = moved.issued_us.wrapping_sub(1);
     forged.push(moved);
     let mut other = Endpoint::new(Config::default(), 3, true);
     other.set_cookie_secret(&[43; 32]);

@@ -1,9 +1,9 @@
 //! Stateless address validation (PROTOCOL.md 9.3): the cookies a server hands out in
 //! Retry and checks in the Init that echoes them.
 //!
-//! A cookie is `issued_ms` (the server's clock, milliseconds since the endpoint first saw
+//! A cookie is `issued_us` (the server's clock, microseconds since the endpoint first saw
 //! a datagram) and an HMAC-SHA256 tag over the client's address, the connection id and
-//! `issued_ms`. The tag's key rotates: the key of epoch `e = issued_ms / lifetime` is
+//! `issued_us`. The tag's key rotates: the key of epoch `e = issued_us / lifetime` is
 //! `HMAC-SHA256(master, "rpc-udp cookie key" ‖ e)`, where `master` is 32 random bytes
 //! drawn when the endpoint is made and never sent. A cookie is accepted only while it is
 //! at most `lifetime` old, so only the current and the previous epoch's keys ever verify
@@ -28,7 +28,7 @@ pub enum CookieError {
 /// The server's cookie keys.
 pub struct CookieKeys {
     master: hmac::Key,
-    lifetime_ms: u64,
+    lifetime_us: u64,
     /// The two most recently used epoch keys.
     cache: [Option<(u64, hmac::Key)>; 2],
 }
@@ -36,17 +36,17 @@ pub struct CookieKeys {
 impl std::fmt::Debug for CookieKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CookieKeys")
-            .field("lifetime_ms", &self.lifetime_ms)
+            .field("lifetime_us", &self.lifetime_us)
             .finish_non_exhaustive()
     }
 }
 
 impl CookieKeys {
-    /// Keys derived from `master`, for cookies valid `lifetime` (at least 1 ms).
+    /// Keys derived from `master`, for cookies valid `lifetime` (at least 1 µs).
     pub fn new(master: &[u8; 32], lifetime: Duration) -> Self {
         CookieKeys {
             master: hmac::Key::new(hmac::HMAC_SHA256, master),
-            lifetime_ms: u64::try_from(lifetime.as_millis())
+            lifetime_us: u64::try_from(lifetime.as_micros())
                 .unwrap_or(u64::MAX)
                 .max(1),
             cache: [None, None],
@@ -86,7 +86,7 @@ impl CookieKeys {
         }
     }
 
-    fn input(peer: SocketAddr, conn_id: u32, issued_ms: u64) -> [u8; 30] {
+    fn input(peer: SocketAddr, conn_id: u32, issued_us: u64) -> [u8; 30] {
         let ip = match peer.ip() {
             IpAddr::V4(v4) => v4.to_ipv6_mapped(),
             IpAddr::V6(v6) => v6,
@@ -95,41 +95,41 @@ impl CookieKeys {
         m[..16].copy_from_slice(&ip.octets());
         m[16..18].copy_from_slice(&peer.port().to_be_bytes());
         m[18..22].copy_from_slice(&conn_id.to_be_bytes());
-        m[22..30].copy_from_slice(&issued_ms.to_be_bytes());
+        m[22..30].copy_from_slice(&issued_us.to_be_bytes());
         m
     }
 
-    /// A cookie for `peer` and `conn_id`, issued at `now_ms`.
-    pub fn issue(&mut self, peer: SocketAddr, conn_id: u32, now_ms: u64) -> Cookie {
-        let epoch = now_ms / self.lifetime_ms;
+    /// A cookie for `peer` and `conn_id`, issued at `now_us`.
+    pub fn issue(&mut self, peer: SocketAddr, conn_id: u32, now_us: u64) -> Cookie {
+        let epoch = now_us / self.lifetime_us;
         let key = self.epoch_key(epoch);
-        let tag = hmac::sign(key, &Self::input(peer, conn_id, now_ms));
+        let tag = hmac::sign(key, &Self::input(peer, conn_id, now_us));
         let mut out = [0u8; COOKIE_TAG_LEN];
         out.copy_from_slice(tag.as_ref());
         Cookie {
-            issued_ms: now_ms,
+            issued_us: now_us,
             tag: out,
         }
     }
 
-    /// Checks a cookie that `peer` sent for `conn_id` at `now_ms`.
+    /// Checks a cookie that `peer` sent for `conn_id` at `now_us`.
     pub fn verify(
         &mut self,
         peer: SocketAddr,
         conn_id: u32,
         cookie: &Cookie,
-        now_ms: u64,
+        now_us: u64,
     ) -> Result<(), CookieError> {
-        let age = now_ms
-            .checked_sub(cookie.issued_ms)
+        let age = now_us
+            .checked_sub(cookie.issued_us)
             .ok_or(CookieError::Expired)?;
-        if age > self.lifetime_ms {
+        if age > self.lifetime_us {
             return Err(CookieError::Expired);
         }
-        let key = self.epoch_key(cookie.issued_ms / self.lifetime_ms);
+        let key = self.epoch_key(cookie.issued_us / self.lifetime_us);
         hmac::verify(
             key,
-            &Self::input(peer, conn_id, cookie.issued_ms),
+            &Self::input(peer, conn_id, cookie.issued_us),
             &cookie.tag,
         )
         .map_err(|_| CookieError::Invalid)
@@ -147,32 +147,41 @@ mod tests {
     #[test]
     fn a_cookie_verifies_for_its_address_and_id_only() {
         let mut k = CookieKeys::new(&[1; 32], Duration::from_secs(10));
-        let c = k.issue(a(1), 7, 5_000);
-        assert_eq!(k.verify(a(1), 7, &c, 5_001), Ok(()));
-        assert_eq!(k.verify(a(2), 7, &c, 5_001), Err(CookieError::Invalid));
-        assert_eq!(k.verify(a(1), 8, &c, 5_001), Err(CookieError::Invalid));
+        let c = k.issue(a(1), 7, 5_000_000);
+        assert_eq!(k.verify(a(1), 7, &c, 5_001_000), Ok(()));
+        assert_eq!(k.verify(a(2), 7, &c, 5_001_000), Err(CookieError::Invalid));
+        assert_eq!(k.verify(a(1), 8, &c, 5_001_000), Err(CookieError::Invalid));
         let mut later = c;
-        later.issued_ms += 1;
-        assert_eq!(k.verify(a(1), 7, &later, 5_002), Err(CookieError::Invalid));
+        later.issued_us += 1;
+        assert_eq!(
+            k.verify(a(1), 7, &later, 5_002_000),
+            Err(CookieError::Invalid)
+        );
         let mut forged = c;
         forged.tag[0] ^= 1;
-        assert_eq!(k.verify(a(1), 7, &forged, 5_001), Err(CookieError::Invalid));
+        assert_eq!(
+            k.verify(a(1), 7, &forged, 5_001_000),
+            Err(CookieError::Invalid)
+        );
         // Another master secret: another server.
         let mut other = CookieKeys::new(&[2; 32], Duration::from_secs(10));
-        assert_eq!(other.verify(a(1), 7, &c, 5_001), Err(CookieError::Invalid));
+        assert_eq!(
+            other.verify(a(1), 7, &c, 5_001_000),
+            Err(CookieError::Invalid)
+        );
     }
 
     #[test]
     fn a_cookie_expires_after_its_lifetime_across_key_epochs() {
         let mut k = CookieKeys::new(&[1; 32], Duration::from_secs(10));
         // Issued late in epoch 0, still good early in epoch 1.
-        let c = k.issue(a(1), 7, 9_999);
-        assert_eq!(k.verify(a(1), 7, &c, 12_000), Ok(()));
+        let c = k.issue(a(1), 7, 9_999_000);
+        assert_eq!(k.verify(a(1), 7, &c, 12_000_000), Ok(()));
         // Epochs 2 and 3 come and go through the cache; the old key is derived again.
-        let _ = k.issue(a(1), 7, 25_000);
-        let _ = k.issue(a(1), 7, 35_000);
-        assert_eq!(k.verify(a(1), 7, &c, 19_999), Ok(()));
-        assert_eq!(k.verify(a(1), 7, &c, 20_000), Err(CookieError::Expired));
-        assert_eq!(k.verify(a(1), 7, &c, 9_998), Err(CookieError::Expired));
+        let _ = k.issue(a(1), 7, 25_000_000);
+        let _ = k.issue(a(1), 7, 35_000_000);
+        assert_eq!(k.verify(a(1), 7, &c, 19_999_000), Ok(()));
+        assert_eq!(k.verify(a(1), 7, &c, 20_000_000), Err(CookieError::Expired));
+        assert_eq!(k.verify(a(1), 7, &c, 9_998_000), Err(CookieError::Expired));
     }
 }

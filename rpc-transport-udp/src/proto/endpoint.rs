@@ -135,13 +135,13 @@ pub struct Endpoint {
     due: Vec<u64>,
     /// Address validation (server).
     cookies: CookieKeys,
-    /// The start of the endpoint's millisecond clock (the first `now` it was given).
+    /// The start of the endpoint's microsecond clock (the first `now` it was given).
     epoch: Option<Instant>,
-    /// The latest `now` it was given, in milliseconds since `epoch`.
-    now_ms: u64,
+    /// The latest `now` it was given, in microseconds since `epoch`.
+    now_us: u64,
     /// Connections per peer IP address.
     per_ip: HashMap<IpAddr, usize>,
-    /// Recently closed server connections: when each closed (ms), oldest first.
+    /// Recently closed server connections: when each closed (µs), oldest first.
     quarantine: HashMap<(SocketAddr, u32), u64>,
     quarantine_order: VecDeque<(u64, SocketAddr, u32)>,
     /// Connections that received Data in the current batch of datagrams (their pause is
@@ -191,7 +191,7 @@ impl Endpoint {
             cookies: CookieKeys::random(cfg.cookie_lifetime)
                 .unwrap_or_else(|| CookieKeys::new(&fallback_secret(), cfg.cookie_lifetime)),
             epoch: None,
-            now_ms: 0,
+            now_us: 0,
             per_ip: HashMap::new(),
             quarantine: HashMap::new(),
             quarantine_order: VecDeque::new(),
@@ -206,19 +206,19 @@ impl Endpoint {
         self.cookies = CookieKeys::new(secret, self.cfg.cookie_lifetime);
     }
 
-    /// Milliseconds since the endpoint's clock started, as of `now` (never backwards).
-    fn clock_ms(&mut self, now: Instant) -> u64 {
+    /// Microseconds since the endpoint's clock started, as of `now` (never backwards).
+    fn clock_us(&mut self, now: Instant) -> u64 {
         let epoch = *self.epoch.get_or_insert(now);
         let ms =
-            u64::try_from(now.saturating_duration_since(epoch).as_millis()).unwrap_or(u64::MAX);
-        self.now_ms = self.now_ms.max(ms);
-        self.now_ms
+            u64::try_from(now.saturating_duration_since(epoch).as_micros()).unwrap_or(u64::MAX);
+        self.now_us = self.now_us.max(ms);
+        self.now_us
     }
 
     /// A cookie for `peer` and `conn_id`, issued now.
     pub fn issue_cookie(&mut self, now: Instant, peer: SocketAddr, conn_id: u32) -> Cookie {
-        let now_ms = self.clock_ms(now);
-        self.cookies.issue(peer, conn_id, now_ms)
+        let now_us = self.clock_us(now);
+        self.cookies.issue(peer, conn_id, now_us)
     }
 
     /// Closed connections currently remembered for replay detection.
@@ -458,7 +458,7 @@ impl Endpoint {
 
     fn handle_one(&mut self, now: Instant, from: SocketAddr, datagram: Bytes) {
         self.stats.datagrams_received += 1;
-        self.clock_ms(now);
+        self.clock_us(now);
         self.expire_quarantine();
         let len = datagram.len();
         let pkt = match Packet::parse(&datagram) {
@@ -627,8 +627,8 @@ impl Endpoint {
         conn_id: u32,
         cookie: &Cookie,
     ) -> Result<(), CookieError> {
-        let now_ms = self.clock_ms(now);
-        let r = self.cookies.verify(from, conn_id, cookie, now_ms);
+        let now_us = self.clock_us(now);
+        let r = self.cookies.verify(from, conn_id, cookie, now_us);
         match r {
             Ok(()) => {}
             Err(CookieError::Expired) => self.stats.cookies_expired += 1,
@@ -667,7 +667,7 @@ impl Endpoint {
                         self.send_retry(now, from, conn_id);
                         return;
                     }
-                    if self.is_quarantined(from, conn_id, c.issued_ms) {
+                    if self.is_quarantined(from, conn_id, c.issued_us) {
                         self.stats.replays_refused += 1;
                         self.send_retry(now, from, conn_id);
                         return;
@@ -746,9 +746,9 @@ impl Endpoint {
 
     /// Drops quarantine entries older than the cookie lifetime (their cookies expired).
     fn expire_quarantine(&mut self) {
-        let lifetime = u64::try_from(self.cfg.cookie_lifetime.as_millis()).unwrap_or(u64::MAX);
+        let lifetime = u64::try_from(self.cfg.cookie_lifetime.as_micros()).unwrap_or(u64::MAX);
         while let Some(&(closed, peer, id)) = self.quarantine_order.front() {
-            if self.now_ms.saturating_sub(closed) <= lifetime {
+            if self.now_us.saturating_sub(closed) <= lifetime {
                 break;
             }
             self.quarantine_order.pop_front();
@@ -773,7 +773,7 @@ impl Endpoint {
                 self.stats.quarantine_overflow += 1;
             }
         }
-        let closed = self.now_ms;
+        let closed = self.now_us;
         self.quarantine.insert((peer, conn_id), closed);
         self.quarantine_order.push_back((closed, peer, conn_id));
         // Re-inserted keys leave stale order entries; keep the queue bounded too.
@@ -785,13 +785,13 @@ impl Endpoint {
         self.stats.quarantined += 1;
     }
 
-    /// Whether a cookie issued at `issued_ms` predates the close of this
+    /// Whether a cookie issued at `issued_us` predates the close of this
     /// (address, connection id): a replayed handshake.
-    fn is_quarantined(&mut self, peer: SocketAddr, conn_id: u32, issued_ms: u64) -> bool {
+    fn is_quarantined(&mut self, peer: SocketAddr, conn_id: u32, issued_us: u64) -> bool {
         self.expire_quarantine();
         self.quarantine
             .get(&(peer, conn_id))
-            .is_some_and(|&closed| issued_ms < closed)
+            .is_some_and(|&closed| issued_us <= closed)
     }
 
     /// Moves a connection's new events to the endpoint queue and frees it if drained.
@@ -864,7 +864,7 @@ impl Endpoint {
 
     /// Handles every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.clock_ms(now);
+        self.clock_us(now);
         self.expire_quarantine();
         let mut due = std::mem::take(&mut self.due);
         due.clear();

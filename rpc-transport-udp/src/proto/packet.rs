@@ -187,9 +187,9 @@ pub struct AckInfo {
 /// by the client in its next Init. Opaque to the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Cookie {
-    /// When the server issued it, in milliseconds on the server's own clock.
-    pub issued_ms: u64,
-    /// The server's MAC over the client address, connection id and `issued_ms`.
+    /// When the server issued it, in microseconds on the server's own clock.
+    pub issued_us: u64,
+    /// The server's MAC over the client address, connection id and `issued_us`.
     pub tag: [u8; COOKIE_TAG_LEN],
 }
 
@@ -360,7 +360,7 @@ impl<'a> Reader<'a> {
 
     fn cookie(&mut self) -> Result<Cookie, PacketError> {
         Ok(Cookie {
-            issued_ms: self.u64()?,
+            issued_us: self.u64()?,
             tag: self.take()?,
         })
     }
@@ -594,12 +594,12 @@ impl Packet {
                 out.extend_from_slice(&recv_window.to_be_bytes());
                 out.extend_from_slice(&max_datagram.to_be_bytes());
                 if let Some(c) = cookie {
-                    out.extend_from_slice(&c.issued_ms.to_be_bytes());
+                    out.extend_from_slice(&c.issued_us.to_be_bytes());
                     out.extend_from_slice(&c.tag);
                 }
             }
             Body::Retry { cookie } => {
-                out.extend_from_slice(&cookie.issued_ms.to_be_bytes());
+                out.extend_from_slice(&cookie.issued_us.to_be_bytes());
                 out.extend_from_slice(&cookie.tag);
             }
             Body::Accept {
@@ -751,7 +751,7 @@ mod tests {
                     recv_window: 256,
                     max_datagram: 1400,
                     cookie: Some(Cookie {
-                        issued_ms: 0x1122_3344_5566_7788,
+                        issued_us: 0x1122_3344_5566_7788,
                         tag: [7; COOKIE_TAG_LEN],
                     }),
                 },
@@ -802,7 +802,7 @@ mod tests {
                 ack: ack(0, 0, &[]),
                 body: Body::Retry {
                     cookie: Cookie {
-                        issued_ms: 12_345,
+                        issued_us: 12_345,
                         tag: [0xA5; COOKIE_TAG_LEN],
                     },
                 },
@@ -1244,11 +1244,11 @@ mod tests {
                     client_incarnation: c,
                     recv_window: w,
                     max_datagram: m,
-                    cookie: k.map(|(issued_ms, tag)| Cookie { issued_ms, tag }),
+                    cookie: k.map(|(issued_us, tag)| Cookie { issued_us, tag }),
                 }),
-            (any::<u64>(), any::<[u8; COOKIE_TAG_LEN]>()).prop_map(|(issued_ms, tag)| {
+            (any::<u64>(), any::<[u8; COOKIE_TAG_LEN]>()).prop_map(|(issued_us, tag)| {
                 Body::Retry {
-                    cookie: Cookie { issued_ms, tag },
+                    cookie: Cookie { issued_us, tag },
                 }
             }),
             (any::<u64>(), any::<u64>(), any::<u32>(), any::<u32>()).prop_map(|(c, s, w, m)| {
