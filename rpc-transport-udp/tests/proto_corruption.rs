@@ -4,10 +4,12 @@
 
 mod sim;
 
+use sim::Event;
+
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rpc_transport_udp::proto::{Config, Endpoint, Event};
+use rpc_transport_udp::proto::{Config, Endpoint};
 use sim::{addr, events, ms, App, Client, FakePeer, Limits, LinkConfig, Rng, Server, Sim};
 
 fn corrupted_variants(valid: &[u8]) -> Vec<Vec<u8>> {

@@ -4,13 +4,15 @@
 
 mod sim;
 
+use sim::Event;
+
 use std::mem::size_of;
 use std::time::Duration;
 
 use bytes::Bytes;
 use rpc_transport_udp::proto::packet::{fragment_range, Body};
 use rpc_transport_udp::proto::reassembly::ReassemblyConfig;
-use rpc_transport_udp::proto::{close_code, CloseReason, Config, Endpoint, Event};
+use rpc_transport_udp::proto::{close_code, CloseReason, Config, Endpoint};
 use sim::{
     addr, check_message, make_message, ms, App, Client, Limits, LinkConfig, Rng, Server, Sim,
 };
@@ -107,7 +109,15 @@ fn fragment_flood_is_bounded_per_peer() {
 
     // The flooding peer: a hand-crafted Init, then fragment 0 of each message.
     let conn = 0xF100D;
-    sim.inject(Duration::ZERO, fa, sa, sim::FakePeer::init(conn, 99));
+    // (It passed address validation: it holds a cookie for its own address.)
+    let now = sim.now();
+    let cookie = sim.ep(s).issue_cookie(now, fa, conn);
+    sim.inject(
+        Duration::ZERO,
+        fa,
+        sa,
+        sim::FakePeer::init_with(conn, 99, Some(cookie)),
+    );
     sim.run_to(&mut [], ms(1)).unwrap();
     let flood_h = match sim.nodes[s].log[..] {
         [(_, h, Event::Accepted { peer, .. })] if peer == fa => h,

@@ -4,11 +4,13 @@
 
 mod sim;
 
+use sim::Event;
+
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rpc_transport_udp::proto::packet::{Body, Packet};
-use rpc_transport_udp::proto::{CloseReason, Config, Endpoint, Event};
+use rpc_transport_udp::proto::{CloseReason, Config, Endpoint};
 use sim::{addr, drain, events, ms, FakePeer, LinkConfig, Sim};
 
 fn log_events(sim: &Sim, node: usize) -> Vec<Event> {
@@ -92,6 +94,21 @@ fn client_restart_with_same_conn_id_replaces_the_old_connection() {
     client.connect(sa, t0);
     let init = drain(&mut client, t0);
     let conn_id = init[0].1.conn_id;
+    // Address validation first: the server answers with a Retry and keeps nothing.
+    server.handle_datagram(t0, ca, sim::emit(&init[0].1));
+    assert!(events(&mut server).is_empty());
+    assert_eq!(server.connection_count(), 0);
+    for (_, p) in drain(&mut server, t0) {
+        client.handle_datagram(t0, sa, sim::emit(&p));
+    }
+    let init = drain(&mut client, t0);
+    assert!(matches!(
+        init[0].1.body,
+        Body::Init {
+            cookie: Some(_),
+            ..
+        }
+    ));
     server.handle_datagram(t0, ca, sim::emit(&init[0].1));
     let old = match events(&mut server)[..] {
         [(
@@ -132,9 +149,14 @@ fn client_restart_with_same_conn_id_replaces_the_old_connection() {
         )]
     ));
 
-    // The client process restarts: same address, same conn id, new incarnation.
+    // The client process restarts: same address, same conn id, new incarnation. Its
+    // cookie-less Init gets a Retry and changes nothing (a spoofed one cannot kill the
+    // connection); the Init with the cookie replaces the old connection.
     let t1 = t0 + Duration::from_secs(1);
-    server.handle_datagram(t1, ca, FakePeer::init(conn_id, 3));
+    let cookie = FakePeer::fetch_cookie(&mut server, ca, conn_id, 3, t1);
+    assert!(events(&mut server).is_empty());
+    assert_eq!(server.connection_count(), 1);
+    server.handle_datagram(t1, ca, FakePeer::init_with(conn_id, 3, Some(cookie)));
     let evs = events(&mut server);
     assert_eq!(evs.len(), 2, "{evs:?}");
     assert_eq!(evs[0], (old, Event::Closed(CloseReason::PeerRestarted)));

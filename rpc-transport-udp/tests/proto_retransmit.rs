@@ -3,11 +3,13 @@
 
 mod sim;
 
+use sim::Event;
+
 use std::time::Instant;
 
 use bytes::Bytes;
 use rpc_transport_udp::proto::packet::{Body, Packet};
-use rpc_transport_udp::proto::{Config, ConnectionHandle, Endpoint, Event};
+use rpc_transport_udp::proto::{Config, ConnectionHandle, Endpoint};
 use sim::{ack_info, addr, drain, events, packet, us};
 
 const NS: std::time::Duration = std::time::Duration::from_nanos(1);

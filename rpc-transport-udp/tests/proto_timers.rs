@@ -3,13 +3,13 @@
 
 mod sim;
 
+use sim::Event;
+
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rpc_transport_udp::proto::packet::{Body, Packet};
-use rpc_transport_udp::proto::{
-    close_code, CloseReason, Config, ConnectionHandle, Endpoint, Event,
-};
+use rpc_transport_udp::proto::{close_code, CloseReason, Config, ConnectionHandle, Endpoint};
 use sim::{drain, events, ms, us, Pair};
 
 const NS: Duration = Duration::from_nanos(1);
@@ -169,7 +169,10 @@ fn handshake_gives_up_after_max_retransmits() {
     loop {
         sent.extend(drain(&mut c, now).into_iter().map(|_| now - t0));
         if let Some((_, ev)) = c.poll_event() {
-            assert_eq!(ev, Event::Closed(CloseReason::Unreachable));
+            assert_eq!(
+                ev,
+                rpc_transport_udp::proto::Event::Closed(CloseReason::Unreachable)
+            );
             break;
         }
         now = c.poll_timeout().expect("a deadline");
@@ -506,7 +509,13 @@ fn peer_timeout_exact_with_data_in_flight() {
         p.client.handle_timeout(t);
         sent += drain(&mut p.client, t).len();
         if let Some((h, ev)) = p.client.poll_event() {
-            assert_eq!((h, ev), (ch, Event::Closed(CloseReason::Unreachable)));
+            assert_eq!(
+                (h, ev),
+                (
+                    ch,
+                    rpc_transport_udp::proto::Event::Closed(CloseReason::Unreachable)
+                )
+            );
             closed_at = Some(t);
             break;
         }
@@ -537,7 +546,13 @@ fn no_peer_timeout_without_data_in_flight() {
             }
         }
         if let Some((h, ev)) = p.client.poll_event() {
-            assert_eq!((h, ev), (ch, Event::Closed(CloseReason::Idle)));
+            assert_eq!(
+                (h, ev),
+                (
+                    ch,
+                    rpc_transport_udp::proto::Event::Closed(CloseReason::Idle)
+                )
+            );
             break t;
         }
     };
@@ -565,7 +580,13 @@ fn idle_timeout_frees_server_connection() {
         let t = p.server.poll_timeout().expect("a deadline");
         p.server.handle_timeout(t);
         if let Some((h, ev)) = p.server.poll_event() {
-            assert_eq!((h, ev), (sh, Event::Closed(CloseReason::Idle)));
+            assert_eq!(
+                (h, ev),
+                (
+                    sh,
+                    rpc_transport_udp::proto::Event::Closed(CloseReason::Idle)
+                )
+            );
             break t;
         }
         drain(&mut p.server, t); // acks, lost

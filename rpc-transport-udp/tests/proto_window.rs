@@ -4,11 +4,13 @@
 
 mod sim;
 
+use sim::Event;
+
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rpc_transport_udp::proto::packet::{Body, Packet};
-use rpc_transport_udp::proto::{Config, Endpoint, Event};
+use rpc_transport_udp::proto::{Config, Endpoint};
 use sim::{addr, drain, events, ms, sacks, FakePeer};
 
 const CONN: u32 = 0xC0FF_EE00;
@@ -137,7 +139,8 @@ fn beyond_window_is_dropped_and_counted() {
     let cfg = Config::default().recv_window(64);
     let t0 = Instant::now();
     let mut s = Endpoint::new(cfg, 9, true);
-    s.handle_datagram(t0, addr(1000), FakePeer::init(CONN, 77));
+    let cookie = FakePeer::fetch_cookie(&mut s, addr(1000), CONN, 77, t0);
+    s.handle_datagram(t0, addr(1000), FakePeer::init_with(CONN, 77, Some(cookie)));
     let h = match events(&mut s)[..] {
         [(h, Event::Accepted { .. })] => h,
         ref other => panic!("{other:?}"),

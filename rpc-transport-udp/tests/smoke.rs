@@ -39,16 +39,20 @@ fn request_reply_over_a_perfect_link() {
                     client.send(ch, big.clone()).unwrap();
                     sent = true;
                 }
-                Event::Message(m) => got_client.push(m),
+                Event::Readable => {
+                    got_client.extend(std::iter::from_fn(|| client.poll_message(ch)))
+                }
                 other => panic!("client event {other:?}"),
             }
         }
         while let Some((sh, e)) = server.poll_event() {
             match e {
                 Event::Accepted { .. } => {}
-                Event::Message(m) => {
-                    server.send(sh, m.clone()).unwrap();
-                    got_server.push(m);
+                Event::Readable => {
+                    while let Some(m) = server.poll_message(sh) {
+                        server.send(sh, m.clone()).unwrap();
+                        got_server.push(m);
+                    }
                 }
                 other => panic!("server event {other:?}"),
             }

@@ -2,44 +2,42 @@
 //! [`UdpFrameReceiver`].
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use rpc_core::frame::{Frame, FrameError, HEADER_LEN};
 use rpc_core::transport::{FrameReceiver, FrameSink, TrySendError};
 use rpc_core::TransportError;
-use tokio::sync::mpsc;
 use tracing::debug;
 
 use super::Shared;
 use crate::proto::connection::GATHER_MIN;
 use crate::proto::{Chain, ConnectionHandle, SendError};
 
-/// Memory order of the pause handshake between the driver and the receiver: each side
-/// stores its variable, then loads the other's, so one of them always sees the other.
-pub(super) const ORDER: Ordering = Ordering::SeqCst;
-
-/// Undelivered messages at or below which a paused connection resumes.
-pub(super) fn low_water(max_undelivered: usize) -> usize {
-    max_undelivered / 2
-}
-
 /// What both halves of a connection and the driver share without the lock.
 #[derive(Debug, Default)]
 pub(super) struct ConnShared {
     /// Why the connection closed; set once, under the socket's lock.
     closed: OnceLock<TransportError>,
-    /// Messages handed to the receiver's queue and not yet taken.
-    pub(super) undelivered: AtomicUsize,
-    /// Whether the endpoint was told to stop accepting data (changed under the lock).
-    pub(super) paused: AtomicBool,
+    /// The failure the receiver reports once (after the queued messages), if any.
+    report: Mutex<Option<TransportError>>,
 }
 
 impl ConnShared {
     pub(super) fn mark_closed(&self, e: TransportError) {
         let _ = self.closed.set(e);
+    }
+
+    pub(super) fn report_once(&self, e: TransportError) {
+        *self.report.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
+    }
+
+    fn take_report(&self) -> Option<TransportError> {
+        self.report
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 
     fn closed(&self) -> Option<TransportError> {
@@ -155,19 +153,19 @@ impl Drop for ConnSink {
 
 /// The receiving half of a reliable-UDP connection, polled by the runtime's own task.
 ///
-/// The driver task queues each complete message (one RPC frame); `recv` takes it and
-/// validates it ([`Frame::parse`]: header, length, CRC) in the caller's task. A bad
-/// frame inside a reliable message means a broken peer: `recv` returns
-/// [`TransportError::BadFrame`] and the connection is closed. After a clean close (by
-/// either side) `recv` returns `Ok(None)`; after a failure (peer unreachable, reset,
-/// restarted, idle) it returns the error once, then `Ok(None)`.
+/// Complete messages (one RPC frame each) wait in the protocol core's bounded queue of
+/// the connection ([`crate::proto::Endpoint::poll_message`], at most
+/// `max_undelivered`; beyond it the connection refuses new data until the queue is half
+/// empty); `recv` takes one and validates it ([`Frame::parse`]: header, length, CRC) in
+/// the caller's task. A bad frame inside a reliable message means a broken peer: `recv`
+/// returns [`TransportError::BadFrame`] and the connection is closed. After a clean close
+/// (by either side) `recv` returns `Ok(None)` once the queue is empty; after a failure
+/// (peer unreachable, reset, restarted, idle) it returns the error once, then `Ok(None)`.
 pub struct UdpFrameReceiver {
-    rx: mpsc::UnboundedReceiver<Result<Bytes, TransportError>>,
     shared: Arc<Shared>,
     h: ConnectionHandle,
     conn: Arc<ConnShared>,
     max_payload: u32,
-    low_water: usize,
 }
 
 impl fmt::Debug for UdpFrameReceiver {
@@ -180,32 +178,54 @@ impl fmt::Debug for UdpFrameReceiver {
     }
 }
 
+/// What one poll of the receiver found.
+enum Polled {
+    Message(Bytes),
+    Failed(TransportError),
+    End,
+}
+
 impl UdpFrameReceiver {
     pub(super) fn new(
-        rx: mpsc::UnboundedReceiver<Result<Bytes, TransportError>>,
         shared: Arc<Shared>,
         h: ConnectionHandle,
         conn: Arc<ConnShared>,
         max_payload: u32,
-        low_water: usize,
     ) -> Self {
         UdpFrameReceiver {
-            rx,
             shared,
             h,
             conn,
             max_payload,
-            low_water,
         }
     }
 
-    /// Lets the endpoint accept data again once the queue has drained to the low-water
-    /// mark.
-    fn resume(&self) {
+    fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Polled> {
         let mut st = self.shared.lock();
-        if self.conn.paused.load(ORDER) && self.conn.undelivered.load(ORDER) <= self.low_water {
-            self.conn.paused.store(false, ORDER);
-            st.endpoint.set_paused(self.h, false);
+        let before = st.endpoint.connection_count();
+        if let Some(m) = st.endpoint.poll_message(self.h) {
+            if st.endpoint.connection_count() != before {
+                // Taking the last message freed a closed connection: the driver may
+                // have nothing left to drive.
+                self.shared.process_and_release(st);
+            }
+            return Poll::Ready(Polled::Message(m));
+        }
+        if self.conn.is_closed() {
+            drop(st);
+            return Poll::Ready(match self.conn.take_report() {
+                Some(e) => Polled::Failed(e),
+                None => Polled::End,
+            });
+        }
+        match st.conns.get_mut(&self.h) {
+            Some(cs) => {
+                if !cs.reader.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    cs.reader = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+            None => Poll::Ready(Polled::End),
         }
     }
 
@@ -220,14 +240,11 @@ impl UdpFrameReceiver {
 
 impl FrameReceiver for UdpFrameReceiver {
     async fn recv(&mut self) -> Result<Option<Frame>, TransportError> {
-        let Some(item) = self.rx.recv().await else {
-            return Ok(None);
+        let bytes = match std::future::poll_fn(|cx| self.poll_next(cx)).await {
+            Polled::Message(m) => m,
+            Polled::Failed(e) => return Err(e),
+            Polled::End => return Ok(None),
         };
-        let bytes = item?;
-        let left = self.conn.undelivered.fetch_sub(1, ORDER) - 1;
-        if left <= self.low_water && self.conn.paused.load(ORDER) {
-            self.resume();
-        }
         match Frame::parse(&bytes, self.max_payload) {
             Ok(frame) => Ok(Some(frame)),
             Err(e) => {
@@ -240,13 +257,14 @@ impl FrameReceiver for UdpFrameReceiver {
 
 impl Drop for UdpFrameReceiver {
     fn drop(&mut self) {
-        // Nobody reads any more: messages are discarded from now on, so a paused
-        // connection must not stay paused (the peer would retransmit in vain).
-        self.rx.close();
-        if self.conn.paused.load(ORDER) {
-            let mut st = self.shared.lock();
-            self.conn.paused.store(false, ORDER);
-            st.endpoint.set_paused(self.h, false);
+        // Nobody reads any more: the queued messages are dropped, and so is every message
+        // the connection completes from now on (it must not stay paused: the peer would
+        // retransmit in vain).
+        let mut st = self.shared.lock();
+        if let Some(cs) = st.conns.get_mut(&self.h) {
+            cs.reader = None;
         }
+        st.endpoint.discard_messages(self.h);
+        self.shared.process_and_release(st);
     }
 }

@@ -108,7 +108,6 @@ impl UdpListener {
             let incarnation = st.endpoint.incarnation();
             st.endpoint = Endpoint::new(config.protocol.clone(), incarnation, true);
             st.buf = Vec::with_capacity(config.protocol.max_datagram);
-            st.max_undelivered = config.protocol.max_undelivered.max(1);
         } else {
             warn!("UdpListener::with_config after connections arrived: protocol settings ignored");
         }

@@ -13,7 +13,8 @@
 //!                                         Notify (timer moved earlier, queue, exit)
 //!  runtime's task (FrameReceiver)         socket writable (only while pending_out)
 //!  ──────────────────────────
-//!  recv: mpsc from the driver, parse + CRC check of the frame in the receiving task
+//!  recv: lock, endpoint.poll_message (the core's bounded per-connection queue), or
+//!        park its waker until Event::Readable; parse + CRC check outside the lock
 //! ```
 //!
 //! State shared between them lives in one `std::sync::Mutex` (never held across an
@@ -81,12 +82,12 @@ struct DriverCounters {
     bad_frames: u64,
 }
 
-/// Per-connection driver state.
+/// Per-connection driver state. Received messages stay in the protocol core's bounded
+/// queue ([`Endpoint::poll_message`]) until the receiver takes them.
 struct ConnState {
-    /// Received messages (raw frames) on their way to the receiver; dropped at close, so
-    /// the receiver sees the end of the stream after the last message.
-    inbound: mpsc::UnboundedSender<Result<Bytes, TransportError>>,
     shared: Arc<ConnShared>,
+    /// The receiver waiting for a message.
+    reader: Option<Waker>,
     /// Senders waiting for room in the send backlog.
     writers: Vec<Waker>,
     /// Client: completes when the handshake does.
@@ -117,7 +118,6 @@ struct State {
     /// Wakers to wake once the lock is released.
     wake: Vec<Waker>,
     max_payload: u32,
-    max_undelivered: usize,
     recv_batch: usize,
     /// [`UdpConfig::busy_poll`].
     busy_poll: Option<Duration>,
@@ -147,7 +147,6 @@ impl Shared {
             accept_tx,
             wake: Vec::new(),
             max_payload: config.effective_max_payload(),
-            max_undelivered: config.protocol.max_undelivered.max(1),
             recv_batch: config.recv_batch.max(1),
             busy_poll: config.busy_poll,
             counters: DriverCounters::default(),
@@ -233,6 +232,17 @@ impl State {
             datagrams_gathered: d.datagrams_gathered,
             accept_overflow: d.accept_overflow,
             bad_frames: d.bad_frames,
+            retries_sent: e.retries_sent,
+            cookies_expired: e.cookies_expired,
+            cookies_invalid: e.cookies_invalid,
+            replays_refused: e.replays_refused,
+            bad_parameters: e.bad_parameters,
+            refused_per_ip: e.refused_per_ip,
+            accepted_unvalidated: e.accepted_unvalidated,
+            amplification_blocked: e.amplification_blocked,
+            never_acked_closes: e.never_acked_closes,
+            no_progress_closes: e.no_progress_closes,
+            reassembly_evictions: e.reassembly_evictions,
             connections: Vec::new(),
         }
     }
@@ -405,7 +415,11 @@ impl State {
         let mut closed_any = false;
         while let Some((h, event)) = self.endpoint.poll_event() {
             match event {
-                Event::Message(bytes) => self.deliver(h, bytes),
+                Event::Readable => {
+                    if let Some(w) = self.conns.get_mut(&h).and_then(|cs| cs.reader.take()) {
+                        self.wake.push(w);
+                    }
+                }
                 Event::Writable => {
                     if let Some(cs) = self.conns.get_mut(&h) {
                         self.wake.append(&mut cs.writers);
@@ -428,36 +442,12 @@ impl State {
         closed_any
     }
 
-    fn deliver(&mut self, h: ConnectionHandle, bytes: Bytes) {
-        let Some(cs) = self.conns.get(&h) else {
-            return;
-        };
-        let c = &cs.shared;
-        // Counted before it is queued, so the receiver never counts it down first.
-        let undelivered = c.undelivered.fetch_add(1, conn::ORDER) + 1;
-        if cs.inbound.send(Ok(bytes)).is_err() {
-            // The receiver is gone (the runtime stopped reading); nobody wants it.
-            c.undelivered.fetch_sub(1, conn::ORDER);
-            return;
-        }
-        if undelivered >= self.max_undelivered && !c.paused.load(conn::ORDER) {
-            // Stop acknowledging new data until the receiver catches up; the peer
-            // retransmits it later.
-            c.paused.store(true, conn::ORDER);
-            self.endpoint.set_paused(h, true);
-            // The receiver may have drained meanwhile without seeing the flag.
-            if c.undelivered.load(conn::ORDER) <= conn::low_water(self.max_undelivered) {
-                c.paused.store(false, conn::ORDER);
-                self.endpoint.set_paused(h, false);
-            }
-        }
-    }
-
     /// Hands a new connection to the listener; closes it if there is no room (or no
     /// listener). Returns whether it was handed over.
     fn accept(&mut self, shared: &Arc<Shared>, h: ConnectionHandle, peer: SocketAddr) -> bool {
         if self.accept_tx.is_none() {
             self.endpoint.close(h);
+            self.endpoint.discard_messages(h);
             return false;
         }
         let (connection, cs) = new_connection(shared, self, h, peer, None);
@@ -482,6 +472,8 @@ impl State {
                 conn_shared.mark_closed(TransportError::Closed);
                 drop(e);
                 self.endpoint.close(h);
+                // Nobody will read it.
+                self.endpoint.discard_messages(h);
                 false
             }
         }
@@ -500,11 +492,11 @@ impl State {
         if let Some(tx) = cs.connect.take() {
             let _ = tx.send(Err(cause.unwrap_or_else(|| connect_cause(reason))));
         } else if cause.is_some() {
-            let _ = cs.inbound.send(Err(err));
+            // The receiver returns it once, after the messages still queued.
+            cs.shared.report_once(err);
         }
         self.wake.append(&mut cs.writers);
-        // Dropping `cs` drops the inbound sender: after the last message (and the error,
-        // if any), the receiver sees the end of the stream.
+        self.wake.extend(cs.reader.take());
     }
 }
 
@@ -529,6 +521,10 @@ fn close_cause(reason: CloseReason) -> Option<Arc<io::Error>> {
                 "peer closed the connection: it says we broke the protocol",
             ),
             close_code::REFUSED => (ConnectionRefused, "peer refused the connection"),
+            close_code::BAD_PARAMETERS => (
+                ConnectionRefused,
+                "peer refused the handshake's parameters (datagram size or window)",
+            ),
             _ => (
                 ConnectionReset,
                 "peer closed the connection with an unknown reason",
@@ -577,19 +573,11 @@ fn new_connection(
     connect: Option<oneshot::Sender<ConnectResult>>,
 ) -> (Connection<UdpFrameReceiver>, ConnState) {
     let conn_shared = Arc::new(ConnShared::default());
-    let (tx, rx) = mpsc::unbounded_channel();
     let sink = ConnSink::new(shared.clone(), h, conn_shared.clone());
-    let receiver = UdpFrameReceiver::new(
-        rx,
-        shared.clone(),
-        h,
-        conn_shared.clone(),
-        st.max_payload,
-        conn::low_water(st.max_undelivered),
-    );
+    let receiver = UdpFrameReceiver::new(shared.clone(), h, conn_shared.clone(), st.max_payload);
     let state = ConnState {
-        inbound: tx,
         shared: conn_shared,
+        reader: None,
         writers: Vec::new(),
         connect,
         fail: None,
@@ -678,9 +666,7 @@ fn receive_now(
     st.counters.recv_errors += errors;
     st.refused |= refused && st.peer.is_some();
     let now = Instant::now();
-    for (from, datagram) in batch.drain(..) {
-        st.endpoint.handle_datagram(now, from, datagram);
-    }
+    st.endpoint.handle_datagrams(now, batch);
     shared.process_and_release(st);
     received
 }

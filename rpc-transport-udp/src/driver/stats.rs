@@ -53,6 +53,29 @@ pub struct UdpStats {
     pub accept_overflow: u64,
     /// Messages that were not a valid RPC frame (their connection was closed).
     pub bad_frames: u64,
+    /// Retries sent: stateless answers to Inits without a valid cookie (address validation).
+    pub retries_sent: u64,
+    /// Inits whose cookie was too old.
+    pub cookies_expired: u64,
+    /// Inits whose cookie did not verify (forged, or another address's).
+    pub cookies_invalid: u64,
+    /// Inits replaying the handshake of a connection already closed.
+    pub replays_refused: u64,
+    /// Inits refused for out-of-range parameters (Close reason 5).
+    pub bad_parameters: u64,
+    /// Handshakes refused by the per-IP connection limit (also in `connections_refused`).
+    pub refused_per_ip: u64,
+    /// Connections accepted before their address was validated (under-load mode).
+    pub accepted_unvalidated: u64,
+    /// Datagrams held back by the anti-amplification limit.
+    pub amplification_blocked: u64,
+    /// Connections closed because the peer never acknowledged any Data.
+    pub never_acked_closes: u64,
+    /// Connections closed because the peer acknowledged nothing new for `peer_timeout`
+    /// while it kept sending (pings) and Data was in flight.
+    pub no_progress_closes: u64,
+    /// Connections evicted to free reassembly memory for others.
+    pub reassembly_evictions: u64,
     /// Current connections: (peer, smoothed RTT µs (0 before a sample), RTO µs).
     pub connections: Vec<(SocketAddr, u64, u64)>,
 }
@@ -78,6 +101,17 @@ impl UdpStats {
         self.recv_errors += o.recv_errors;
         self.pending_out_drops += o.pending_out_drops;
         self.datagrams_gathered += o.datagrams_gathered;
+        self.retries_sent += o.retries_sent;
+        self.cookies_expired += o.cookies_expired;
+        self.cookies_invalid += o.cookies_invalid;
+        self.replays_refused += o.replays_refused;
+        self.bad_parameters += o.bad_parameters;
+        self.refused_per_ip += o.refused_per_ip;
+        self.accepted_unvalidated += o.accepted_unvalidated;
+        self.amplification_blocked += o.amplification_blocked;
+        self.never_acked_closes += o.never_acked_closes;
+        self.no_progress_closes += o.no_progress_closes;
+        self.reassembly_evictions += o.reassembly_evictions;
         self.accept_overflow += o.accept_overflow;
         self.bad_frames += o.bad_frames;
         self.connections.extend_from_slice(&o.connections);

@@ -5,6 +5,40 @@ use std::time::Duration;
 use super::reassembly::ReassemblyConfig;
 use super::rtt::RttConfig;
 
+/// Smallest datagram a peer may advertise in its handshake (and the smallest this side
+/// uses): a Data datagram of this size still carries 16 payload bytes after the header,
+/// 8 SACK ranges and the Data header. An Init (or Accept) advertising less is refused
+/// (Close reason 5).
+pub const MIN_DATAGRAM: usize = 128;
+/// Largest datagram anyone may advertise (the largest IPv4 UDP payload); larger
+/// advertised values are clamped to it.
+pub const MAX_DATAGRAM: usize = 65_507;
+/// Largest receive window anyone may advertise; larger advertised values are clamped to
+/// it. A window of 0 is refused (Close reason 5).
+pub const MAX_WINDOW: u32 = 1 << 16;
+/// Until its address is validated, a server sends a peer at most this many times the
+/// bytes it received from it (RFC 9000 8.1).
+pub const AMPLIFICATION_FACTOR: u64 = 3;
+
+/// When a server makes a client prove its address (PROTOCOL.md 9.3) before it creates
+/// any state for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressValidation {
+    /// Every Init without a valid cookie is answered with a stateless Retry (the
+    /// default: one extra round trip per connection, no state and no amplification for
+    /// spoofed sources).
+    Always,
+    /// While the endpoint holds fewer than `connections` connections, an Init without a
+    /// cookie opens a connection at once, unvalidated: it may send the peer at most
+    /// [`AMPLIFICATION_FACTOR`] times the bytes received until the client echoes the
+    /// cookie of the Retry sent along with the Accept. From `connections` on, it behaves
+    /// as `Always`.
+    UnderLoad {
+        /// Connections held from which Retry is required.
+        connections: usize,
+    },
+}
+
 /// Settings of an [`super::Endpoint`] and its connections.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -47,19 +81,24 @@ pub struct Config {
     /// higher, is acknowledged. Default 3.
     pub reorder_threshold: u64,
     /// Reassembly limits (largest message, per-connection memory, timeout of an
-    /// incomplete message). Defaults 16 MiB, 32 MiB, 30 s.
+    /// incomplete message). Defaults 16 MiB, 32 MiB, 10 s.
     pub reassembly: ReassemblyConfig,
     /// Memory for reassembly across all connections of an endpoint. Default 256 MiB.
     pub global_reassembly_budget: usize,
-    /// Messages received but not yet taken by the application, per connection, before
-    /// the connection stops accepting new data (unacknowledged, so the peer resends it
-    /// later). Default 1024.
+    /// Complete messages a connection queues for [`super::Endpoint::poll_message`]
+    /// before it stops accepting new data (unacknowledged, so the peer resends it later);
+    /// it accepts data again once the application has taken the queue down to half.
+    /// Checked after each datagram, or after each batch given to
+    /// [`super::Endpoint::handle_datagrams`] (which may overshoot by the batch's length).
+    /// Default 1024.
     pub max_undelivered: usize,
     /// An idle established connection sends a keepalive after this long without sending
     /// anything. Default 1 s.
     pub keepalive_interval: Duration,
     /// A connection with data in flight (or a handshake pending) whose peer has sent
-    /// nothing for this long is declared unreachable. Default 10 s.
+    /// nothing for this long is declared unreachable; so is one with data in flight
+    /// whose peer keeps sending (pings) but acknowledges nothing new for this long.
+    /// Default 10 s.
     pub peer_timeout: Duration,
     /// A single datagram retransmitted this many times declares the peer unreachable.
     /// Default 64.
@@ -73,6 +112,28 @@ pub struct Config {
     /// Datagrams an endpoint queues to send on its own behalf (resets to unknown peers)
     /// before dropping them. Default 256.
     pub max_endpoint_transmits: usize,
+    /// Server: when a client must prove its address with a cookie. Default
+    /// [`AddressValidation::Always`].
+    pub address_validation: AddressValidation,
+    /// How long a Retry's cookie stays valid (and how often the cookie key rotates; the
+    /// key of the previous period still verifies cookies issued in it). Default 5 s:
+    /// many round trips, yet a captured exchange is useless soon after.
+    pub cookie_lifetime: Duration,
+    /// Connections one peer IP address may hold at once; further Inits from it are
+    /// refused (Close reason 4). Default 256.
+    pub max_connections_per_ip: usize,
+    /// Server: closed connections whose (address, connection id) is remembered for
+    /// `cookie_lifetime`, so a replay of their Init with its old cookie is refused
+    /// (answered with a fresh Retry). The oldest is forgotten beyond this. Default 4096.
+    pub max_quarantined: usize,
+    /// Server: a connection whose peer has never acknowledged any of its Data is closed
+    /// (unreachable) after this many retransmission timeouts without an ack, or after
+    /// [`Config::never_acked_timeout`], whichever comes first. Default 8.
+    pub never_acked_retransmits: u32,
+    /// Server: see [`Config::never_acked_retransmits`]; the time since the connection's
+    /// first Data went out, checked when the retransmission timer fires. Default 5 s.
+    /// Both bound what a server sends to an address that never acknowledges.
+    pub never_acked_timeout: Duration,
 }
 
 impl Default for Config {
@@ -96,6 +157,12 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(30),
             max_connections: 10_000,
             max_endpoint_transmits: 256,
+            address_validation: AddressValidation::Always,
+            cookie_lifetime: Duration::from_secs(5),
+            max_connections_per_ip: 256,
+            max_quarantined: 4096,
+            never_acked_retransmits: 8,
+            never_acked_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -109,15 +176,15 @@ impl Config {
         }
     }
 
-    /// Sets the largest datagram (clamped to 128..=65,507).
+    /// Sets the largest datagram (clamped to [`MIN_DATAGRAM`]..=[`MAX_DATAGRAM`]).
     pub fn max_datagram(mut self, bytes: usize) -> Self {
-        self.max_datagram = bytes.clamp(128, 65_507);
+        self.max_datagram = bytes.clamp(MIN_DATAGRAM, MAX_DATAGRAM);
         self
     }
 
-    /// Sets [`Config::loopback_max_datagram`] (clamped to 128..=65,507).
+    /// Sets [`Config::loopback_max_datagram`] (clamped to [`MIN_DATAGRAM`]..=[`MAX_DATAGRAM`]).
     pub fn loopback_max_datagram(mut self, bytes: Option<usize>) -> Self {
-        self.loopback_max_datagram = bytes.map(|b| b.clamp(128, 65_507));
+        self.loopback_max_datagram = bytes.map(|b| b.clamp(MIN_DATAGRAM, MAX_DATAGRAM));
         self
     }
 
@@ -135,9 +202,34 @@ impl Config {
         self
     }
 
-    /// Sets the receive window in sequence numbers (at least 1).
+    /// Sets the receive window in sequence numbers (clamped to 1..=[`MAX_WINDOW`]).
     pub fn recv_window(mut self, seqs: u32) -> Self {
-        self.recv_window = seqs.max(1);
+        self.recv_window = seqs.clamp(1, MAX_WINDOW);
+        self
+    }
+
+    /// Sets when clients must prove their address.
+    pub fn address_validation(mut self, v: AddressValidation) -> Self {
+        self.address_validation = v;
+        self
+    }
+
+    /// Sets the cookie lifetime (at least 1 ms).
+    pub fn cookie_lifetime(mut self, d: Duration) -> Self {
+        self.cookie_lifetime = d.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Sets the connection limit per peer IP address (at least 1).
+    pub fn max_connections_per_ip(mut self, n: usize) -> Self {
+        self.max_connections_per_ip = n.max(1);
+        self
+    }
+
+    /// Sets the bounds on retransmitting to a peer that never acknowledged anything.
+    pub fn never_acked(mut self, retransmits: u32, timeout: Duration) -> Self {
+        self.never_acked_retransmits = retransmits.max(1);
+        self.never_acked_timeout = timeout;
         self
     }
 

@@ -1,22 +1,27 @@
 //! One reliable connection to one peer: the protocol's state machine.
 //!
 //! ```text
-//!  client: connect()                               server: Init from a new peer
-//!      │ send Init (retransmitted on RTO)                 │ send Accept
-//!      ▼                                                  │
-//!  ┌─────────────┐   Accept (our incarnation)    ┌─────────────┐
-//!  │ Handshaking │ ─────────────────────────────▶│ Established │◀──┘
-//!  └─────────────┘                               └─────────────┘
-//!      │ peer silent for peer_timeout                 │ close()              → send Close
-//!      │ or Init retransmitted max_retransmits        │ Close / Reset received
-//!      ▼                                              │ peer silent (peer_timeout with data
-//!  ┌────────────────────┐                             │   in flight, or idle_timeout)
-//!  │ Closed(reason)     │◀────────────────────────────┘ a datagram retransmitted too often
-//!  └────────────────────┘                               an incomplete message timed out
-//!      │ Close sent (if the reason calls for one)
-//!      ▼
-//!   drained: the endpoint frees it
+//!  client: connect()                          server: Init (9.3)
+//!      │ send Init (retransmitted on RTO)        ├─ no/invalid/expired/replayed cookie ─▶ Retry, no state
+//!      │◀── Retry: send Init with its cookie     ├─ bad parameters / limits ─▶ Close 5 / 4, no state
+//!      ▼     (at most 8 Retries)                 ├─ valid cookie ───────────────┐ send Accept
+//!  ┌─────────────┐   Accept (our incarnation)    │                              ▼
+//!  │ Handshaking │ ─────────────────────────────────────────────────▶ ┌─────────────┐
+//!  └─────────────┘                               └─ under load, no cookie ─▶ │ Established │
+//!      │ peer silent for peer_timeout               Accept + Retry; sends     └─────────────┘
+//!      │ or Init sent max_retransmits times         ≤ 3× received until an      │
+//!      ▼                                            Init with the cookie        │ close()  → send Close
+//!  ┌────────────────────┐                           validates the address       │ Close / Reset received
+//!  │ Closed(reason)     │◀──────────────────────────────────────────────────────┘ peer silent (peer_timeout
+//!  └────────────────────┘                             with data in flight, or idle_timeout)
+//!      │ Close sent (if the reason calls for one      a datagram retransmitted too often
+//!      │   and, unvalidated, it fits the 3× budget)   server: peer never acked (8 RTOs / 5 s)
+//!      ▼                                              an incomplete message timed out or evicted
+//!   freed; server: (address, id) quarantined
+//!   for the cookie lifetime
 //! ```
+//!
+//! (PROTOCOL.md 9.3 and 9.8; the server's stateless answers are the endpoint's.)
 //!
 //! Sending: a message is cut into fragments ([`packet::fragment_range`]); each fragment
 //! gets the next sequence number when it is first sent, keeps it across retransmissions,
@@ -39,10 +44,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::chain::Chain;
-use super::config::Config;
-use super::packet::{self, AckInfo, Body, Packet, SackRanges, DATA_SACK_RANGES, MAX_SACK_RANGES};
+use super::config::{Config, AMPLIFICATION_FACTOR, MAX_DATAGRAM, MAX_WINDOW, MIN_DATAGRAM};
+use super::packet::{
+    self, AckInfo, Body, Cookie, Packet, SackRanges, COOKIE_LEN, DATA_SACK_RANGES, HEADER_LEN,
+    MAX_SACK_RANGES, SACK_RANGE_LEN,
+};
 use super::reassembly::{GlobalBudget, Insert, Reassembler};
 use super::rtt::RttEstimator;
+use super::sent::{Acked, Sent, SentPackets};
 use super::timer::{Timer, TimerTable};
 use super::window::{RecvWindow, Seen};
 
@@ -93,8 +102,22 @@ pub mod close_code {
     pub const REASSEMBLY_TIMEOUT: u32 = 2;
     /// The receiver of the Close broke the protocol.
     pub const PROTOCOL_ERROR: u32 = 3;
-    /// The connection limit was reached.
+    /// The connection limit was reached (of the endpoint, or of the client's IP
+    /// address).
     pub const REFUSED: u32 = 4;
+    /// The handshake advertised values out of range (a maximum datagram below
+    /// [`crate::proto::config::MIN_DATAGRAM`], a receive window of 0).
+    pub const BAD_PARAMETERS: u32 = 5;
+}
+
+/// Most Retries a client follows in one handshake (and, established, in its
+/// connection's life); more are ignored, so an on-path forger cannot keep it looping.
+pub const MAX_RETRIES_FOLLOWED: u32 = 8;
+
+/// Whether advertised handshake values are acceptable at all (larger ones are clamped,
+/// these are refused).
+pub fn peer_params_ok(recv_window: u32, max_datagram: u32) -> bool {
+    recv_window >= 1 && max_datagram as usize >= MIN_DATAGRAM
 }
 
 impl CloseReason {
@@ -129,8 +152,10 @@ pub enum Event {
         /// The client's incarnation number.
         client_incarnation: u64,
     },
-    /// A complete message arrived.
-    Message(Bytes),
+    /// Complete messages wait in the connection's queue: take them with
+    /// [`crate::proto::Endpoint::poll_message`]. Reported when the queue goes from empty
+    /// to non-empty (take until `None` before waiting for the next one).
+    Readable,
     /// A send that was refused as full may now succeed.
     Writable,
     /// The connection closed; nothing more will be delivered or sent.
@@ -183,6 +208,16 @@ pub struct ConnectionStats {
     pub rto_us: u64,
     /// Fragments in flight.
     pub in_flight: u64,
+    /// Times a datagram was held back by the anti-amplification limit (unvalidated
+    /// peer address).
+    pub amplification_blocked: u64,
+    /// Retries received and followed (client).
+    pub retries_followed: u64,
+    /// 1 if the connection was closed because its peer never acknowledged any Data.
+    pub never_acked_closes: u64,
+    /// 1 if the connection was closed because its peer, though heard from, acknowledged
+    /// nothing new for `peer_timeout` while Data was in flight.
+    pub no_progress_closes: u64,
 }
 
 /// Endpoint-wide state a connection needs while handling an input.
@@ -199,28 +234,23 @@ enum State {
         first_sent: Option<Instant>,
         /// How many times Init was sent.
         transmissions: u32,
+        /// The cookie of the server's last Retry, echoed in every Init from then on.
+        cookie: Option<Cookie>,
+        /// An Init is due (first, retransmitted on RTO, or repeated with a cookie).
+        init_pending: bool,
     },
     Established,
-    Closed(CloseReason),
+    Closed {
+        reason: CloseReason,
+        /// The Close datagram still to send (its reason code), if the reason calls for
+        /// one.
+        close_pending: Option<u32>,
+    },
 }
 
 /// Data payloads at least this long are gathered into the datagram by the socket
 /// (`sendmsg` with the datagram header and the payload's chunks) instead of being copied.
 pub const GATHER_MIN: usize = 512;
-
-/// A fragment sent and not yet acknowledged.
-#[derive(Debug)]
-struct Sent {
-    frag_index: u32,
-    frag_count: u32,
-    msg_len: u32,
-    payload: Chain,
-    first_sent: Instant,
-    last_sent: Instant,
-    transmissions: u32,
-    /// Queued for retransmission.
-    lost: bool,
-}
 
 /// A message accepted for sending whose fragments are not all sent yet.
 #[derive(Debug)]
@@ -230,6 +260,58 @@ struct Outgoing {
     next_index: u32,
     /// Sequence number of fragment 0 once it is sent.
     msg_id: Option<u64>,
+}
+
+/// Bytes exchanged with a peer whose address is not validated yet (server).
+#[derive(Debug, Clone, Copy)]
+struct Unvalidated {
+    received: u64,
+    sent: u64,
+}
+
+impl Unvalidated {
+    /// Bytes that may still be sent.
+    fn room(&self) -> usize {
+        let allowed = self.received.saturating_mul(AMPLIFICATION_FACTOR);
+        usize::try_from(allowed.saturating_sub(self.sent)).unwrap_or(usize::MAX)
+    }
+}
+
+/// What the next datagram carries: a control body, or a Data fragment whose payload is
+/// still the message's chunks (copied into the datagram or gathered by `poll_transmit`).
+#[derive(Debug)]
+enum Next {
+    Control(Body),
+    Data(DataOut),
+}
+
+/// A Data fragment to send (new or retransmitted).
+#[derive(Debug)]
+struct DataOut {
+    seq: u64,
+    frag_index: u32,
+    frag_count: u32,
+    msg_len: u32,
+    payload: Chain,
+}
+
+/// What the next datagram may cost (anti-amplification), and its header sizes.
+#[derive(Debug, Clone, Copy)]
+struct Room {
+    bytes: usize,
+    /// Header plus SACK ranges of a non-Data datagram.
+    head: usize,
+    /// The same for a Data datagram (fewer ranges).
+    data_head: usize,
+}
+
+impl Room {
+    fn fits(room: Option<Room>, body_len: usize, data: bool) -> bool {
+        room.is_none_or(|r| {
+            let head = if data { r.data_head } else { r.head };
+            head + body_len <= r.bytes
+        })
+    }
 }
 
 /// One connection.
@@ -246,21 +328,12 @@ pub(crate) struct Connection {
     fragment_payload: usize,
 
     // Sending.
-    /// The payload of the Data datagram `next_body` just chose (its `Body::Data` carries
-    /// an empty placeholder): copied into the datagram when small, gathered when large.
-    tx_payload: Chain,
-    next_seq: u64,
-    /// In-flight fragments; index = seq - send_base; `None` once acknowledged.
-    sent: VecDeque<Option<Sent>>,
-    send_base: u64,
-    in_flight: usize,
-    lost: VecDeque<u64>,
+    /// Data datagrams in flight: sequence numbers, loss detection, retransmission.
+    sent: SentPackets,
     outgoing: VecDeque<Outgoing>,
     backlog: usize,
     blocked: bool,
     rtt: RttEstimator,
-    largest_acked: u64,
-    largest_acked_sent: Option<Instant>,
 
     // Receiving.
     window: RecvWindow,
@@ -271,16 +344,44 @@ pub(crate) struct Connection {
     /// Highest sequence number received, and when (for the ack delay field).
     largest_recv: u64,
     largest_recv_time: Option<Instant>,
+    /// Complete messages not yet taken by the application (at most
+    /// `cfg.max_undelivered`: beyond it new data is refused, see `paused`).
+    inbox: VecDeque<Bytes>,
+    /// The inbox reached `max_undelivered`: data datagrams are dropped unacknowledged
+    /// (the peer resends them) until the application has taken it down to half.
     paused: bool,
+    /// Nobody takes messages any more: complete messages are dropped.
+    discard: bool,
 
     // Control datagrams waiting to go out.
-    init_pending: bool,
     accept_pending: bool,
     ping_pending: bool,
-    close_pending: Option<u32>,
+    /// Server: a Retry to send (an unvalidated connection's invitation to validate).
+    retry_pending: Option<Cookie>,
+    /// Server: when the last Retry went out.
+    retry_sent: Option<Instant>,
+    /// Client, established: the cookie of a Retry to echo in an Init.
+    revalidate: Option<Cookie>,
+    /// Client: Retries followed so far.
+    retries_followed: u32,
+
+    /// Server: `Some` until the peer's address is validated.
+    unvalidated: Option<Unvalidated>,
+    /// The peer has acknowledged at least one of our Data datagrams.
+    ever_acked: bool,
+    /// When our first Data datagram went out.
+    first_data_sent: Option<Instant>,
+    /// Retransmission timeouts while the peer had never acknowledged anything.
+    rto_without_ack: u32,
+    /// A fragment was refused because the endpoint-wide reassembly budget was full.
+    global_starved: bool,
 
     timers: TimerTable,
     last_recv: Instant,
+    /// While Data is in flight: when the peer last acknowledged new data (or when the
+    /// data went in flight). A peer that keeps pinging but acknowledges nothing for
+    /// `peer_timeout` is as unreachable as a silent one.
+    progress: Option<Instant>,
     last_send: Instant,
     closed_reported: bool,
     stats: ConnectionStats,
@@ -296,7 +397,8 @@ impl Connection {
         now: Instant,
     ) -> Self {
         let mut cfg = cfg.clone();
-        cfg.max_datagram = cfg.max_datagram_for(peer);
+        cfg.max_datagram = cfg.max_datagram_for(peer).clamp(MIN_DATAGRAM, MAX_DATAGRAM);
+        cfg.recv_window = cfg.recv_window.clamp(1, MAX_WINDOW);
         Connection {
             peer,
             conn_id,
@@ -306,18 +408,11 @@ impl Connection {
             peer_incarnation: None,
             peer_recv_window: cfg.send_window,
             fragment_payload: packet::max_fragment_payload(cfg.max_datagram),
-            tx_payload: Chain::default(),
-            next_seq: 1,
-            sent: VecDeque::new(),
-            send_base: 1,
-            in_flight: 0,
-            lost: VecDeque::new(),
+            sent: SentPackets::default(),
             outgoing: VecDeque::new(),
             backlog: 0,
             blocked: false,
             rtt: RttEstimator::new(cfg.rtt),
-            largest_acked: 0,
-            largest_acked_sent: None,
             window: RecvWindow::new(cfg.recv_window),
             reassembler: Reassembler::new(cfg.reassembly),
             ack_needed: false,
@@ -325,13 +420,23 @@ impl Connection {
             unacked_eliciting: 0,
             largest_recv: 0,
             largest_recv_time: None,
+            inbox: VecDeque::new(),
             paused: false,
-            init_pending: false,
+            discard: false,
             accept_pending: false,
             ping_pending: false,
-            close_pending: None,
+            retry_pending: None,
+            retry_sent: None,
+            revalidate: None,
+            retries_followed: 0,
+            unvalidated: None,
+            ever_acked: false,
+            first_data_sent: None,
+            rto_without_ack: 0,
+            global_starved: false,
             timers: TimerTable::default(),
             last_recv: now,
+            progress: None,
             last_send: now,
             closed_reported: false,
             stats: ConnectionStats::default(),
@@ -351,13 +456,16 @@ impl Connection {
         c.state = State::Handshaking {
             first_sent: None,
             transmissions: 0,
+            cookie: None,
+            init_pending: true,
         };
-        c.init_pending = true;
         c.arm_liveness(now);
         c
     }
 
     /// A server connection for a peer's Init: established, sends Accept at once.
+    /// `unvalidated`: the peer's address is not proven yet; `Some(init_len)` holds the
+    /// bytes received so far (the Init) and, with it, a Retry to send after the Accept.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn server(
         peer: SocketAddr,
@@ -367,20 +475,77 @@ impl Connection {
         client_incarnation: u64,
         peer_recv_window: u32,
         peer_max_datagram: u32,
+        unvalidated: Option<(usize, Cookie)>,
         now: Instant,
     ) -> Self {
         let mut c = Connection::new(peer, conn_id, Side::Server, cfg, incarnation, now);
         c.set_peer_params(client_incarnation, peer_recv_window, peer_max_datagram);
         c.accept_pending = true;
+        if let Some((init_len, cookie)) = unvalidated {
+            c.unvalidated = Some(Unvalidated {
+                received: init_len as u64,
+                sent: 0,
+            });
+            c.retry_pending = Some(cookie);
+        }
         c.arm_liveness(now);
         c
     }
 
+    /// Takes the peer's advertised values, clamped: the window to 1..=[`MAX_WINDOW`],
+    /// the datagram to [`MIN_DATAGRAM`]..=[`MAX_DATAGRAM`] (and to our own maximum).
     fn set_peer_params(&mut self, incarnation: u64, recv_window: u32, max_datagram: u32) {
         self.peer_incarnation = Some(incarnation);
-        self.peer_recv_window = recv_window.max(1);
-        let datagram = self.cfg.max_datagram.min(max_datagram as usize);
+        self.peer_recv_window = recv_window.clamp(1, MAX_WINDOW);
+        let peer_max = (max_datagram as usize).clamp(MIN_DATAGRAM, MAX_DATAGRAM);
+        let datagram = self.cfg.max_datagram.min(peer_max);
         self.fragment_payload = packet::max_fragment_payload(datagram).max(1);
+    }
+
+    /// Server: the peer's address is proven (it echoed a valid cookie).
+    pub(crate) fn set_validated(&mut self) {
+        self.unvalidated = None;
+        self.retry_pending = None;
+    }
+
+    /// Server: whether the peer's address is still unproven.
+    pub(crate) fn is_unvalidated(&self) -> bool {
+        self.unvalidated.is_some()
+    }
+
+    /// Server: counts bytes received from the unvalidated peer.
+    pub(crate) fn on_bytes_received(&mut self, n: usize) {
+        if let Some(u) = &mut self.unvalidated {
+            u.received = u.received.saturating_add(n as u64);
+        }
+    }
+
+    /// Server, unvalidated: whether a new Retry should go out (none pending, none sent
+    /// within the last RTO).
+    pub(crate) fn wants_retry(&self, now: Instant) -> bool {
+        self.unvalidated.is_some()
+            && self.retry_pending.is_none()
+            && self
+                .retry_sent
+                .is_none_or(|t| now.saturating_duration_since(t) >= self.rtt.rto())
+    }
+
+    /// Server, unvalidated: queues a Retry with `cookie`.
+    pub(crate) fn queue_retry(&mut self, cookie: Cookie) {
+        if self.unvalidated.is_some() {
+            self.retry_pending = Some(cookie);
+        }
+    }
+
+    /// Whether a fragment was refused for lack of endpoint-wide reassembly memory since
+    /// the last call.
+    pub(crate) fn take_global_starved(&mut self) -> bool {
+        std::mem::take(&mut self.global_starved)
+    }
+
+    /// The side of the connection.
+    pub(crate) fn side(&self) -> Side {
+        self.side
     }
 
     /// The peer's incarnation, once known.
@@ -391,16 +556,21 @@ impl Connection {
     /// Whether the connection is closed.
     pub(crate) fn close_reason(&self) -> Option<CloseReason> {
         match self.state {
-            State::Closed(r) => Some(r),
+            State::Closed { reason, .. } => Some(reason),
             _ => None,
         }
     }
 
     /// Closed, reported, and nothing left to send: the endpoint may free it.
     pub(crate) fn is_drained(&self) -> bool {
-        matches!(self.state, State::Closed(_))
-            && self.closed_reported
-            && self.close_pending.is_none()
+        matches!(
+            self.state,
+            State::Closed {
+                close_pending: None,
+                ..
+            }
+        ) && self.closed_reported
+            && self.inbox.is_empty()
     }
 
     /// The connection's counters.
@@ -408,7 +578,8 @@ impl Connection {
         ConnectionStats {
             srtt_us: self.rtt.srtt().map_or(0, |d| d.as_micros() as u64),
             rto_us: self.rtt.rto().as_micros() as u64,
-            in_flight: self.in_flight as u64,
+            in_flight: self.sent.in_flight() as u64,
+            retries_followed: u64::from(self.retries_followed),
             ..self.stats
         }
     }
@@ -420,13 +591,36 @@ impl Connection {
 
     /// Whether a [`Connection::send`] would be accepted now.
     pub(crate) fn is_writable(&self) -> bool {
-        !matches!(self.state, State::Closed(_)) && self.backlog < self.cfg.send_buffer
+        !matches!(self.state, State::Closed { .. }) && self.backlog < self.cfg.send_buffer
     }
 
-    /// Stops (or resumes) accepting new data: while paused, data datagrams are dropped
-    /// unacknowledged so the peer sends them again later.
-    pub(crate) fn set_paused(&mut self, paused: bool) {
-        self.paused = paused;
+    /// Takes the oldest complete message.
+    pub(crate) fn take_message(&mut self) -> Option<Bytes> {
+        let m = self.inbox.pop_front()?;
+        if self.paused && self.inbox.len() <= self.cfg.max_undelivered / 2 {
+            self.paused = false;
+        }
+        Some(m)
+    }
+
+    /// Stops accepting data if the inbox is full (called by the endpoint after each
+    /// datagram, or after each batch of datagrams).
+    pub(crate) fn update_pause(&mut self) {
+        if self.inbox.len() >= self.cfg.max_undelivered.max(1) {
+            self.paused = true;
+        }
+    }
+
+    /// Drops every message not taken (nobody will read them) and accepts data again.
+    pub(crate) fn discard_messages(&mut self) {
+        self.inbox.clear();
+        self.paused = false;
+        self.discard = true;
+    }
+
+    /// Complete messages not yet taken.
+    pub(crate) fn undelivered(&self) -> usize {
+        self.inbox.len()
     }
 
     fn effective_window(&self) -> usize {
@@ -435,7 +629,7 @@ impl Connection {
 
     /// Accepts a message for sending.
     pub(crate) fn send(&mut self, msg: Chain) -> Result<(), SendError> {
-        if let State::Closed(reason) = self.state {
+        if let State::Closed { reason, .. } = self.state {
             return Err(SendError::Closed(reason));
         }
         if msg.len() > self.cfg.reassembly.max_message as usize {
@@ -462,20 +656,19 @@ impl Connection {
     }
 
     fn enter_closed(&mut self, reason: CloseReason, ctx: &mut Ctx<'_>) {
-        if matches!(self.state, State::Closed(_)) {
+        if matches!(self.state, State::Closed { .. }) {
             return;
         }
         tracing::debug!(peer = %self.peer, conn_id = self.conn_id, ?reason, "connection closed");
-        self.state = State::Closed(reason);
-        self.close_pending = reason.close_code();
+        self.state = State::Closed {
+            reason,
+            close_pending: reason.close_code(),
+        };
         self.sent.clear();
-        self.in_flight = 0;
-        self.lost.clear();
         self.outgoing.clear();
         self.backlog = 0;
         self.reassembler.clear(ctx.budget);
         self.timers.stop_all();
-        self.init_pending = false;
         self.accept_pending = false;
         self.ping_pending = false;
         self.ack_needed = false;
@@ -488,12 +681,22 @@ impl Connection {
         self.enter_closed(reason, ctx);
     }
 
+    /// When the peer is declared unreachable if it has not answered: `peer_timeout`
+    /// after it was last heard, or, with Data in flight, after it last acknowledged new
+    /// data (whichever is earlier).
+    fn peer_deadline(&self) -> Instant {
+        let since = match self.progress {
+            Some(p) if self.sent.in_flight() > 0 => p.min(self.last_recv),
+            _ => self.last_recv,
+        };
+        since + self.cfg.peer_timeout
+    }
+
     fn arm_liveness(&mut self, now: Instant) {
         self.timers
             .set(Timer::Idle, self.last_recv + self.cfg.idle_timeout);
         if self.expects_answer() {
-            self.timers
-                .set(Timer::PeerTimeout, self.last_recv + self.cfg.peer_timeout);
+            self.timers.set(Timer::PeerTimeout, self.peer_deadline());
         } else {
             self.timers.stop(Timer::PeerTimeout);
         }
@@ -511,13 +714,13 @@ impl Connection {
     /// Whether the peer owes us an answer (handshake or unacknowledged data).
     fn expects_answer(&self) -> bool {
         matches!(self.state, State::Handshaking { .. })
-            || self.in_flight > 0
+            || self.sent.in_flight() > 0
             || !self.outgoing.is_empty()
     }
 
     /// Restarts the bookkeeping timers after anything changed.
     fn rearm(&mut self, now: Instant) {
-        if matches!(self.state, State::Closed(_)) {
+        if matches!(self.state, State::Closed { .. }) {
             self.timers.stop_all();
             return;
         }
@@ -526,7 +729,7 @@ impl Connection {
             Some(at) => self.timers.set(Timer::Reassembly, at),
             None => self.timers.stop(Timer::Reassembly),
         }
-        let sending_data = self.in_flight > 0;
+        let sending_data = self.sent.in_flight() > 0;
         let handshaking = matches!(self.state, State::Handshaking { .. });
         if !sending_data && !handshaking {
             self.timers.stop(Timer::Retransmit);
@@ -540,7 +743,7 @@ impl Connection {
 
     /// Handles one parsed datagram from the peer.
     pub(crate) fn handle_packet(&mut self, pkt: Packet, now: Instant, ctx: &mut Ctx<'_>) {
-        if matches!(self.state, State::Closed(_)) {
+        if matches!(self.state, State::Closed { .. }) {
             return;
         }
         self.stats.datagrams_received += 1;
@@ -562,9 +765,14 @@ impl Connection {
                 if let State::Handshaking {
                     first_sent,
                     transmissions,
+                    ..
                 } = self.state
                 {
-                    if client_incarnation == self.local_incarnation {
+                    if client_incarnation == self.local_incarnation
+                        && !peer_params_ok(recv_window, max_datagram)
+                    {
+                        self.enter_closed(CloseReason::ProtocolError, ctx);
+                    } else if client_incarnation == self.local_incarnation {
                         self.set_peer_params(server_incarnation, recv_window, max_datagram);
                         if let (1, Some(sent)) = (transmissions, first_sent) {
                             self.rtt.on_sample(now.saturating_duration_since(sent));
@@ -584,13 +792,13 @@ impl Connection {
                 payload,
             } => {
                 if matches!(self.state, State::Established) {
-                    self.on_ack(&pkt.ack, now, ctx);
+                    self.on_ack(&pkt.ack, now);
                     self.on_data(seq, frag_index, frag_count, msg_len, payload, now, ctx);
                 }
             }
-            Body::Ack => self.on_ack(&pkt.ack, now, ctx),
+            Body::Ack => self.on_ack(&pkt.ack, now),
             Body::Ping => {
-                self.on_ack(&pkt.ack, now, ctx);
+                self.on_ack(&pkt.ack, now);
                 self.ack_needed = true;
                 self.ack_now = true;
             }
@@ -598,8 +806,36 @@ impl Connection {
                 self.enter_closed(CloseReason::PeerClosed { code: reason }, ctx)
             }
             Body::Reset => self.enter_closed(CloseReason::Reset, ctx),
+            Body::Retry { cookie } => self.on_retry(cookie),
         }
         self.rearm(now);
+    }
+
+    /// Client: the server asks us to prove our address with `cookie`.
+    fn on_retry(&mut self, cookie: Cookie) {
+        if self.side != Side::Client || self.retries_followed >= MAX_RETRIES_FOLLOWED {
+            return;
+        }
+        self.retries_followed += 1;
+        match &mut self.state {
+            State::Handshaking {
+                first_sent,
+                transmissions,
+                cookie: held,
+                init_pending,
+            } => {
+                // No RTT sample here: the Init that carries the cookie and its Accept
+                // give the first one.
+                *held = Some(cookie);
+                *first_sent = None;
+                *transmissions = 0;
+                *init_pending = true;
+                // Armed again when the Init goes out.
+                self.timers.stop(Timer::Retransmit);
+            }
+            State::Established => self.revalidate = Some(cookie),
+            State::Closed { .. } => {}
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -645,7 +881,14 @@ impl Connection {
             Insert::Complete(msg) => {
                 self.window.record(seq);
                 self.stats.messages_received += 1;
-                ctx.events.push_back(Event::Message(msg));
+                if self.discard {
+                    drop(msg);
+                } else {
+                    if self.inbox.is_empty() {
+                        ctx.events.push_back(Event::Readable);
+                    }
+                    self.inbox.push_back(msg);
+                }
             }
             Insert::Pending | Insert::Duplicate => {
                 self.window.record(seq);
@@ -653,6 +896,12 @@ impl Connection {
             Insert::OverBudget => {
                 // Not recorded, not acknowledged: the peer will send it again.
                 self.stats.over_budget += 1;
+                return;
+            }
+            Insert::OverGlobalBudget => {
+                // The same, and the endpoint may evict the biggest holder.
+                self.stats.over_budget += 1;
+                self.global_starved = true;
                 return;
             }
             Insert::TooLarge | Insert::Inconsistent => {
@@ -674,68 +923,21 @@ impl Connection {
     }
 
     /// Processes the acknowledgement fields every datagram carries.
-    fn on_ack(&mut self, ack: &AckInfo, now: Instant, ctx: &mut Ctx<'_>) {
-        let highest_sent = self.next_seq - 1;
-        let top = ack
-            .ranges
-            .as_slice()
-            .last()
-            .map_or(ack.cumulative, |r| r.end.max(ack.cumulative));
-        if top > highest_sent {
-            self.stats.invalid_acks += 1;
-            return;
-        }
-        let mut newly_acked = 0usize;
-        let mut sample: Option<Duration> = None;
-        let mut top_newly_acked = false;
-        let mut ack_one = |conn: &mut Connection, seq: u64| {
-            if seq < conn.send_base {
+    fn on_ack(&mut self, ack: &AckInfo, now: Instant) {
+        let (newly, sample) = match self.sent.on_ack(ack, now) {
+            Acked::Invalid => {
+                self.stats.invalid_acks += 1;
                 return;
             }
-            let idx = (seq - conn.send_base) as usize;
-            let Some(slot) = conn.sent.get_mut(idx) else {
-                return;
-            };
-            if let Some(s) = slot.take() {
-                newly_acked += 1;
-                conn.in_flight -= 1;
-                // The highest acknowledged datagram and *its* send time go together:
-                // fast retransmit compares other datagrams against that one datagram.
-                if seq > conn.largest_acked {
-                    conn.largest_acked = seq;
-                    conn.largest_acked_sent = Some(s.last_sent);
-                }
-                if seq == top {
-                    top_newly_acked = true;
-                    // Karn's rule: only datagrams sent exactly once give RTT samples.
-                    if s.transmissions == 1 {
-                        sample = Some(now.saturating_duration_since(s.first_sent));
-                    }
-                }
-            }
+            Acked::Ok { newly, sample } => (newly, sample),
         };
-        let cum_end = ack.cumulative.min(highest_sent);
-        let mut seq = self.send_base;
-        while seq <= cum_end {
-            ack_one(self, seq);
-            seq += 1;
-        }
-        for r in ack.ranges.as_slice() {
-            let start = r.start.max(self.send_base);
-            let mut seq = start;
-            while seq <= r.end {
-                ack_one(self, seq);
-                seq += 1;
-            }
-        }
-        while let Some(None) = self.sent.front() {
-            self.sent.pop_front();
-            self.send_base += 1;
-        }
-        if newly_acked == 0 {
+        if newly == 0 {
             return;
         }
-        if let (true, Some(mut r)) = (top_newly_acked, sample) {
+        self.ever_acked = true;
+        let in_flight = self.sent.in_flight();
+        self.progress = (in_flight > 0).then_some(now);
+        if let Some(mut r) = sample {
             let delay = Duration::from_micros(ack.delay_us as u64);
             if r > delay {
                 r -= delay;
@@ -743,41 +945,18 @@ impl Connection {
             self.rtt.on_sample(r);
         }
         // RFC 6298 5.3: new data acknowledged restarts the timer.
-        if self.in_flight > 0 {
+        if in_flight > 0 {
             self.timers.set(Timer::Retransmit, now + self.rtt.rto());
         } else {
             self.timers.stop(Timer::Retransmit);
         }
-        self.detect_lost();
-        let _ = ctx;
-    }
-
-    /// Fast retransmit: a datagram is lost when one sent after it, `reorder_threshold`
-    /// sequence numbers higher, has been acknowledged.
-    fn detect_lost(&mut self) {
-        let Some(acked_sent) = self.largest_acked_sent else {
-            return;
-        };
-        let limit = self
-            .largest_acked
-            .saturating_sub(self.cfg.reorder_threshold);
-        let mut seq = self.send_base;
-        while seq <= limit {
-            let idx = (seq - self.send_base) as usize;
-            if let Some(Some(s)) = self.sent.get_mut(idx) {
-                if !s.lost && s.last_sent < acked_sent {
-                    s.lost = true;
-                    self.lost.push_back(seq);
-                    self.stats.fast_retransmits += 1;
-                }
-            }
-            seq += 1;
-        }
+        // Fast retransmit.
+        self.stats.fast_retransmits += self.sent.detect_lost(self.cfg.reorder_threshold) as u64;
     }
 
     /// Handles every timer due at `now`.
     pub(crate) fn handle_timeout(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
-        if matches!(self.state, State::Closed(_)) {
+        if matches!(self.state, State::Closed { .. }) {
             return;
         }
         if self.timers.is_due(Timer::Idle, now) {
@@ -785,6 +964,10 @@ impl Connection {
             return;
         }
         if self.timers.is_due(Timer::PeerTimeout, now) && self.expects_answer() {
+            if now < self.last_recv + self.cfg.peer_timeout {
+                // Heard from, but nothing acknowledged: counted apart.
+                self.stats.no_progress_closes = 1;
+            }
             self.enter_closed(CloseReason::Unreachable, ctx);
             return;
         }
@@ -808,7 +991,7 @@ impl Connection {
         }
         if self.timers.is_due(Timer::Retransmit, now) {
             self.on_retransmit_timeout(now, ctx);
-            if matches!(self.state, State::Closed(_)) {
+            if matches!(self.state, State::Closed { .. }) {
                 return;
             }
         }
@@ -823,26 +1006,35 @@ impl Connection {
                 return;
             }
             self.rtt.on_timeout();
-            self.init_pending = true;
+            if let State::Handshaking { init_pending, .. } = &mut self.state {
+                *init_pending = true;
+            }
             // Armed again when the Init goes out.
             self.timers.stop(Timer::Retransmit);
             return;
         }
-        let rto = self.rtt.rto();
-        let mut marked = 0;
-        for (i, slot) in self.sent.iter_mut().enumerate() {
-            let Some(s) = slot else { continue };
-            let overdue = s.last_sent + rto <= now;
-            // RFC 6298 5.4: at least the earliest unacknowledged datagram.
-            if (overdue || marked == 0) && !s.lost {
-                if s.transmissions > self.cfg.max_retransmits {
-                    self.enter_closed(CloseReason::Unreachable, ctx);
-                    return;
-                }
-                s.lost = true;
-                self.lost.push_back(self.send_base + i as u64);
-                marked += 1;
+        if self.side == Side::Server && !self.ever_acked && self.sent.in_flight() > 0 {
+            // A peer that never acknowledged anything may not be there at all (a spoofed
+            // address): bound what we keep sending it.
+            self.rto_without_ack += 1;
+            let since = self
+                .first_data_sent
+                .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+            if self.rto_without_ack >= self.cfg.never_acked_retransmits
+                || since >= self.cfg.never_acked_timeout
+            {
+                self.stats.never_acked_closes = 1;
+                self.enter_closed(CloseReason::Unreachable, ctx);
+                return;
             }
+        }
+        if self
+            .sent
+            .on_rto(now, self.rtt.rto(), self.cfg.max_retransmits)
+            .is_err()
+        {
+            self.enter_closed(CloseReason::Unreachable, ctx);
+            return;
         }
         // RFC 6298 5.5: back off.
         self.rtt.on_timeout();
@@ -875,32 +1067,63 @@ impl Connection {
     ) -> bool {
         out.clear();
         gather.clear();
-        let mut body = match self.next_body(now, events) {
-            Some(body) => body,
+        // Unvalidated peer: what the datagram will cost must be known before choosing it,
+        // so the ack goes first (it does not depend on what is sent).
+        let early_ack = self
+            .unvalidated
+            .map(|u| (u.room(), self.ack_info(now, MAX_SACK_RANGES)));
+        let room = early_ack.as_ref().map(|(bytes, ack)| Room {
+            bytes: *bytes,
+            head: HEADER_LEN + ack.ranges.len() * SACK_RANGE_LEN,
+            data_head: HEADER_LEN + ack.ranges.len().min(DATA_SACK_RANGES) * SACK_RANGE_LEN,
+        });
+        let body = match self.next_body(now, events, room) {
             None => return false,
-        };
-        if let Body::Data { payload, .. } = &mut body {
-            let data = std::mem::take(&mut self.tx_payload);
-            if data.len() < GATHER_MIN && data.is_contiguous() {
-                // Small: one copy into the datagram beats another iovec.
-                *payload = data.to_bytes();
-            } else {
-                // Large or in pieces: the datagram is `out` then these chunks (sendmsg).
-                gather.extend(data.chunks().cloned());
+            Some(Next::Control(body)) => body,
+            Some(Next::Data(d)) => {
+                let payload = if d.payload.len() < GATHER_MIN && d.payload.is_contiguous() {
+                    // Small: one copy into the datagram beats another iovec.
+                    d.payload.to_bytes()
+                } else {
+                    // Large or in pieces: the datagram is `out` then these chunks
+                    // (sendmsg); the Body carries none of them.
+                    gather.extend(d.payload.chunks().cloned());
+                    Bytes::new()
+                };
+                Body::Data {
+                    seq: d.seq,
+                    frag_index: d.frag_index,
+                    frag_count: d.frag_count,
+                    msg_len: d.msg_len,
+                    payload,
+                }
             }
-        }
+        };
         let max_ranges = if matches!(body, Body::Data { .. }) {
             DATA_SACK_RANGES
         } else {
             MAX_SACK_RANGES
         };
-        let ack = self.ack_info(now, max_ranges);
+        let ack = match early_ack {
+            Some((_, mut ack)) => {
+                ack.ranges.truncate(max_ranges);
+                ack
+            }
+            None => self.ack_info(now, max_ranges),
+        };
         let pkt = Packet {
             conn_id: self.conn_id,
             ack,
             body,
         };
         pkt.emit_gather(out, gather);
+        if let Some(u) = &mut self.unvalidated {
+            let len = out.len() + gather.iter().map(Bytes::len).sum::<usize>();
+            u.sent = u.sent.saturating_add(len as u64);
+        }
+        if matches!(pkt.body, Body::Retry { .. }) {
+            self.retry_sent = Some(now);
+        }
         self.stats.datagrams_sent += 1;
         self.last_send = now;
         // Every datagram carries the current ack.
@@ -916,94 +1139,172 @@ impl Connection {
     }
 
     /// Chooses what the next datagram carries, updating send state as if it were sent.
-    fn next_body(&mut self, now: Instant, events: &mut VecDeque<Event>) -> Option<Body> {
-        if let State::Closed(_) = self.state {
-            return self
-                .close_pending
-                .take()
-                .map(|reason| Body::Close { reason });
+    fn next_body(
+        &mut self,
+        now: Instant,
+        events: &mut VecDeque<Event>,
+        room: Option<Room>,
+    ) -> Option<Next> {
+        let next = self.choose_body(now, events, room);
+        if next.is_none() && room.is_some() && self.has_output() {
+            self.stats.amplification_blocked += 1;
+        }
+        next
+    }
+
+    /// Whether something waits to be sent (for counting what the amplification limit
+    /// holds back).
+    fn has_output(&self) -> bool {
+        matches!(
+            self.state,
+            State::Closed {
+                close_pending: Some(_),
+                ..
+            }
+        ) || self.accept_pending
+            || self.retry_pending.is_some()
+            || self.sent.has_lost()
+            || (!self.outgoing.is_empty()
+                && self
+                    .sent
+                    .can_send(self.effective_window(), self.peer_recv_window))
+            || self.ping_pending
+            || (self.ack_needed && self.ack_now)
+    }
+
+    fn choose_body(
+        &mut self,
+        now: Instant,
+        events: &mut VecDeque<Event>,
+        room: Option<Room>,
+    ) -> Option<Next> {
+        if let Some(decided) = self.control_before_data(now, room) {
+            return decided.map(Next::Control);
+        }
+        let fits = |len: usize| Room::fits(room, len, false);
+        if self.sent.has_lost() {
+            return self.next_retransmission(now, room).map(Next::Data);
+        }
+        if let Some(data) = self.next_fragment(now, events, room) {
+            return Some(Next::Data(data));
+        }
+        if !self.outgoing.is_empty()
+            && room.is_some()
+            && self
+                .sent
+                .can_send(self.effective_window(), self.peer_recv_window)
+        {
+            // Held back by the amplification limit: nothing smaller jumps the queue but
+            // an ack.
+            return (self.ack_needed && self.ack_now && fits(0))
+                .then_some(Next::Control(Body::Ack));
+        }
+        if self.ping_pending {
+            if !fits(0) {
+                return None;
+            }
+            self.ping_pending = false;
+            return Some(Next::Control(Body::Ping));
+        }
+        if self.ack_needed && self.ack_now && fits(0) {
+            return Some(Next::Control(Body::Ack));
+        }
+        None
+    }
+
+    /// The control datagrams that go before any Data: `Some(decision)` when one is due
+    /// (or when this state sends nothing else), `None` to go on to Data.
+    fn control_before_data(&mut self, now: Instant, room: Option<Room>) -> Option<Option<Body>> {
+        let fits = |len: usize| Room::fits(room, len, false);
+        if let State::Closed { close_pending, .. } = &mut self.state {
+            let code = close_pending.take();
+            // An unproven peer that has had its share gets no Close.
+            return Some(
+                code.filter(|_| fits(4))
+                    .map(|reason| Body::Close { reason }),
+            );
         }
         if let State::Handshaking {
             first_sent,
             transmissions,
+            cookie,
+            init_pending,
         } = &mut self.state
         {
-            if !self.init_pending {
-                return None;
+            if !*init_pending {
+                return Some(None);
             }
-            self.init_pending = false;
+            *init_pending = false;
             first_sent.get_or_insert(now);
             *transmissions += 1;
             self.timers.set(Timer::Retransmit, now + self.rtt.rto());
-            return Some(Body::Init {
+            return Some(Some(Body::Init {
                 client_incarnation: self.local_incarnation,
                 recv_window: self.cfg.recv_window,
                 max_datagram: self.cfg.max_datagram as u32,
-            });
+                cookie: *cookie,
+            }));
+        }
+        if let Some(cookie) = self.revalidate.take() {
+            // Established client: the server wants our address proven (9.3, under load).
+            return Some(Some(Body::Init {
+                client_incarnation: self.local_incarnation,
+                recv_window: self.cfg.recv_window,
+                max_datagram: self.cfg.max_datagram as u32,
+                cookie: Some(cookie),
+            }));
         }
         if self.accept_pending {
+            if !fits(24) {
+                return Some(None);
+            }
             self.accept_pending = false;
-            return Some(Body::Accept {
+            return Some(Some(Body::Accept {
                 client_incarnation: self.peer_incarnation.unwrap_or(0),
                 server_incarnation: self.local_incarnation,
                 recv_window: self.cfg.recv_window,
                 max_datagram: self.cfg.max_datagram as u32,
-            });
+            }));
         }
-        if let Some(body) = self.next_retransmission(now) {
-            return Some(body);
-        }
-        if let Some(body) = self.next_fragment(now, events) {
-            return Some(body);
-        }
-        if self.ping_pending {
-            self.ping_pending = false;
-            return Some(Body::Ping);
-        }
-        if self.ack_needed && self.ack_now {
-            return Some(Body::Ack);
+        if let Some(cookie) = self.retry_pending {
+            if !fits(COOKIE_LEN) {
+                return Some(None);
+            }
+            self.retry_pending = None;
+            return Some(Some(Body::Retry { cookie }));
         }
         None
     }
 
-    fn next_retransmission(&mut self, now: Instant) -> Option<Body> {
-        while let Some(seq) = self.lost.pop_front() {
-            if seq < self.send_base {
-                continue;
-            }
-            let idx = (seq - self.send_base) as usize;
-            let Some(Some(s)) = self.sent.get_mut(idx) else {
-                continue;
-            };
-            if !s.lost {
-                continue;
-            }
-            s.lost = false;
-            s.transmissions += 1;
-            s.last_sent = now;
-            self.stats.retransmits += 1;
-            if self.timers.get(Timer::Retransmit).is_none() {
-                self.timers.set(Timer::Retransmit, now + self.rtt.rto());
-            }
-            self.tx_payload = s.payload.clone();
-            return Some(Body::Data {
-                seq,
-                frag_index: s.frag_index,
-                frag_count: s.frag_count,
-                msg_len: s.msg_len,
-                payload: Bytes::new(),
-            });
+    fn next_retransmission(&mut self, now: Instant, room: Option<Room>) -> Option<DataOut> {
+        let (_, s) = self.sent.peek_lost()?;
+        if !Room::fits(room, packet::DATA_HEADER_LEN + s.payload.len(), true) {
+            return None;
         }
-        None
+        let (seq, s) = self.sent.retransmit_next(now)?;
+        let data = DataOut {
+            seq,
+            frag_index: s.frag_index,
+            frag_count: s.frag_count,
+            msg_len: s.msg_len,
+            payload: s.payload.clone(),
+        };
+        self.stats.retransmits += 1;
+        if self.timers.get(Timer::Retransmit).is_none() {
+            self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+        }
+        Some(data)
     }
 
-    fn next_fragment(&mut self, now: Instant, events: &mut VecDeque<Event>) -> Option<Body> {
-        // Two limits: datagrams in flight, and how far past the lowest unacknowledged
-        // sequence number we may go (the peer drops anything beyond its window; everything
-        // below send_base is acknowledged, so its cumulative point is at least
-        // send_base - 1).
-        if self.in_flight >= self.effective_window()
-            || self.next_seq - self.send_base >= u64::from(self.peer_recv_window)
+    fn next_fragment(
+        &mut self,
+        now: Instant,
+        events: &mut VecDeque<Event>,
+        room: Option<Room>,
+    ) -> Option<DataOut> {
+        if !self
+            .sent
+            .can_send(self.effective_window(), self.peer_recv_window)
         {
             return None;
         }
@@ -1013,47 +1314,51 @@ impl Connection {
         if out.frag_count == 0 {
             out.frag_count = packet::fragment_count(msg_len, max_payload);
         }
-        let seq = self.next_seq;
+        let seq = self.sent.next_seq();
         let msg_id = *out.msg_id.get_or_insert(seq);
         let frag_index = out.next_index;
         let frag_count = out.frag_count;
+        let range = packet::fragment_range(msg_len, frag_count, frag_index);
+        if !Room::fits(room, packet::DATA_HEADER_LEN + range.len(), true) {
+            if frag_index == 0 {
+                // Nothing of the message went out: it may start later with another id.
+                out.msg_id = None;
+            }
+            return None;
+        }
         debug_assert_eq!(seq - msg_id, frag_index as u64);
-        let payload = out
-            .msg
-            .slice(packet::fragment_range(msg_len, frag_count, frag_index));
+        let payload = out.msg.slice(range);
         out.next_index += 1;
         if out.next_index == frag_count {
             self.outgoing.pop_front();
         }
         self.backlog = self.backlog.saturating_sub(payload.len());
-        self.next_seq += 1;
-        self.sent.push_back(Some(Sent {
+        if self.sent.in_flight() == 0 {
+            self.progress = Some(now);
+        }
+        let pushed = self.sent.push(Sent::new(
             frag_index,
             frag_count,
             msg_len,
-            payload: payload.clone(),
-            first_sent: now,
-            last_sent: now,
-            transmissions: 1,
-            lost: false,
-        }));
-        self.in_flight += 1;
+            payload.clone(),
+            now,
+        ));
+        debug_assert_eq!(pushed, seq);
+        self.first_data_sent.get_or_insert(now);
         if self.timers.get(Timer::Retransmit).is_none() {
             self.timers.set(Timer::Retransmit, now + self.rtt.rto());
         }
-        self.timers
-            .set(Timer::PeerTimeout, self.last_recv + self.cfg.peer_timeout);
+        self.timers.set(Timer::PeerTimeout, self.peer_deadline());
         if self.blocked && self.backlog < self.cfg.send_buffer {
             self.blocked = false;
             events.push_back(Event::Writable);
         }
-        self.tx_payload = payload;
-        Some(Body::Data {
+        Some(DataOut {
             seq,
             frag_index,
             frag_count,
             msg_len,
-            payload: Bytes::new(),
+            payload,
         })
     }
 }

@@ -3,22 +3,28 @@
 //! The driver feeds it datagrams ([`Endpoint::handle_datagram`]) and timeouts
 //! ([`Endpoint::handle_timeout`]), and drains datagrams to send
 //! ([`Endpoint::poll_transmit`]), the next deadline ([`Endpoint::poll_timeout`]) and
-//! events ([`Endpoint::poll_event`]). Connections are keyed by (peer address, connection
-//! id); a server endpoint creates one for each new Init (up to `max_connections`).
+//! events ([`Endpoint::poll_event`]); the application takes complete messages from each
+//! connection's bounded queue ([`Endpoint::poll_message`]). Connections are keyed by
+//! (peer address, connection id); a server endpoint creates one for each new Init whose
+//! cookie proves the client's address (PROTOCOL.md 9.3; up to `max_connections`, and
+//! `max_connections_per_ip` per client IP), and answers other Inits statelessly (Retry,
+//! or Close 4 or 5).
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use bytes::Bytes;
 
 use super::chain::Chain;
-use super::config::Config;
+use super::config::{AddressValidation, Config};
 use super::connection::{
-    close_code, CloseReason, Connection, ConnectionStats, Ctx, Event, SendError,
+    close_code, peer_params_ok, CloseReason, Connection, ConnectionStats, Ctx, Event, SendError,
+    Side,
 };
-use super::packet::{AckInfo, Body, Packet, PacketError, SackRanges};
+use super::cookie::{CookieError, CookieKeys};
+use super::packet::{AckInfo, Body, Cookie, Packet, PacketError, SackRanges};
 use super::reassembly::GlobalBudget;
 use super::{HandleMap, HandleSet};
 
@@ -62,6 +68,38 @@ pub struct EndpointStats {
     pub over_budget: u64,
     /// Retransmission timeouts.
     pub rto_timeouts: u64,
+    /// Retries sent (stateless answers to Inits without a valid cookie).
+    pub retries_sent: u64,
+    /// Inits whose cookie was too old (answered with a fresh Retry).
+    pub cookies_expired: u64,
+    /// Inits whose cookie did not verify: forged, altered, or another address's
+    /// (answered with a fresh Retry).
+    pub cookies_invalid: u64,
+    /// Inits with a valid cookie issued before their (address, connection id) was
+    /// closed: replays (answered with a fresh Retry).
+    pub replays_refused: u64,
+    /// Closed connections remembered for replay detection (see
+    /// [`Config::max_quarantined`]), in total.
+    pub quarantined: u64,
+    /// Of those, forgotten early because the quarantine was full.
+    pub quarantine_overflow: u64,
+    /// Inits refused for out-of-range parameters (Close reason 5).
+    pub bad_parameters: u64,
+    /// Of `connections_refused`, those refused by the per-IP limit.
+    pub refused_per_ip: u64,
+    /// Connections accepted before their address was validated
+    /// ([`AddressValidation::UnderLoad`]).
+    pub accepted_unvalidated: u64,
+    /// Datagrams held back by the anti-amplification limit (summed over connections).
+    pub amplification_blocked: u64,
+    /// Connections closed because their peer never acknowledged any Data.
+    pub never_acked_closes: u64,
+    /// Connections closed because their peer kept sending (pings) but acknowledged
+    /// nothing new for `peer_timeout` with Data in flight.
+    pub no_progress_closes: u64,
+    /// Connections closed to free reassembly memory for others: when the endpoint's
+    /// budget was full, the one holding the most lost its partial messages.
+    pub reassembly_evictions: u64,
 }
 
 /// Every connection of one socket.
@@ -95,6 +133,36 @@ pub struct Endpoint {
     deadlines: HandleMap<u64, Instant>,
     /// Reused by `handle_timeout`.
     due: Vec<u64>,
+    /// Address validation (server).
+    cookies: CookieKeys,
+    /// The start of the endpoint's microsecond clock (the first `now` it was given).
+    epoch: Option<Instant>,
+    /// The latest `now` it was given, in microseconds since `epoch`.
+    now_us: u64,
+    /// Connections per peer IP address.
+    per_ip: HashMap<IpAddr, usize>,
+    /// Recently closed server connections: when each closed (µs), oldest first.
+    quarantine: HashMap<(SocketAddr, u32), u64>,
+    quarantine_order: VecDeque<(u64, SocketAddr, u32)>,
+    /// Connections that received Data in the current batch of datagrams (their pause is
+    /// decided at its end); at most one entry per datagram of the batch.
+    touched: Vec<u64>,
+}
+
+/// A 32-byte secret from the process's random hash keys and the time, used only if the
+/// operating system's random generator fails.
+fn fallback_secret() -> [u8; 32] {
+    use std::hash::{BuildHasher, Hasher};
+    let mut out = [0u8; 32];
+    for (i, chunk) in out.chunks_mut(8).enumerate() {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_usize(i);
+        if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+            h.write_u128(t.as_nanos());
+        }
+        chunk.copy_from_slice(&h.finish().to_le_bytes());
+    }
+    out
 }
 
 impl Endpoint {
@@ -104,7 +172,6 @@ impl Endpoint {
     pub fn new(cfg: Config, incarnation: u64, accept: bool) -> Self {
         Endpoint {
             budget: GlobalBudget::new(cfg.global_reassembly_budget),
-            cfg,
             incarnation,
             accept,
             rng: incarnation ^ 0x9e37_79b9_7f4a_7c15,
@@ -121,7 +188,42 @@ impl Endpoint {
             timers: BinaryHeap::new(),
             deadlines: HandleMap::default(),
             due: Vec::new(),
+            cookies: CookieKeys::random(cfg.cookie_lifetime)
+                .unwrap_or_else(|| CookieKeys::new(&fallback_secret(), cfg.cookie_lifetime)),
+            epoch: None,
+            now_us: 0,
+            per_ip: HashMap::new(),
+            quarantine: HashMap::new(),
+            quarantine_order: VecDeque::new(),
+            touched: Vec::new(),
+            cfg,
         }
+    }
+
+    /// Replaces the random secret the endpoint's cookies are derived from (for
+    /// reproducible tests; a server keeps the random one).
+    pub fn set_cookie_secret(&mut self, secret: &[u8; 32]) {
+        self.cookies = CookieKeys::new(secret, self.cfg.cookie_lifetime);
+    }
+
+    /// Microseconds since the endpoint's clock started, as of `now` (never backwards).
+    fn clock_us(&mut self, now: Instant) -> u64 {
+        let epoch = *self.epoch.get_or_insert(now);
+        let ms =
+            u64::try_from(now.saturating_duration_since(epoch).as_micros()).unwrap_or(u64::MAX);
+        self.now_us = self.now_us.max(ms);
+        self.now_us
+    }
+
+    /// A cookie for `peer` and `conn_id`, issued now.
+    pub fn issue_cookie(&mut self, now: Instant, peer: SocketAddr, conn_id: u32) -> Cookie {
+        let now_us = self.clock_us(now);
+        self.cookies.issue(peer, conn_id, now_us)
+    }
+
+    /// Closed connections currently remembered for replay detection.
+    pub fn quarantine_len(&self) -> usize {
+        self.quarantine.len()
     }
 
     /// Starts or stops accepting new connections (a server whose listener is gone stops;
@@ -214,12 +316,34 @@ impl Endpoint {
         self.collect(h.0);
     }
 
-    /// Stops or resumes accepting data on a connection whose application is not taking
-    /// messages (see [`Config::max_undelivered`]).
-    pub fn set_paused(&mut self, h: ConnectionHandle, paused: bool) {
-        if let Some(conn) = self.connections.get_mut(&h.0) {
-            conn.set_paused(paused);
+    /// Takes the oldest complete message of a connection ([`Event::Readable`] said
+    /// there is one). Each connection queues at most [`Config::max_undelivered`]
+    /// messages; while its queue is full it refuses new data (unacknowledged, so the peer
+    /// resends it) until it has been taken down to half. A closed connection keeps its
+    /// queue until it is taken or discarded, and is freed only then.
+    pub fn poll_message(&mut self, h: ConnectionHandle) -> Option<Bytes> {
+        let conn = self.connections.get_mut(&h.0)?;
+        let m = conn.take_message();
+        if m.is_some() && conn.undelivered() == 0 && conn.is_drained() {
+            self.collect(h.0);
         }
+        m
+    }
+
+    /// Drops the messages of a connection that nobody will take (its reader is gone),
+    /// and every message it completes from now on.
+    pub fn discard_messages(&mut self, h: ConnectionHandle) {
+        if let Some(conn) = self.connections.get_mut(&h.0) {
+            conn.discard_messages();
+        }
+        self.collect(h.0);
+    }
+
+    /// Messages of a connection waiting for [`Endpoint::poll_message`].
+    pub fn undelivered(&self, h: ConnectionHandle) -> usize {
+        self.connections
+            .get(&h.0)
+            .map_or(0, Connection::undelivered)
     }
 
     /// The peer of a connection.
@@ -272,6 +396,9 @@ impl Endpoint {
             s.beyond_window += c.beyond_window;
             s.over_budget += c.over_budget;
             s.rto_timeouts += c.rto_timeouts;
+            s.amplification_blocked += c.amplification_blocked;
+            s.never_acked_closes += c.never_acked_closes;
+            s.no_progress_closes += c.no_progress_closes;
         };
         add(&self.freed);
         for c in self.connections.values() {
@@ -304,7 +431,36 @@ impl Endpoint {
 
     /// Handles one datagram received from `from`.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: Bytes) {
+        self.handle_one(now, from, datagram);
+        self.end_batch();
+    }
+
+    /// Handles datagrams read together from the socket (draining `batch`). A connection
+    /// whose queue of messages fills up within the batch stops accepting data at the end
+    /// of the batch: its queue may then hold up to [`Config::max_undelivered`] plus the
+    /// batch's length (each datagram completes at most one message). The application
+    /// could not have taken any message in between, and refusing the rest of a burst
+    /// already in hand would only make the peer resend it after a backed-off timeout.
+    pub fn handle_datagrams(&mut self, now: Instant, batch: &mut Vec<(SocketAddr, Bytes)>) {
+        for (from, datagram) in batch.drain(..) {
+            self.handle_one(now, from, datagram);
+        }
+        self.end_batch();
+    }
+
+    fn end_batch(&mut self) {
+        for h in std::mem::take(&mut self.touched) {
+            if let Some(conn) = self.connections.get_mut(&h) {
+                conn.update_pause();
+            }
+        }
+    }
+
+    fn handle_one(&mut self, now: Instant, from: SocketAddr, datagram: Bytes) {
         self.stats.datagrams_received += 1;
+        self.clock_us(now);
+        self.expire_quarantine();
+        let len = datagram.len();
         let pkt = match Packet::parse(&datagram) {
             Ok(p) => p,
             Err(PacketError::BadChecksum { .. }) => {
@@ -318,87 +474,77 @@ impl Endpoint {
             }
         };
         let key = (from, pkt.conn_id);
+        let mut pre_validated = false;
         if let Some(&h) = self.by_key.get(&key) {
-            let restarted = match (&pkt.body, self.connections.get(&h)) {
-                (
-                    Body::Init {
-                        client_incarnation, ..
-                    },
-                    Some(conn),
-                ) => conn
-                    .peer_incarnation()
-                    .is_some_and(|inc| inc != *client_incarnation),
-                _ => false,
-            };
-            if !restarted {
-                if let Some(conn) = self.connections.get_mut(&h) {
-                    let mut ctx = Ctx {
-                        events: &mut self.scratch,
-                        budget: &mut self.budget,
-                    };
-                    conn.handle_packet(pkt, now, &mut ctx);
+            if let Body::Init {
+                client_incarnation,
+                cookie,
+                ..
+            } = &pkt.body
+            {
+                let (server, restarted) = match self.connections.get(&h) {
+                    Some(conn) => (
+                        conn.side() == Side::Server,
+                        conn.peer_incarnation()
+                            .is_some_and(|inc| inc != *client_incarnation),
+                    ),
+                    None => (false, false),
+                };
+                let cookie_ok = match cookie {
+                    Some(c) if server => self.check_cookie(now, from, pkt.conn_id, c).is_ok(),
+                    _ => false,
+                };
+                if restarted && !cookie_ok {
+                    // Replacing a connection takes a proven address: an Init from a
+                    // spoofed source must not be able to kill the real client's one.
+                    self.send_retry(now, from, pkt.conn_id);
+                    return;
                 }
-                self.dirty.mark(h);
-                self.collect(h);
+                if restarted {
+                    // Same address and id, new incarnation, address proven: the client
+                    // restarted. Its old connection is dead; the Init opens a new one.
+                    if let Some(conn) = self.connections.get_mut(&h) {
+                        let mut ctx = Ctx {
+                            events: &mut self.scratch,
+                            budget: &mut self.budget,
+                        };
+                        conn.fail(CloseReason::PeerRestarted, &mut ctx);
+                    }
+                    self.by_key.remove(&key);
+                    self.collect(h);
+                    pre_validated = true;
+                } else if cookie_ok {
+                    if let Some(conn) = self.connections.get_mut(&h) {
+                        conn.set_validated();
+                    }
+                }
+            }
+            if !pre_validated {
+                self.dispatch(h, pkt, len, now);
                 return;
             }
-            // Same address and id, new incarnation: the client restarted. Its old
-            // connection is dead; the Init opens a new one.
-            if let Some(conn) = self.connections.get_mut(&h) {
-                let mut ctx = Ctx {
-                    events: &mut self.scratch,
-                    budget: &mut self.budget,
-                };
-                conn.fail(CloseReason::PeerRestarted, &mut ctx);
-            }
-            self.by_key.remove(&key);
-            self.collect(h);
         }
         match pkt.body {
             Body::Init {
                 client_incarnation,
                 recv_window,
                 max_datagram,
+                cookie,
             } if self.accept => {
-                if self.by_key.len() >= self.cfg.max_connections {
-                    self.stats.connections_refused += 1;
-                    let close = Endpoint::bare_packet(
-                        pkt.conn_id,
-                        Body::Close {
-                            reason: close_code::REFUSED,
-                        },
-                    );
-                    self.queue_endpoint_transmit(from, close);
-                    return;
-                }
-                let handle = self.next_handle;
-                self.next_handle += 1;
-                let conn = Connection::server(
+                let init = InitInfo {
                     from,
-                    pkt.conn_id,
-                    &self.cfg,
-                    self.incarnation,
+                    conn_id: pkt.conn_id,
+                    len,
                     client_incarnation,
                     recv_window,
                     max_datagram,
-                    now,
-                );
-                self.connections.insert(handle, conn);
-                self.by_key.insert(key, handle);
-                self.dirty.mark(handle);
-                self.refresh_timer(handle);
-                self.stats.connections_accepted += 1;
-                self.events.push_back((
-                    ConnectionHandle(handle),
-                    Event::Accepted {
-                        peer: from,
-                        client_incarnation,
-                    },
-                ));
+                    cookie,
+                };
+                self.admit(now, init, pre_validated);
             }
             // Never answer these with a Reset: two endpoints that both lost state would
-            // bounce resets forever.
-            Body::Reset | Body::Close { .. } | Body::Ack => {
+            // bounce resets forever (and a Retry is only ever an answer).
+            Body::Reset | Body::Close { .. } | Body::Ack | Body::Retry { .. } => {
                 self.stats.unknown_connection += 1;
             }
             _ => {
@@ -407,6 +553,245 @@ impl Endpoint {
                 self.queue_endpoint_transmit(from, Endpoint::bare_packet(pkt.conn_id, Body::Reset));
             }
         }
+    }
+
+    /// Hands a datagram to its connection, then does what the connection asks of the
+    /// endpoint (evict a reassembly hog, send an unvalidated peer a Retry).
+    fn dispatch(&mut self, h: u64, pkt: Packet, len: usize, now: Instant) {
+        if matches!(pkt.body, Body::Data { .. }) {
+            self.touched.push(h);
+        }
+        let mut starved = false;
+        let mut retry_for = None;
+        if let Some(conn) = self.connections.get_mut(&h) {
+            conn.on_bytes_received(len);
+            let mut ctx = Ctx {
+                events: &mut self.scratch,
+                budget: &mut self.budget,
+            };
+            conn.handle_packet(pkt, now, &mut ctx);
+            starved = conn.take_global_starved();
+            if conn.is_unvalidated() && conn.wants_retry(now) {
+                retry_for = Some((conn.peer, conn.conn_id));
+            }
+        }
+        if let Some((peer, id)) = retry_for {
+            let cookie = self.issue_cookie(now, peer, id);
+            if let Some(conn) = self.connections.get_mut(&h) {
+                conn.queue_retry(cookie);
+            }
+        }
+        self.dirty.mark(h);
+        self.collect(h);
+        if starved {
+            self.evict_for(h);
+        }
+    }
+
+    /// The endpoint's reassembly budget is full and connection `h` was refused a
+    /// fragment: the connection holding the most (if it holds more than `h`) loses its
+    /// partial messages, and with them the connection (Close reason 2).
+    fn evict_for(&mut self, h: u64) {
+        let mine = self
+            .connections
+            .get(&h)
+            .map_or(0, Connection::reassembly_bytes);
+        let hog = self
+            .connections
+            .iter()
+            .filter(|(&k, _)| k != h)
+            .map(|(&k, c)| (c.reassembly_bytes(), k))
+            .max();
+        let Some((bytes, hog)) = hog else { return };
+        if bytes <= mine {
+            return;
+        }
+        if let Some(conn) = self.connections.get_mut(&hog) {
+            tracing::debug!(peer = %conn.peer, bytes, "reassembly budget full: evicting");
+            let mut ctx = Ctx {
+                events: &mut self.scratch,
+                budget: &mut self.budget,
+            };
+            conn.fail(CloseReason::ReassemblyTimeout, &mut ctx);
+            self.stats.reassembly_evictions += 1;
+        }
+        self.dirty.mark(hog);
+        self.collect(hog);
+    }
+
+    /// Checks a cookie (counting what is wrong with it).
+    fn check_cookie(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        conn_id: u32,
+        cookie: &Cookie,
+    ) -> Result<(), CookieError> {
+        let now_us = self.clock_us(now);
+        let r = self.cookies.verify(from, conn_id, cookie, now_us);
+        match r {
+            Ok(()) => {}
+            Err(CookieError::Expired) => self.stats.cookies_expired += 1,
+            Err(CookieError::Invalid) => self.stats.cookies_invalid += 1,
+        }
+        r
+    }
+
+    /// Answers an Init with a Retry carrying a fresh cookie; nothing is stored.
+    fn send_retry(&mut self, now: Instant, to: SocketAddr, conn_id: u32) {
+        let cookie = self.issue_cookie(now, to, conn_id);
+        self.stats.retries_sent += 1;
+        self.queue_endpoint_transmit(to, Endpoint::bare_packet(conn_id, Body::Retry { cookie }));
+    }
+
+    fn refuse(&mut self, to: SocketAddr, conn_id: u32, reason: u32) {
+        let close = Endpoint::bare_packet(conn_id, Body::Close { reason });
+        self.queue_endpoint_transmit(to, close);
+    }
+
+    /// An Init for no existing connection: refuse it, answer it with a Retry, or open
+    /// the connection.
+    fn admit(&mut self, now: Instant, init: InitInfo, pre_validated: bool) {
+        let InitInfo { from, conn_id, .. } = init;
+        if !peer_params_ok(init.recv_window, init.max_datagram) {
+            self.stats.bad_parameters += 1;
+            self.refuse(from, conn_id, close_code::BAD_PARAMETERS);
+            return;
+        }
+        let validated = if pre_validated {
+            true
+        } else {
+            match init.cookie {
+                Some(c) => {
+                    if self.check_cookie(now, from, conn_id, &c).is_err() {
+                        self.send_retry(now, from, conn_id);
+                        return;
+                    }
+                    if self.is_quarantined(from, conn_id, c.issued_us) {
+                        self.stats.replays_refused += 1;
+                        self.send_retry(now, from, conn_id);
+                        return;
+                    }
+                    true
+                }
+                None => {
+                    let required = match self.cfg.address_validation {
+                        AddressValidation::Always => true,
+                        AddressValidation::UnderLoad { connections } => {
+                            self.connections.len() >= connections
+                        }
+                    };
+                    if required {
+                        self.send_retry(now, from, conn_id);
+                        return;
+                    }
+                    false
+                }
+            }
+        };
+        if self.by_key.len() >= self.cfg.max_connections {
+            self.stats.connections_refused += 1;
+            self.refuse(from, conn_id, close_code::REFUSED);
+            return;
+        }
+        let ip = from.ip();
+        if self.per_ip.get(&ip).copied().unwrap_or(0) >= self.cfg.max_connections_per_ip {
+            self.stats.connections_refused += 1;
+            self.stats.refused_per_ip += 1;
+            self.refuse(from, conn_id, close_code::REFUSED);
+            return;
+        }
+        let unvalidated = if validated {
+            None
+        } else {
+            self.stats.accepted_unvalidated += 1;
+            Some((init.len, self.issue_cookie(now, from, conn_id)))
+        };
+        let handle = self.next_handle;
+        self.next_handle += 1;
+        let conn = Connection::server(
+            from,
+            conn_id,
+            &self.cfg,
+            self.incarnation,
+            init.client_incarnation,
+            init.recv_window,
+            init.max_datagram,
+            unvalidated,
+            now,
+        );
+        self.connections.insert(handle, conn);
+        self.by_key.insert((from, conn_id), handle);
+        *self.per_ip.entry(ip).or_insert(0) += 1;
+        self.dirty.mark(handle);
+        self.refresh_timer(handle);
+        self.stats.connections_accepted += 1;
+        self.events.push_back((
+            ConnectionHandle(handle),
+            Event::Accepted {
+                peer: from,
+                client_incarnation: init.client_incarnation,
+            },
+        ));
+    }
+
+    fn release_ip(&mut self, ip: IpAddr) {
+        if let Some(n) = self.per_ip.get_mut(&ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_ip.remove(&ip);
+            }
+        }
+    }
+
+    /// Drops quarantine entries older than the cookie lifetime (their cookies expired).
+    fn expire_quarantine(&mut self) {
+        let lifetime = u64::try_from(self.cfg.cookie_lifetime.as_micros()).unwrap_or(u64::MAX);
+        while let Some(&(closed, peer, id)) = self.quarantine_order.front() {
+            if self.now_us.saturating_sub(closed) <= lifetime {
+                break;
+            }
+            self.quarantine_order.pop_front();
+            if self.quarantine.get(&(peer, id)) == Some(&closed) {
+                self.quarantine.remove(&(peer, id));
+            }
+        }
+    }
+
+    /// Remembers a closed server connection so a replay of its handshake is refused.
+    fn remember_closed(&mut self, peer: SocketAddr, conn_id: u32) {
+        self.expire_quarantine();
+        if self.cfg.max_quarantined == 0 {
+            return;
+        }
+        while self.quarantine.len() >= self.cfg.max_quarantined {
+            let Some((closed, p, id)) = self.quarantine_order.pop_front() else {
+                break;
+            };
+            if self.quarantine.get(&(p, id)) == Some(&closed) {
+                self.quarantine.remove(&(p, id));
+                self.stats.quarantine_overflow += 1;
+            }
+        }
+        let closed = self.now_us;
+        self.quarantine.insert((peer, conn_id), closed);
+        self.quarantine_order.push_back((closed, peer, conn_id));
+        // Re-inserted keys leave stale order entries; keep the queue bounded too.
+        if self.quarantine_order.len() > 2 * self.cfg.max_quarantined {
+            let live = &self.quarantine;
+            self.quarantine_order
+                .retain(|(c, p, id)| live.get(&(*p, *id)) == Some(c));
+        }
+        self.stats.quarantined += 1;
+    }
+
+    /// Whether a cookie issued at `issued_us` predates the close of this
+    /// (address, connection id): a replayed handshake.
+    fn is_quarantined(&mut self, peer: SocketAddr, conn_id: u32, issued_us: u64) -> bool {
+        self.expire_quarantine();
+        self.quarantine
+            .get(&(peer, conn_id))
+            .is_some_and(|&closed| issued_us <= closed)
     }
 
     /// Moves a connection's new events to the endpoint queue and frees it if drained.
@@ -427,7 +812,14 @@ impl Endpoint {
                 self.freed.beyond_window += s.beyond_window;
                 self.freed.over_budget += s.over_budget;
                 self.freed.rto_timeouts += s.rto_timeouts;
+                self.freed.amplification_blocked += s.amplification_blocked;
+                self.freed.never_acked_closes += s.never_acked_closes;
+                self.freed.no_progress_closes += s.no_progress_closes;
                 self.stats.connections_closed += 1;
+                if conn.side() == Side::Server {
+                    self.release_ip(conn.peer.ip());
+                    self.remember_closed(conn.peer, conn.conn_id);
+                }
             }
             self.dirty.forget(h);
             self.refresh_timer(h);
@@ -472,6 +864,8 @@ impl Endpoint {
 
     /// Handles every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.clock_us(now);
+        self.expire_quarantine();
         let mut due = std::mem::take(&mut self.due);
         due.clear();
         while let Some(&Reverse((at, h))) = self.timers.peek() {
@@ -561,6 +955,18 @@ impl Endpoint {
     pub fn poll_event(&mut self) -> Option<(ConnectionHandle, Event)> {
         self.events.pop_front()
     }
+}
+
+/// The fields of an Init the endpoint decides on.
+struct InitInfo {
+    from: SocketAddr,
+    conn_id: u32,
+    /// The datagram's length (for the anti-amplification budget).
+    len: usize,
+    client_incarnation: u64,
+    recv_window: u32,
+    max_datagram: u32,
+    cookie: Option<Cookie>,
 }
 
 /// Handles of connections that may have output, each at most once, in FIFO order.

@@ -7,10 +7,12 @@
 pub mod chain;
 pub mod config;
 pub mod connection;
+pub mod cookie;
 pub mod endpoint;
 pub mod packet;
 pub mod reassembly;
 pub mod rtt;
+mod sent;
 mod timer;
 pub mod window;
 

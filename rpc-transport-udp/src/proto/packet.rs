@@ -45,6 +45,10 @@ const CRC_OFFSET: usize = 4;
 const INIT_BODY_LEN: usize = 16;
 const ACCEPT_BODY_LEN: usize = 24;
 const CLOSE_BODY_LEN: usize = 4;
+/// Length of an address-validation cookie on the wire (issue time u64 + tag).
+pub const COOKIE_LEN: usize = 8 + COOKIE_TAG_LEN;
+/// Length of a cookie's MAC tag (a whole HMAC-SHA256 tag).
+pub const COOKIE_TAG_LEN: usize = 32;
 
 /// The datagram type, byte 3 of the header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +68,8 @@ pub enum PacketType {
     Close = 6,
     /// "I know nothing about this connection."
     Reset = 7,
+    /// Server's stateless answer to an Init: repeat it with this cookie.
+    Retry = 8,
 }
 
 impl PacketType {
@@ -77,6 +83,7 @@ impl PacketType {
             5 => Self::Ping,
             6 => Self::Close,
             7 => Self::Reset,
+            8 => Self::Retry,
             _ => return None,
         })
     }
@@ -176,6 +183,16 @@ pub struct AckInfo {
     pub ranges: SackRanges,
 }
 
+/// An address-validation cookie (PROTOCOL.md 9.3): issued by a server in Retry, echoed
+/// by the client in its next Init. Opaque to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Cookie {
+    /// When the server issued it, in microseconds on the server's own clock.
+    pub issued_us: u64,
+    /// The server's MAC over the client address, connection id and `issued_us`.
+    pub tag: [u8; COOKIE_TAG_LEN],
+}
+
 /// The type-specific part of a datagram.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Body {
@@ -187,6 +204,8 @@ pub enum Body {
         recv_window: u32,
         /// Largest datagram the client accepts.
         max_datagram: u32,
+        /// The cookie of the server's last Retry, if it sent one.
+        cookie: Option<Cookie>,
     },
     /// Server's answer to an Init.
     Accept {
@@ -223,12 +242,20 @@ pub enum Body {
     },
     /// The receiver knows nothing of this connection.
     Reset,
+    /// Server: prove your address by sending Init again with this cookie.
+    Retry {
+        /// The cookie to echo.
+        cookie: Cookie,
+    },
 }
 
 impl Body {
     fn encoded_len(&self) -> usize {
         match self {
-            Body::Init { .. } => INIT_BODY_LEN,
+            Body::Init { cookie, .. } => {
+                INIT_BODY_LEN + if cookie.is_some() { COOKIE_LEN } else { 0 }
+            }
+            Body::Retry { .. } => COOKIE_LEN,
             Body::Accept { .. } => ACCEPT_BODY_LEN,
             Body::Data { payload, .. } => DATA_HEADER_LEN + payload.len(),
             Body::Ack | Body::Ping | Body::Reset => 0,
@@ -331,6 +358,13 @@ impl<'a> Reader<'a> {
         Ok(u64::from_be_bytes(self.take()?))
     }
 
+    fn cookie(&mut self) -> Result<Cookie, PacketError> {
+        Ok(Cookie {
+            issued_us: self.u64()?,
+            tag: self.take()?,
+        })
+    }
+
     fn remaining(&self) -> usize {
         self.buf.len().saturating_sub(self.pos)
     }
@@ -363,6 +397,7 @@ impl Packet {
             Body::Ping => PacketType::Ping,
             Body::Close { .. } => PacketType::Close,
             Body::Reset => PacketType::Reset,
+            Body::Retry { .. } => PacketType::Retry,
         }
     }
 
@@ -440,13 +475,26 @@ impl Packet {
 
         let body = match ptype {
             PacketType::Init => {
-                let body = Body::Init {
-                    client_incarnation: r.u64()?,
-                    recv_window: r.u32()?,
-                    max_datagram: r.u32()?,
+                let client_incarnation = r.u64()?;
+                let recv_window = r.u32()?;
+                let max_datagram = r.u32()?;
+                // The cookie is there or not; nothing else may follow.
+                let cookie = match r.remaining() {
+                    n if n < COOKIE_LEN => None,
+                    _ => Some(r.cookie()?),
                 };
                 r.finish()?;
-                body
+                Body::Init {
+                    client_incarnation,
+                    recv_window,
+                    max_datagram,
+                    cookie,
+                }
+            }
+            PacketType::Retry => {
+                let cookie = r.cookie()?;
+                r.finish()?;
+                Body::Retry { cookie }
             }
             PacketType::Accept => {
                 let body = Body::Accept {
@@ -540,10 +588,19 @@ impl Packet {
                 client_incarnation,
                 recv_window,
                 max_datagram,
+                cookie,
             } => {
                 out.extend_from_slice(&client_incarnation.to_be_bytes());
                 out.extend_from_slice(&recv_window.to_be_bytes());
                 out.extend_from_slice(&max_datagram.to_be_bytes());
+                if let Some(c) = cookie {
+                    out.extend_from_slice(&c.issued_us.to_be_bytes());
+                    out.extend_from_slice(&c.tag);
+                }
+            }
+            Body::Retry { cookie } => {
+                out.extend_from_slice(&cookie.issued_us.to_be_bytes());
+                out.extend_from_slice(&cookie.tag);
             }
             Body::Accept {
                 client_incarnation,
@@ -683,6 +740,20 @@ mod tests {
                     client_incarnation: 0x0102_0304_0506_0708,
                     recv_window: 256,
                     max_datagram: 1400,
+                    cookie: None,
+                },
+            },
+            Packet {
+                conn_id: 1,
+                ack: ack(0, 0, &[]),
+                body: Body::Init {
+                    client_incarnation: 9,
+                    recv_window: 256,
+                    max_datagram: 1400,
+                    cookie: Some(Cookie {
+                        issued_us: 0x1122_3344_5566_7788,
+                        tag: [7; COOKIE_TAG_LEN],
+                    }),
                 },
             },
             Packet {
@@ -726,6 +797,16 @@ mod tests {
                 ack: a,
                 body: Body::Reset,
             },
+            Packet {
+                conn_id: 8,
+                ack: ack(0, 0, &[]),
+                body: Body::Retry {
+                    cookie: Cookie {
+                        issued_us: 12_345,
+                        tag: [0xA5; COOKIE_TAG_LEN],
+                    },
+                },
+            },
         ]
     }
 
@@ -733,12 +814,14 @@ mod tests {
     fn round_trip_each_type() {
         let types = [
             PacketType::Init,
+            PacketType::Init,
             PacketType::Accept,
             PacketType::Data,
             PacketType::Ack,
             PacketType::Ping,
             PacketType::Close,
             PacketType::Reset,
+            PacketType::Retry,
         ];
         for (p, t) in sample_of_each().into_iter().zip(types) {
             assert_eq!(p.packet_type(), t);
@@ -876,7 +959,7 @@ mod tests {
 
     #[test]
     fn error_unknown_type() {
-        for t in [0u8, 8, 255] {
+        for t in [0u8, 9, 255] {
             let mut bytes = ACK_VECTOR;
             bytes[3] = t;
             fix_crc(&mut bytes);
@@ -1151,10 +1234,22 @@ mod tests {
 
     fn arb_body() -> impl Strategy<Value = Body> {
         prop_oneof![
-            (any::<u64>(), any::<u32>(), any::<u32>()).prop_map(|(c, w, m)| Body::Init {
-                client_incarnation: c,
-                recv_window: w,
-                max_datagram: m
+            (
+                any::<u64>(),
+                any::<u32>(),
+                any::<u32>(),
+                proptest::option::of((any::<u64>(), any::<[u8; COOKIE_TAG_LEN]>()))
+            )
+                .prop_map(|(c, w, m, k)| Body::Init {
+                    client_incarnation: c,
+                    recv_window: w,
+                    max_datagram: m,
+                    cookie: k.map(|(issued_us, tag)| Cookie { issued_us, tag }),
+                }),
+            (any::<u64>(), any::<[u8; COOKIE_TAG_LEN]>()).prop_map(|(issued_us, tag)| {
+                Body::Retry {
+                    cookie: Cookie { issued_us, tag },
+                }
             }),
             (any::<u64>(), any::<u64>(), any::<u32>(), any::<u32>()).prop_map(|(c, s, w, m)| {
                 Body::Accept {

@@ -23,7 +23,9 @@ pub struct ReassemblyConfig {
     pub max_message: u32,
     /// Most bytes one connection may hold in partial messages (default 32 MiB).
     pub per_peer_budget: usize,
-    /// How long a partial message may wait for its missing fragments (default 30 s).
+    /// How long a partial message may wait for its missing fragments (default 10 s: far
+    /// longer than a 16 MiB message takes on any link this transport serves, and a third
+    /// of the time an attacker's never-completed messages used to pin memory).
     pub timeout: Duration,
 }
 
@@ -32,7 +34,7 @@ impl Default for ReassemblyConfig {
         Self {
             max_message: 16 << 20,
             per_peer_budget: 32 << 20,
-            timeout: Duration::from_secs(30),
+            timeout: Duration::from_secs(10),
         }
     }
 }
@@ -84,8 +86,12 @@ pub enum Insert {
     Pending,
     /// This fragment was already held; nothing changed.
     Duplicate,
-    /// Storing it would exceed a budget; nothing stored (do not acknowledge the datagram).
+    /// Storing it would exceed the connection's budget; nothing stored (do not
+    /// acknowledge the datagram).
     OverBudget,
+    /// Storing it would exceed the endpoint-wide budget (the connection's own had room);
+    /// nothing stored, as for `OverBudget`.
+    OverGlobalBudget,
     /// The message is larger than [`ReassemblyConfig::max_message`].
     TooLarge,
     /// The fragment contradicts itself or earlier fragments of the same message.
@@ -131,7 +137,7 @@ impl Reassembler {
     /// Adds fragment `index` of the message identified by `msg_id` (the seq of its fragment 0).
     /// frag_count == 1 → Complete(payload) at once, zero-copy, no accounting.
     /// msg_len > max_message → TooLarge. A fragment whose frag_count/msg_len disagree with earlier fragments of the same msg_id, or whose payload length != fragment_range(..).len() → Inconsistent.
-    /// Already-held fragment → Duplicate. If holding payload.len() more bytes would exceed per_peer_budget or the global limit → OverBudget (nothing stored; the caller must not acknowledge the datagram).
+    /// Already-held fragment → Duplicate. If holding payload.len() more bytes would exceed per_peer_budget → OverBudget, the global limit → OverGlobalBudget (nothing stored; the caller must not acknowledge the datagram).
     /// Otherwise stores it (charging both budgets) and returns Complete(whole message, one copy, budgets refunded) when the last missing fragment arrives, else Pending.
     ///
     /// Checks run in this order: the fragment's own fields (`frag_count >= 1`,
@@ -180,8 +186,11 @@ impl Reassembler {
             return Insert::Duplicate;
         }
         let cost = payload.len();
-        if !fits(self.bytes_used, cost, self.cfg.per_peer_budget) || !global.fits(cost) {
+        if !fits(self.bytes_used, cost, self.cfg.per_peer_budget) {
             return Insert::OverBudget;
+        }
+        if !global.fits(cost) {
+            return Insert::OverGlobalBudget;
         }
         *slot = Some(payload);
         partial.missing = partial.missing.saturating_sub(1);
@@ -213,8 +222,11 @@ impl Reassembler {
     ) -> Insert {
         let cost = table_cost(frag_count).saturating_add(payload.len());
         // Checked before the table is allocated.
-        if !fits(self.bytes_used, cost, self.cfg.per_peer_budget) || !global.fits(cost) {
+        if !fits(self.bytes_used, cost, self.cfg.per_peer_budget) {
             return Insert::OverBudget;
+        }
+        if !global.fits(cost) {
+            return Insert::OverGlobalBudget;
         }
         let mut frags = vec![None; frag_count as usize];
         if let Some(slot) = frags.get_mut(frag_index as usize) {
@@ -373,7 +385,7 @@ mod tests {
         let c = ReassemblyConfig::default();
         assert_eq!(c.max_message, 16 * 1024 * 1024);
         assert_eq!(c.per_peer_budget, 32 * 1024 * 1024);
-        assert_eq!(c.timeout, Duration::from_secs(30));
+        assert_eq!(c.timeout, Duration::from_secs(10));
     }
 
     #[test]
@@ -584,12 +596,15 @@ mod tests {
         assert_eq!(g.used(), 3 * per_msg);
         // Both connections are under their own budget, but the endpoint is full.
         let (id, p) = first(4);
-        assert_eq!(b.insert(&mut g, id, 0, 2, 2000, p, t0), Insert::OverBudget);
+        assert_eq!(
+            b.insert(&mut g, id, 0, 2, 2000, p, t0),
+            Insert::OverGlobalBudget
+        );
         // Even a second fragment of a held message is refused now.
         let second = Bytes::from(vec![2u8; 1000]);
         assert_eq!(
             b.insert(&mut g, 3, 1, 2, 2000, second.clone(), t0),
-            Insert::OverBudget
+            Insert::OverGlobalBudget
         );
         assert_eq!(b.partial_messages(), 1);
         assert_eq!(g.used(), a.bytes_used() + b.bytes_used());

@@ -22,8 +22,48 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rpc_transport_udp::proto::packet::{AckInfo, Body, Packet, SackRange, SackRanges};
-use rpc_transport_udp::proto::{Chain, ConnectionHandle, Endpoint, Event, SendError};
+use rpc_transport_udp::proto::packet::{AckInfo, Body, Cookie, Packet, SackRange, SackRanges};
+use rpc_transport_udp::proto::{Chain, CloseReason, ConnectionHandle, Endpoint, SendError};
+
+/// The core's events as the tests see them: each [`rpc_transport_udp::proto::Event::Readable`]
+/// becomes one `Message` per message then taken with `Endpoint::poll_message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Connected {
+        server_incarnation: u64,
+    },
+    Accepted {
+        peer: SocketAddr,
+        client_incarnation: u64,
+    },
+    Message(Bytes),
+    Writable,
+    Closed(CloseReason),
+}
+
+/// Translates one core event (taking the messages a `Readable` announces).
+pub fn expand(
+    ep: &mut Endpoint,
+    h: ConnectionHandle,
+    ev: rpc_transport_udp::proto::Event,
+) -> Vec<Event> {
+    use rpc_transport_udp::proto::Event as E;
+    match ev {
+        E::Connected { server_incarnation } => vec![Event::Connected { server_incarnation }],
+        E::Accepted {
+            peer,
+            client_incarnation,
+        } => vec![Event::Accepted {
+            peer,
+            client_incarnation,
+        }],
+        E::Readable => std::iter::from_fn(|| ep.poll_message(h))
+            .map(Event::Message)
+            .collect(),
+        E::Writable => vec![Event::Writable],
+        E::Closed(r) => vec![Event::Closed(r)],
+    }
+}
 
 // ---------------------------------------------------------------------------------------
 // Randomness
@@ -142,7 +182,13 @@ pub fn drain_raw(ep: &mut Endpoint, now: Instant) -> Vec<(SocketAddr, Bytes)> {
 }
 
 pub fn events(ep: &mut Endpoint) -> Vec<(ConnectionHandle, Event)> {
-    std::iter::from_fn(|| ep.poll_event()).collect()
+    let mut out = Vec::new();
+    while let Some((h, ev)) = ep.poll_event() {
+        for e in expand(ep, h, ev) {
+            out.push((h, e));
+        }
+    }
+    out
 }
 
 /// A short description of a datagram for traces and failure messages.
@@ -508,9 +554,11 @@ impl Sim {
             for (i, node) in self.nodes.iter_mut().enumerate() {
                 while let Some((h, ev)) = node.ep.poll_event() {
                     busy = true;
-                    match apps.get_mut(i) {
-                        Some(app) => app.on_event(&mut node.ep, h, ev, now),
-                        None => node.log.push((self.elapsed, h, ev)),
+                    for ev in expand(&mut node.ep, h, ev) {
+                        match apps.get_mut(i) {
+                            Some(app) => app.on_event(&mut node.ep, h, ev, now),
+                            None => node.log.push((self.elapsed, h, ev)),
+                        }
                     }
                 }
                 if let Some(app) = apps.get_mut(i) {
@@ -953,6 +1001,33 @@ impl Pair {
             .collect()
     }
 
+    /// The client's cookie-less Init and the server's Retry, both at `now` without delay.
+    pub fn retry_exchange(&mut self, now: Instant) {
+        let init = self.client_to_server(now, now);
+        assert!(
+            matches!(
+                init[..],
+                [Packet {
+                    body: Body::Init { cookie: None, .. },
+                    ..
+                }]
+            ),
+            "{init:?}"
+        );
+        let retry = self.server_to_client(now, now);
+        assert!(
+            matches!(
+                retry[..],
+                [Packet {
+                    body: Body::Retry { .. },
+                    ..
+                }]
+            ),
+            "{retry:?}"
+        );
+        assert!(events(&mut self.server).is_empty());
+    }
+
     /// Everything the server sends at `now`, delivered to the client at `arrive`.
     pub fn server_to_client(&mut self, now: Instant, arrive: Instant) -> Vec<Packet> {
         let out = drain_raw(&mut self.server, now);
@@ -965,18 +1040,24 @@ impl Pair {
             .collect()
     }
 
-    /// Handshake with one-way delay `d`, starting at the base instant: Init leaves at
-    /// base, Accept leaves the server at base + d and arrives at base + 2d. Returns the
-    /// client's and the server's handles; events are drained.
+    /// Handshake with one-way delay `d`, starting at the base instant: the cookie-less
+    /// Init and the server's Retry are exchanged at once at base (no delay; Retry gives
+    /// no RTT sample), then the Init with the cookie leaves at base, the Accept leaves
+    /// the server at base + d and arrives at base + 2d. Returns the client's and the
+    /// server's handles; events are drained.
     pub fn establish(&mut self, d: Duration) -> (ConnectionHandle, ConnectionHandle) {
         let t0 = self.base;
         let ch = self.client.connect(self.sa, t0);
+        self.retry_exchange(t0);
         let init = self.client_to_server(t0, t0 + d);
         assert!(
             matches!(
                 init[..],
                 [Packet {
-                    body: Body::Init { .. },
+                    body: Body::Init {
+                        cookie: Some(_),
+                        ..
+                    },
                     ..
                 }]
             ),
@@ -1031,7 +1112,12 @@ impl FakePeer {
         incarnation: u64,
         now: Instant,
     ) -> FakePeer {
-        server.handle_datagram(now, addr, Self::init(conn_id, incarnation));
+        let cookie = Self::fetch_cookie(server, addr, conn_id, incarnation, now);
+        server.handle_datagram(
+            now,
+            addr,
+            Self::init_with(conn_id, incarnation, Some(cookie)),
+        );
         let handle = match events(server)[..] {
             [(
                 h,
@@ -1059,6 +1145,10 @@ impl FakePeer {
     }
 
     pub fn init(conn_id: u32, incarnation: u64) -> Bytes {
+        Self::init_with(conn_id, incarnation, None)
+    }
+
+    pub fn init_with(conn_id: u32, incarnation: u64, cookie: Option<Cookie>) -> Bytes {
         packet(
             conn_id,
             ack_info(0, &[]),
@@ -1066,8 +1156,32 @@ impl FakePeer {
                 client_incarnation: incarnation,
                 recv_window: 4096,
                 max_datagram: 65_000,
+                cookie,
             },
         )
+    }
+
+    /// Sends a cookie-less Init and returns the cookie of the server's Retry.
+    pub fn fetch_cookie(
+        server: &mut Endpoint,
+        addr: SocketAddr,
+        conn_id: u32,
+        incarnation: u64,
+        now: Instant,
+    ) -> Cookie {
+        server.handle_datagram(now, addr, Self::init(conn_id, incarnation));
+        let out = drain(server, now);
+        match &out[..] {
+            [(
+                to,
+                Packet {
+                    conn_id: id,
+                    body: Body::Retry { cookie },
+                    ..
+                },
+            )] if *to == addr && *id == conn_id => *cookie,
+            other => panic!("expected a Retry, got {other:?}"),
+        }
     }
 
     /// Fragment `index` of `msg` cut into `count` fragments, as datagram `seq`.
