@@ -10,33 +10,13 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rpc_transport_udp::proto::packet::{Packet, HEADER_LEN};
+use rpc_transport_udp::proto::packet::Packet;
 use rpc_transport_udp::proto::{Config, Endpoint, Event};
 
 use crate::Choices;
 
-/// Where the packet header's CRC field is (bytes 4..8; the CRC covers the datagram with
-/// that field zeroed).
-const CRC_OFFSET: usize = 4;
-
 fn fix_crc(datagram: &mut [u8]) {
-    if datagram.len() < HEADER_LEN {
-        return;
-    }
-    datagram[CRC_OFFSET..CRC_OFFSET + 4].fill(0);
-    let crc = crc32(datagram);
-    datagram[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= b as u32;
-        for _ in 0..8 {
-            crc = (crc >> 1) ^ (0xEDB8_8320 & (crc & 1).wrapping_neg());
-        }
-    }
-    !crc
+    rpc_transport_udp::proto::packet::seal_checksum(datagram);
 }
 
 /// The packet-parser target: the first byte says whether to fix the CRC first.
@@ -81,7 +61,17 @@ fn drain(ep: &mut Endpoint, now: Instant, link: &mut Link, from: SocketAddr) {
             None => break,
         }
     }
-    while ep.poll_event().is_some() {}
+    take_events(ep);
+}
+
+/// The application side: takes every event and every delivered message (the core's
+/// queue is bounded; a reader that never reads would only pause the peer).
+fn take_events(ep: &mut Endpoint) {
+    while let Some((h, e)) = ep.poll_event() {
+        if matches!(e, Event::Readable) {
+            while ep.poll_message(h).is_some() {}
+        }
+    }
 }
 
 fn check(ep: &Endpoint, cfg: &Config, now: Instant) {
@@ -185,10 +175,8 @@ pub fn endpoint(data: &[u8]) {
         while server.poll_transmit(now, &mut out).is_some() {
             out.clear();
         }
-        while let Some((_, e)) = client.poll_event() {
-            let _: Event = e;
-        }
-        while server.poll_event().is_some() {}
+        take_events(&mut client);
+        take_events(&mut server);
         if client.connection_count() == 0 && server.connection_count() == 0 {
             break;
         }

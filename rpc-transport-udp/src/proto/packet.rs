@@ -377,6 +377,17 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Writes the checksum of a datagram whose header is in place (what `emit` does last):
+/// for tests and fuzzers that build or mutate datagrams by hand. Datagrams shorter than
+/// the header are left alone.
+pub fn seal_checksum(datagram: &mut [u8]) {
+    if datagram.len() < HEADER_LEN {
+        return;
+    }
+    let crc = checksum(datagram);
+    datagram[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// CRC-32 of `datagram` with the checksum field treated as zero.
 fn checksum(datagram: &[u8]) -> u32 {
     let mut h = crc32fast::Hasher::new();
