@@ -135,6 +135,14 @@ impl Diagnostic {
                     dropped.push(i)
                 }
                 '\t' | '\r' => window.push(' '),
+                // Other control characters and non-ASCII whitespace (a form feed, a
+                // line separator) become as many spaces as they have bytes, keeping
+                // every offset: annotate-snippets measures them inconsistently and its
+                // margin arithmetic overflowed on a line of form feeds (found by the
+                // idl_text fuzz target).
+                c if c != '\n' && (c.is_control() || (c.is_whitespace() && c != ' ')) => {
+                    window.extend(std::iter::repeat_n(' ', c.len_utf8()))
+                }
                 c => window.push(c),
             }
         }
