@@ -696,3 +696,31 @@ fn a_pinging_peer_that_stops_acknowledging_is_given_up() {
     let st = s.stats();
     assert_eq!((st.no_progress_closes, st.never_acked_closes), (1, 0));
 }
+
+/// A connection closed because its peer sent a message that is not a frame tells the
+/// peer why: Close code 3 (protocol error), not 0.
+#[test]
+fn a_protocol_error_close_carries_code_3() {
+    let cfg = Config::default();
+    let mut p = sim::Pair::new(cfg.clone(), cfg);
+    let (ch, sh) = p.establish(std::time::Duration::from_millis(1));
+    let now = p.t(std::time::Duration::from_millis(10));
+    p.server.close_with(sh, CloseReason::ProtocolError);
+    let sent = p.server_to_client(now, now);
+    assert!(
+        sent.iter()
+            .any(|pk| matches!(pk.body, Body::Close { reason: 3 })),
+        "{sent:?}"
+    );
+    let closed: Vec<_> = sim::events(&mut p.client)
+        .into_iter()
+        .filter(|(h, e)| *h == ch && matches!(e, Event::Closed(_)))
+        .collect();
+    assert!(
+        matches!(
+            closed[..],
+            [(_, Event::Closed(CloseReason::PeerClosed { code: 3 }))]
+        ),
+        "{closed:?}"
+    );
+}

@@ -146,7 +146,9 @@ impl Drop for ConnSink {
             return;
         }
         let mut st = self.shared.lock();
-        st.endpoint.close(self.h);
+        // Code 3, protocol error: the peer sent a message that is not a frame.
+        st.endpoint
+            .close_with(self.h, crate::proto::CloseReason::ProtocolError);
         self.shared.process_and_release(st);
     }
 }

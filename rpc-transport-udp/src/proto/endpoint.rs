@@ -303,6 +303,21 @@ impl Endpoint {
         self.collect(h.0);
     }
 
+    /// Closes a connection for `reason`, telling the peer with the Close code the reason
+    /// maps to (e.g. [`CloseReason::ProtocolError`]: code 3, for a message that is not a
+    /// valid frame).
+    pub fn close_with(&mut self, h: ConnectionHandle, reason: CloseReason) {
+        if let Some(conn) = self.connections.get_mut(&h.0) {
+            let mut ctx = Ctx {
+                events: &mut self.scratch,
+                budget: &mut self.budget,
+            };
+            conn.fail(reason, &mut ctx);
+            self.dirty.mark(h.0);
+        }
+        self.collect(h.0);
+    }
+
     /// Fails a connection at once without telling the peer (e.g. the socket reported
     /// the peer's port unreachable): no Close is sent.
     pub fn abort(&mut self, h: ConnectionHandle, reason: CloseReason) {
