@@ -250,9 +250,9 @@ impl Channel for AnyChannel {
 
     fn remote(&self) -> String {
         match self {
-            // Already `udp://host:port`.
+            // Already `udp://host:port` / `tcp://host:port`.
             AnyChannel::Udp(c) => c.remote(),
-            AnyChannel::Tcp(c) => format!("tcp://{}", c.remote()),
+            AnyChannel::Tcp(c) => c.remote(),
         }
     }
 }

@@ -1,8 +1,7 @@
 //! [`TcpChannel`]: the client side.
 
-use std::fmt;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use rpc_core::transport::{Channel, Connection};
@@ -14,64 +13,9 @@ use tracing::debug;
 use crate::config::TcpConfig;
 use crate::receiver::TcpFrameReceiver;
 
-/// Where a [`TcpChannel`] connects: an address, or a `host:port` resolved at each
-/// connect (so a reconnect follows DNS changes).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum TcpAddr {
-    /// A socket address; no name resolution.
-    Socket(SocketAddr),
-    /// `host:port`, resolved with [`tokio::net::lookup_host`] when connecting; every
-    /// resolved address is tried in order.
-    Host(String),
-}
-
-impl fmt::Display for TcpAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TcpAddr::Socket(a) => a.fmt(f),
-            TcpAddr::Host(h) => f.write_str(h),
-        }
-    }
-}
-
-impl From<SocketAddr> for TcpAddr {
-    fn from(a: SocketAddr) -> Self {
-        TcpAddr::Socket(a)
-    }
-}
-
-impl<I: Into<IpAddr>> From<(I, u16)> for TcpAddr {
-    fn from((ip, port): (I, u16)) -> Self {
-        TcpAddr::Socket(SocketAddr::new(ip.into(), port))
-    }
-}
-
-impl From<&str> for TcpAddr {
-    /// A literal socket address (`127.0.0.1:80`, `[::1]:80`) is used as is; anything
-    /// else is a `host:port` to resolve.
-    fn from(s: &str) -> Self {
-        match s.parse() {
-            Ok(a) => TcpAddr::Socket(a),
-            Err(_) => TcpAddr::Host(s.to_owned()),
-        }
-    }
-}
-
-impl From<String> for TcpAddr {
-    fn from(s: String) -> Self {
-        match s.parse() {
-            Ok(a) => TcpAddr::Socket(a),
-            Err(_) => TcpAddr::Host(s),
-        }
-    }
-}
-
-impl From<&String> for TcpAddr {
-    fn from(s: &String) -> Self {
-        TcpAddr::from(s.as_str())
-    }
-}
+/// Where a [`TcpChannel`] connects: the address type every transport shares
+/// ([`rpc_core::transport::Addr`]).
+pub type TcpAddr = rpc_core::transport::Addr;
 
 /// Connects to one server over TCP: the client side of the transport.
 ///
@@ -87,7 +31,7 @@ impl From<&String> for TcpAddr {
 /// let by_addr = TcpChannel::new("127.0.0.1:4000");
 /// let by_name = TcpChannel::new("localhost:4000").with_config(TcpConfig::default().nodelay(true));
 /// # use rpc_core::transport::Channel;
-/// assert_eq!(by_name.remote(), "localhost:4000");
+/// assert_eq!(by_name.remote(), "tcp://localhost:4000");
 /// # let _ = by_addr;
 /// ```
 #[derive(Debug, Clone)]
@@ -124,23 +68,16 @@ impl TcpChannel {
 
     async fn dial(&self) -> io::Result<TcpStream> {
         let mut last_err = None;
-        match &self.addr {
-            TcpAddr::Socket(a) => return self.dial_one(*a).await,
-            TcpAddr::Host(host) => {
-                for a in tokio::net::lookup_host(host.as_str()).await? {
-                    match self.dial_one(a).await {
-                        Ok(stream) => return Ok(stream),
-                        Err(e) => {
-                            debug!(addr = %a, error = %e, "connect attempt failed");
-                            last_err = Some(e);
-                        }
-                    }
+        for a in self.addr.resolve().await? {
+            match self.dial_one(a).await {
+                Ok(stream) => return Ok(stream),
+                Err(e) => {
+                    debug!(addr = %a, error = %e, "connect attempt failed");
+                    last_err = Some(e);
                 }
             }
         }
-        Err(last_err.unwrap_or_else(|| {
-            io::Error::new(io::ErrorKind::NotFound, "name resolved to no addresses")
-        }))
+        Err(last_err.unwrap_or_else(|| io::Error::other("no address to connect to")))
     }
 
     async fn dial_one(&self, addr: SocketAddr) -> io::Result<TcpStream> {
@@ -177,8 +114,9 @@ impl Channel for TcpChannel {
         Ok(crate::open(stream, peer_addr, &self.config))
     }
 
+    /// `tcp://` and the address, as UDP channels say `udp://`.
     fn remote(&self) -> String {
-        self.addr.to_string()
+        format!("tcp://{}", self.addr)
     }
 }
 
@@ -200,6 +138,6 @@ mod tests {
             TcpAddr::from("example.invalid:80"),
             TcpAddr::Host("example.invalid:80".into())
         );
-        assert_eq!(TcpChannel::new(a).remote(), "127.0.0.1:80");
+        assert_eq!(TcpChannel::new(a).remote(), "tcp://127.0.0.1:80");
     }
 }

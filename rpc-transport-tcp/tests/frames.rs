@@ -409,7 +409,7 @@ async fn connects_by_host_name() {
     let mut listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let name = format!("localhost:{}", listener.local_addr().port());
     let channel = TcpChannel::new(name.as_str());
-    assert_eq!(channel.remote(), name);
+    assert_eq!(channel.remote(), format!("tcp://{name}"));
     // `localhost` may resolve to ::1 first; the dial falls through to 127.0.0.1.
     let (c, s) = bounded(async { tokio::join!(channel.connect(), listener.accept()) }).await;
     let (mut c, mut s) = (c.unwrap(), s.unwrap());

@@ -619,3 +619,18 @@ async fn rpc_client_reconnects_after_the_connection_drops() {
     .await;
     bounded("shutdown", server.shutdown()).await;
 }
+
+/// A name that resolves to several addresses is tried address by address, as over TCP:
+/// `localhost` may resolve to `::1` first, where nothing listens (refused at once), and
+/// the connection is made to 127.0.0.1.
+#[tokio::test]
+async fn connects_by_host_name_trying_every_address() {
+    let listener = UdpListener::bind("127.0.0.1:0").await.unwrap();
+    let name = format!("localhost:{}", listener.local_addr().port());
+    let channel = UdpChannel::new(name.as_str());
+    assert_eq!(channel.remote(), format!("udp://{name}"));
+    let connected = tokio::time::timeout(std::time::Duration::from_secs(10), channel.connect())
+        .await
+        .expect("bounded");
+    assert!(connected.is_ok(), "{:?}", connected.err());
+}

@@ -393,9 +393,11 @@ pub trait Listener: Send + 'static {
     fn local_addr(&self) -> SocketAddr;
 }
 
+mod addr;
 pub mod both;
 pub mod memory;
 
+pub use addr::Addr;
 pub use both::{Both, EitherReceiver};
 
 impl FrameReceiver for FrameOutbox {

@@ -1,8 +1,7 @@
 //! [`UdpChannel`]: the client side.
 
-use std::fmt;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,64 +16,9 @@ use super::{
 };
 use crate::proto::Endpoint;
 
-/// Where a [`UdpChannel`] connects: an address, or a `host:port` resolved at each
-/// connect (so a reconnect follows DNS changes).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum UdpAddr {
-    /// A socket address; no name resolution.
-    Socket(SocketAddr),
-    /// `host:port`, resolved with [`tokio::net::lookup_host`] when connecting; the first
-    /// address it resolves to is used.
-    Host(String),
-}
-
-impl fmt::Display for UdpAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            UdpAddr::Socket(a) => a.fmt(f),
-            UdpAddr::Host(h) => f.write_str(h),
-        }
-    }
-}
-
-impl From<SocketAddr> for UdpAddr {
-    fn from(a: SocketAddr) -> Self {
-        UdpAddr::Socket(a)
-    }
-}
-
-impl<I: Into<IpAddr>> From<(I, u16)> for UdpAddr {
-    fn from((ip, port): (I, u16)) -> Self {
-        UdpAddr::Socket(SocketAddr::new(ip.into(), port))
-    }
-}
-
-impl From<&str> for UdpAddr {
-    /// A literal socket address (`127.0.0.1:80`, `[::1]:80`) is used as is; anything
-    /// else is a `host:port` to resolve.
-    fn from(s: &str) -> Self {
-        match s.parse() {
-            Ok(a) => UdpAddr::Socket(a),
-            Err(_) => UdpAddr::Host(s.to_owned()),
-        }
-    }
-}
-
-impl From<String> for UdpAddr {
-    fn from(s: String) -> Self {
-        match s.parse() {
-            Ok(a) => UdpAddr::Socket(a),
-            Err(_) => UdpAddr::Host(s),
-        }
-    }
-}
-
-impl From<&String> for UdpAddr {
-    fn from(s: &String) -> Self {
-        UdpAddr::from(s.as_str())
-    }
-}
+/// Where a [`UdpChannel`] connects: the address type every transport shares
+/// ([`rpc_core::transport::Addr`]).
+pub type UdpAddr = rpc_core::transport::Addr;
 
 /// Connects to one server over reliable UDP: the client side of the transport.
 ///
@@ -143,20 +87,23 @@ impl UdpChannel {
         self.stats.clone()
     }
 
-    async fn resolve(&self) -> io::Result<SocketAddr> {
-        match &self.addr {
-            UdpAddr::Socket(a) => Ok(*a),
-            UdpAddr::Host(host) => tokio::net::lookup_host(host.as_str())
-                .await?
-                .next()
-                .ok_or_else(|| {
-                    io::Error::new(io::ErrorKind::NotFound, "name resolved to no addresses")
-                }),
+    /// Tries every address the channel's address resolves to, in order (as TCP does),
+    /// until a handshake completes.
+    async fn dial(&self) -> io::Result<Connection<UdpFrameReceiver>> {
+        let mut last_err = None;
+        for peer in self.addr.resolve().await? {
+            match self.dial_one(peer).await {
+                Ok(connection) => return Ok(connection),
+                Err(e) => {
+                    debug!(addr = %peer, error = %e, "connect attempt failed");
+                    last_err = Some(e);
+                }
+            }
         }
+        Err(last_err.unwrap_or_else(|| io::Error::other("no address to connect to")))
     }
 
-    async fn dial(&self) -> io::Result<Connection<UdpFrameReceiver>> {
-        let peer = self.resolve().await?;
+    async fn dial_one(&self, peer: SocketAddr) -> io::Result<Connection<UdpFrameReceiver>> {
         let config = &*self.config;
         let socket = bind_socket(client_bind_addr(peer), Some(peer), config)?;
         let mut endpoint = Endpoint::new(config.protocol.clone(), self.incarnation, false);
