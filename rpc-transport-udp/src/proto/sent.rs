@@ -344,6 +344,34 @@ mod tests {
         assert!(s.can_send(1, 1));
     }
 
+    /// The peer's window is a span above the lowest unacknowledged sequence number: after
+    /// the first datagram is lost and the rest acknowledged, only 2 are in flight but the
+    /// sender may not go beyond seq 1 + window.
+    #[test]
+    fn the_peer_window_is_a_span_not_a_count() {
+        let t0 = Instant::now();
+        let mut s = SentPackets::default();
+        for _ in 0..4 {
+            s.push(sent(t0));
+        }
+        // Seq 1 lost; 2..=4 selectively acknowledged (cumulative 0).
+        assert!(matches!(
+            s.on_ack(&ack(0, &[(2, 4)]), t0),
+            Acked::Ok { newly: 3, .. }
+        ));
+        assert_eq!(s.in_flight(), 1);
+        // A count rule would allow seq 5 under a window of 4; the span rule does not
+        // (1 + 4 = 5 is outside the receiver's window).
+        assert!(!s.can_send(1024, 4));
+        assert!(s.can_send(1024, 5));
+        // Once seq 1 is acknowledged the span moves on.
+        assert!(matches!(
+            s.on_ack(&ack(4, &[]), t0),
+            Acked::Ok { newly: 1, .. }
+        ));
+        assert!(s.can_send(1024, 4));
+    }
+
     #[test]
     fn rto_gives_up_after_the_limit() {
         let t0 = Instant::now();
