@@ -41,7 +41,7 @@ use rpc_core::TransportError;
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, Notify};
-use tracing::{debug, trace};
+use tracing::{debug, trace, Instrument};
 
 use crate::proto::{close_code, CloseReason, ConnectionHandle, Endpoint, Event, HandleMap};
 
@@ -673,7 +673,9 @@ fn receive_now(
 
 /// Spawns the driver task of a socket on the current tokio runtime.
 fn spawn_driver(shared: Arc<Shared>) {
-    tokio::spawn(drive(shared));
+    // Its own root span: the driver outlives the call that opened the socket.
+    let span = tracing::debug_span!(parent: None, "udp_driver", local = %shared.local_addr);
+    tokio::spawn(drive(shared).instrument(span));
 }
 
 enum Wake {
