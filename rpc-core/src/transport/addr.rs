@@ -14,7 +14,7 @@ use std::net::{IpAddr, SocketAddr};
 ///
 /// assert_eq!(Addr::from("127.0.0.1:80"), Addr::Socket("127.0.0.1:80".parse().unwrap()));
 /// assert_eq!(Addr::from("localhost:80"), Addr::Host("localhost:80".into()));
-/// assert_eq!(Addr::from(([::1], 80)).to_string(), "[::1]:80");
+/// assert_eq!(Addr::from((std::net::Ipv6Addr::LOCALHOST, 80)).to_string(), "[::1]:80");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]

@@ -146,9 +146,7 @@ impl Drop for ConnSink {
             return;
         }
         let mut st = self.shared.lock();
-        // Code 3, protocol error: the peer sent a message that is not a frame.
-        st.endpoint
-            .close_with(self.h, crate::proto::CloseReason::ProtocolError);
+        st.endpoint.close(self.h);
         self.shared.process_and_release(st);
     }
 }
@@ -235,7 +233,9 @@ impl UdpFrameReceiver {
         debug!(connection = ?self.h, error = %e, "bad frame in a reliable message; closing");
         let mut st = self.shared.lock();
         st.counters.bad_frames += 1;
-        st.endpoint.close(self.h);
+        // Code 3, protocol error: the peer sent a message that is not a frame.
+        st.endpoint
+            .close_with(self.h, crate::proto::CloseReason::ProtocolError);
         self.shared.process_and_release(st);
     }
 }
