@@ -1231,18 +1231,17 @@ impl Checker {
         boxed
     }
 
+    /// The definition a type name refers to, if it names a type of this file.
+    fn type_def(&self, ident: &Ident) -> Option<usize> {
+        self.names
+            .get(&ident.name)
+            .and_then(|(s, _)| s.type_index())
+    }
+
     /// Every named type `ty` mentions, through any type constructor.
     fn named_anywhere(&self, ty: &Type, out: &mut Vec<usize>) {
         match ty {
-            Type::Named(ident) => {
-                if let Some(i) = self
-                    .names
-                    .get(&ident.name)
-                    .and_then(|(s, _)| s.type_index())
-                {
-                    out.push(i);
-                }
-            }
+            Type::Named(ident) => out.extend(self.type_def(ident)),
             Type::FixedArray { elem, .. }
             | Type::VarArray { elem, .. }
             | Type::Optional { elem, .. } => self.named_anywhere(elem, out),
@@ -1261,11 +1260,7 @@ impl Checker {
     ) {
         match ty {
             Type::Named(ident) => {
-                if let Some(i) = self
-                    .names
-                    .get(&ident.name)
-                    .and_then(|(s, _)| s.type_index())
-                {
+                if let Some(i) = self.type_def(ident) {
                     out.push((i, strict, ident.span, field.to_string()));
                 }
             }
