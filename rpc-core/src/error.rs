@@ -104,6 +104,10 @@ pub enum RpcError {
     /// client acknowledged): it was refused, not executed again.
     #[error("the server no longer holds this call's reply; the duplicate was refused")]
     ReplyEvicted,
+    /// A blocking call was made from inside a tokio runtime, where blocking would stall
+    /// the runtime's thread; it was not sent. Use the async client there.
+    #[error("blocking call made from inside a tokio runtime; use the async client")]
+    BlockingInRuntime,
 }
 
 impl RpcError {
@@ -122,6 +126,7 @@ impl RpcError {
                 | RpcError::DeadlineExceeded
                 | RpcError::ShuttingDown
                 | RpcError::ProtocolVersion { .. }
+                | RpcError::BlockingInRuntime
         )
     }
 

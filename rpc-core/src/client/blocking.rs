@@ -2,12 +2,15 @@ use std::future::Future;
 use std::io;
 use std::sync::Arc;
 
+use crate::error::RpcError;
+
 /// A small tokio runtime owned by blocking clients, so synchronous code can make calls.
 ///
 /// One background worker thread runs the connections' reader and writer tasks; each
 /// blocking call runs its future on the calling thread with [`BlockingRuntime::block_on`].
-/// Clones share the runtime. Like any tokio runtime it must not be driven from inside
-/// an async context (tokio panics if `block_on` is called from a runtime thread).
+/// Clones share the runtime. A blocking call made from inside a tokio runtime (an async
+/// task) would block that runtime's thread; [`BlockingRuntime::call`] detects it and
+/// returns [`RpcError::BlockingInRuntime`] instead of blocking or panicking.
 #[derive(Debug, Clone)]
 pub struct BlockingRuntime {
     rt: Arc<tokio::runtime::Runtime>,
@@ -24,7 +27,20 @@ impl BlockingRuntime {
         Ok(BlockingRuntime { rt: Arc::new(rt) })
     }
 
-    /// Runs `fut` to completion on the calling thread.
+    /// Runs the call `fut` to completion on the calling thread, or returns
+    /// [`RpcError::BlockingInRuntime`] (without running it) when the calling thread is
+    /// inside a tokio runtime, where blocking would stall it (and tokio would panic).
+    /// Generated blocking clients call this.
+    pub fn call<T>(&self, fut: impl Future<Output = Result<T, RpcError>>) -> Result<T, RpcError> {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return Err(RpcError::BlockingInRuntime);
+        }
+        self.rt.block_on(fut)
+    }
+
+    /// Runs `fut` to completion on the calling thread. Panics (tokio's panic) when
+    /// called from inside a tokio runtime; [`BlockingRuntime::call`] returns an error
+    /// instead.
     pub fn block_on<F: Future>(&self, fut: F) -> F::Output {
         self.rt.block_on(fut)
     }
