@@ -2,7 +2,7 @@
 //! between two attempts ends the call (it is not thrown away and the call does not run
 //! twice); a dead server is reported at once, with the same error over TCP and UDP;
 //! connection attempts cut short by the attempt timeout are counted; a blocking call
-//! made inside a tokio runtime returns an error instead of panicking.
+//! made inside a tokio runtime runs instead of panicking.
 
 mod support;
 
@@ -201,16 +201,49 @@ async fn connect_attempts_cut_short_by_the_attempt_timeout_are_counted() {
 }
 
 #[test]
-fn blocking_call_inside_a_runtime_is_an_error_not_a_panic() {
+fn blocking_call_inside_a_runtime_runs_instead_of_panicking() {
     let blocking = BlockingRuntime::new().unwrap();
+    // Inside a runtime's block_on, where tokio would panic on a nested block_on.
     let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
         .build()
         .unwrap();
-    let result = rt.block_on(async { blocking.call(async { Ok::<_, RpcError>(7) }) });
-    assert!(
-        matches!(result, Err(RpcError::BlockingInRuntime)),
-        "{result:?}"
-    );
-    // Outside a runtime the same call runs.
-    assert_eq!(blocking.call(async { Ok::<_, RpcError>(7) }).unwrap(), 7);
+    let inside = rt.block_on(async {
+        blocking.call(async {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            Ok::<_, RpcError>(7)
+        })
+    });
+    assert_eq!(inside.unwrap(), 7);
+    // And from a plain thread.
+    assert_eq!(blocking.call(async { Ok::<_, RpcError>(8) }).unwrap(), 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnect_backoff_is_per_endpoint_and_visible() {
+    bounded("scenario", LIMIT, async {
+        let client = CounterClient::from_client(Client::with_config(
+            TcpChannel::new(dead_port(false)),
+            ClientConfig::default()
+                .reconnect_backoff(Duration::from_secs(5), Duration::from_secs(10)),
+        ));
+        assert_eq!(client.client().endpoint_stats()[0].reconnect_in, None);
+        client.increment().await.expect_err("nothing listens there");
+        let backoff = client.client().endpoint_stats()[0].reconnect_in;
+        assert!(
+            backoff.is_some_and(|d| d > Duration::from_secs(1)),
+            "{backoff:?}"
+        );
+        // A clone with other options shares the endpoint, and so its backoff, but does
+        // not sleep through it: it fails at once.
+        let start = Instant::now();
+        let e = client
+            .with_options(CallOptions::new().retry(RetryPolicy::never()))
+            .increment()
+            .await
+            .expect_err("still nothing there");
+        assert!(matches!(e, RpcError::Unreachable(_)), "{e:?}");
+        assert!(start.elapsed() < DEAD_SERVER_BOUND);
+    })
+    .await;
 }

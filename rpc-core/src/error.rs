@@ -104,9 +104,12 @@ pub enum RpcError {
     /// client acknowledged): it was refused, not executed again.
     #[error("the server no longer holds this call's reply; the duplicate was refused")]
     ReplyEvicted,
-    /// A blocking call was made from inside a tokio runtime, where blocking would stall
-    /// the runtime's thread; it was not sent. Use the async client there.
-    #[error("blocking call made from inside a tokio runtime; use the async client")]
+    /// A blocking call was made from inside a tokio runtime and the thread it needs
+    /// there (driving a runtime from inside another panics) could not be started, or
+    /// ended abnormally; see [`crate::client::BlockingRuntime::call`].
+    #[error(
+        "blocking call made from inside a tokio runtime could not be run on a thread of its own"
+    )]
     BlockingInRuntime,
 }
 
@@ -126,7 +129,6 @@ impl RpcError {
                 | RpcError::DeadlineExceeded
                 | RpcError::ShuttingDown
                 | RpcError::ProtocolVersion { .. }
-                | RpcError::BlockingInRuntime
         )
     }
 

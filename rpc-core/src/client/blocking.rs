@@ -8,9 +8,8 @@ use crate::error::RpcError;
 ///
 /// One background worker thread runs the connections' reader and writer tasks; each
 /// blocking call runs its future on the calling thread with [`BlockingRuntime::block_on`].
-/// Clones share the runtime. A blocking call made from inside a tokio runtime (an async
-/// task) would block that runtime's thread; [`BlockingRuntime::call`] detects it and
-/// returns [`RpcError::BlockingInRuntime`] instead of blocking or panicking.
+/// Clones share the runtime. A blocking call made from inside a tokio runtime is detected
+/// by [`BlockingRuntime::call`] and run on a thread of its own instead of panicking.
 #[derive(Debug, Clone)]
 pub struct BlockingRuntime {
     rt: Arc<tokio::runtime::Runtime>,
@@ -27,15 +26,29 @@ impl BlockingRuntime {
         Ok(BlockingRuntime { rt: Arc::new(rt) })
     }
 
-    /// Runs the call `fut` to completion on the calling thread, or returns
-    /// [`RpcError::BlockingInRuntime`] (without running it) when the calling thread is
-    /// inside a tokio runtime, where blocking would stall it (and tokio would panic).
-    /// Generated blocking clients call this.
-    pub fn call<T>(&self, fut: impl Future<Output = Result<T, RpcError>>) -> Result<T, RpcError> {
-        if tokio::runtime::Handle::try_current().is_ok() {
-            return Err(RpcError::BlockingInRuntime);
+    /// Runs the call `fut` to completion, blocking the calling thread. Generated
+    /// blocking clients call this.
+    ///
+    /// From a plain thread the future runs on the calling thread. From inside a tokio
+    /// runtime (an async task, `spawn_blocking`, a `block_on`), where driving another
+    /// runtime would panic, it runs on a short-lived thread of its own while the calling
+    /// thread waits: the call works, but it blocks that thread (on an async worker this
+    /// stalls the worker's other tasks, so prefer the async client there). Never panics;
+    /// [`RpcError::BlockingInRuntime`] if that thread cannot be started.
+    pub fn call<T: Send>(
+        &self,
+        fut: impl Future<Output = Result<T, RpcError>> + Send,
+    ) -> Result<T, RpcError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return self.rt.block_on(fut);
         }
-        self.rt.block_on(fut)
+        std::thread::scope(|scope| {
+            let thread = std::thread::Builder::new()
+                .name("rpc-blocking-call".into())
+                .spawn_scoped(scope, || self.rt.block_on(fut))
+                .map_err(|_| RpcError::BlockingInRuntime)?;
+            thread.join().unwrap_or(Err(RpcError::BlockingInRuntime))
+        })
     }
 
     /// Runs `fut` to completion on the calling thread. Panics (tokio's panic) when

@@ -192,6 +192,9 @@ pub struct EndpointStats {
     pub calls: u64,
     /// Failures recorded against it.
     pub failures: u64,
+    /// Time left in its reconnect backoff: the next connection attempt to it waits this
+    /// long (`None`: no backoff pending, or an attempt is under way now).
+    pub reconnect_in: Option<Duration>,
 }
 
 #[derive(Default)]
@@ -422,10 +425,18 @@ impl<C: Channel> Client<C> {
 
     /// Each endpoint's health and counters.
     pub fn endpoint_stats(&self) -> Vec<EndpointStats> {
+        let now = Instant::now();
         self.inner
             .snapshot()
             .iter()
             .map(|ep| EndpointStats {
+                reconnect_in: ep
+                    .connecting
+                    .try_lock()
+                    .ok()
+                    .and_then(|b| b.next_attempt)
+                    .filter(|&at| at > now)
+                    .map(|at| at - now),
                 endpoint: ep.endpoint.clone(),
                 up: ep.is_up(),
                 outstanding: ep.outstanding.load(Ordering::Relaxed),
