@@ -1118,7 +1118,7 @@ pub(crate) fn interface_items(iface: &Interface, base: &str, wires: &[ProcWire])
                 #docs
                 #allow
                 pub fn #name(&self, #(#params),*) -> ::core::result::Result<#ret, ::rpc_core::RpcError> {
-                    self.runtime.block_on(self.inner.#name(#(#arg_names),*))
+                    self.runtime.call(self.inner.#name(#(#arg_names),*))
                 }
 
                 #blocking_start_doc

@@ -104,6 +104,13 @@ pub enum RpcError {
     /// client acknowledged): it was refused, not executed again.
     #[error("the server no longer holds this call's reply; the duplicate was refused")]
     ReplyEvicted,
+    /// A blocking call was made from inside a tokio runtime and the thread it needs
+    /// there (driving a runtime from inside another panics) could not be started, or
+    /// ended abnormally; see [`crate::client::BlockingRuntime::call`].
+    #[error(
+        "blocking call made from inside a tokio runtime could not be run on a thread of its own"
+    )]
+    BlockingInRuntime,
 }
 
 impl RpcError {

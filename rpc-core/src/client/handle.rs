@@ -94,10 +94,11 @@ impl<T: Send + 'static> BlockingCallHandle<T> {
         }
     }
 
-    /// Blocks until the call finishes.
+    /// Blocks until the call finishes; [`RpcError::BlockingInRuntime`] (and the call
+    /// is cancelled) if called from inside a tokio runtime.
     pub fn wait(self) -> Result<T, RpcError> {
         let BlockingCallHandle { handle, runtime } = self;
-        runtime.block_on(handle)
+        runtime.call(handle)
     }
 
     /// Whether the call has finished.

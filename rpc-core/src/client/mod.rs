@@ -22,7 +22,7 @@ mod handle;
 mod options;
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -98,6 +98,9 @@ struct Ep<C> {
     outstanding: AtomicUsize,
     calls: AtomicU64,
     failures: AtomicU64,
+    /// Whether a connection to it was ever made (a refused connection to an endpoint
+    /// that never answered fails a call at once: nothing listens there).
+    ever_connected: AtomicBool,
     health: Mutex<Health>,
 }
 
@@ -123,6 +126,7 @@ impl<C> Ep<C> {
             outstanding: AtomicUsize::new(0),
             calls: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            ever_connected: AtomicBool::new(false),
             health: Mutex::new(Health {
                 consecutive_failures: 0,
                 down_until: None,
@@ -188,14 +192,19 @@ pub struct EndpointStats {
     pub calls: u64,
     /// Failures recorded against it.
     pub failures: u64,
+    /// Time left in its reconnect backoff: the next connection attempt to it waits this
+    /// long (`None`: no backoff pending, or an attempt is under way now).
+    pub reconnect_in: Option<Duration>,
 }
 
 #[derive(Default)]
 struct ConnSlot {
     sender: Option<FrameSender>,
     generation: u64,
-    /// The incarnation of the server at the other end (learned by a probe on connect).
-    incarnation: u64,
+    /// The incarnation of the server at the other end, learned by a probe on connect;
+    /// `None` while the probe has not been answered (the connection is kept and the
+    /// next attempt probes it again rather than reconnecting).
+    incarnation: Option<u64>,
 }
 
 struct CallIds {
@@ -416,10 +425,18 @@ impl<C: Channel> Client<C> {
 
     /// Each endpoint's health and counters.
     pub fn endpoint_stats(&self) -> Vec<EndpointStats> {
+        let now = Instant::now();
         self.inner
             .snapshot()
             .iter()
             .map(|ep| EndpointStats {
+                reconnect_in: ep
+                    .connecting
+                    .try_lock()
+                    .ok()
+                    .and_then(|b| b.next_attempt)
+                    .filter(|&at| at > now)
+                    .map(|at| at - now),
                 endpoint: ep.endpoint.clone(),
                 up: ep.is_up(),
                 outstanding: ep.outstanding.load(Ordering::Relaxed),
@@ -451,7 +468,9 @@ impl<C: Channel> Client<C> {
     pub async fn connect(&self) -> Result<(), RpcError> {
         let deadline = Instant::now() + self.inner.config.default_timeout;
         let ep = self.inner.pick(None)?;
-        self.link(&ep, deadline).await.map(|_| ())
+        self.link(&ep, deadline, &self.inner.config.retry)
+            .await
+            .map(|_| ())
     }
 
     /// Closes the current connections (calls in flight on them fail with a transport
@@ -574,7 +593,7 @@ impl<C: Channel> Client<C> {
         // The endpoint the last attempt failed on, avoided by the next one.
         let mut avoid: Option<u64> = None;
         let mut decode = Some(decode);
-        loop {
+        'attempts: loop {
             attempt += 1;
             if attempt > 1 {
                 inner.stats.retries.fetch_add(1, Ordering::Relaxed);
@@ -602,32 +621,30 @@ impl<C: Channel> Client<C> {
                 Some(t) => deadline.min(Instant::now() + t),
                 None => deadline,
             };
-            let link = match self.link(&ep, link_deadline).await {
+            let link = match self.link(&ep, link_deadline, &policy).await {
                 Ok(link) => link,
                 Err(e) => {
-                    let call_expired = Instant::now() >= deadline;
-                    if !(matches!(e, RpcError::Timeout) && call_expired) {
-                        ep.record_failure(&inner.config);
-                        avoid = Some(ep.id);
+                    if Instant::now() >= deadline
+                        && (matches!(e, RpcError::Timeout) || timed_out_connecting(&e))
+                    {
+                        // The call's own deadline passed while connecting.
+                        inner.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                        return Err(RpcError::Timeout);
                     }
+                    ep.record_failure(&inner.config);
+                    avoid = Some(ep.id);
                     let e = match e {
-                        // The attempt's connect timed out, not the call: nothing was sent.
-                        RpcError::Timeout if !call_expired => RpcError::Unreachable(
-                            TransportError::Io(Arc::new(std::io::Error::new(
-                                std::io::ErrorKind::TimedOut,
-                                "connecting (or the incarnation probe) timed out",
-                            ))),
-                        ),
+                        // The attempt's connect timed out (or waited for another one that
+                        // did), not the call: nothing was sent.
+                        RpcError::Timeout => RpcError::Unreachable(connect_timed_out(&ep.channel)),
                         e => e,
                     };
-                    match (in_doubt_at, e) {
-                        (_, RpcError::Timeout) => {
-                            inner.stats.timeouts.fetch_add(1, Ordering::Relaxed);
-                            return Err(RpcError::Timeout);
-                        }
-                        (None, e) if !policy.retry_not_executed => return Err(e),
-                        (_, e) => failure = e,
+                    if in_doubt_at.is_none()
+                        && (!policy.retry_not_executed || self.fail_fast(&ep, &e, &policy))
+                    {
+                        return Err(e);
                     }
+                    failure = e;
                     match self
                         .pause_before_retry(&policy, attempt, &mut backoff, deadline)
                         .await
@@ -742,82 +759,91 @@ impl<C: Channel> Client<C> {
             }
             tracing::trace!(attempt, "call sent");
 
-            let attempt_deadline = match policy.attempt_timeout {
+            let mut attempt_deadline = match policy.attempt_timeout {
                 Some(t) => deadline.min(Instant::now() + t),
                 None => deadline,
             };
-            let answer = match tokio::time::timeout_at(attempt_deadline.into(), rx).await {
-                Ok(Ok(Ok(frame))) => {
-                    guard.cancel_via = None;
-                    ep.record_success(&inner.config);
-                    frame
-                }
-                // The connection failed after the request went out: in doubt.
-                Ok(Ok(Err(e))) => {
-                    guard.cancel_via = None;
-                    drop(guard);
-                    ep.record_failure(&inner.config);
-                    avoid = Some(ep.id);
-                    let lost = match e {
-                        RpcError::Transport(t) => t,
-                        other => return Err(other),
-                    };
-                    if semantics == Semantics::AtMostOnce {
-                        inner.stats.outcome_unknown.fetch_add(1, Ordering::Relaxed);
-                        return Err(RpcError::OutcomeUnknown(lost));
+            let mut rx = rx;
+            // Set once the attempt has timed out: the call then waits out its retry
+            // pause still registered under its id, so a late reply to this attempt
+            // (arriving in the pause) ends the call instead of being thrown away.
+            let mut pausing = false;
+            let answer = loop {
+                break match tokio::time::timeout_at(attempt_deadline.into(), &mut rx).await {
+                    Ok(Ok(Ok(frame))) => {
+                        guard.cancel_via = None;
+                        ep.record_success(&inner.config);
+                        frame
                     }
-                    match self
-                        .pause_before_retry(&policy, attempt, &mut backoff, deadline)
-                        .await
-                    {
-                        true => continue,
-                        false => return Err(RpcError::Transport(lost)),
+                    // The connection failed after the request went out: in doubt.
+                    Ok(Ok(Err(e))) => {
+                        guard.cancel_via = None;
+
+                        ep.record_failure(&inner.config);
+                        avoid = Some(ep.id);
+                        let lost = match e {
+                            RpcError::Transport(t) => t,
+                            other => return Err(other),
+                        };
+                        if semantics == Semantics::AtMostOnce {
+                            inner.stats.outcome_unknown.fetch_add(1, Ordering::Relaxed);
+                            return Err(RpcError::OutcomeUnknown(lost));
+                        }
+                        match self
+                            .pause_before_retry(&policy, attempt, &mut backoff, deadline)
+                            .await
+                        {
+                            true => continue 'attempts,
+                            false => return Err(RpcError::Transport(lost)),
+                        }
                     }
-                }
-                Ok(Err(_)) => {
-                    guard.cancel_via = None;
-                    drop(guard);
-                    ep.record_failure(&inner.config);
-                    avoid = Some(ep.id);
-                    if semantics == Semantics::AtMostOnce {
-                        inner.stats.outcome_unknown.fetch_add(1, Ordering::Relaxed);
-                        return Err(RpcError::OutcomeUnknown(TransportError::Closed));
+                    Ok(Err(_)) => {
+                        guard.cancel_via = None;
+
+                        ep.record_failure(&inner.config);
+                        avoid = Some(ep.id);
+                        if semantics == Semantics::AtMostOnce {
+                            inner.stats.outcome_unknown.fetch_add(1, Ordering::Relaxed);
+                            return Err(RpcError::OutcomeUnknown(TransportError::Closed));
+                        }
+                        match self
+                            .pause_before_retry(&policy, attempt, &mut backoff, deadline)
+                            .await
+                        {
+                            true => continue 'attempts,
+                            false => return Err(RpcError::Transport(TransportError::Closed)),
+                        }
                     }
-                    match self
-                        .pause_before_retry(&policy, attempt, &mut backoff, deadline)
-                        .await
-                    {
-                        true => continue,
-                        false => return Err(RpcError::Transport(TransportError::Closed)),
-                    }
-                }
-                Err(_) if Instant::now() >= deadline => {
-                    ep.record_failure(&inner.config);
-                    inner.stats.timeouts.fetch_add(1, Ordering::Relaxed);
-                    return Err(RpcError::Timeout);
-                }
-                Err(_) => {
-                    // The attempt timed out, not the call: in doubt.
-                    ep.record_failure(&inner.config);
-                    avoid = Some(ep.id);
-                    if semantics == Semantics::AtMostOnce {
+                    // The pause after a timed-out attempt is over: next attempt.
+                    Err(_) if pausing => continue 'attempts,
+                    Err(_) if Instant::now() >= deadline => {
+                        ep.record_failure(&inner.config);
                         inner.stats.timeouts.fetch_add(1, Ordering::Relaxed);
                         return Err(RpcError::Timeout);
                     }
-                    // The same call goes out again; the server must not skip it.
-                    guard.cancel_via = None;
-                    drop(guard);
-                    match self
-                        .pause_before_retry(&policy, attempt, &mut backoff, deadline)
-                        .await
-                    {
-                        true => continue,
-                        false => {
+                    Err(_) => {
+                        // The attempt timed out, not the call: in doubt.
+                        ep.record_failure(&inner.config);
+                        avoid = Some(ep.id);
+                        if semantics == Semantics::AtMostOnce {
                             inner.stats.timeouts.fetch_add(1, Ordering::Relaxed);
                             return Err(RpcError::Timeout);
                         }
+                        // The same call goes out again; the server must not skip it.
+                        guard.cancel_via = None;
+                        match retry_pause(&policy, attempt, &mut backoff, deadline) {
+                            Some(pause) => {
+                                pausing = true;
+                                attempt_deadline = Instant::now() + pause;
+                                continue;
+                            }
+                            None => {
+                                inner.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                                return Err(RpcError::Timeout);
+                            }
+                        }
                     }
-                }
+                };
             };
             drop(guard);
             match answer.header.kind {
@@ -865,16 +891,24 @@ impl<C: Channel> Client<C> {
         backoff: &mut Duration,
         deadline: Instant,
     ) -> bool {
-        if attempt >= policy.max_attempts {
-            return false;
+        match retry_pause(policy, attempt, backoff, deadline) {
+            Some(pause) => {
+                tokio::time::sleep(pause).await;
+                true
+            }
+            None => false,
         }
-        let pause = crate::id::jitter(*backoff);
-        if Instant::now() + pause >= deadline {
-            return false;
-        }
-        tokio::time::sleep(pause).await;
-        *backoff = (*backoff * 2).min(policy.max_backoff);
-        true
+    }
+
+    /// Whether a failed connection attempt ends the call at once: the endpoint refused
+    /// (or is backing off after refusing) and has never answered, so nothing listens
+    /// there; waiting would only delay the error (unless the policy says to wait for
+    /// the server). A balanced client fails over instead.
+    fn fail_fast(&self, ep: &Ep<C>, e: &RpcError, policy: &RetryPolicy) -> bool {
+        !self.inner.balanced
+            && !policy.wait_for_server
+            && !ep.ever_connected.load(Ordering::Relaxed)
+            && matches!(e, RpcError::Unreachable(t) if refused(t))
     }
 
     /// The error a call ends with when it cannot be retried any more.
@@ -896,7 +930,17 @@ impl<C: Channel> Client<C> {
     }
 
     /// The endpoint's current connection, connecting (with backoff) if there is none.
-    async fn link(&self, ep: &Arc<Ep<C>>, deadline: Instant) -> Result<Link, RpcError> {
+    ///
+    /// A connection attempt that fails or times out (the connect itself or the
+    /// incarnation probe) is counted in `connect_failures` and starts the endpoint's
+    /// reconnect backoff. A connection whose handshake succeeded is kept even if its
+    /// probe timed out: the next attempt probes it again instead of reconnecting.
+    async fn link(
+        &self,
+        ep: &Arc<Ep<C>>,
+        deadline: Instant,
+        policy: &RetryPolicy,
+    ) -> Result<Link, RpcError> {
         if let Some(found) = current_link(ep) {
             return Ok(found);
         }
@@ -909,82 +953,106 @@ impl<C: Channel> Client<C> {
         if let Some(found) = current_link(ep) {
             return Ok(found);
         }
-        if let Some(at) = backoff.next_attempt {
-            // With other endpoints to go to, a call does not wait out this one's
-            // reconnect backoff: it fails over at once (nothing was sent).
-            if at > deadline || (self.inner.balanced && at > Instant::now()) {
-                let err = backoff.last_error.clone().unwrap_or(TransportError::Closed);
-                return Err(RpcError::Unreachable(err));
-            }
-            tokio::time::sleep_until(at.into()).await;
-        }
-        let attempt = tokio::time::timeout_at(deadline.into(), ep.channel.connect()).await;
-        let result = match attempt {
-            Ok(Ok(conn)) => {
-                let generation = {
-                    let mut slot = lock(&ep.conn);
-                    slot.generation += 1;
-                    slot.generation
-                };
-                tokio::spawn(read_replies(
-                    Arc::downgrade(&self.inner),
-                    Arc::downgrade(ep),
-                    conn.receiver,
-                    generation,
-                ));
-                // Learn which server incarnation this connection reaches before any call
-                // uses it: that is how a restarted server is told from a slow one.
-                match self
-                    .probe_incarnation(&conn.sender, ep.id, generation, deadline)
-                    .await
-                {
-                    Ok(incarnation) => {
-                        let mut slot = lock(&ep.conn);
-                        slot.sender = Some(conn.sender.clone());
-                        slot.incarnation = incarnation;
-                        Ok(Link {
-                            sender: conn.sender,
-                            generation,
-                            incarnation,
-                        })
+        let (sender, generation) = match unprobed_link(ep) {
+            Some(open) => open,
+            None => {
+                if let Some(at) = backoff.next_attempt {
+                    let now = Instant::now();
+                    // With other endpoints to go to, a call does not wait out this one's
+                    // reconnect backoff: it fails over at once (nothing was sent). Nor
+                    // does a call to an endpoint that never answered, unless its policy
+                    // waits for the server.
+                    let never_answered =
+                        !ep.ever_connected.load(Ordering::Relaxed) && !policy.wait_for_server;
+                    if at > deadline || (at > now && (self.inner.balanced || never_answered)) {
+                        let err = backoff.last_error.clone().unwrap_or(TransportError::Closed);
+                        return Err(RpcError::Unreachable(err));
                     }
-                    Err(RpcError::Timeout) => return Err(RpcError::Timeout),
-                    Err(RpcError::Transport(e) | RpcError::Unreachable(e)) => Err(e),
-                    Err(other) => Err(TransportError::Io(Arc::new(std::io::Error::other(
-                        format!("incarnation probe failed: {other}"),
-                    )))),
+                    tokio::time::sleep_until(at.into()).await;
+                }
+                match tokio::time::timeout_at(deadline.into(), ep.channel.connect()).await {
+                    Ok(Ok(conn)) => {
+                        let generation = {
+                            let mut slot = lock(&ep.conn);
+                            slot.generation += 1;
+                            slot.sender = Some(conn.sender.clone());
+                            slot.incarnation = None;
+                            slot.generation
+                        };
+                        ep.ever_connected.store(true, Ordering::Relaxed);
+                        tokio::spawn(read_replies(
+                            Arc::downgrade(&self.inner),
+                            Arc::downgrade(ep),
+                            conn.receiver,
+                            generation,
+                        ));
+                        (conn.sender, generation)
+                    }
+                    Ok(Err(e)) => return Err(self.connect_failed(ep, &mut backoff, e)),
+                    Err(_) => {
+                        let e = connect_timed_out(&ep.channel);
+                        return Err(self.connect_failed(ep, &mut backoff, e));
+                    }
                 }
             }
-            Ok(Err(e)) => Err(e),
-            Err(_) => return Err(RpcError::Timeout),
         };
-        match result {
-            Ok(link) => {
-                backoff.next_attempt = None;
-                backoff.delay = self.inner.config.reconnect_backoff_min;
-                backoff.last_error = None;
-                self.inner.stats.connects.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(
-                    remote = %ep.channel.remote(),
-                    generation = link.generation,
-                    incarnation = link.incarnation,
-                    "connected"
-                );
-                Ok(link)
+        // Learn which server incarnation this connection reaches before any call uses
+        // it: that is how a restarted server is told from a slow one.
+        let incarnation = match self
+            .probe_incarnation(&sender, ep.id, generation, deadline)
+            .await
+        {
+            Ok(incarnation) => incarnation,
+            Err(RpcError::Timeout) => {
+                let e = connect_timed_out(&ep.channel);
+                return Err(self.connect_failed(ep, &mut backoff, e));
             }
-            Err(e) => {
-                self.inner
-                    .stats
-                    .connect_failures
-                    .fetch_add(1, Ordering::Relaxed);
-                let delay = backoff.delay;
-                backoff.next_attempt = Some(Instant::now() + crate::id::jitter(delay));
-                backoff.delay = (delay * 2).min(self.inner.config.reconnect_backoff_max);
-                backoff.last_error = Some(e.clone());
-                tracing::debug!(remote = %ep.channel.remote(), error = %e, "connect failed");
-                Err(RpcError::Unreachable(e))
+            Err(RpcError::Transport(e) | RpcError::Unreachable(e)) => {
+                return Err(self.connect_failed(ep, &mut backoff, e))
+            }
+            Err(other) => {
+                let e = TransportError::Io(Arc::new(std::io::Error::other(format!(
+                    "incarnation probe failed: {other}"
+                ))));
+                return Err(self.connect_failed(ep, &mut backoff, e));
+            }
+        };
+        {
+            let mut slot = lock(&ep.conn);
+            if slot.generation == generation {
+                slot.incarnation = Some(incarnation);
             }
         }
+        backoff.next_attempt = None;
+        backoff.delay = self.inner.config.reconnect_backoff_min;
+        backoff.last_error = None;
+        self.inner.stats.connects.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(
+            remote = %ep.channel.remote(),
+            generation,
+            incarnation,
+            "connected"
+        );
+        Ok(Link {
+            sender,
+            generation,
+            incarnation,
+        })
+    }
+
+    /// Counts a failed connection attempt and starts (or doubles) the endpoint's
+    /// reconnect backoff; the error for the call.
+    fn connect_failed(&self, ep: &Ep<C>, backoff: &mut Backoff, e: TransportError) -> RpcError {
+        self.inner
+            .stats
+            .connect_failures
+            .fetch_add(1, Ordering::Relaxed);
+        let delay = backoff.delay;
+        backoff.next_attempt = Some(Instant::now() + crate::id::jitter(delay));
+        backoff.delay = (delay * 2).min(self.inner.config.reconnect_backoff_max);
+        backoff.last_error = Some(e.clone());
+        tracing::debug!(remote = %ep.channel.remote(), error = %e, "connect failed");
+        RpcError::Unreachable(e)
     }
 
     /// Asks the server at the other end of a new connection for its incarnation (a Call
@@ -1032,12 +1100,21 @@ impl<C: Channel> Client<C> {
 
 fn current_link<C>(ep: &Ep<C>) -> Option<Link> {
     let slot = lock(&ep.conn);
-    match &slot.sender {
-        Some(s) if !s.is_closed() => Some(Link {
+    match (&slot.sender, slot.incarnation) {
+        (Some(s), Some(incarnation)) if !s.is_closed() => Some(Link {
             sender: s.clone(),
             generation: slot.generation,
-            incarnation: slot.incarnation,
+            incarnation,
         }),
+        _ => None,
+    }
+}
+
+/// The endpoint's open connection whose incarnation probe has not been answered yet.
+fn unprobed_link<C>(ep: &Ep<C>) -> Option<(FrameSender, u64)> {
+    let slot = lock(&ep.conn);
+    match (&slot.sender, slot.incarnation) {
+        (Some(s), None) if !s.is_closed() => Some((s.clone(), slot.generation)),
         _ => None,
     }
 }
@@ -1275,6 +1352,49 @@ async fn read_replies<C: Send + Sync + 'static, R: FrameReceiver>(
         ep.record_failure(&inner.config);
     }
     inner.fail_generation(ep.id, generation, error);
+}
+
+/// The pause before another attempt, if one is allowed and could start before the
+/// deadline (advancing the doubling backoff); `None`: give up.
+fn retry_pause(
+    policy: &RetryPolicy,
+    attempt: u32,
+    backoff: &mut Duration,
+    deadline: Instant,
+) -> Option<Duration> {
+    if attempt >= policy.max_attempts {
+        return None;
+    }
+    let pause = crate::id::jitter(*backoff);
+    if Instant::now() + pause >= deadline {
+        return None;
+    }
+    *backoff = (*backoff * 2).min(policy.max_backoff);
+    Some(pause)
+}
+
+/// Whether a transport error says the peer refused the connection (TCP `ECONNREFUSED`,
+/// ICMP port unreachable over UDP, a UDP handshake refused).
+fn refused(e: &TransportError) -> bool {
+    matches!(e, TransportError::Connect { source, .. }
+        if source.kind() == std::io::ErrorKind::ConnectionRefused)
+}
+
+/// Whether an error is a connection attempt that timed out.
+fn timed_out_connecting(e: &RpcError) -> bool {
+    matches!(e, RpcError::Unreachable(TransportError::Connect { source, .. })
+        if source.kind() == std::io::ErrorKind::TimedOut)
+}
+
+/// The error of a connection attempt (or incarnation probe) cut short by its deadline.
+fn connect_timed_out<C: Channel>(channel: &C) -> TransportError {
+    TransportError::Connect {
+        addr: channel.remote(),
+        source: Arc::new(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "connecting (or the incarnation probe) timed out",
+        )),
+    }
 }
 
 /// The `XdrDecode` of a reply with no value (`void` procedures).

@@ -221,6 +221,15 @@ pub struct RetryPolicy {
     /// Retry errors that prove the call did not run (overloaded, shutting down,
     /// unreachable). Default true.
     pub retry_not_executed: bool,
+    /// Wait for a server that is not there yet. By default (`false`) a call to an
+    /// endpoint that has never answered fails at once with [`crate::RpcError::Unreachable`]
+    /// when its connection is refused (TCP `ECONNREFUSED`, ICMP port unreachable over
+    /// UDP) or the endpoint is in its reconnect backoff, instead of retrying until its
+    /// deadline: nothing listens there, so waiting only delays the error. Set it to keep
+    /// retrying (as for any not-executed error) while the server starts. Endpoints that
+    /// have answered once are always retried (a restarting server). A balanced client
+    /// fails over to its other endpoints either way.
+    pub wait_for_server: bool,
 }
 
 impl Default for RetryPolicy {
@@ -231,6 +240,7 @@ impl Default for RetryPolicy {
             max_backoff: Duration::from_secs(1),
             attempt_timeout: None,
             retry_not_executed: true,
+            wait_for_server: false,
         }
     }
 }
@@ -260,6 +270,12 @@ impl RetryPolicy {
     /// Sets the per-attempt timeout.
     pub fn attempt_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.attempt_timeout = timeout;
+        self
+    }
+
+    /// Sets [`RetryPolicy::wait_for_server`].
+    pub fn wait_for_server(mut self, yes: bool) -> Self {
+        self.wait_for_server = yes;
         self
     }
 
