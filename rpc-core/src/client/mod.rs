@@ -980,12 +980,22 @@ impl<C: Channel> Client<C> {
                             slot.generation
                         };
                         ep.ever_connected.store(true, Ordering::Relaxed);
-                        tokio::spawn(read_replies(
-                            Arc::downgrade(&self.inner),
-                            Arc::downgrade(ep),
-                            conn.receiver,
-                            generation,
-                        ));
+                        // Its own root span: the reader outlives the call that
+                        // opened the connection.
+                        let span = tracing::debug_span!(
+                            parent: None,
+                            "rpc.reply_reader",
+                            remote = %ep.channel.remote()
+                        );
+                        tokio::spawn(
+                            read_replies(
+                                Arc::downgrade(&self.inner),
+                                Arc::downgrade(ep),
+                                conn.receiver,
+                                generation,
+                            )
+                            .instrument(span),
+                        );
                         (conn.sender, generation)
                     }
                     Ok(Err(e)) => return Err(self.connect_failed(ep, &mut backoff, e)),
