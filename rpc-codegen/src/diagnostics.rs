@@ -136,12 +136,13 @@ impl Diagnostic {
                 }
                 '\t' | '\r' => window.push(' '),
                 // Other control characters and non-ASCII whitespace (a form feed, a
-                // line separator) become as many spaces as they have bytes, keeping
-                // every offset: annotate-snippets measures them inconsistently and its
-                // margin arithmetic overflowed on a line of form feeds (found by the
-                // idl_text fuzz target).
+                // NUL, a line separator) become as many `?` as they have bytes, keeping
+                // every offset and staying visible: annotate-snippets measures them
+                // inconsistently, and as whitespace a caret on one of them sits inside
+                // the line's indentation, where its margin arithmetic overflows (both
+                // found by the idl_text fuzz target).
                 c if c != '\n' && (c.is_control() || (c.is_whitespace() && c != ' ')) => {
-                    window.extend(std::iter::repeat_n(' ', c.len_utf8()))
+                    window.extend(std::iter::repeat_n('?', c.len_utf8()))
                 }
                 c => window.push(c),
             }
@@ -174,8 +175,20 @@ impl Diagnostic {
         }
         // A local copy: `render` ties the message's lifetime to the renderer's borrow.
         let renderer = renderer.clone();
-        let text = renderer.render(message).to_string();
-        text
+        // Should the renderer still panic on some input, the error is reported plainly
+        // rather than turned into a panic of the build script or the macro.
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            renderer.render(message).to_string()
+        })) {
+            Ok(text) => text,
+            Err(_) => {
+                let (line, col) = line_col(source, self.span.start);
+                format!(
+                    "error: {}\n --> {file_name}:{line}:{col}\n  = {}",
+                    self.message, self.label
+                )
+            }
+        }
     }
 }
 
