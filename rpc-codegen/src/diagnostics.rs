@@ -136,14 +136,17 @@ impl Diagnostic {
                 }
                 '\t' | '\r' => window.push(' '),
                 // Other control characters and non-ASCII whitespace (a form feed, a
-                // NUL, a line separator) become as many `?` as they have bytes, keeping
-                // every offset and staying visible: annotate-snippets measures them
-                // inconsistently, and as whitespace a caret on one of them sits inside
-                // the line's indentation, where its margin arithmetic overflows (both
-                // found by the idl_text fuzz target).
-                c if c != '\n' && (c.is_control() || (c.is_whitespace() && c != ' ')) => {
-                    window.extend(std::iter::repeat_n('?', c.len_utf8()))
-                }
+                // NUL, a line separator) become one visible character of the same
+                // UTF-8 length, so every byte offset and every column stays:
+                // annotate-snippets measures them inconsistently, and as whitespace a
+                // caret on one of them sits inside the line's indentation, where its
+                // margin arithmetic overflows (found by the idl_text fuzz target).
+                c if c != '\n' && (c.is_control() || (c.is_whitespace() && c != ' ')) => window
+                    .push(match c.len_utf8() {
+                        1 => '?',
+                        2 => '\u{bf}',
+                        _ => '\u{fffd}',
+                    }),
                 c => window.push(c),
             }
         }

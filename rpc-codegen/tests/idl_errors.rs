@@ -1600,13 +1600,17 @@ fn form_feeds_and_odd_whitespace_render_without_panicking() {
         // A caret on a control character in the indentation (the second finding).
         "/// Recursion, typedef'd bounds, keywords and the corners of unions.\u{a}const MAX_ITEMS = 8;\u{a}const MIN_TEMP = -40;\u{a}const BIG = 0x100000000se(Node *head);\u{a}  Paint paint(Color c, Name who);\u{a}  \u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}9\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{2}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}\u{4}Code classify(Maybe m, Signed s, Keywords k);\u{a}  void move(inht r, int w, int ctx, Names ne%w);\u{a}  oneway void new(int self);\u{a}  Label first(Names names) = 7;\u{a}};\u{a}",
         "  \u{4}\u{4}\u{0} const",
+        // Two- and three-byte controls and spaces before the error: the column shown
+        // must stay the character column (the third finding).
+        "  c\u{85}\u{85}\u{2028}\u{fffd} x",
     ];
     for src in inputs {
-        match rpc_codegen::parse_and_check("t.idl", src) {
-            Ok(_) => {}
-            Err(e) => {
-                let text = e.to_string();
-                assert!(text.contains("t.idl:"), "{text}");
+        if let Err(e) = rpc_codegen::parse_and_check("t.idl", src) {
+            let text = e.to_string();
+            // The first 100 are drawn; the rest are counted.
+            for d in e.iter().take(100) {
+                let (line, col) = d.line_col(src);
+                assert!(text.contains(&format!("t.idl:{line}:{col}")), "t.idl:{line}:{col} not in {text}");
             }
         }
     }
