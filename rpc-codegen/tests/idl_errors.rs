@@ -1610,7 +1610,10 @@ fn form_feeds_and_odd_whitespace_render_without_panicking() {
             // The first 100 are drawn; the rest are counted.
             for d in e.iter().take(100) {
                 let (line, col) = d.line_col(src);
-                assert!(text.contains(&format!("t.idl:{line}:{col}")), "t.idl:{line}:{col} not in {text}");
+                assert!(
+                    text.contains(&format!("t.idl:{line}:{col}")),
+                    "t.idl:{line}:{col} not in {text}"
+                );
             }
         }
     }
