@@ -13,7 +13,8 @@ use crate::xdr::{XdrDecode, XdrEncode, XdrError, XdrReader, XdrWriter};
 #[derive(Debug, Clone, Error)]
 #[non_exhaustive]
 pub enum RpcError {
-    /// No answer arrived before the call's deadline.
+    /// The call's own deadline passed (seen by the client, or by the server before it
+    /// ran the call). Attempt timeouts are not this: see [`TransportError::NoAnswer`].
     #[error("call timed out")]
     Timeout,
     /// The server could not be reached (connection refused, no route, peer silent).
@@ -95,10 +96,10 @@ pub enum RpcError {
         /// Highest version the server speaks.
         high: u32,
     },
-    /// The call was sent, then the connection failed before an answer came, and its
-    /// semantics (at-most-once) forbid sending it again: the server may or may not have
-    /// executed it.
-    #[error("outcome unknown: the connection failed after the call was sent ({0})")]
+    /// The call was sent, then the connection failed (or the attempt timed out,
+    /// [`TransportError::NoAnswer`]) before an answer came, and its semantics
+    /// (at-most-once) forbid sending it again: the server may or may not have executed it.
+    #[error("outcome unknown: no answer after the call was sent ({0})")]
     OutcomeUnknown(TransportError),
     /// A duplicate of a call whose cached reply the server had already evicted (or its
     /// client acknowledged): it was refused, not executed again.
@@ -130,6 +131,15 @@ impl RpcError {
                 | RpcError::ShuttingDown
                 | RpcError::ProtocolVersion { .. }
         )
+    }
+
+    /// Why the server could not be reached, for an [`RpcError::Unreachable`] (`None` for
+    /// every other error).
+    pub fn unreachable_cause(&self) -> Option<UnreachableCause> {
+        match self {
+            RpcError::Unreachable(e) => Some(e.unreachable_cause()),
+            _ => None,
+        }
     }
 
     /// Whether the server may or may not have executed the call (the caller cannot
@@ -393,6 +403,72 @@ pub enum TransportError {
     /// The peer sent a frame that breaks the protocol; the connection was closed.
     #[error("bad frame from peer: {0}")]
     BadFrame(#[from] FrameError),
+    /// Connecting (the handshake, or the incarnation probe on the new connection) did
+    /// not finish within the attempt's time.
+    #[error("connect to {addr} timed out")]
+    ConnectTimedOut {
+        /// The address dialled.
+        addr: String,
+    },
+    /// A balanced client's resolver knows no endpoint to send the call to.
+    #[error("no endpoints: the resolver knows none")]
+    NoEndpoints,
+    /// Every endpoint of a balanced client is marked down and none is due for a probe.
+    #[error("every endpoint is marked down")]
+    AllEndpointsDown,
+    /// A request went out and no answer came within the attempt's timeout
+    /// (`RetryPolicy::attempt_timeout`), though the connection is still up.
+    #[error("no answer within the attempt timeout")]
+    NoAnswer,
+}
+
+/// Why a server could not be reached: the typed cause of an
+/// [`RpcError::Unreachable`] (see [`RpcError::unreachable_cause`]). The same situation
+/// gives the same cause over every transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum UnreachableCause {
+    /// The peer refused the connection: TCP `ECONNREFUSED`, ICMP port unreachable over
+    /// UDP, or a UDP handshake refused (nothing listens there).
+    Refused,
+    /// Connecting timed out.
+    ConnectTimedOut,
+    /// There was no endpoint to try (none known, or all marked down).
+    NoEndpoints,
+    /// The connection closed (or its send path failed) before the request went out.
+    Closed,
+    /// Another I/O failure while connecting (no route, address unusable, ...).
+    Other,
+}
+
+impl TransportError {
+    /// Classifies this error as the cause of an unreachable server.
+    pub fn unreachable_cause(&self) -> UnreachableCause {
+        match self {
+            TransportError::Connect { source, .. } => match source.kind() {
+                io::ErrorKind::ConnectionRefused => UnreachableCause::Refused,
+                io::ErrorKind::TimedOut => UnreachableCause::ConnectTimedOut,
+                _ => UnreachableCause::Other,
+            },
+            TransportError::ConnectTimedOut { .. } => UnreachableCause::ConnectTimedOut,
+            TransportError::NoEndpoints | TransportError::AllEndpointsDown => {
+                UnreachableCause::NoEndpoints
+            }
+            TransportError::Closed | TransportError::BadFrame(_) | TransportError::NoAnswer => {
+                UnreachableCause::Closed
+            }
+            TransportError::Io(e) => match e.kind() {
+                io::ErrorKind::ConnectionRefused => UnreachableCause::Refused,
+                io::ErrorKind::TimedOut => UnreachableCause::ConnectTimedOut,
+                _ => UnreachableCause::Other,
+            },
+        }
+    }
+
+    /// Whether the peer refused the connection (see [`UnreachableCause::Refused`]).
+    pub fn is_refused(&self) -> bool {
+        self.unreachable_cause() == UnreachableCause::Refused
+    }
 }
 
 impl From<io::Error> for TransportError {

@@ -71,7 +71,7 @@ pub mod transport;
 pub mod xdr;
 
 pub use client::{CallOptions, Client};
-pub use error::{RpcError, Status, TransportError};
+pub use error::{RpcError, Status, TransportError, UnreachableCause};
 pub use frame::Semantics;
 pub use interface::{InterfaceInfo, ProcedureInfo};
 pub use server::{CallContext, Server};
