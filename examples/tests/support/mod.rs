@@ -191,7 +191,7 @@ pub(crate) const WINDOW: usize = 64;
 pub(crate) struct Tally {
     /// Calls that returned a value.
     pub(crate) ok: u64,
-    /// Calls that ended in `RpcError::Timeout` (an attempt timed out: outcome unknown).
+    /// Calls that ended in `RpcError::Timeout` (the call's own deadline passed).
     pub(crate) timeouts: u64,
     /// Calls that ended in `RpcError::OutcomeUnknown`.
     pub(crate) outcome_unknown: u64,

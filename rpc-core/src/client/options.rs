@@ -198,8 +198,7 @@ impl ClientConfig {
 /// * a call **in doubt** (the connection failed after it was sent, or `attempt_timeout`
 ///   passed) is resent with the same call id if it is at-least-once or exactly-once (the
 ///   server's reply cache answers exactly-once duplicates without running them again),
-///   and fails with [`crate::RpcError::OutcomeUnknown`] (or [`crate::RpcError::Timeout`])
-///   if it is at-most-once.
+///   and fails with [`crate::RpcError::OutcomeUnknown`] if it is at-most-once.
 ///
 /// Attempts stop at `max_attempts` or when the next one could not start before the
 /// call's deadline. Between attempts the client waits a backoff that starts at
