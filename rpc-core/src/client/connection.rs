@@ -68,7 +68,11 @@ pub(super) async fn read_replies<C: Send + Sync + 'static, R: FrameReceiver>(
 pub(super) struct Registration<'a> {
     call_id: u64,
     header: FrameHeader,
-    conns: Vec<Arc<ConnCalls>>,
+    /// The first connection registered on (inline: most calls never use another).
+    first: Option<Arc<ConnCalls>>,
+    more: Vec<Arc<ConnCalls>>,
+    /// The first connection delivered the answer, which removed the registration there.
+    answered_on_first: bool,
     /// The connection of the request that is out, while a cancel should go there.
     pub(super) cancel_via: Option<FrameSender>,
     cancels_sent: Option<&'a AtomicU64>,
@@ -80,7 +84,9 @@ impl<'a> Registration<'a> {
         Registration {
             call_id,
             header,
-            conns: Vec::new(),
+            first: None,
+            more: Vec::new(),
+            answered_on_first: false,
             cancel_via: None,
             cancels_sent: None,
         }
@@ -105,16 +111,35 @@ impl<'a> Registration<'a> {
     ) -> Result<(), TransportError> {
         inbox.sending_on(calls.serial);
         calls.register(self.call_id, inbox)?;
-        if !self.conns.iter().any(|c| Arc::ptr_eq(c, calls)) {
-            self.conns.push(calls.clone());
+        match &self.first {
+            None => self.first = Some(calls.clone()),
+            Some(first) if Arc::ptr_eq(first, calls) => {}
+            Some(_) => {
+                if !self.more.iter().any(|c| Arc::ptr_eq(c, calls)) {
+                    self.more.push(calls.clone());
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Notes that an answer arrived from connection `serial` (whose reader removed the
+    /// registration there already).
+    pub(super) fn answered_on(&mut self, serial: u64) {
+        if self.first.as_ref().is_some_and(|c| c.serial == serial) {
+            self.answered_on_first = true;
+        }
     }
 }
 
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
-        for calls in &self.conns {
+        if let Some(first) = &self.first {
+            if !self.answered_on_first {
+                first.deregister(self.call_id);
+            }
+        }
+        for calls in &self.more {
             calls.deregister(self.call_id);
         }
         if let Some(sender) = self.cancel_via.take() {

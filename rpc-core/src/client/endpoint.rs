@@ -421,7 +421,7 @@ impl<C: Channel> Inner<C> {
             .await
             .map_err(Some)?;
         match tokio::time::timeout_at(deadline.into(), inbox.wait()).await {
-            Ok(Delivery::Answer(answer)) => Ok(answer.header.aux),
+            Ok(Delivery::Answer(answer, _)) => Ok(answer.header.aux),
             Ok(Delivery::Lost(e)) => Err(Some(e)),
             Err(_) => Err(None),
         }

@@ -6,6 +6,7 @@
 //! sharded by call id, so concurrent calls rarely meet on a lock.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
@@ -156,7 +157,8 @@ pub(super) struct Inbox {
 
 #[derive(Default)]
 struct InboxState {
-    answer: Option<Frame>,
+    /// The answer, and the connection it came on.
+    answer: Option<(Frame, u64)>,
     /// The connection the latest attempt went out on, and whether it has failed.
     current: u64,
     lost: Option<TransportError>,
@@ -164,8 +166,8 @@ struct InboxState {
 
 /// What a call waiting on its inbox learns.
 pub(super) enum Delivery {
-    /// A reply or status for it arrived.
-    Answer(Frame),
+    /// A reply or status for it arrived on connection `.1`.
+    Answer(Frame, u64),
     /// The connection its latest attempt went out on failed.
     Lost(TransportError),
 }
@@ -179,13 +181,13 @@ impl Inbox {
         s.lost = None;
     }
 
-    fn deliver(&self, frame: Frame) {
+    fn deliver(&self, frame: Frame, serial: u64) {
         {
             let mut s = lock(&self.state);
             if s.answer.is_some() {
                 return;
             }
-            s.answer = Some(frame);
+            s.answer = Some((frame, serial));
         }
         self.notify.notify_one();
     }
@@ -206,8 +208,8 @@ impl Inbox {
         loop {
             {
                 let mut s = lock(&self.state);
-                if let Some(frame) = s.answer.take() {
-                    return Delivery::Answer(frame);
+                if let Some((frame, serial)) = s.answer.take() {
+                    return Delivery::Answer(frame, serial);
                 }
                 if let Some(e) = s.lost.take() {
                     return Delivery::Lost(e);
@@ -223,6 +225,31 @@ impl Inbox {
 /// Shards of a connection's table of waiting calls.
 const CALL_SHARDS: usize = 8;
 
+/// Hashes a call id with one multiplication (Fibonacci hashing). Call ids are the
+/// client's own sequential numbers (a peer can only look ids up, never insert them), so
+/// a keyed hash buys nothing here; the multiplication spreads them over the high bits
+/// the table uses.
+#[derive(Default)]
+pub(super) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type CallMap = HashMap<u64, Arc<Inbox>, BuildHasherDefault<IdHasher>>;
+
 /// The calls waiting for an answer on one connection, by call id. Its reply reader
 /// delivers answers from it; when the connection fails, every call still in it learns
 /// at once, and later registrations are refused (a call must not wait on a connection
@@ -230,7 +257,7 @@ const CALL_SHARDS: usize = 8;
 pub(super) struct ConnCalls {
     /// Unique per connection of a client (the inboxes tell connections apart by it).
     pub(super) serial: u64,
-    shards: [Mutex<HashMap<u64, Arc<Inbox>>>; CALL_SHARDS],
+    shards: [Mutex<CallMap>; CALL_SHARDS],
     failed: AtomicBool,
     error: OnceLock<TransportError>,
 }
@@ -239,13 +266,13 @@ impl ConnCalls {
     pub(super) fn new(serial: u64) -> Self {
         ConnCalls {
             serial,
-            shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
+            shards: std::array::from_fn(|_| Mutex::new(CallMap::default())),
             failed: AtomicBool::new(false),
             error: OnceLock::new(),
         }
     }
 
-    fn shard(&self, call_id: u64) -> &Mutex<HashMap<u64, Arc<Inbox>>> {
+    fn shard(&self, call_id: u64) -> &Mutex<CallMap> {
         &self.shards[(call_id % CALL_SHARDS as u64) as usize]
     }
 
@@ -271,7 +298,7 @@ impl ConnCalls {
         let waiting = lock(self.shard(call_id)).remove(&call_id);
         match waiting {
             Some(inbox) => {
-                inbox.deliver(frame);
+                inbox.deliver(frame, self.serial);
                 true
             }
             None => false,
@@ -385,7 +412,7 @@ mod tests {
         old.fail(TransportError::Closed);
         // A late answer on the second (or any) connection ends it.
         assert!(new.deliver(4, frame(4)));
-        assert!(matches!(inbox.wait().await, Delivery::Answer(f) if f.header.call_id == 4));
+        assert!(matches!(inbox.wait().await, Delivery::Answer(f, 2) if f.header.call_id == 4));
         assert!(!new.deliver(4, frame(4)), "delivered once");
     }
 }

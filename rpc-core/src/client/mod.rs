@@ -446,8 +446,9 @@ impl<C: Channel> Client<C> {
                 tracing::trace!(attempt = state.attempt, "call sent");
 
                 match tokio::time::timeout_at(attempt_deadline.into(), inbox.wait()).await {
-                    Ok(Delivery::Answer(frame)) => {
+                    Ok(Delivery::Answer(frame, serial)) => {
                         registration.cancel_via = None;
+                        registration.answered_on(serial);
                         ep.record_success(&inner.config);
                         answer_outcome(frame, &mut answer)
                     }
@@ -478,7 +479,8 @@ impl<C: Channel> Client<C> {
                         registration.cancel_via = None;
                         if state.in_doubt() {
                             match tokio::time::timeout(after, inbox.wait()).await {
-                                Ok(Delivery::Answer(frame)) => {
+                                Ok(Delivery::Answer(frame, serial)) => {
+                                    registration.answered_on(serial);
                                     outcome = answer_outcome(frame, &mut answer);
                                     continue;
                                 }
