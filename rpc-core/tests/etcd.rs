@@ -344,13 +344,10 @@ async fn registration_replaces_a_lost_lease() {
     let old = reg.lease_id();
 
     // Revoke the lease behind the registration's back: the key goes at once...
-    tokio::time::timeout(
-        Duration::from_secs(2),
-        client(&url).await.lease_revoke(old),
-    )
-    .await
-    .expect("revoke in time")
-    .expect("revoke");
+    tokio::time::timeout(Duration::from_secs(2), client(&url).await.lease_revoke(old))
+        .await
+        .expect("revoke in time")
+        .expect("revoke");
     wait_for(&mut rx, Duration::from_secs(2), |s| s.is_empty())
         .await
         .unwrap();
@@ -375,12 +372,10 @@ async fn resolver_survives_an_etcd_restart() {
     let a = EtcdRegistration::start(&url, "calc", 1, ep(7001), BTreeMap::new(), TTL)
         .await
         .unwrap();
-    let mut rx = EtcdResolver::new(&url)
-        .unwrap()
-        .watch("calc", 1)
-        .await
-        .unwrap();
+    let resolver = EtcdResolver::new(&url).unwrap();
+    let mut rx = resolver.watch("calc", 1).await.unwrap();
     assert_eq!(names(&rx.borrow()), ["udp://127.0.0.1:7001"]);
+    assert_eq!(resolver.watch_restarts(), 0);
 
     // While etcd is down the last known set stays.
     let start = Instant::now();
@@ -398,6 +393,10 @@ async fn resolver_survives_an_etcd_restart() {
         .await
         .unwrap();
     println!("resolver followed again {took:?} after the new registration");
+    assert!(
+        resolver.watch_restarts() >= 1,
+        "the broken watch was replaced"
+    );
     a.deregister().await.unwrap();
     wait_for(&mut rx, Duration::from_secs(3), |s| {
         names(s) == ["udp://127.0.0.1:7002"]
@@ -426,6 +425,7 @@ async fn unreachable_etcd_and_bad_input_give_clear_errors() {
     let ResolveError::Service(msg) = err else {
         panic!("{err:?}")
     };
+    println!("unreachable etcd: {msg}");
     assert!(
         msg.contains(&format!("etcd http://127.0.0.1:{port}: range")),
         "{msg}"
@@ -445,4 +445,55 @@ async fn unreachable_etcd_and_bad_input_give_clear_errors() {
     let r = EtcdResolver::new(&url).unwrap();
     let err = r.watch("a/b", 1).await.unwrap_err();
     assert!(err.to_string().contains("invalid service name"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_watch_stays_and_a_frozen_etcd_is_noticed() {
+    let Some(etcd) = Etcd::start().await else {
+        return;
+    };
+    let url = etcd.url();
+    let idle = Duration::from_millis(300);
+    let config = EtcdConfig::new(&url)
+        .unwrap()
+        .watch_idle(idle)
+        .request_timeout(Duration::from_secs(1));
+    let _a = EtcdRegistration::start(&url, "calc", 1, ep(7001), BTreeMap::new(), TTL)
+        .await
+        .unwrap();
+    let resolver = EtcdResolver::with_config(config);
+    let mut rx = resolver.watch("calc", 1).await.unwrap();
+
+    // Nothing changes for many idle periods: the progress requests are answered and the
+    // watch is kept.
+    tokio::time::sleep(idle * 8).await;
+    assert_eq!(resolver.watch_restarts(), 0);
+    assert_eq!(names(&rx.borrow()), ["udp://127.0.0.1:7001"]);
+
+    // A frozen etcd keeps the connection open but answers nothing: the watch is given
+    // up after two idle periods; the last known set stays.
+    let pid = etcd.child.as_ref().unwrap().id().to_string();
+    let signal = |sig: &str| {
+        let ok = Command::new("kill")
+            .args([sig, pid.as_str()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} {pid}");
+    };
+    signal("-STOP");
+    let frozen = Instant::now();
+    tokio::time::sleep(idle * 5).await;
+    let restarts = resolver.watch_restarts();
+    signal("-CONT");
+    assert!(restarts >= 1, "a silent watch was not noticed");
+    println!("frozen etcd noticed within {:?}", frozen.elapsed());
+    assert_eq!(names(&rx.borrow()), ["udp://127.0.0.1:7001"]);
+
+    // Thawed, the resolver follows again.
+    let _b = EtcdRegistration::start(&url, "calc", 1, ep(7002), BTreeMap::new(), TTL)
+        .await
+        .unwrap();
+    wait_for(&mut rx, Duration::from_secs(5), |s| s.len() == 2)
+        .await
+        .unwrap();
 }

@@ -21,8 +21,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::{
-    Client, ConnectOptions, EventType, GetOptions, LeaseKeepAliveStream, LeaseKeeper,
-    PutOptions, WatchOptions, WatchResponse,
+    Client, ConnectOptions, EventType, GetOptions, LeaseKeepAliveStream, LeaseKeeper, PutOptions,
+    WatchOptions, WatchResponse,
 };
 use serde_json::{json, Value};
 use tokio::sync::watch;
@@ -149,10 +149,7 @@ impl EtcdConfig {
         match tokio::time::timeout(self.timeout, request).await {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(e)) => Err(self.error(what, e)),
-            Err(_) => Err(self.error(
-                what,
-                format_args!("no answer within {:?}", self.timeout),
-            )),
+            Err(_) => Err(self.error(what, format_args!("no answer within {:?}", self.timeout))),
         }
     }
 
@@ -246,7 +243,11 @@ fn parse_url(url: &str) -> Result<String, ResolveError> {
             "" => (host, None),
             _ => (
                 host,
-                Some(after.strip_prefix(':').ok_or_else(|| bad("expected :port"))?),
+                Some(
+                    after
+                        .strip_prefix(':')
+                        .ok_or_else(|| bad("expected :port"))?,
+                ),
             ),
         }
     } else {
@@ -497,8 +498,7 @@ async fn renew(
 ) -> Renewal {
     let Some(open) = stream.as_mut().filter(|s| s.keeper.id() == lease) else {
         // Opening the stream sends the first keepalive and waits for its answer.
-        return match tokio::time::timeout(config.timeout, client.lease_keep_alive(lease)).await
-        {
+        return match tokio::time::timeout(config.timeout, client.lease_keep_alive(lease)).await {
             Ok(Ok((keeper, answers))) => {
                 *stream = Some(KeepAlive { keeper, answers });
                 Renewal::Renewed(None)
@@ -598,7 +598,16 @@ async fn keep_alive(
 #[derive(Debug, Clone)]
 pub struct EtcdResolver {
     config: EtcdConfig,
-    ignored: Arc<AtomicU64>,
+    counters: Arc<Counters>,
+}
+
+/// What the watches of one resolver (and its clones) went through.
+#[derive(Debug, Default)]
+struct Counters {
+    /// Instances left out because a service had `max_instances` already.
+    ignored: AtomicU64,
+    /// Watches that ended or failed and were replaced by a new range read and watch.
+    restarts: AtomicU64,
 }
 
 impl EtcdResolver {
@@ -612,7 +621,7 @@ impl EtcdResolver {
     pub fn with_config(config: EtcdConfig) -> Self {
         EtcdResolver {
             config,
-            ignored: Arc::new(AtomicU64::new(0)),
+            counters: Arc::default(),
         }
     }
 
@@ -620,7 +629,14 @@ impl EtcdResolver {
     /// [`EtcdConfig::max_instances`] of them (over every watch of this resolver and its
     /// clones).
     pub fn ignored_instances(&self) -> u64 {
-        self.ignored.load(Ordering::Relaxed)
+        self.counters.ignored.load(Ordering::Relaxed)
+    }
+
+    /// How many times a watch ended or failed (etcd restarted, connection lost or
+    /// silent, revision compacted) and was replaced by a new range read and watch, over
+    /// every watch of this resolver and its clones.
+    pub fn watch_restarts(&self) -> u64 {
+        self.counters.restarts.load(Ordering::Relaxed)
     }
 }
 
@@ -633,7 +649,9 @@ impl Resolver for EtcdResolver {
         let dir = self.config.service_dir(name, version)?;
         let mut client = self.config.client().await?;
         let (set, revision) = self.config.range(&mut client, &dir).await?;
-        self.ignored.fetch_add(set.ignored, Ordering::Relaxed);
+        self.counters
+            .ignored
+            .fetch_add(set.ignored, Ordering::Relaxed);
         let (tx, rx) = watch::channel(set.sorted());
         let follower = Follower {
             config: self.config.clone(),
@@ -642,7 +660,7 @@ impl Resolver for EtcdResolver {
             set,
             revision,
             tx,
-            ignored: self.ignored.clone(),
+            counters: self.counters.clone(),
         };
         tokio::spawn(follower.run());
         Ok(rx)
@@ -658,12 +676,13 @@ struct Follower {
     /// The store revision `set` reflects.
     revision: i64,
     tx: watch::Sender<Vec<Endpoint>>,
-    ignored: Arc<AtomicU64>,
+    counters: Arc<Counters>,
 }
 
 impl Follower {
     fn publish(&mut self) {
-        self.ignored
+        self.counters
+            .ignored
             .fetch_add(std::mem::take(&mut self.set.ignored), Ordering::Relaxed);
         let next = self.set.sorted();
         self.tx.send_if_modified(|cur| {
@@ -685,6 +704,7 @@ impl Follower {
                 () = tx.closed() => return,
                 r = self.watch_once() => r,
             };
+            self.counters.restarts.fetch_add(1, Ordering::Relaxed);
             match outcome {
                 Ok(()) => tracing::debug!(dir = %self.dir, "etcd: watch ended; watching again"),
                 Err(e) => {
@@ -731,7 +751,11 @@ impl Follower {
         let mut heard = Instant::now();
         let mut asked = false;
         loop {
-            let check = if asked { heard + idle * 2 } else { heard + idle };
+            let check = if asked {
+                heard + idle * 2
+            } else {
+                heard + idle
+            };
             tokio::select! {
                 answer = answers.message() => {
                     let answer = answer.map_err(|e| self.config.error("watch", e))?;
