@@ -497,3 +497,47 @@ async fn quiet_watch_stays_and_a_frozen_etcd_is_noticed() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolver_keeps_at_most_max_instances() {
+    let Some(etcd) = Etcd::start().await else {
+        return;
+    };
+    let url = etcd.url();
+    let mut regs = Vec::new();
+    for port in 7001..=7003 {
+        regs.push(
+            EtcdRegistration::start(&url, "calc", 1, ep(port), BTreeMap::new(), TTL)
+                .await
+                .unwrap(),
+        );
+    }
+    let resolver = EtcdResolver::with_config(EtcdConfig::new(&url).unwrap().max_instances(2));
+    let mut rx = resolver.watch("calc", 1).await.unwrap();
+    assert_eq!(rx.borrow().len(), 2);
+    assert_eq!(resolver.ignored_instances(), 1);
+    // One more written while watching is left out too; a removal makes room again.
+    regs.push(
+        EtcdRegistration::start(&url, "calc", 1, ep(7004), BTreeMap::new(), TTL)
+            .await
+            .unwrap(),
+    );
+    let until = Instant::now() + Duration::from_secs(3);
+    while resolver.ignored_instances() < 2 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(resolver.ignored_instances(), 2);
+    assert_eq!(rx.borrow().len(), 2);
+    let kept = rx.borrow()[0].port;
+    let i = regs
+        .iter()
+        .position(|r| r.key().ends_with(&format!(":{kept}")))
+        .unwrap();
+    regs.remove(i).deregister().await.unwrap();
+    // The freed place is filled from a fresh range read.
+    wait_for(&mut rx, Duration::from_secs(3), |s| {
+        s.len() == 2 && s.iter().all(|e| e.port != kept)
+    })
+    .await
+    .unwrap();
+}

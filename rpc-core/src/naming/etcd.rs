@@ -104,6 +104,8 @@ impl EtcdConfig {
     }
 
     /// Sets how many instances of one service version a resolver keeps (at least 1).
+    /// Further ones are left out and counted; when a kept one goes away, the resolver
+    /// reads the range again and takes one of them in.
     pub fn max_instances(mut self, max: usize) -> Self {
         self.max_instances = max.max(1);
         self
@@ -311,8 +313,11 @@ fn decode_instance(dir: &str, key: &[u8], value: &[u8]) -> Option<Endpoint> {
 struct Instances {
     by_key: HashMap<Vec<u8>, Endpoint>,
     max: usize,
-    /// Instances left out because the set was full.
+    /// Instances left out because the set was full (not yet added to the counters).
     ignored: u64,
+    /// Some instance was left out since the set was read: a place freed later is filled
+    /// by reading the range again.
+    overflowed: bool,
 }
 
 impl Instances {
@@ -321,6 +326,7 @@ impl Instances {
             by_key: HashMap::new(),
             max,
             ignored: 0,
+            overflowed: false,
         }
     }
 
@@ -330,6 +336,7 @@ impl Instances {
             Some(endpoint) => {
                 if self.by_key.len() >= self.max && !self.by_key.contains_key(key) {
                     self.ignored += 1;
+                    self.overflowed = true;
                     tracing::warn!(%dir, max = self.max, "etcd: too many instances; ignoring one");
                     return;
                 }
@@ -343,6 +350,11 @@ impl Instances {
 
     fn delete(&mut self, key: &[u8]) {
         self.by_key.remove(key);
+    }
+
+    /// Some instance was left out, and there is room now.
+    fn has_room_for_the_ignored(&self) -> bool {
+        self.overflowed && self.by_key.len() < self.max
     }
 
     fn sorted(&self) -> Vec<Endpoint> {
@@ -633,8 +645,9 @@ impl EtcdResolver {
     }
 
     /// How many times a watch ended or failed (etcd restarted, connection lost or
-    /// silent, revision compacted) and was replaced by a new range read and watch, over
-    /// every watch of this resolver and its clones.
+    /// silent, revision compacted) or made way for a fresh read of a full service whose
+    /// instance went away, and was replaced by a new range read and watch, over every
+    /// watch of this resolver and its clones.
     pub fn watch_restarts(&self) -> u64 {
         self.counters.restarts.load(Ordering::Relaxed)
     }
@@ -648,10 +661,10 @@ impl Resolver for EtcdResolver {
     ) -> Result<watch::Receiver<Vec<Endpoint>>, ResolveError> {
         let dir = self.config.service_dir(name, version)?;
         let mut client = self.config.client().await?;
-        let (set, revision) = self.config.range(&mut client, &dir).await?;
+        let (mut set, revision) = self.config.range(&mut client, &dir).await?;
         self.counters
             .ignored
-            .fetch_add(set.ignored, Ordering::Relaxed);
+            .fetch_add(std::mem::take(&mut set.ignored), Ordering::Relaxed);
         let (tx, rx) = watch::channel(set.sorted());
         let follower = Follower {
             config: self.config.clone(),
@@ -768,6 +781,10 @@ impl Follower {
                     batch.apply(&self.dir, &mut self.set, &mut self.revision)
                         .map_err(|e| self.config.error("watch", e))?;
                     self.publish();
+                    if self.set.has_room_for_the_ignored() {
+                        // Read the range again to fill the freed place.
+                        return Ok(());
+                    }
                 }
                 () = tokio::time::sleep_until(check) => {
                     if asked {
