@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use rpc_core::naming::etcd::{EtcdConfig, EtcdRegistration, EtcdResolver};
 use rpc_core::naming::{Endpoint, ResolveError, Resolver, Scheme};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
 /// A single-node etcd that is killed, and whose data directory is removed, on drop.
@@ -117,10 +116,8 @@ impl Etcd {
                     return false;
                 }
             }
-            if let Ok(body) = http(self.client_port, "GET", "/health", "").await {
-                if body.contains(r#""health":"true""#) {
-                    return true;
-                }
+            if healthy(&self.url()).await {
+                return true;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -153,24 +150,21 @@ impl Drop for Etcd {
     }
 }
 
-/// A bare HTTP/1.1 exchange with `Connection: close` (for health checks and for poking
-/// etcd behind the library's back).
-async fn http(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<String> {
-    let exchange = async {
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-        let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        s.write_all(req.as_bytes()).await?;
-        let mut out = Vec::new();
-        s.read_to_end(&mut out).await?;
-        Ok(String::from_utf8_lossy(&out).into_owned())
-    };
-    tokio::time::timeout(Duration::from_secs(2), exchange)
+/// A client of our own, behind the library's back (health checks, revoking a lease).
+async fn client(url: &str) -> etcd_client::Client {
+    let options = etcd_client::ConnectOptions::new().with_connect_timeout(Duration::from_secs(1));
+    etcd_client::Client::connect([url], Some(options))
         .await
-        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+        .expect("an etcd client")
+}
+
+/// etcd answers a read within a second.
+async fn healthy(url: &str) -> bool {
+    let mut c = client(url).await;
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), c.get("health", None)).await,
+        Ok(Ok(_))
+    )
 }
 
 fn ep(port: u16) -> Endpoint {
@@ -350,15 +344,10 @@ async fn registration_replaces_a_lost_lease() {
     let old = reg.lease_id();
 
     // Revoke the lease behind the registration's back: the key goes at once...
-    let answer = http(
-        etcd.client_port,
-        "POST",
-        "/v3/lease/revoke",
-        &format!(r#"{{"ID":"{old}"}}"#),
-    )
-    .await
-    .unwrap();
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    tokio::time::timeout(Duration::from_secs(2), client(&url).await.lease_revoke(old))
+        .await
+        .expect("revoke in time")
+        .expect("revoke");
     wait_for(&mut rx, Duration::from_secs(2), |s| s.is_empty())
         .await
         .unwrap();
@@ -383,12 +372,10 @@ async fn resolver_survives_an_etcd_restart() {
     let a = EtcdRegistration::start(&url, "calc", 1, ep(7001), BTreeMap::new(), TTL)
         .await
         .unwrap();
-    let mut rx = EtcdResolver::new(&url)
-        .unwrap()
-        .watch("calc", 1)
-        .await
-        .unwrap();
+    let resolver = EtcdResolver::new(&url).unwrap();
+    let mut rx = resolver.watch("calc", 1).await.unwrap();
     assert_eq!(names(&rx.borrow()), ["udp://127.0.0.1:7001"]);
+    assert_eq!(resolver.watch_restarts(), 0);
 
     // While etcd is down the last known set stays.
     let start = Instant::now();
@@ -406,6 +393,10 @@ async fn resolver_survives_an_etcd_restart() {
         .await
         .unwrap();
     println!("resolver followed again {took:?} after the new registration");
+    assert!(
+        resolver.watch_restarts() >= 1,
+        "the broken watch was replaced"
+    );
     a.deregister().await.unwrap();
     wait_for(&mut rx, Duration::from_secs(3), |s| {
         names(s) == ["udp://127.0.0.1:7002"]
@@ -434,14 +425,19 @@ async fn unreachable_etcd_and_bad_input_give_clear_errors() {
     let ResolveError::Service(msg) = err else {
         panic!("{err:?}")
     };
+    println!("unreachable etcd: {msg}");
     assert!(
-        msg.contains(&format!("http://127.0.0.1:{port}/v3/kv/range")),
+        msg.contains(&format!("etcd http://127.0.0.1:{port}: range")),
         "{msg}"
     );
     let err = EtcdRegistration::start_with(config, "calc", 1, ep(1), BTreeMap::new(), TTL)
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("/v3/lease/grant"), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("etcd http://127.0.0.1:{port}: lease grant")),
+        "{err}"
+    );
     for bad in ["https://127.0.0.1:2379", "http://h:1/path", "ftp://h"] {
         let err = EtcdResolver::new(bad).unwrap_err();
         assert!(err.to_string().contains("etcd URL"), "{err}");
@@ -449,4 +445,99 @@ async fn unreachable_etcd_and_bad_input_give_clear_errors() {
     let r = EtcdResolver::new(&url).unwrap();
     let err = r.watch("a/b", 1).await.unwrap_err();
     assert!(err.to_string().contains("invalid service name"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_watch_stays_and_a_frozen_etcd_is_noticed() {
+    let Some(etcd) = Etcd::start().await else {
+        return;
+    };
+    let url = etcd.url();
+    let idle = Duration::from_millis(300);
+    let config = EtcdConfig::new(&url)
+        .unwrap()
+        .watch_idle(idle)
+        .request_timeout(Duration::from_secs(1));
+    let _a = EtcdRegistration::start(&url, "calc", 1, ep(7001), BTreeMap::new(), TTL)
+        .await
+        .unwrap();
+    let resolver = EtcdResolver::with_config(config);
+    let mut rx = resolver.watch("calc", 1).await.unwrap();
+
+    // Nothing changes for many idle periods: the progress requests are answered and the
+    // watch is kept.
+    tokio::time::sleep(idle * 8).await;
+    assert_eq!(resolver.watch_restarts(), 0);
+    assert_eq!(names(&rx.borrow()), ["udp://127.0.0.1:7001"]);
+
+    // A frozen etcd keeps the connection open but answers nothing: the watch is given
+    // up after two idle periods; the last known set stays.
+    let pid = etcd.child.as_ref().unwrap().id().to_string();
+    let signal = |sig: &str| {
+        let ok = Command::new("kill")
+            .args([sig, pid.as_str()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} {pid}");
+    };
+    signal("-STOP");
+    let frozen = Instant::now();
+    tokio::time::sleep(idle * 5).await;
+    let restarts = resolver.watch_restarts();
+    signal("-CONT");
+    assert!(restarts >= 1, "a silent watch was not noticed");
+    println!("frozen etcd noticed within {:?}", frozen.elapsed());
+    assert_eq!(names(&rx.borrow()), ["udp://127.0.0.1:7001"]);
+
+    // Thawed, the resolver follows again.
+    let _b = EtcdRegistration::start(&url, "calc", 1, ep(7002), BTreeMap::new(), TTL)
+        .await
+        .unwrap();
+    wait_for(&mut rx, Duration::from_secs(5), |s| s.len() == 2)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolver_keeps_at_most_max_instances() {
+    let Some(etcd) = Etcd::start().await else {
+        return;
+    };
+    let url = etcd.url();
+    let mut regs = Vec::new();
+    for port in 7001..=7003 {
+        regs.push(
+            EtcdRegistration::start(&url, "calc", 1, ep(port), BTreeMap::new(), TTL)
+                .await
+                .unwrap(),
+        );
+    }
+    let resolver = EtcdResolver::with_config(EtcdConfig::new(&url).unwrap().max_instances(2));
+    let mut rx = resolver.watch("calc", 1).await.unwrap();
+    assert_eq!(rx.borrow().len(), 2);
+    assert_eq!(resolver.ignored_instances(), 1);
+    // One more written while watching is left out too; a removal makes room again.
+    regs.push(
+        EtcdRegistration::start(&url, "calc", 1, ep(7004), BTreeMap::new(), TTL)
+            .await
+            .unwrap(),
+    );
+    let until = Instant::now() + Duration::from_secs(3);
+    while resolver.ignored_instances() < 2 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(resolver.ignored_instances(), 2);
+    assert_eq!(rx.borrow().len(), 2);
+    let kept = rx.borrow()[0].port;
+    let i = regs
+        .iter()
+        .position(|r| r.key().ends_with(&format!(":{kept}")))
+        .unwrap();
+    regs.remove(i).deregister().await.unwrap();
+    // The freed place is filled from a fresh range read.
+    wait_for(&mut rx, Duration::from_secs(3), |s| {
+        s.len() == 2 && s.iter().all(|e| e.port != kept)
+    })
+    .await
+    .unwrap();
 }
