@@ -238,8 +238,15 @@ async fn reconnect_backoff_is_per_endpoint_and_visible() {
         assert!(is_refused(&e), "{e:?}");
         assert!(start.elapsed() < DEAD_SERVER_BOUND);
         let stats = &client.client().endpoint_stats()[0];
-        assert_eq!(stats.connect_failures, 1, "the clone made no attempt: {stats:?}");
-        assert_eq!(stats.reconnect_backoff, Duration::from_secs(10), "{stats:?}");
+        assert_eq!(
+            stats.connect_failures, 1,
+            "the clone made no attempt: {stats:?}"
+        );
+        assert_eq!(
+            stats.reconnect_backoff,
+            Duration::from_secs(10),
+            "{stats:?}"
+        );
     })
     .await;
 }

@@ -14,11 +14,13 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use bytes::Bytes;
-use rpc_core::server::{decode_args, encode_result, encode_result_into, Service, ServiceFuture};
 use rpc_core::client::ClientConfig;
+use rpc_core::server::{decode_args, encode_result, encode_result_into, Service, ServiceFuture};
 use rpc_core::transport::memory;
 use rpc_core::xdr::XdrWriter;
-use rpc_core::{CallContext, CallOptions, Client, InterfaceInfo, ProcedureInfo, Semantics, Server, Status};
+use rpc_core::{
+    CallContext, CallOptions, Client, InterfaceInfo, ProcedureInfo, Semantics, Server, Status,
+};
 
 struct Counting;
 
@@ -138,7 +140,6 @@ static ARGS: [u8; 32] = [
     0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 4, 0, 0, 0, 5, 0, 0, 0, 6, 0, 0, 0, 7, 0, 0, 0, 8,
 ];
 
-
 fn measure(warmup: u64, measured: u64, semantics: Semantics) -> u64 {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -195,7 +196,9 @@ fn client_call_path_stays_within_its_allocation_budget() {
     for semantics in [Semantics::AtMostOnce, Semantics::ExactlyOnce] {
         let allocations = measure(500, calls, semantics);
         let per_call = allocations as f64 / calls as f64;
-        eprintln!("{semantics}: {allocations} allocations over {calls} calls = {per_call:.2} per call");
+        eprintln!(
+            "{semantics}: {allocations} allocations over {calls} calls = {per_call:.2} per call"
+        );
         assert!(
             per_call <= PER_CALL_BOUND,
             "{semantics}: {per_call:.2} allocations per call (bound {PER_CALL_BOUND})"

@@ -291,8 +291,7 @@ impl<C: Channel> Inner<C> {
                     }
                     tokio::time::sleep_until(at.into()).await;
                 }
-                match tokio::time::timeout_at(attempt_deadline.into(), ep.channel.connect()).await
-                {
+                match tokio::time::timeout_at(attempt_deadline.into(), ep.channel.connect()).await {
                     Ok(Ok(conn)) => {
                         let serial = self.next_conn.fetch_add(1, Ordering::Relaxed);
                         let calls = Arc::new(ConnCalls::new(serial));
@@ -405,13 +404,8 @@ impl<C: Channel> Inner<C> {
         deadline: Instant,
     ) -> Result<u64, Option<TransportError>> {
         let live = LiveId::new(&self.ids);
-        let header = FrameHeader::call(
-            self.client_id,
-            live.id,
-            crate::server::PING_INTERFACE,
-            0,
-            0,
-        );
+        let header =
+            FrameHeader::call(self.client_id, live.id, crate::server::PING_INTERFACE, 0, 0);
         let inbox = Arc::new(Inbox::default());
         inbox.sending_on(calls.serial);
         let mut registration = Registration::new(live.id, header);

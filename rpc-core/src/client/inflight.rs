@@ -393,7 +393,10 @@ mod tests {
         conn.register(9, &inbox).unwrap();
         assert_eq!(conn.len(), 1);
         conn.fail(TransportError::Closed);
-        assert!(matches!(inbox.wait().await, Delivery::Lost(TransportError::Closed)));
+        assert!(matches!(
+            inbox.wait().await,
+            Delivery::Lost(TransportError::Closed)
+        ));
         assert_eq!(conn.len(), 0);
         assert!(conn.register(10, &inbox).is_err());
         assert_eq!(conn.len(), 0);

@@ -183,7 +183,11 @@ impl<C: Channel> Client<C> {
     /// Each endpoint's health and counters.
     pub fn endpoint_stats(&self) -> Vec<EndpointStats> {
         let now = Instant::now();
-        self.inner.snapshot().iter().map(|ep| ep.stats(now)).collect()
+        self.inner
+            .snapshot()
+            .iter()
+            .map(|ep| ep.stats(now))
+            .collect()
     }
 
     /// A snapshot of the client's counters.

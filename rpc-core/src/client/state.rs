@@ -214,16 +214,35 @@ pub(crate) fn next(state: CallState, outcome: Outcome, cx: &Context<'_>) -> (Cal
                 done(state, Err(RpcError::Unreachable(e)))
             }
         }
-        (Phase::Fresh, Outcome::ConnectFailed { endpoint, error, fail_fast }) => {
+        (
+            Phase::Fresh,
+            Outcome::ConnectFailed {
+                endpoint,
+                error,
+                fail_fast,
+            },
+        ) => {
             if policy.retry_not_executed && !fail_fast {
-                retry_or(state, cx, Phase::Fresh, Some(endpoint), RpcError::Unreachable(error))
+                retry_or(
+                    state,
+                    cx,
+                    Phase::Fresh,
+                    Some(endpoint),
+                    RpcError::Unreachable(error),
+                )
             } else {
                 done(state, Err(RpcError::Unreachable(error)))
             }
         }
         (Phase::Fresh, Outcome::SendFailed { endpoint, error }) => {
             if policy.retry_not_executed {
-                retry_or(state, cx, Phase::Fresh, Some(endpoint), RpcError::Unreachable(error))
+                retry_or(
+                    state,
+                    cx,
+                    Phase::Fresh,
+                    Some(endpoint),
+                    RpcError::Unreachable(error),
+                )
             } else {
                 done(state, Err(RpcError::Unreachable(error)))
             }
@@ -234,13 +253,23 @@ pub(crate) fn next(state: CallState, outcome: Outcome, cx: &Context<'_>) -> (Cal
         (phase @ Phase::InDoubt { .. }, Outcome::NoEndpoint(e)) => {
             retry_or(state, cx, phase, None, lost(e))
         }
-        (phase @ Phase::InDoubt { .. }, Outcome::ConnectFailed { endpoint, error, .. })
+        (
+            phase @ Phase::InDoubt { .. },
+            Outcome::ConnectFailed {
+                endpoint, error, ..
+            },
+        )
         | (phase @ Phase::InDoubt { .. }, Outcome::SendFailed { endpoint, error }) => {
             retry_or(state, cx, phase, Some(endpoint), lost(error))
         }
 
         (Phase::Fresh, Outcome::Connected { .. }) => (state, Step::Send),
-        (Phase::InDoubt { incarnation: was, .. }, Outcome::Connected { incarnation, .. }) => {
+        (
+            Phase::InDoubt {
+                incarnation: was, ..
+            },
+            Outcome::Connected { incarnation, .. },
+        ) => {
             if was != incarnation && cx.semantics != Semantics::AtLeastOnce {
                 // The server that may have run it is gone; the new one cannot recognise
                 // a resend as a duplicate.
@@ -249,7 +278,13 @@ pub(crate) fn next(state: CallState, outcome: Outcome, cx: &Context<'_>) -> (Cal
                 (state, Step::Send)
             }
         }
-        (_, Outcome::Sent { endpoint, incarnation }) => (
+        (
+            _,
+            Outcome::Sent {
+                endpoint,
+                incarnation,
+            },
+        ) => (
             CallState {
                 phase: Phase::InDoubt {
                     incarnation,
@@ -265,7 +300,13 @@ pub(crate) fn next(state: CallState, outcome: Outcome, cx: &Context<'_>) -> (Cal
             if amo {
                 done(state, Err(RpcError::OutcomeUnknown(e)))
             } else {
-                retry_or(state, cx, state.phase, Some(endpoint), RpcError::Transport(e))
+                retry_or(
+                    state,
+                    cx,
+                    state.phase,
+                    Some(endpoint),
+                    RpcError::Transport(e),
+                )
             }
         }
         (Phase::InDoubt { endpoint, .. }, Outcome::AttemptTimedOut) => {
@@ -273,7 +314,13 @@ pub(crate) fn next(state: CallState, outcome: Outcome, cx: &Context<'_>) -> (Cal
             if amo {
                 done(state, Err(RpcError::OutcomeUnknown(e)))
             } else {
-                retry_or(state, cx, state.phase, Some(endpoint), RpcError::Transport(e))
+                retry_or(
+                    state,
+                    cx,
+                    state.phase,
+                    Some(endpoint),
+                    RpcError::Transport(e),
+                )
             }
         }
         // Nothing was out: a connection lost or an attempt timer firing before anything
@@ -447,7 +494,12 @@ mod tests {
                 Want::Err("UnknownProcedure")
             }
             (_, Outcome::Status(_)) => Want::Err("Application"),
-            (true, Outcome::ConnectFailed { fail_fast: true, .. }) => Want::Err("Unreachable"),
+            (
+                true,
+                Outcome::ConnectFailed {
+                    fail_fast: true, ..
+                },
+            ) => Want::Err("Unreachable"),
             (true, Outcome::Connected { .. }) => Want::Send,
             (true, _) => Want::Retry(Phase::Fresh),
             (false, Outcome::Connected { incarnation, .. }) => {
@@ -507,11 +559,7 @@ mod tests {
                         },
                         other => other,
                     };
-                    assert_eq!(
-                        got(state, &step),
-                        want,
-                        "{s:?}, fresh={is_fresh}, {o:?}"
-                    );
+                    assert_eq!(got(state, &step), want, "{s:?}, fresh={is_fresh}, {o:?}");
                 }
             }
         }
@@ -567,7 +615,13 @@ mod tests {
             }
             let (state, step) = next(state, Outcome::Lost(TransportError::Closed), &cx(s, &p));
             assert!(
-                matches!(step, Step::Retry { avoid: Some(EP), .. }),
+                matches!(
+                    step,
+                    Step::Retry {
+                        avoid: Some(EP),
+                        ..
+                    }
+                ),
                 "{step:?}"
             );
             assert_eq!(state.pinned(s), want_pin, "{s:?} still pinned after a loss");
@@ -599,7 +653,10 @@ mod tests {
         let ms = Duration::from_millis;
         assert_eq!(pauses, [ms(4), ms(8), ms(10), ms(10)]);
         // The smallest jitter halves the pause.
-        let c = Context { jitter: 0, ..cx(s, &p) };
+        let c = Context {
+            jitter: 0,
+            ..cx(s, &p)
+        };
         let (_, step) = next(fresh(&p), Outcome::Lost(TransportError::Closed), &c);
         assert!(matches!(step, Step::Retry { after, .. } if after == ms(2)));
         // A pause that would end past the deadline ends the call instead.
