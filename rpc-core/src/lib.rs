@@ -11,6 +11,7 @@
 //!   transports implement.
 //! * [`client`]: the call path (call ids, pending calls, deadlines, reconnects).
 //! * [`server`]: the dispatch loop and the worker pool.
+//! * [`metrics`]: what the runtime records through the `metrics` facade.
 //!
 //! # Example
 //!
@@ -65,6 +66,7 @@ pub mod error;
 pub mod frame;
 mod id;
 pub mod interface;
+pub mod metrics;
 pub mod naming;
 pub mod server;
 pub mod transport;
