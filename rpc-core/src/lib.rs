@@ -75,7 +75,7 @@ pub mod xdr;
 pub use client::{CallOptions, Client};
 pub use error::{RpcError, Status, TransportError};
 pub use frame::Semantics;
-pub use interface::{InterfaceInfo, ProcedureInfo};
+pub use interface::{CallTarget, InterfaceInfo, ProcedureInfo};
 pub use server::{CallContext, Server};
 
 /// Includes the Rust code that `rpc_codegen::Builder` generated from an IDL file in

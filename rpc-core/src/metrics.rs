@@ -173,7 +173,10 @@ impl ProcedureMetrics {
     }
 
     /// A server's handles for one hosted procedure.
-    pub(crate) fn server(interface: &'static InterfaceInfo, procedure: &'static ProcedureInfo) -> Self {
+    pub(crate) fn server(
+        interface: &'static InterfaceInfo,
+        procedure: &'static ProcedureInfo,
+    ) -> Self {
         ProcedureMetrics::new(
             SERVER_CALLS,
             SERVER_CALL_DURATION,
@@ -286,14 +289,18 @@ mod tests {
             Status::UnknownInterface { id: 1 },
             Status::VersionMismatch { low: 1, high: 2 },
             Status::UnknownProcedure { procedure: 9 },
-            Status::BadArguments { message: String::new() },
+            Status::BadArguments {
+                message: String::new(),
+            },
             Status::Overloaded,
             Status::ServerRestarted,
             Status::application(1, "x"),
             Status::DeadlineExceeded,
             Status::Cancelled,
             Status::ShuttingDown,
-            Status::Internal { message: String::new() },
+            Status::Internal {
+                message: String::new(),
+            },
             Status::ProtocolVersion { low: 1, high: 1 },
             Status::ReplyEvicted,
         ];
@@ -305,13 +312,22 @@ mod tests {
         let errors = [
             (RpcError::Timeout, "Timeout"),
             (RpcError::Overloaded, "Overloaded"),
-            (RpcError::Application { code: 1, message: String::new() }, "Application"),
+            (
+                RpcError::Application {
+                    code: 1,
+                    message: String::new(),
+                },
+                "Application",
+            ),
             (RpcError::BlockingInRuntime, "BlockingInRuntime"),
             (RpcError::ReplyEvicted, "ReplyEvicted"),
         ];
         for (e, name) in errors {
             assert_eq!(CLIENT_OUTCOMES[client_outcome::<()>(&Err(e))], name);
         }
-        assert_eq!(CLIENT_OUTCOMES[client_outcome(&Ok::<_, RpcError>(()))], "ok");
+        assert_eq!(
+            CLIENT_OUTCOMES[client_outcome(&Ok::<_, RpcError>(()))],
+            "ok"
+        );
     }
 }

@@ -19,6 +19,7 @@
 
 mod blocking;
 mod handle;
+mod layer;
 mod options;
 
 use std::collections::{BTreeSet, HashMap};
@@ -32,6 +33,7 @@ use tracing::Instrument;
 
 pub use blocking::BlockingRuntime;
 pub use handle::{BlockingCallHandle, CallHandle};
+pub use layer::{error_from_layer, ClientCall, ClientStack, Direct};
 pub use options::{Balance, CallOptions, ClientConfig, RetryPolicy};
 
 use crate::error::{RpcError, Status, TransportError};
@@ -45,12 +47,15 @@ use crate::xdr::{XdrDecode, XdrError, XdrReader, XdrWriter};
 /// connection and the pending-call table).
 pub struct Client<C: Channel> {
     inner: Arc<Inner<C>>,
+    /// `Client::layer`s around the call (`None`: none set).
+    layers: Option<ClientStack>,
 }
 
 impl<C: Channel> Clone for Client<C> {
     fn clone(&self) -> Self {
         Client {
             inner: self.inner.clone(),
+            layers: self.layers.clone(),
         }
     }
 }
@@ -401,6 +406,7 @@ impl<C: Channel> Client<C> {
                 stats: Counters::default(),
                 config,
             }),
+            layers: None,
         }
     }
 
@@ -487,11 +493,8 @@ impl<C: Channel> Client<C> {
         }
     }
 
-    /// Makes one call: encodes the arguments with `encode`, waits for the answer, and
-    /// decodes a reply with `decode` (which must consume the whole payload).
-    ///
-    /// Generated stubs call this; it is public so hand-written stubs can too.
-    pub async fn call<T>(
+    /// [`Client::call`] without the client's layers.
+    async fn call_direct<T>(
         &self,
         interface: &'static InterfaceInfo,
         procedure: &'static ProcedureInfo,
@@ -597,6 +600,7 @@ impl<C: Channel> Client<C> {
             attempt += 1;
             if attempt > 1 {
                 inner.stats.retries.fetch_add(1, Ordering::Relaxed);
+                crate::metrics::bump(crate::metrics::CLIENT_RETRIES);
             }
             let ep = match &pinned {
                 Some(ep) => ep.clone(),
@@ -1037,6 +1041,7 @@ impl<C: Channel> Client<C> {
         backoff.delay = self.inner.config.reconnect_backoff_min;
         backoff.last_error = None;
         self.inner.stats.connects.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::bump(crate::metrics::CLIENT_CONNECTS);
         tracing::debug!(
             remote = %ep.channel.remote(),
             generation,
@@ -1057,6 +1062,7 @@ impl<C: Channel> Client<C> {
             .stats
             .connect_failures
             .fetch_add(1, Ordering::Relaxed);
+        crate::metrics::bump(crate::metrics::CLIENT_CONNECT_FAILURES);
         let delay = backoff.delay;
         backoff.next_attempt = Some(Instant::now() + crate::id::jitter(delay));
         backoff.delay = (delay * 2).min(self.inner.config.reconnect_backoff_max);

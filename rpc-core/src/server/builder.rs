@@ -13,14 +13,15 @@ use super::connections::ConnectionTable;
 use super::handle::ServerHandle;
 use super::hook::ServeHook;
 use super::interfaces::InterfaceTable;
-use super::layer::{self, BoxError, CallTarget, Interceptor, ServerCall, ServerStack, Wrap};
+use super::layer::{self, BoxError, Interceptor, ServerCall, ServerStack, Wrap};
 use super::limits::ServerLimits;
-use super::CallContext;
-use crate::error::Status;
 use super::reply_cache::{ReplyCache, ReplyCacheConfig};
 use super::state::{Phase, Shared};
 use super::stats::Counters;
+use super::CallContext;
 use super::{accept, ServerError, Service, DEFAULT_QUEUE_DEPTH, DEFAULT_WORKERS};
+use crate::error::Status;
+use crate::interface::CallTarget;
 use crate::transport::Listener;
 
 /// Configures and starts a server.
@@ -235,7 +236,8 @@ impl ServerBuilder {
     pub fn layer<L>(mut self, layer: L) -> Self
     where
         L: tower::Layer<ServerStack> + Send + 'static,
-        L::Service: tower::Service<ServerCall, Response = bytes::Bytes> + Clone + Send + Sync + 'static,
+        L::Service:
+            tower::Service<ServerCall, Response = bytes::Bytes> + Clone + Send + Sync + 'static,
         <L::Service as tower::Service<ServerCall>>::Error: Into<BoxError>,
         <L::Service as tower::Service<ServerCall>>::Future: Send + 'static,
     {

@@ -19,13 +19,14 @@ use super::admission::Finish;
 use super::connection::{deliver, Delivery};
 use super::connections::{CallSlot, ConnState};
 use super::interfaces::Hosted;
-use super::layer::{self, intercept, CallTarget, ServerCall};
+use super::layer::{self, intercept, ServerCall};
 use super::state::{CallKey, Shared};
 use super::stats::bump;
 use super::{lock, status_frame, CallContext, CallControl};
 use crate::error::Status;
-use crate::metrics::server_outcome;
 use crate::frame::{Frame, FrameHeader, FrameKind};
+use crate::interface::CallTarget;
+use crate::metrics::server_outcome;
 use crate::transport::FrameSender;
 use crate::xdr::XdrWriter;
 
@@ -108,7 +109,9 @@ impl Shared {
         if let Some(budget) = header.deadline_budget() {
             if job.received + budget <= Instant::now() {
                 bump(&self.counters.deadline_expired);
-                procedure.metrics.count(server_outcome::<()>(&Err(Status::DeadlineExceeded)));
+                procedure
+                    .metrics
+                    .count(server_outcome::<()>(&Err(Status::DeadlineExceeded)));
                 return self.refusal(
                     peer.ip(),
                     &header,
@@ -120,7 +123,9 @@ impl Shared {
         }
         if job.control.is_cancelled() {
             bump(&self.counters.cancelled_skipped);
-            procedure.metrics.count(server_outcome::<()>(&Err(Status::Cancelled)));
+            procedure
+                .metrics
+                .count(server_outcome::<()>(&Err(Status::Cancelled)));
             return self.refusal(peer.ip(), &header, job.cached, span, Status::Cancelled);
         }
         // Timed only when someone listens: no clock reads otherwise.
@@ -138,7 +143,10 @@ impl Shared {
             }
             match &self.stack {
                 None => service.call(header.procedure, ctx, payload),
-                Some(stack) => layer::call(stack, ServerCall::new(ctx, target, payload, service.clone())),
+                Some(stack) => layer::call(
+                    stack,
+                    ServerCall::new(ctx, target, payload, service.clone()),
+                ),
             }
         })) {
             Ok(fut) => AssertUnwindSafe(fut).catch_unwind().await,

@@ -19,8 +19,8 @@ use super::state::{Phase, Shared};
 use super::stats::bump;
 use super::{lock, status_frame, CallControl, PING_INTERFACE};
 use crate::error::Status;
-use crate::metrics::server_outcome;
 use crate::frame::{Frame, FrameHeader, FrameKind, Semantics};
+use crate::metrics::server_outcome;
 
 impl Shared {
     /// Handles one frame from `conn`. `Err` ends the connection.
@@ -93,7 +93,9 @@ impl Shared {
         let procedure = hosted.procedure(index);
         // Refusals from here on are counted under the procedure's outcomes.
         let counted = |status: Status| {
-            procedure.metrics.count(server_outcome::<()>(&Err(status.clone())));
+            procedure
+                .metrics
+                .count(server_outcome::<()>(&Err(status.clone())));
             status
         };
         if header.deadline_us == 0 {

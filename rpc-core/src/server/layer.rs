@@ -34,19 +34,10 @@ use tower::{Layer, ServiceExt};
 
 use super::{CallContext, Service, ServiceFuture};
 use crate::error::Status;
-use crate::interface::{InterfaceInfo, ProcedureInfo};
+use crate::interface::CallTarget;
 
 /// The error type tower layers produce.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// The procedure a call is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CallTarget {
-    /// The interface (name, id, version).
-    pub interface: &'static InterfaceInfo,
-    /// The procedure (name, number, flags).
-    pub procedure: &'static ProcedureInfo,
-}
 
 /// The request a server layer sees: one call, before its arguments are decoded.
 pub struct ServerCall {

@@ -57,11 +57,12 @@ mod stats;
 
 use thiserror::Error;
 
+pub use crate::interface::CallTarget;
 pub use builder::ServerBuilder;
 pub use context::{CallContext, CallControl};
 pub use handle::ServerHandle;
 pub use hook::{HookFuture, RunningHook, ServeHook};
-pub use layer::{status_from_error, BoxError, CallTarget, Handler, ServerCall, ServerStack};
+pub use layer::{status_from_error, BoxError, Handler, ServerCall, ServerStack};
 pub use limits::{ServerLimits, DEFAULT_MAX_CONNECTIONS};
 pub use reply_cache::{ReplyCacheConfig, ReplyCacheStats};
 pub use service::{
