@@ -11,11 +11,13 @@ use std::time::Duration;
 use examples::calc::CalcClient;
 use rpc_core::{Client, RpcError};
 use rpc_transport_tcp::TcpChannel;
+use rpc_transport_udp::UdpChannel;
 
 /// A running `calc-server`, killed on drop.
 struct ServerProcess {
     child: Child,
     metrics: SocketAddr,
+    udp: SocketAddr,
     tcp: SocketAddr,
 }
 
@@ -32,7 +34,7 @@ fn start_server() -> ServerProcess {
             "--addr",
             "127.0.0.1:0",
             "--transport",
-            "tcp",
+            "both",
             "--metrics-addr",
             "127.0.0.1:0",
         ])
@@ -52,15 +54,17 @@ fn start_server() -> ServerProcess {
         .unwrap();
     line.clear();
     out.read_line(&mut line).unwrap();
-    let tcp = line
-        .strip_prefix("calc-server listening on tcp://")
+    // "calc-server listening on udp://A and tcp://B (Ctrl-C to stop)"
+    let (udp, tcp) = line
+        .strip_prefix("calc-server listening on udp://")
         .and_then(|l| l.strip_suffix(" (Ctrl-C to stop)\n"))
-        .unwrap_or_else(|| panic!("unexpected second line: {line:?}"))
-        .parse()
-        .unwrap();
+        .and_then(|l| l.split_once(" and tcp://"))
+        .unwrap_or_else(|| panic!("unexpected second line: {line:?}"));
+    let (udp, tcp) = (udp.parse().unwrap(), tcp.parse().unwrap());
     ServerProcess {
         child,
         metrics,
+        udp,
         tcp,
     }
 }
@@ -179,5 +183,32 @@ async fn prometheus_endpoint_shows_calls_latency_and_connections() {
         sample(&after, "rpc_server_connections_open", &[]),
         1.0,
         "{after}"
+    );
+
+    // The UDP transport's counters: published at most every 250 ms while the socket is
+    // busy, so one more call after a pause publishes everything before it.
+    let udp = CalcClient::from_client(Client::new(UdpChannel::new(server.udp)));
+    for _ in 0..4 {
+        assert_eq!(udp.add(1, 2).await.unwrap(), 3);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(udp.add(1, 2).await.unwrap(), 3);
+    let udp_seen = scrape(server.metrics);
+    let received = sample(&udp_seen, "rpc_udp_datagrams_received_total", &[]);
+    // The handshake and four calls, at least one datagram each, before the pause.
+    assert!(received >= 5.0, "{received} datagrams\n{udp_seen}");
+    assert_eq!(
+        sample(&udp_seen, "rpc_udp_checksum_failures_total", &[]),
+        0.0
+    );
+    assert_eq!(
+        sample(&udp_seen, "rpc_server_connections_open", &[]),
+        2.0,
+        "{udp_seen}"
+    );
+    assert_eq!(
+        sample(&udp_seen, "rpc_server_calls_total", &add_ok),
+        13.0,
+        "{udp_seen}"
     );
 }
