@@ -151,11 +151,12 @@ pub fn status_from_error(e: impl Into<BoxError>) -> Status {
     }
 }
 
+/// What an interceptor is: a check of the call's context and target.
+type Check = dyn Fn(&CallContext, CallTarget) -> Result<(), Status> + Send + Sync;
+
 /// A synchronous check before the handler (see [`super::ServerBuilder::intercept`]).
 #[derive(Clone)]
-pub(super) struct Interceptor(
-    pub(super) Arc<dyn Fn(&CallContext, CallTarget) -> Result<(), Status> + Send + Sync>,
-);
+pub(super) struct Interceptor(pub(super) Arc<Check>);
 
 impl std::fmt::Debug for Interceptor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
