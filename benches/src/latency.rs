@@ -116,6 +116,11 @@ pub struct Args {
     /// Do not print progress to stderr.
     #[arg(long)]
     pub silent: bool,
+    /// Install the Prometheus recorder (`metrics-exporter-prometheus`, no HTTP listener)
+    /// before measuring: what recording the runtime's metrics costs. Without it no
+    /// recorder is installed and every metric handle is a no-op.
+    #[arg(long)]
+    pub prometheus: bool,
     /// Measure nothing: print the table of, and plot, a report written by `--json`.
     #[arg(long, value_name = "JSON")]
     pub replot: Option<std::path::PathBuf>,

@@ -24,6 +24,7 @@ pub mod kv {
 }
 
 pub mod kv_service;
+pub mod metrics;
 pub mod server_limits;
 
 // The `.proto` services (rpc_codegen::proto, docs/PROTO.md). prost's message types

@@ -112,6 +112,12 @@ pub enum RpcError {
         "blocking call made from inside a tokio runtime could not be run on a thread of its own"
     )]
     BlockingInRuntime,
+    /// A client layer (see [`crate::client::ClientCall`]) failed the call with an error
+    /// of its own, neither an [`RpcError`] nor one of tower's that maps to one (a
+    /// timeout layer's elapsed deadline is [`RpcError::Timeout`], a load-shed layer's
+    /// refusal [`RpcError::Overloaded`]).
+    #[error("client layer failed the call: {0}")]
+    Layer(Arc<dyn std::error::Error + Send + Sync>),
 }
 
 impl RpcError {

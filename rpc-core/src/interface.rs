@@ -23,6 +23,15 @@ pub struct InterfaceInfo {
     pub default_semantics: Option<crate::frame::Semantics>,
 }
 
+/// The procedure a call is for (what server and client layers see).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallTarget {
+    /// The interface (name, id, version).
+    pub interface: &'static InterfaceInfo,
+    /// The procedure (name, number, flags).
+    pub procedure: &'static ProcedureInfo,
+}
+
 /// One procedure of an interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProcedureInfo {

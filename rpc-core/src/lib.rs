@@ -11,6 +11,7 @@
 //!   transports implement.
 //! * [`client`]: the call path (call ids, pending calls, deadlines, reconnects).
 //! * [`server`]: the dispatch loop and the worker pool.
+//! * [`metrics`]: what the runtime records through the `metrics` facade.
 //!
 //! # Example
 //!
@@ -65,6 +66,7 @@ pub mod error;
 pub mod frame;
 mod id;
 pub mod interface;
+pub mod metrics;
 pub mod naming;
 pub mod server;
 pub mod transport;
@@ -73,7 +75,7 @@ pub mod xdr;
 pub use client::{CallOptions, Client};
 pub use error::{RpcError, Status, TransportError, UnreachableCause};
 pub use frame::Semantics;
-pub use interface::{InterfaceInfo, ProcedureInfo};
+pub use interface::{CallTarget, InterfaceInfo, ProcedureInfo};
 pub use server::{CallContext, Server};
 
 /// Includes the Rust code that `rpc_codegen::Builder` generated from an IDL file in

@@ -42,6 +42,11 @@ fn main() -> std::io::Result<()> {
         println!("\nCDF plot: {}", args.svg.display());
         return Ok(());
     }
+    if args.prometheus {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .map_err(std::io::Error::other)?;
+    }
     let report: Report = run(&args)?;
     let plan = args.plan();
     println!(

@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run -p examples --bin calc-server -- --addr 127.0.0.1:7000                 # both
 //! cargo run -p examples --bin calc-server -- --addr 127.0.0.1:7000 --transport udp
+//! cargo run -p examples --bin calc-server -- --metrics-addr 127.0.0.1:9100  # + Prometheus
 //! ```
 
 use std::net::SocketAddr;
@@ -47,6 +48,10 @@ struct Args {
     /// Calls that may wait for a worker before the server answers `Overloaded`.
     #[arg(long, default_value_t = rpc_core::server::DEFAULT_QUEUE_DEPTH)]
     queue_depth: usize,
+    /// Serve Prometheus metrics over HTTP on this address (port 0: a free one; the
+    /// address is printed before the listening line).
+    #[arg(long)]
+    metrics_addr: Option<SocketAddr>,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -59,6 +64,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
     let args = Args::parse();
+    // First: the server registers its metric handles with the recorder installed then.
+    if let Some(addr) = args.metrics_addr {
+        let served = examples::metrics::serve_prometheus(addr)?;
+        println!("calc-server metrics on http://{served}/metrics");
+    }
     let builder = args
         .limits
         .apply(Server::builder())

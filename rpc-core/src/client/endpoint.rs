@@ -363,6 +363,7 @@ impl<C: Channel> Inner<C> {
         backoff.delay = self.config.reconnect_backoff_min;
         backoff.last_error = None;
         Counters::bump(&self.stats.connects);
+        crate::metrics::bump(crate::metrics::CLIENT_CONNECTS);
         tracing::debug!(
             remote = %ep.channel.remote(),
             serial = calls.serial,
@@ -385,6 +386,7 @@ impl<C: Channel> Inner<C> {
         e: TransportError,
     ) -> TransportError {
         Counters::bump(&self.stats.connect_failures);
+        crate::metrics::bump(crate::metrics::CLIENT_CONNECT_FAILURES);
         ep.connect_failures.fetch_add(1, Ordering::Relaxed);
         let delay = backoff.delay;
         backoff.next_attempt = Some(Instant::now() + crate::id::jitter(delay));

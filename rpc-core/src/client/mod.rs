@@ -32,6 +32,7 @@ mod connection;
 mod endpoint;
 mod handle;
 mod inflight;
+mod layer;
 mod options;
 mod state;
 mod stats;
@@ -46,6 +47,7 @@ use tracing::Instrument;
 
 pub use blocking::BlockingRuntime;
 pub use handle::{BlockingCallHandle, CallHandle};
+pub use layer::{error_from_layer, ClientCall, ClientStack, Direct};
 pub use options::{Balance, CallOptions, ClientConfig, RetryPolicy};
 pub use stats::{ClientStats, EndpointStats};
 
@@ -66,12 +68,15 @@ use stats::Counters;
 /// connections and the calls in flight).
 pub struct Client<C: Channel> {
     inner: Arc<Inner<C>>,
+    /// `Client::layer`s around the call (`None`: none set).
+    layers: Option<ClientStack>,
 }
 
 impl<C: Channel> Clone for Client<C> {
     fn clone(&self) -> Self {
         Client {
             inner: self.inner.clone(),
+            layers: self.layers.clone(),
         }
     }
 }
@@ -158,6 +163,7 @@ impl<C: Channel> Client<C> {
                 stats: Counters::default(),
                 config,
             }),
+            layers: None,
         }
     }
 
@@ -219,11 +225,8 @@ impl<C: Channel> Client<C> {
         }
     }
 
-    /// Makes one call: encodes the arguments with `encode`, waits for the answer, and
-    /// decodes a reply with `decode` (which must consume the whole payload).
-    ///
-    /// Generated stubs call this; it is public so hand-written stubs can too.
-    pub async fn call<T>(
+    /// [`Client::call`] without the client's layers.
+    async fn call_direct<T>(
         &self,
         interface: &'static InterfaceInfo,
         procedure: &'static ProcedureInfo,
@@ -496,6 +499,7 @@ impl<C: Channel> Client<C> {
                             tokio::time::sleep(after).await;
                         }
                         Counters::bump(&inner.stats.retries);
+                        crate::metrics::bump(crate::metrics::CLIENT_RETRIES);
                         continue 'call;
                     }
                     step => unreachable!("{step:?} after an attempt ended"),

@@ -13,11 +13,15 @@ use super::connections::ConnectionTable;
 use super::handle::ServerHandle;
 use super::hook::ServeHook;
 use super::interfaces::InterfaceTable;
+use super::layer::{self, BoxError, Interceptor, ServerCall, ServerStack, Wrap};
 use super::limits::ServerLimits;
 use super::reply_cache::{ReplyCache, ReplyCacheConfig};
 use super::state::{Phase, Shared};
 use super::stats::Counters;
+use super::CallContext;
 use super::{accept, ServerError, Service, DEFAULT_QUEUE_DEPTH, DEFAULT_WORKERS};
+use crate::error::Status;
+use crate::interface::CallTarget;
 use crate::transport::Listener;
 
 /// Configures and starts a server.
@@ -46,6 +50,8 @@ pub struct ServerBuilder {
     share_threshold: Option<usize>,
     services: Vec<Arc<dyn Service>>,
     hooks: Vec<Box<dyn ServeHook>>,
+    layers: Vec<Wrap>,
+    interceptors: Vec<Interceptor>,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -56,6 +62,8 @@ impl std::fmt::Debug for ServerBuilder {
             .field("limits", &self.limits)
             .field("run_inline", &self.run_inline)
             .field("hooks", &self.hooks.len())
+            .field("layers", &self.layers.len())
+            .field("interceptors", &self.interceptors.len())
             .field(
                 "services",
                 &self
@@ -79,6 +87,8 @@ impl Default for ServerBuilder {
             share_threshold: Some(crate::xdr::DEFAULT_SHARE_THRESHOLD),
             services: Vec::new(),
             hooks: Vec::new(),
+            layers: Vec::new(),
+            interceptors: Vec::new(),
         }
     }
 }
@@ -209,6 +219,55 @@ impl ServerBuilder {
         self
     }
 
+    /// Wraps every handler call in `layer`, a [`tower::Layer`] over a service from
+    /// [`ServerCall`] to the encoded reply (see [`ServerStack`]): tower's timeout,
+    /// concurrency-limit, rate-limit and load-shed layers work as they are. The first
+    /// layer added is the outermost. With any layer set, `[inline]` procedures run on
+    /// the worker pool through the layers too (see the `layer` module docs).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rpc_core::server::Server;
+    /// let builder = Server::builder()
+    ///     .layer(tower::timeout::TimeoutLayer::new(Duration::from_secs(1)))
+    ///     .layer(tower::limit::ConcurrencyLimitLayer::new(64));
+    /// # drop(builder);
+    /// ```
+    pub fn layer<L>(mut self, layer: L) -> Self
+    where
+        L: tower::Layer<ServerStack> + Send + 'static,
+        L::Service:
+            tower::Service<ServerCall, Response = bytes::Bytes> + Clone + Send + Sync + 'static,
+        <L::Service as tower::Service<ServerCall>>::Error: Into<BoxError>,
+        <L::Service as tower::Service<ServerCall>>::Future: Send + 'static,
+    {
+        self.layers.push(layer::wrap(layer));
+        self
+    }
+
+    /// Runs `check` before every call's handler, in the order added: it sees the
+    /// call's context and target, and a `Err(status)` answers the call with that status
+    /// instead of running it. Interceptors are synchronous and cheap: they run on the
+    /// inline path too, which stays inline and allocation-free.
+    ///
+    /// ```
+    /// use rpc_core::{server::Server, Status};
+    /// let builder = Server::builder().intercept(|ctx, target| {
+    ///     match ctx.peer_addr().ip().is_loopback() || target.procedure.name == "ping" {
+    ///         true => Ok(()),
+    ///         false => Err(Status::application(403, "loopback only")),
+    ///     }
+    /// });
+    /// # drop(builder);
+    /// ```
+    pub fn intercept(
+        mut self,
+        check: impl Fn(&CallContext, CallTarget) -> Result<(), Status> + Send + Sync + 'static,
+    ) -> Self {
+        self.interceptors.push(Interceptor(Arc::new(check)));
+        self
+    }
+
     /// Starts accepting on `listener`, with the accept loop, one dispatch loop per
     /// connection, and the calls' tasks spawned on the current tokio runtime.
     pub fn serve<L: Listener>(self, listener: L) -> Result<ServerHandle, ServerError> {
@@ -228,7 +287,9 @@ impl ServerBuilder {
             share_threshold: self.share_threshold,
             cache: self.reply_cache.map(|c| Mutex::new(ReplyCache::new(c))),
             controls: Mutex::new(HashMap::new()),
-            counters: Counters::default(),
+            counters: Counters::new(),
+            stack: layer::build(self.layers),
+            interceptors: self.interceptors.into_boxed_slice(),
         });
         let accept = runtime.spawn(
             accept::accept_loop(shared.clone(), listener)

@@ -19,11 +19,14 @@ use super::admission::Finish;
 use super::connection::{deliver, Delivery};
 use super::connections::{CallSlot, ConnState};
 use super::interfaces::Hosted;
+use super::layer::{self, intercept, ServerCall};
 use super::state::{CallKey, Shared};
 use super::stats::bump;
 use super::{lock, status_frame, CallContext, CallControl};
 use crate::error::Status;
 use crate::frame::{Frame, FrameHeader, FrameKind};
+use crate::interface::CallTarget;
+use crate::metrics::server_outcome;
 use crate::transport::FrameSender;
 use crate::xdr::XdrWriter;
 
@@ -44,6 +47,8 @@ pub(super) struct Job {
 /// What the handler part of a call needs (dropped before the reply is handed over).
 pub(super) struct Work {
     pub(super) hosted: Arc<Hosted>,
+    /// The procedure's index in `hosted` (`Hosted::find`).
+    pub(super) procedure: u32,
     /// Whether the reply cache tracks this call.
     pub(super) cached: bool,
     pub(super) control: Arc<CallControl>,
@@ -100,9 +105,13 @@ impl Shared {
         // However this call ends, it can no longer be cancelled.
         let _control = ForgetControl(self, key, job.control.clone());
         let span = &job.span;
+        let procedure = job.hosted.procedure(job.procedure);
         if let Some(budget) = header.deadline_budget() {
             if job.received + budget <= Instant::now() {
                 bump(&self.counters.deadline_expired);
+                procedure
+                    .metrics
+                    .count(server_outcome::<()>(&Err(Status::DeadlineExceeded)));
                 return self.refusal(
                     peer.ip(),
                     &header,
@@ -114,15 +123,31 @@ impl Shared {
         }
         if job.control.is_cancelled() {
             bump(&self.counters.cancelled_skipped);
+            procedure
+                .metrics
+                .count(server_outcome::<()>(&Err(Status::Cancelled)));
             return self.refusal(peer.ip(), &header, job.cached, span, Status::Cancelled);
         }
         // Timed only when someone listens: no clock reads otherwise.
         let started = (!span.is_disabled()).then(Instant::now);
         let ctx = CallContext::with_control(peer, header, job.received, job.control.clone());
+        let target = CallTarget {
+            interface: job.hosted.info,
+            procedure: procedure.info,
+        };
         let service = &job.hosted.service;
         let payload = job.payload;
         let result = match std::panic::catch_unwind(AssertUnwindSafe(|| {
-            service.call(header.procedure, ctx, payload)
+            if let Err(status) = intercept(&self.interceptors, &ctx, target) {
+                return Box::pin(std::future::ready(Err(status))) as crate::server::ServiceFuture;
+            }
+            match &self.stack {
+                None => service.call(header.procedure, ctx, payload),
+                Some(stack) => layer::call(
+                    stack,
+                    ServerCall::new(ctx, target, payload, service.clone()),
+                ),
+            }
         })) {
             Ok(fut) => AssertUnwindSafe(fut).catch_unwind().await,
             Err(panic) => Err(panic),
@@ -132,6 +157,9 @@ impl Shared {
             span.record("handler_us", started.elapsed().as_micros() as u64);
         }
         bump(&self.counters.calls_completed);
+        procedure
+            .metrics
+            .record(server_outcome(&result), job.received.elapsed());
         let result = result.map(|bytes| (bytes, Vec::new()));
         self.complete(peer.ip(), header, result, job.cached, span)
     }
@@ -144,6 +172,7 @@ impl Shared {
     pub(super) fn run_inline(
         &self,
         hosted: &Hosted,
+        procedure: u32,
         header: FrameHeader,
         args: &Bytes,
         cached: bool,
@@ -162,7 +191,13 @@ impl Shared {
         }
         let mut w = XdrWriter::from_buf(std::mem::take(reply_buf)).sharing(self.share_threshold);
         let service = &hosted.service;
+        let procedure = hosted.procedure(procedure);
+        let target = CallTarget {
+            interface: hosted.info,
+            procedure: procedure.info,
+        };
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            intercept(&self.interceptors, &ctx, target)?;
             service.call_inline(header.procedure, &ctx, args, &mut w)
         }));
         // A large opaque in the result (an argument echoed, a slice of a cached buffer)
@@ -178,6 +213,9 @@ impl Shared {
             span.record("handler_us", started.elapsed().as_micros() as u64);
         }
         bump(&self.counters.calls_completed);
+        procedure
+            .metrics
+            .record(server_outcome(&result), received.elapsed());
         self.complete(conn.peer.ip(), header, result, cached, span)
     }
 

@@ -184,13 +184,27 @@ impl Table {
 }
 
 /// The open connections, with the limits applied on accept.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct ConnectionTable {
     table: Mutex<Table>,
     /// Connections open (same as the table's size, readable without the lock).
     open: AtomicUsize,
     /// Woken when the last connection closes.
     all_closed: Notify,
+    /// `rpc_server_connections_open`, moved by this table's changes (so several servers
+    /// in one process add up).
+    gauge: metrics::Gauge,
+}
+
+impl Default for ConnectionTable {
+    fn default() -> Self {
+        ConnectionTable {
+            table: Mutex::default(),
+            open: AtomicUsize::new(0),
+            all_closed: Notify::new(),
+            gauge: metrics::gauge!(crate::metrics::SERVER_CONNECTIONS_OPEN),
+        }
+    }
 }
 
 impl ConnectionTable {
@@ -224,6 +238,8 @@ impl ConnectionTable {
         let was_evicted = evicted.is_some();
         if let Some(victim) = evicted {
             victim.begin_close();
+        } else {
+            self.gauge.increment(1.0);
         }
         t.next_id += 1;
         let conn = Arc::new(ConnState {
@@ -247,7 +263,9 @@ impl ConnectionTable {
     /// Forgets a connection that has closed (it may already be gone if it was evicted).
     pub(super) fn remove(&self, conn: &ConnState) {
         let mut t = lock(&self.table);
-        t.remove(conn.id);
+        if t.remove(conn.id).is_some() {
+            self.gauge.decrement(1.0);
+        }
         self.open.store(t.open.len(), Ordering::Release);
         if t.open.is_empty() {
             self.all_closed.notify_waiters();

@@ -20,6 +20,7 @@ use super::stats::bump;
 use super::{lock, status_frame, CallControl, PING_INTERFACE};
 use crate::error::Status;
 use crate::frame::{Frame, FrameHeader, FrameKind, Semantics};
+use crate::metrics::server_outcome;
 
 impl Shared {
     /// Handles one frame from `conn`. `Err` ends the connection.
@@ -82,18 +83,25 @@ impl Shared {
             }
         };
         span.record("interface", hosted.info.name);
-        let Some(placement) = hosted.placement(header.procedure) else {
+        let Some(index) = hosted.find(header.procedure) else {
             bump(&self.counters.unknown_procedure);
             let status = Status::UnknownProcedure {
                 procedure: header.procedure,
             };
             return self.answer(conn, sender, &header, &span, status).await;
         };
+        let procedure = hosted.procedure(index);
+        // Refusals from here on are counted under the procedure's outcomes.
+        let counted = |status: Status| {
+            procedure
+                .metrics
+                .count(server_outcome::<()>(&Err(status.clone())));
+            status
+        };
         if header.deadline_us == 0 {
             bump(&self.counters.deadline_expired);
-            return self
-                .answer(conn, sender, &header, &span, Status::DeadlineExceeded)
-                .await;
+            let status = counted(Status::DeadlineExceeded);
+            return self.answer(conn, sender, &header, &span, status).await;
         }
         let cached = self.cache.is_some() && header.semantics() != Semantics::AtLeastOnce;
         if let Some(cache) = self.cache.as_ref().filter(|_| cached) {
@@ -129,33 +137,33 @@ impl Shared {
                     return self.send_now(conn, sender, reply).await;
                 }
                 Lookup::Forgotten => {
-                    return self
-                        .answer(conn, sender, &header, &span, Status::ReplyEvicted)
-                        .await
+                    let status = counted(Status::ReplyEvicted);
+                    return self.answer(conn, sender, &header, &span, status).await;
                 }
                 Lookup::Mismatch => {
-                    let status = Status::BadArguments {
+                    let status = counted(Status::BadArguments {
                         message: format!(
                             "call id {} of this client was already used for a call with other arguments",
                             header.call_id
                         ),
-                    };
+                    });
                     return self.answer(conn, sender, &header, &span, status).await;
                 }
                 Lookup::Refused => {
                     bump(&self.counters.overloaded);
-                    return self
-                        .answer(conn, sender, &header, &span, Status::Overloaded)
-                        .await;
+                    let status = counted(Status::Overloaded);
+                    return self.answer(conn, sender, &header, &span, status).await;
                 }
             }
         }
-        if placement == Placement::Inline && self.run_inline {
+        // With layers set every call goes through them, on the worker pool.
+        if procedure.placement == Placement::Inline && self.run_inline && self.stack.is_none() {
             let reply = {
                 self.admission.enter_inline();
                 let _done = Finish(&self.admission);
                 self.run_inline(
                     hosted,
+                    index,
                     header,
                     &frame.payload,
                     cached,
@@ -172,7 +180,8 @@ impl Shared {
         }
         if !self.admission.try_admit() {
             bump(&self.counters.overloaded);
-            return match self.refusal(conn.peer.ip(), &header, cached, &span, Status::Overloaded) {
+            let status = counted(Status::Overloaded);
+            return match self.refusal(conn.peer.ip(), &header, cached, &span, status) {
                 Some(answer) => self.send_now(conn, sender, answer).await,
                 None => Ok(()),
             };
@@ -183,6 +192,7 @@ impl Shared {
         let job = Job {
             work: Work {
                 hosted: hosted.clone(),
+                procedure: index,
                 cached,
                 control,
                 header,

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use super::{ServerError, Service};
 use crate::error::Status;
-use crate::interface::InterfaceInfo;
+use crate::interface::{InterfaceInfo, ProcedureInfo};
+use crate::metrics::ProcedureMetrics;
 
 /// Procedure numbers up to this use a dense lookup table; above it, binary search.
 const DENSE_PROCEDURE_LIMIT: u32 = 4096;
@@ -20,14 +21,30 @@ pub(super) struct InterfaceTable {
 pub(super) struct Hosted {
     pub(super) info: &'static InterfaceInfo,
     pub(super) service: Arc<dyn Service>,
-    procedures: ProcedureTable,
+    /// Procedure number to an index into `procedures`.
+    table: ProcedureTable,
+    procedures: Box<[Procedure]>,
+}
+
+/// One hosted procedure: its description, where it runs, its metric handles.
+#[derive(Debug)]
+pub(super) struct Procedure {
+    pub(super) info: &'static ProcedureInfo,
+    pub(super) placement: Placement,
+    pub(super) metrics: ProcedureMetrics,
 }
 
 impl Hosted {
-    /// Where procedure `number` runs, if the interface has it.
+    /// Procedure `number`'s index, if the interface has it.
     #[inline]
-    pub(super) fn placement(&self, number: u32) -> Option<Placement> {
-        self.procedures.get(number)
+    pub(super) fn find(&self, number: u32) -> Option<u32> {
+        self.table.get(number)
+    }
+
+    /// The procedure at `index` (from [`Hosted::find`]).
+    #[inline]
+    pub(super) fn procedure(&self, index: u32) -> &Procedure {
+        &self.procedures[index as usize]
     }
 }
 
@@ -48,30 +65,28 @@ pub(super) enum Placement {
 
 #[derive(Debug)]
 enum ProcedureTable {
-    /// `table[n]` says whether procedure `n` exists and where it runs.
-    Dense(Box<[Option<Placement>]>),
-    /// Sorted procedure numbers (used when some number exceeds the dense limit).
-    Sparse(Box<[(u32, Placement)]>),
+    /// `table[n]` is procedure `n`'s index, if it exists.
+    Dense(Box<[Option<u32>]>),
+    /// Sorted procedure numbers with their indexes (used when some number exceeds the
+    /// dense limit).
+    Sparse(Box<[(u32, u32)]>),
 }
 
 impl ProcedureTable {
-    fn new(info: &InterfaceInfo, service: &dyn Service) -> Self {
-        let placement = |n: u32| match service.is_inline(n) {
-            true => Placement::Inline,
-            false => Placement::Pool,
-        };
+    fn new(info: &InterfaceInfo) -> Self {
         let max = info.procedures.iter().map(|p| p.number).max().unwrap_or(0);
         if max <= DENSE_PROCEDURE_LIMIT {
             let mut table = vec![None; max as usize + 1];
-            for p in info.procedures {
-                table[p.number as usize] = Some(placement(p.number));
+            for (i, p) in info.procedures.iter().enumerate() {
+                table[p.number as usize] = Some(i as u32);
             }
             ProcedureTable::Dense(table.into_boxed_slice())
         } else {
-            let mut numbers: Vec<(u32, Placement)> = info
+            let mut numbers: Vec<(u32, u32)> = info
                 .procedures
                 .iter()
-                .map(|p| (p.number, placement(p.number)))
+                .enumerate()
+                .map(|(i, p)| (p.number, i as u32))
                 .collect();
             numbers.sort_unstable_by_key(|&(n, _)| n);
             ProcedureTable::Sparse(numbers.into_boxed_slice())
@@ -79,7 +94,7 @@ impl ProcedureTable {
     }
 
     #[inline]
-    fn get(&self, number: u32) -> Option<Placement> {
+    fn get(&self, number: u32) -> Option<u32> {
         match self {
             ProcedureTable::Dense(t) => t.get(number as usize).copied().flatten(),
             ProcedureTable::Sparse(t) => t
@@ -96,9 +111,22 @@ impl InterfaceTable {
             .into_iter()
             .map(|service| {
                 let info = service.info();
+                let procedures = info
+                    .procedures
+                    .iter()
+                    .map(|p| Procedure {
+                        info: p,
+                        placement: match service.is_inline(p.number) {
+                            true => Placement::Inline,
+                            false => Placement::Pool,
+                        },
+                        metrics: ProcedureMetrics::server(info, p),
+                    })
+                    .collect();
                 Arc::new(Hosted {
                     info,
-                    procedures: ProcedureTable::new(info, &*service),
+                    table: ProcedureTable::new(info),
+                    procedures,
                     service,
                 })
             })

@@ -18,7 +18,8 @@
 //! queue), `call` (running a call and answering it), `interfaces` (the interface
 //! table), [`reply_cache`] (exactly-once), `handle` (shutdown), [`limits`] (every bound,
 //! its default and its counter), `stats`, and `hook` (things started beside the
-//! server, such as a name-registry registration).
+//! server, such as a name-registry registration), and `layer` (tower middleware and
+//! interceptors around the handler call).
 //!
 //! The pool is a set of `workers` slots (a semaphore), and each admitted call is a task
 //! that waits in FIFO order for a slot: at most `workers` handlers run at once and at
@@ -47,6 +48,7 @@ mod dispatch;
 mod handle;
 mod hook;
 mod interfaces;
+mod layer;
 pub mod limits;
 pub mod reply_cache;
 mod service;
@@ -55,10 +57,12 @@ mod stats;
 
 use thiserror::Error;
 
+pub use crate::interface::CallTarget;
 pub use builder::ServerBuilder;
 pub use context::{CallContext, CallControl};
 pub use handle::ServerHandle;
 pub use hook::{HookFuture, RunningHook, ServeHook};
+pub use layer::{status_from_error, BoxError, Handler, ServerCall, ServerStack};
 pub use limits::{ServerLimits, DEFAULT_MAX_CONNECTIONS};
 pub use reply_cache::{ReplyCacheConfig, ReplyCacheStats};
 pub use service::{

@@ -223,6 +223,34 @@ struct ClientState {
 /// Whose entries: the peer address the client's calls come from, and its client id.
 pub type ClientKey = (IpAddr, u64);
 
+/// The reply cache's counters as `metrics` handles (`rpc_server_reply_cache_<name>_total`),
+/// registered when the cache is made.
+struct CacheMetrics {
+    dedup_hits: metrics::Counter,
+    evicted_early: metrics::Counter,
+    released: metrics::Counter,
+    refused_forgotten: metrics::Counter,
+    clients_expired: metrics::Counter,
+    clients_refused: metrics::Counter,
+    waiters_dropped: metrics::Counter,
+    mismatched: metrics::Counter,
+}
+
+impl CacheMetrics {
+    fn new() -> Self {
+        CacheMetrics {
+            dedup_hits: metrics::counter!("rpc_server_reply_cache_dedup_hits_total"),
+            evicted_early: metrics::counter!("rpc_server_reply_cache_evicted_early_total"),
+            released: metrics::counter!("rpc_server_reply_cache_released_total"),
+            refused_forgotten: metrics::counter!("rpc_server_reply_cache_refused_forgotten_total"),
+            clients_expired: metrics::counter!("rpc_server_reply_cache_clients_expired_total"),
+            clients_refused: metrics::counter!("rpc_server_reply_cache_clients_refused_total"),
+            waiters_dropped: metrics::counter!("rpc_server_reply_cache_waiters_dropped_total"),
+            mismatched: metrics::counter!("rpc_server_reply_cache_mismatched_total"),
+        }
+    }
+}
+
 /// The reply cache. Not synchronised: the server wraps it in a mutex.
 pub struct ReplyCache {
     cfg: ReplyCacheConfig,
@@ -239,6 +267,7 @@ pub struct ReplyCache {
     done_bytes: usize,
     running: usize,
     stats: ReplyCacheStats,
+    metrics: CacheMetrics,
 }
 
 impl std::fmt::Debug for ReplyCache {
@@ -263,6 +292,7 @@ impl ReplyCache {
             done_bytes: 0,
             running: 0,
             stats: ReplyCacheStats::default(),
+            metrics: CacheMetrics::new(),
         }
     }
 
@@ -292,6 +322,7 @@ impl ReplyCache {
         let key = (peer, call.client_id);
         if !self.clients.contains_key(&key) && !self.admit_client(peer, now) {
             self.stats.clients_refused += 1;
+            self.metrics.clients_refused.increment(1);
             return Lookup::Refused;
         }
         let client = self.clients.entry(key).or_default();
@@ -312,6 +343,7 @@ impl ReplyCache {
                         self.done_entries -= 1;
                         self.done_bytes -= bytes;
                         self.stats.released += 1;
+                        self.metrics.released.increment(1);
                     }
                     // A call still running below the mark: the client gave up on it.
                     // Its execution finishes and its reply is dropped.
@@ -322,10 +354,12 @@ impl ReplyCache {
         match client.calls.get_mut(&call.call_id) {
             Some(entry) if entry.fingerprint() != fingerprint => {
                 self.stats.mismatched += 1;
+                self.metrics.mismatched.increment(1);
                 Lookup::Mismatch
             }
             None if call.call_id < client.floor => {
                 self.stats.refused_forgotten += 1;
+                self.metrics.refused_forgotten.increment(1);
                 Lookup::Forgotten
             }
             None => {
@@ -342,9 +376,11 @@ impl ReplyCache {
             Some(Entry::Running { waiters, .. }) => {
                 if waiters.len() >= self.cfg.max_waiters {
                     self.stats.waiters_dropped += 1;
+                    self.metrics.waiters_dropped.increment(1);
                     return Lookup::Dropped;
                 }
                 self.stats.dedup_hits += 1;
+                self.metrics.dedup_hits.increment(1);
                 waiters.push(Waiter {
                     call: *call,
                     reply_to: reply_to.clone(),
@@ -353,6 +389,7 @@ impl ReplyCache {
             }
             Some(Entry::Done { reply, .. }) => {
                 self.stats.dedup_hits += 1;
+                self.metrics.dedup_hits.increment(1);
                 let mut again = reply.clone();
                 again.header.call_id = call.call_id;
                 Lookup::Cached(again)
@@ -486,6 +523,7 @@ impl ReplyCache {
             self.done_entries -= 1;
             self.done_bytes -= bytes;
             self.stats.evicted_early += 1;
+            self.metrics.evicted_early.increment(1);
         }
         // Its duplicates must now be refused, not run again.
         // (Saturating: the call id is the peer's to choose, u64::MAX included.)
@@ -525,6 +563,7 @@ impl ReplyCache {
                 .filter(|e| matches!(e, Entry::Running { .. }))
                 .count();
             self.stats.clients_expired += 1;
+            self.metrics.clients_expired.increment(1);
         }
     }
 

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use super::admission::Admission;
 use super::connections::ConnectionTable;
 use super::interfaces::InterfaceTable;
+use super::layer::{Interceptor, ServerStack};
 use super::limits::ServerLimits;
 use super::reply_cache::ReplyCache;
 use super::stats::{Counters, ServerStats};
@@ -62,6 +63,10 @@ pub(super) struct Shared {
     /// Calls admitted and not finished, for cancellation.
     pub(super) controls: Mutex<HashMap<CallKey, Arc<CallControl>>>,
     pub(super) counters: Counters,
+    /// `ServerBuilder::layer`s around the handler (`None`: none set).
+    pub(super) stack: Option<ServerStack>,
+    /// `ServerBuilder::intercept`.
+    pub(super) interceptors: Box<[Interceptor]>,
 }
 
 impl Shared {

@@ -75,72 +75,81 @@ pub struct ServerStats {
     pub queued_reply_bytes: u64,
 }
 
-/// The live counters behind [`ServerStats`].
-#[derive(Debug, Default)]
-pub(super) struct Counters {
-    pub(super) connections_accepted: AtomicU64,
-    pub(super) connections_rejected: AtomicU64,
-    pub(super) connections_rejected_per_ip: AtomicU64,
-    pub(super) connections_evicted: AtomicU64,
-    pub(super) calls_received: AtomicU64,
-    pub(super) calls_completed: AtomicU64,
-    pub(super) calls_inline: AtomicU64,
-    pub(super) overloaded: AtomicU64,
-    pub(super) unknown_interface: AtomicU64,
-    pub(super) version_mismatch: AtomicU64,
-    pub(super) unknown_procedure: AtomicU64,
-    pub(super) bad_arguments: AtomicU64,
-    pub(super) deadline_expired: AtomicU64,
-    pub(super) refused_shutting_down: AtomicU64,
-    pub(super) handler_panics: AtomicU64,
-    pub(super) bad_frames: AtomicU64,
-    pub(super) slow_frames: AtomicU64,
-    pub(super) replies_dropped: AtomicU64,
-    pub(super) idle_closed: AtomicU64,
-    pub(super) connection_errors: AtomicU64,
-    pub(super) reads_paused: AtomicU64,
-    pub(super) write_timeouts: AtomicU64,
-    pub(super) shutdown_aborted: AtomicU64,
-    pub(super) cancelled_skipped: AtomicU64,
-    pub(super) cancels_received: AtomicU64,
+/// One counter, kept twice: an atomic read by [`ServerStats`] snapshots, and a handle
+/// of the `metrics` facade (`rpc_server_<name>_total`, registered once when the server
+/// starts; a no-op when no recorder is installed).
+#[derive(Debug)]
+pub(super) struct Count {
+    local: AtomicU64,
+    metric: metrics::Counter,
 }
 
-/// Adds one to a counter.
-pub(super) fn bump(c: &AtomicU64) {
-    c.fetch_add(1, Ordering::Relaxed);
-}
-
-impl Counters {
-    /// The counters' part of a snapshot; the caller fills in the gauges.
-    pub(super) fn snapshot(&self) -> ServerStats {
-        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        ServerStats {
-            connections_accepted: l(&self.connections_accepted),
-            connections_rejected: l(&self.connections_rejected),
-            connections_rejected_per_ip: l(&self.connections_rejected_per_ip),
-            connections_evicted: l(&self.connections_evicted),
-            calls_received: l(&self.calls_received),
-            calls_completed: l(&self.calls_completed),
-            calls_inline: l(&self.calls_inline),
-            overloaded: l(&self.overloaded),
-            unknown_interface: l(&self.unknown_interface),
-            version_mismatch: l(&self.version_mismatch),
-            unknown_procedure: l(&self.unknown_procedure),
-            bad_arguments: l(&self.bad_arguments),
-            deadline_expired: l(&self.deadline_expired),
-            refused_shutting_down: l(&self.refused_shutting_down),
-            handler_panics: l(&self.handler_panics),
-            bad_frames: l(&self.bad_frames),
-            slow_frames: l(&self.slow_frames),
-            replies_dropped: l(&self.replies_dropped),
-            idle_closed: l(&self.idle_closed),
-            connection_errors: l(&self.connection_errors),
-            reads_paused: l(&self.reads_paused),
-            write_timeouts: l(&self.write_timeouts),
-            shutdown_aborted: l(&self.shutdown_aborted),
-            cancelled_skipped: l(&self.cancelled_skipped),
-            cancels_received: l(&self.cancels_received),
-            ..ServerStats::default()
+impl Count {
+    fn new(name: &'static str) -> Self {
+        Count {
+            local: AtomicU64::new(0),
+            metric: metrics::counter!(name),
         }
     }
+}
+
+macro_rules! counters {
+    ($($field:ident),* $(,)?) => {
+        /// The live counters behind [`ServerStats`].
+        #[derive(Debug)]
+        pub(super) struct Counters {
+            $(pub(super) $field: Count,)*
+        }
+
+        impl Counters {
+            /// Registers every counter's metric with the installed recorder.
+            pub(super) fn new() -> Self {
+                Counters {
+                    $($field: Count::new(concat!("rpc_server_", stringify!($field), "_total")),)*
+                }
+            }
+
+            /// The counters' part of a snapshot; the caller fills in the gauges.
+            pub(super) fn snapshot(&self) -> ServerStats {
+                ServerStats {
+                    $($field: self.$field.local.load(Ordering::Relaxed),)*
+                    ..ServerStats::default()
+                }
+            }
+        }
+    };
+}
+
+counters!(
+    connections_accepted,
+    connections_rejected,
+    connections_rejected_per_ip,
+    connections_evicted,
+    calls_received,
+    calls_completed,
+    calls_inline,
+    overloaded,
+    unknown_interface,
+    version_mismatch,
+    unknown_procedure,
+    bad_arguments,
+    deadline_expired,
+    refused_shutting_down,
+    handler_panics,
+    bad_frames,
+    slow_frames,
+    replies_dropped,
+    idle_closed,
+    connection_errors,
+    reads_paused,
+    write_timeouts,
+    shutdown_aborted,
+    cancelled_skipped,
+    cancels_received,
+);
+
+/// Adds one to a counter.
+pub(super) fn bump(c: &Count) {
+    c.local.fetch_add(1, Ordering::Relaxed);
+    c.metric.increment(1);
 }

@@ -26,6 +26,7 @@ mod channel;
 mod config;
 mod conn;
 mod listener;
+mod metrics;
 mod stats;
 
 use std::collections::VecDeque;
@@ -122,6 +123,8 @@ struct State {
     /// [`UdpConfig::busy_poll`].
     busy_poll: Option<Duration>,
     counters: DriverCounters,
+    /// The counters' metric handles.
+    published: metrics::Published,
 }
 
 impl Shared {
@@ -150,6 +153,7 @@ impl Shared {
             recv_batch: config.recv_batch.max(1),
             busy_poll: config.busy_poll,
             counters: DriverCounters::default(),
+            published: metrics::Published::new(),
         };
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
@@ -168,7 +172,12 @@ impl Shared {
 
     /// Runs [`State::process`] and does what it asks once the lock is released.
     fn process_and_release(self: &Arc<Self>, mut st: MutexGuard<'_, State>) {
-        let notify = st.process(self, Instant::now());
+        let now = Instant::now();
+        let notify = st.process(self, now);
+        if st.published.due(now) {
+            let counters = st.counters_snapshot();
+            st.published.publish(&counters);
+        }
         let wake = std::mem::take(&mut st.wake);
         drop(st);
         self.after_unlock(notify, wake);
@@ -202,7 +211,9 @@ impl Drop for Shared {
     fn drop(&mut self) {
         // The counters of a socket that is gone still count in its handle's totals.
         let st = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
-        self.registry.retire(&st.counters_snapshot());
+        let counters = st.counters_snapshot();
+        st.published.publish(&counters);
+        self.registry.retire(&counters);
     }
 }
 
