@@ -109,6 +109,10 @@ pub(crate) enum Step {
     Return(Result<(), RpcError>),
 }
 
+/// How close to its deadline a call must be for a server's `DeadlineExceeded` to mean
+/// the call's own deadline (a margin for the microsecond rounding of the budget sent).
+const DEADLINE_SLACK: Duration = Duration::from_millis(1);
+
 /// What `next` needs besides the state and the outcome.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Context<'a> {
@@ -347,8 +351,14 @@ pub(crate) fn next(state: CallState, outcome: Outcome, cx: &Context<'_>) -> (Cal
                 retry_or(state, cx, Phase::Fresh, avoid, err)
             }
             // The server saw the call's deadline pass before running it: the same
-            // situation as the client seeing it, the same error.
-            RpcError::DeadlineExceeded => done(state, Err(RpcError::Timeout)),
+            // situation as the client seeing it, the same error. (The server's budget
+            // starts when the call arrives, so by the time its answer is back the
+            // client's deadline has passed too.) With time left, the limit was the
+            // server's own (a timeout layer shorter than the call's deadline): the
+            // server's status stands.
+            RpcError::DeadlineExceeded if cx.time_left <= DEADLINE_SLACK => {
+                done(state, Err(RpcError::Timeout))
+            }
             err => done(state, Err(err)),
         },
     }
@@ -460,6 +470,7 @@ mod tests {
             RpcError::ShuttingDown => "ShuttingDown",
             RpcError::UnknownProcedure { .. } => "UnknownProcedure",
             RpcError::Application { .. } => "Application",
+            RpcError::DeadlineExceeded => "DeadlineExceeded",
             other => panic!("unexpected error in the table: {other:?}"),
         }
     }
@@ -489,7 +500,8 @@ mod tests {
             (_, Outcome::Status(RpcError::Overloaded | RpcError::ShuttingDown)) => {
                 Want::Retry(Phase::Fresh)
             }
-            (_, Outcome::Status(RpcError::DeadlineExceeded)) => Want::Err("Timeout"),
+            // The table's calls have time left: a server-side limit.
+            (_, Outcome::Status(RpcError::DeadlineExceeded)) => Want::Err("DeadlineExceeded"),
             (_, Outcome::Status(RpcError::UnknownProcedure { .. })) => {
                 Want::Err("UnknownProcedure")
             }
@@ -683,17 +695,32 @@ mod tests {
         let p = policy();
         for s in ALL {
             for state in [fresh(&p), in_doubt(&p)] {
-                for o in outcomes() {
-                    let (_, step) = next(state, o.clone(), &cx(s, &p));
-                    let deadline = matches!(
-                        o,
-                        Outcome::DeadlinePassed | Outcome::Status(RpcError::DeadlineExceeded)
-                    );
-                    assert_eq!(
-                        matches!(step, Step::Return(Err(RpcError::Timeout))),
-                        deadline,
-                        "{s:?} {o:?}"
-                    );
+                for time_left in [Duration::ZERO, Duration::from_secs(30)] {
+                    let cx = Context {
+                        time_left,
+                        ..cx(s, &p)
+                    };
+                    for o in outcomes() {
+                        let (_, step) = next(state, o.clone(), &cx);
+                        let deadline = match o {
+                            Outcome::DeadlinePassed => true,
+                            // The server's status means the call's deadline only when
+                            // the client's has passed too; otherwise it stands.
+                            Outcome::Status(RpcError::DeadlineExceeded) => time_left.is_zero(),
+                            _ => false,
+                        };
+                        assert_eq!(
+                            matches!(step, Step::Return(Err(RpcError::Timeout))),
+                            deadline,
+                            "{s:?} {o:?} {time_left:?}"
+                        );
+                        if !deadline && matches!(o, Outcome::Status(RpcError::DeadlineExceeded)) {
+                            assert!(matches!(
+                                step,
+                                Step::Return(Err(RpcError::DeadlineExceeded))
+                            ));
+                        }
+                    }
                 }
             }
         }
