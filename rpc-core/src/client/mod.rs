@@ -5,7 +5,7 @@
 //!
 //! | module | what it holds |
 //! |---|---|
-//! | `state` | the semantics: [`CallState`](state::CallState) and the pure transition function `next` that decides every retry and every error |
+//! | `state` | the semantics: `CallState` and the pure transition function `next` that decides every retry and every error |
 //! | `inflight` | call ids and the low-water mark, each connection's table of waiting calls, a call's inbox |
 //! | `connection` | the reply reader, and a call's registrations (cancel on drop) |
 //! | `endpoint` | one endpoint: connecting with its own reconnect backoff, the incarnation probe, health |
