@@ -19,8 +19,10 @@ use support::{bounded, eventually, CounterClient, CounterServer, CounterState};
 const LIMIT: Duration = Duration::from_secs(20);
 
 /// The bound asserted for a dead server's error. The target on loopback is under 50 ms
-/// (a refused connect takes well under a millisecond); the assertion is generous so a
-/// loaded test machine does not make it flaky.
+/// (a refused connect takes well under a millisecond over both transports); the
+/// assertion is generous so a loaded test machine does not make it flaky. That UDP sees
+/// the refusal on the first Init's ICMP error, without waiting for a retransmission, is
+/// pinned by counting datagrams in rpc-transport-udp's driver tests.
 const DEAD_SERVER_BOUND: Duration = Duration::from_millis(500);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -345,6 +345,36 @@ async fn connecting_to_a_closed_port_fails() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_port_is_refused_on_its_first_icmp_error_without_a_retransmit() {
+    // Default settings. The kernel turns the ICMP port unreachable answering the first
+    // Init into a pending socket error: the driver must see it then, not when the
+    // retransmitted Init fails to send one retransmission timeout later.
+    let addr = UdpSocket::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let channel = UdpChannel::new(addr);
+    let err = bounded("connect fails", channel.connect())
+        .await
+        .unwrap_err();
+    match &err {
+        TransportError::Connect { source, .. } => {
+            assert_eq!(
+                source.kind(),
+                std::io::ErrorKind::ConnectionRefused,
+                "{source}"
+            );
+        }
+        other => panic!("expected a connect error, got {other}"),
+    }
+    let stats = channel.stats_handle().snapshot();
+    assert_eq!(stats.datagrams_sent, 1, "{stats:?}");
+    assert_eq!(stats.retransmits, 0, "{stats:?}");
+    assert_eq!(stats.rto_timeouts, 0, "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connecting_to_a_silent_peer_times_out() {
     // A socket that receives and never answers: only the timeouts end the handshake.
     let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();

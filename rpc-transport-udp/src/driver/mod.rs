@@ -40,6 +40,7 @@ use bytes::Bytes;
 use rpc_core::transport::{Connection, FrameSender};
 use rpc_core::TransportError;
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tracing::{debug, trace, Instrument};
@@ -682,6 +683,30 @@ fn receive_now(
     received
 }
 
+/// Takes the socket's pending error (`SO_ERROR`). On a connected socket a refusal
+/// (ICMP port unreachable) fails the socket's connections at once, as a refused `recv`
+/// does; when no error is pending the stale error readiness is cleared.
+fn take_socket_error(shared: &Arc<Shared>) {
+    match shared.socket.take_error() {
+        Ok(Some(e)) => {
+            let mut st = shared.lock();
+            if e.kind() == io::ErrorKind::ConnectionRefused {
+                st.refused |= st.peer.is_some();
+            } else {
+                st.counters.recv_errors += 1;
+                debug!(error = %e, "socket error");
+            }
+            shared.process_and_release(st);
+        }
+        Ok(None) => {
+            let _ = shared.socket.try_io(Interest::ERROR, || {
+                Err::<(), _>(io::ErrorKind::WouldBlock.into())
+            });
+        }
+        Err(e) => debug!(error = %e, "reading the socket's pending error failed"),
+    }
+}
+
 /// Spawns the driver task of a socket on the current tokio runtime.
 fn spawn_driver(shared: Arc<Shared>) {
     // Its own root span: the driver outlives the call that opened the socket.
@@ -690,7 +715,7 @@ fn spawn_driver(shared: Arc<Shared>) {
 }
 
 enum Wake {
-    Readable(io::Result<()>),
+    Ready(io::Result<tokio::io::Ready>),
     Timer,
     Notified,
     Writable,
@@ -743,7 +768,9 @@ async fn drive(shared: Arc<Shared>) {
         }
         let wake = tokio::select! {
             biased;
-            r = shared.socket.readable() => Wake::Readable(r),
+            // Error readiness too: an ICMP port unreachable on a connected socket shows
+            // only as a pending socket error, which a wait for readability never sees.
+            r = shared.socket.ready(Interest::READABLE | Interest::ERROR) => Wake::Ready(r),
             () = &mut sleep, if deadline.is_some() => Wake::Timer,
             () = shared.notify.notified() => Wake::Notified,
             r = shared.socket.writable(), if pending_out => {
@@ -754,10 +781,15 @@ async fn drive(shared: Arc<Shared>) {
             }
         };
         match wake {
-            Wake::Readable(Ok(())) => {
-                receive_now(&shared, &mut rx_buf, &mut batch, recv_batch);
+            Wake::Ready(Ok(ready)) => {
+                if ready.is_error() {
+                    take_socket_error(&shared);
+                }
+                if ready.is_readable() {
+                    receive_now(&shared, &mut rx_buf, &mut batch, recv_batch);
+                }
             }
-            Wake::Readable(Err(e)) => {
+            Wake::Ready(Err(e)) => {
                 debug!(error = %e, "waiting for readability failed");
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
