@@ -26,4 +26,14 @@ fn demo_runs_to_completion() {
     assert!(out.contains("every call behaved as expected"), "{out}");
     assert!(out.contains("add(2, 3)"), "{out}");
     assert!(out.contains("server stopped"), "{out}");
+    // The guarded server refuses the anonymous call and the wrong token, then serves.
+    assert!(
+        out.contains("add(1, 2) without credentials") && out.contains("unauthenticated:"),
+        "{out}"
+    );
+    assert!(out.contains("permission denied:"), "{out}");
+    assert!(
+        out.contains("refused before their arguments were decoded: 2"),
+        "{out}"
+    );
 }

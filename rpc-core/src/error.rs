@@ -105,6 +105,20 @@ pub enum RpcError {
     /// client acknowledged): it was refused, not executed again.
     #[error("the server no longer holds this call's reply; the duplicate was refused")]
     ReplyEvicted,
+    /// The server's authorizer refused the call: this caller may not make it. It was not
+    /// executed.
+    #[error("permission denied: {message}")]
+    PermissionDenied {
+        /// The server's reason.
+        message: String,
+    },
+    /// The server's authorizer refused the call for want of valid credentials (see
+    /// [`crate::client::ClientConfig::credentials`]). It was not executed.
+    #[error("unauthenticated: {message}")]
+    Unauthenticated {
+        /// The server's reason.
+        message: String,
+    },
     /// A blocking call was made from inside a tokio runtime and the thread it needs
     /// there (driving a runtime from inside another panics) could not be started, or
     /// ended abnormally; see [`crate::client::BlockingRuntime::call`].
@@ -136,6 +150,8 @@ impl RpcError {
                 | RpcError::DeadlineExceeded
                 | RpcError::ShuttingDown
                 | RpcError::ProtocolVersion { .. }
+                | RpcError::PermissionDenied { .. }
+                | RpcError::Unauthenticated { .. }
         )
     }
 
@@ -232,9 +248,37 @@ pub enum Status {
     /// acknowledged by its client); refused rather than executed again.
     #[error("reply evicted; duplicate refused")]
     ReplyEvicted,
+    /// Code 14: the caller is known (or anonymous) and may not make this call; refused
+    /// by the server's authorizer before the arguments were decoded.
+    #[error("permission denied: {message}")]
+    PermissionDenied {
+        /// Why (safe to show the caller).
+        message: String,
+    },
+    /// Code 15: the call carries no credentials, or credentials the server could not
+    /// verify; refused by the server's authorizer before the arguments were decoded.
+    #[error("unauthenticated: {message}")]
+    Unauthenticated {
+        /// Why (safe to show the caller).
+        message: String,
+    },
 }
 
 impl Status {
+    /// A [`Status::PermissionDenied`] with a message.
+    pub fn permission_denied(message: impl Into<String>) -> Self {
+        Status::PermissionDenied {
+            message: message.into(),
+        }
+    }
+
+    /// A [`Status::Unauthenticated`] with a message.
+    pub fn unauthenticated(message: impl Into<String>) -> Self {
+        Status::Unauthenticated {
+            message: message.into(),
+        }
+    }
+
     /// An application error with a code and a message.
     pub fn application(code: i32, message: impl Into<String>) -> Self {
         Status::Application {
@@ -260,6 +304,8 @@ impl Status {
             Status::Internal { .. } => "Internal",
             Status::ProtocolVersion { .. } => "ProtocolVersion",
             Status::ReplyEvicted => "ReplyEvicted",
+            Status::PermissionDenied { .. } => "PermissionDenied",
+            Status::Unauthenticated { .. } => "Unauthenticated",
         }
     }
 
@@ -279,6 +325,8 @@ impl Status {
             Status::Internal { .. } => 11,
             Status::ProtocolVersion { .. } => 12,
             Status::ReplyEvicted => 13,
+            Status::PermissionDenied { .. } => 14,
+            Status::Unauthenticated { .. } => 15,
         }
     }
 }
@@ -307,7 +355,10 @@ impl XdrEncode for Status {
                 w.put_u32(*high);
             }
             Status::UnknownProcedure { procedure } => w.put_u32(*procedure),
-            Status::BadArguments { message } | Status::Internal { message } => {
+            Status::BadArguments { message }
+            | Status::Internal { message }
+            | Status::PermissionDenied { message }
+            | Status::Unauthenticated { message } => {
                 w.put_string(truncated(message), MAX_STATUS_MESSAGE)?
             }
             Status::Application { code, message } => {
@@ -357,6 +408,12 @@ impl XdrDecode for Status {
                 high: r.get_u32()?,
             },
             13 => Status::ReplyEvicted,
+            14 => Status::PermissionDenied {
+                message: r.get_string(MAX_STATUS_MESSAGE)?,
+            },
+            15 => Status::Unauthenticated {
+                message: r.get_string(MAX_STATUS_MESSAGE)?,
+            },
             other => {
                 return Err(XdrError::InvalidDiscriminant {
                     name: "Status",
@@ -383,6 +440,8 @@ impl From<Status> for RpcError {
             Status::Internal { message } => RpcError::Internal { message },
             Status::ProtocolVersion { low, high } => RpcError::ProtocolVersion { low, high },
             Status::ReplyEvicted => RpcError::ReplyEvicted,
+            Status::PermissionDenied { message } => RpcError::PermissionDenied { message },
+            Status::Unauthenticated { message } => RpcError::Unauthenticated { message },
         }
     }
 }

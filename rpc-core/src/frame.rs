@@ -123,8 +123,25 @@ pub mod flags {
     pub const ONEWAY: u16 = 0b0000_0100;
     /// Bit 3: this call frame is a retransmission of an earlier one (same call id).
     pub const RETRY: u16 = 0b0000_1000;
+    /// Bit 4 (Call frames only): the payload starts with the caller's credentials, an
+    /// XDR `opaque<MAX_CREDENTIALS>`, before the arguments (see [`super::split_credentials`]).
+    pub const CREDENTIALS: u16 = 0b0001_0000;
     /// Bits that must be zero in this protocol version.
-    pub const RESERVED: u16 = !(SEMANTICS_MASK | ONEWAY | RETRY);
+    pub const RESERVED: u16 = !(SEMANTICS_MASK | ONEWAY | RETRY | CREDENTIALS);
+}
+
+/// Longest credentials block a Call may carry ([`flags::CREDENTIALS`]), in bytes.
+pub const MAX_CREDENTIALS: u32 = 4096;
+
+/// Splits a Call payload that carries [`flags::CREDENTIALS`] into the credentials and
+/// the arguments, both slices of `payload` (nothing is copied). Fails if the payload
+/// does not start with a well-formed XDR `opaque<MAX_CREDENTIALS>` (length, bytes,
+/// zero padding).
+pub fn split_credentials(payload: &Bytes) -> Result<(Bytes, Bytes), crate::xdr::XdrError> {
+    let mut r = crate::xdr::XdrReader::new(payload);
+    let credentials = r.get_opaque(MAX_CREDENTIALS)?;
+    let consumed = payload.len() - r.remaining();
+    Ok((credentials, payload.slice(consumed..)))
 }
 
 /// A decoded frame header.
@@ -269,7 +286,10 @@ impl FrameHeader {
         }
         let kind = FrameKind::from_u8(b[5]).ok_or(FrameError::UnknownKind(b[5]))?;
         let flags = u16::from_be_bytes([b[6], b[7]]);
-        if flags & flags::RESERVED != 0 || Semantics::from_bits(flags).is_none() {
+        if flags & flags::RESERVED != 0
+            || Semantics::from_bits(flags).is_none()
+            || (flags & flags::CREDENTIALS != 0 && kind != FrameKind::Call)
+        {
             return Err(FrameError::InvalidFlags(flags));
         }
         let payload_len = u32_at(48);

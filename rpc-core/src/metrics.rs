@@ -48,7 +48,7 @@ pub const CLIENT_UNMATCHED_REPLIES: &str = "rpc_client_unmatched_replies_total";
 pub const CLIENT_PROCEDURE_CACHE_LIMIT: usize = 4096;
 
 /// A server call's outcome label: `ok` (index 0) or a status by its wire code.
-const SERVER_OUTCOMES: [&str; 14] = [
+const SERVER_OUTCOMES: [&str; 16] = [
     "ok",
     "UnknownInterface",
     "VersionMismatch",
@@ -63,6 +63,8 @@ const SERVER_OUTCOMES: [&str; 14] = [
     "Internal",
     "ProtocolVersion",
     "ReplyEvicted",
+    "PermissionDenied",
+    "Unauthenticated",
 ];
 
 /// Where a result's outcome counter sits in a [`ProcedureMetrics`] table.
@@ -100,11 +102,13 @@ fn client_outcome<T>(result: &Result<T, RpcError>) -> usize {
         RpcError::ReplyEvicted => 20,
         RpcError::BlockingInRuntime => 21,
         RpcError::Layer(_) => 22,
+        RpcError::PermissionDenied { .. } => 23,
+        RpcError::Unauthenticated { .. } => 24,
     }
 }
 
 /// The outcome labels a client records, indexed by `client_outcome`.
-const CLIENT_OUTCOMES: [&str; 23] = [
+const CLIENT_OUTCOMES: [&str; 25] = [
     "ok",
     "Timeout",
     "Unreachable",
@@ -128,6 +132,8 @@ const CLIENT_OUTCOMES: [&str; 23] = [
     "ReplyEvicted",
     "BlockingInRuntime",
     "Layer",
+    "PermissionDenied",
+    "Unauthenticated",
 ];
 
 /// One procedure's call counters (one per outcome, registered on first use so only
@@ -303,6 +309,8 @@ mod tests {
             },
             Status::ProtocolVersion { low: 1, high: 1 },
             Status::ReplyEvicted,
+            Status::permission_denied("x"),
+            Status::unauthenticated("x"),
         ];
         for status in statuses {
             let name = status.name();
@@ -321,6 +329,18 @@ mod tests {
             ),
             (RpcError::BlockingInRuntime, "BlockingInRuntime"),
             (RpcError::ReplyEvicted, "ReplyEvicted"),
+            (
+                RpcError::PermissionDenied {
+                    message: String::new(),
+                },
+                "PermissionDenied",
+            ),
+            (
+                RpcError::Unauthenticated {
+                    message: String::new(),
+                },
+                "Unauthenticated",
+            ),
         ];
         for (e, name) in errors {
             assert_eq!(CLIENT_OUTCOMES[client_outcome::<()>(&Err(e))], name);

@@ -642,7 +642,7 @@ fn xdr_trailing_bytes_with_from_bytes() {
 
 #[test]
 fn xdr_unknown_status_code() {
-    for code in [0u32, 14, 0x8000_0000, u32::MAX] {
+    for code in [0u32, 16, 0x8000_0000, u32::MAX] {
         assert_eq!(
             decode::<Status>(&code.to_be_bytes()),
             Err(XdrError::InvalidDiscriminant {
@@ -747,13 +747,30 @@ fn frame_unknown_kind() {
 
 #[test]
 fn frame_reserved_flags_set() {
-    for bit in 4..16 {
+    for bit in 5..16 {
         let flags = 1u16 << bit;
         assert_ne!(flags & flags::RESERVED, 0);
         let mut f = good_frame();
         f[6..8].copy_from_slice(&flags.to_be_bytes());
         fix_crc(&mut f);
         assert_eq!(parse(&f), Err(FrameError::InvalidFlags(flags)), "bit {bit}");
+    }
+}
+
+#[test]
+fn frame_credentials_flag_only_on_calls() {
+    let mut f = good_frame();
+    f[6..8].copy_from_slice(&flags::CREDENTIALS.to_be_bytes());
+    fix_crc(&mut f);
+    assert!(parse(&f).is_ok(), "a Call may carry credentials");
+    for kind in [FrameKind::Reply, FrameKind::Status, FrameKind::Cancel] {
+        f[5] = kind as u8;
+        fix_crc(&mut f);
+        assert_eq!(
+            parse(&f),
+            Err(FrameError::InvalidFlags(flags::CREDENTIALS)),
+            "{kind:?}"
+        );
     }
 }
 

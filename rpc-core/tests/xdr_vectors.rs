@@ -715,14 +715,22 @@ fn protocol_md_constants_are_the_code_s() {
         ),
         ("rpc_core::frame::flags::ONEWAY", flags::ONEWAY.into()),
         ("rpc_core::frame::flags::RETRY", flags::RETRY.into()),
+        (
+            "rpc_core::frame::flags::CREDENTIALS",
+            flags::CREDENTIALS.into(),
+        ),
+        (
+            "rpc_core::frame::MAX_CREDENTIALS",
+            rpc_core::frame::MAX_CREDENTIALS.into(),
+        ),
         ("rpc_core::frame::flags::RESERVED", flags::RESERVED.into()),
         (
             "rpc_core::error::MAX_STATUS_MESSAGE",
             rpc_core::error::MAX_STATUS_MESSAGE.into(),
         ),
         (
-            "rpc_core::Status::ReplyEvicted",
-            u64::from(status_code(&Status::ReplyEvicted)),
+            "rpc_core::Status::Unauthenticated",
+            u64::from(status_code(&Status::unauthenticated(""))),
         ),
     ];
     let mut seen = 0;

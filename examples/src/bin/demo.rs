@@ -12,8 +12,9 @@ use bytes::Bytes;
 use examples::calc::{CalcBlockingClient, CalcClient, CalcServer, Op, Point, Shape, Step};
 use examples::calc_service::{CalcService, SeedService};
 use examples::seed::{SeedClient, SeedServer};
-use rpc_core::client::BlockingRuntime;
-use rpc_core::{CallOptions, RpcError, Semantics, Server};
+use rpc_core::client::{BlockingRuntime, ClientConfig, Credentials};
+use rpc_core::server::BearerTokens;
+use rpc_core::{CallOptions, Client, RpcError, Semantics, Server};
 use rpc_transport_tcp::{TcpChannel, TcpListener};
 use rpc_transport_udp::{UdpChannel, UdpListener};
 
@@ -219,6 +220,29 @@ async fn run() -> Result<usize, Box<dyn std::error::Error>> {
         s.datagrams_received, s.datagrams_sent, s.retransmits, s.checksum_failures
     );
     tokio::time::timeout(Duration::from_secs(10), udp_server.shutdown()).await?;
+
+    println!("\ncredentials and authorization (a server that wants a bearer token):");
+    let guarded = Server::builder()
+        .authorize(BearerTokens::new(["demo-token"]))
+        .add_service(CalcServer::new(CalcService::new()))
+        .serve(TcpListener::bind("127.0.0.1:0").await?)?;
+    let anonymous = CalcClient::new(TcpChannel::new(guarded.local_addr()));
+    report.err("add(1, 2) without credentials", anonymous.add(1, 2).await);
+    let wrong = CalcClient::from_client(Client::with_config(
+        TcpChannel::new(guarded.local_addr()),
+        ClientConfig::default().credentials(Credentials::bearer("guess")),
+    ));
+    report.err("add(1, 2) with a wrong token", wrong.add(1, 2).await);
+    let authorized = CalcClient::from_client(Client::with_config(
+        TcpChannel::new(guarded.local_addr()),
+        ClientConfig::default().credentials(Credentials::bearer("demo-token")),
+    ));
+    report.ok("add(1, 2) with the token", authorized.add(1, 2).await);
+    println!(
+        "  refused before their arguments were decoded: {}",
+        guarded.stats().unauthorized
+    );
+    tokio::time::timeout(Duration::from_secs(10), guarded.shutdown()).await?;
 
     let stats = server.stats();
     println!(

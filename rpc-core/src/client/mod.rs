@@ -29,6 +29,7 @@
 mod balance;
 mod blocking;
 mod connection;
+mod credentials;
 mod endpoint;
 mod handle;
 mod inflight;
@@ -46,14 +47,15 @@ use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 pub use blocking::BlockingRuntime;
+pub use credentials::{Credentials, CredentialsProvider};
 pub use handle::{BlockingCallHandle, CallHandle};
 pub use layer::{error_from_layer, ClientCall, ClientStack, Direct};
 pub use options::{Balance, CallOptions, ClientConfig, RetryPolicy};
 pub use stats::{ClientStats, EndpointStats};
 
 use crate::error::{RpcError, Status, TransportError};
-use crate::frame::{flags, Frame, FrameHeader, FrameKind, Semantics};
-use crate::interface::{InterfaceInfo, ProcedureInfo};
+use crate::frame::{flags, Frame, FrameHeader, FrameKind, Semantics, MAX_CREDENTIALS};
+use crate::interface::{CallTarget, InterfaceInfo, ProcedureInfo};
 use crate::naming::Endpoint;
 use crate::transport::Channel;
 use crate::xdr::{XdrDecode, XdrError, XdrReader, XdrWriter};
@@ -313,6 +315,18 @@ impl<C: Channel> Client<C> {
         let policy = options.retry.unwrap_or(inner.config.retry);
 
         let mut w = XdrWriter::with_capacity(64).sharing(inner.config.share_threshold);
+        // Credentials first: the server splits them off before it looks at the call.
+        let credentials = options.credentials.clone().or_else(|| {
+            let target = CallTarget {
+                interface,
+                procedure,
+            };
+            inner.config.credentials.as_ref()?.for_call(target)
+        });
+        if let Some(credentials) = &credentials {
+            w.put_opaque(credentials, MAX_CREDENTIALS)
+                .map_err(RpcError::Encode)?;
+        }
         encode(&mut w).map_err(RpcError::Encode)?;
         // Large opaques the stub passed with `put_opaque_shared` stay references to the
         // caller's buffers (the shared-descriptor send path): every attempt's frame
@@ -340,6 +354,9 @@ impl<C: Channel> Client<C> {
         header.set_semantics(semantics);
         if procedure.oneway {
             header.flags |= flags::ONEWAY;
+        }
+        if credentials.is_some() {
+            header.flags |= flags::CREDENTIALS;
         }
         let inbox = Arc::new(Inbox::default());
         let mut registration =

@@ -1,5 +1,7 @@
+use bytes::Bytes;
 use std::time::{Duration, Instant};
 
+use super::credentials::Credentials;
 use crate::frame::Semantics;
 
 /// Per-call options. Anything left `None` falls back to the client's [`ClientConfig`]
@@ -25,6 +27,9 @@ pub struct CallOptions {
     pub semantics: Option<Semantics>,
     /// How to retry (falls back to the client's [`ClientConfig::retry`]).
     pub retry: Option<RetryPolicy>,
+    /// Credentials for this call, instead of what the client's
+    /// [`ClientConfig::credentials`] provider gives.
+    pub credentials: Option<Bytes>,
 }
 
 impl CallOptions {
@@ -57,6 +62,12 @@ impl CallOptions {
         self
     }
 
+    /// Sends `credentials` with this call (instead of the client's provider's).
+    pub fn credentials(mut self, credentials: impl Into<Bytes>) -> Self {
+        self.credentials = Some(credentials.into());
+        self
+    }
+
     /// Fills every unset field of `self` from `defaults`.
     pub fn or(&self, defaults: &CallOptions) -> CallOptions {
         CallOptions {
@@ -64,6 +75,10 @@ impl CallOptions {
             deadline: self.deadline.or(defaults.deadline),
             semantics: self.semantics.or(defaults.semantics),
             retry: self.retry.or(defaults.retry),
+            credentials: self
+                .credentials
+                .clone()
+                .or_else(|| defaults.credentials.clone()),
         }
     }
 }
@@ -99,6 +114,9 @@ pub struct ClientConfig {
     /// Longest wait before a down endpoint is tried again (the wait doubles after each
     /// failed probe). Default 2 s.
     pub probe_backoff_max: Duration,
+    /// What each call sends for the server's authorizers to check (`None`: nothing).
+    /// Default `None`.
+    pub credentials: Option<Credentials>,
 }
 
 /// How a balanced client spreads calls over its endpoints.
@@ -127,6 +145,7 @@ impl Default for ClientConfig {
             failures_to_down: 2,
             probe_backoff_min: Duration::from_millis(50),
             probe_backoff_max: Duration::from_secs(2),
+            credentials: None,
         }
     }
 }
@@ -174,6 +193,13 @@ impl ClientConfig {
     pub fn reconnect_backoff(mut self, min: Duration, max: Duration) -> Self {
         self.reconnect_backoff_min = min;
         self.reconnect_backoff_max = max.max(min);
+        self
+    }
+
+    /// Sends credentials with every call ([`ClientConfig::credentials`]), e.g.
+    /// `Credentials::bearer("token")`; a call's [`CallOptions::credentials`] wins.
+    pub fn credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = Some(credentials);
         self
     }
 

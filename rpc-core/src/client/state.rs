@@ -445,6 +445,12 @@ mod tests {
                 code: 1,
                 message: "no".into(),
             }),
+            Outcome::Status(RpcError::PermissionDenied {
+                message: "no".into(),
+            }),
+            Outcome::Status(RpcError::Unauthenticated {
+                message: "no".into(),
+            }),
         ]
     }
 
@@ -471,6 +477,8 @@ mod tests {
             RpcError::UnknownProcedure { .. } => "UnknownProcedure",
             RpcError::Application { .. } => "Application",
             RpcError::DeadlineExceeded => "DeadlineExceeded",
+            RpcError::PermissionDenied { .. } => "PermissionDenied",
+            RpcError::Unauthenticated { .. } => "Unauthenticated",
             other => panic!("unexpected error in the table: {other:?}"),
         }
     }
@@ -505,6 +513,11 @@ mod tests {
             (_, Outcome::Status(RpcError::UnknownProcedure { .. })) => {
                 Want::Err("UnknownProcedure")
             }
+            // Refused by the authorizer: never retried, whatever the semantics.
+            (_, Outcome::Status(RpcError::PermissionDenied { .. })) => {
+                Want::Err("PermissionDenied")
+            }
+            (_, Outcome::Status(RpcError::Unauthenticated { .. })) => Want::Err("Unauthenticated"),
             (_, Outcome::Status(_)) => Want::Err("Application"),
             (
                 true,

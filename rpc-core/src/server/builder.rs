@@ -9,6 +9,7 @@ use tracing::Instrument;
 use tokio::sync::watch;
 
 use super::admission::Admission;
+use super::authorize::{Authorizer, Authorizers};
 use super::connections::ConnectionTable;
 use super::handle::ServerHandle;
 use super::hook::ServeHook;
@@ -21,7 +22,7 @@ use super::stats::Counters;
 use super::CallContext;
 use super::{accept, ServerError, Service, DEFAULT_QUEUE_DEPTH, DEFAULT_WORKERS};
 use crate::error::Status;
-use crate::interface::CallTarget;
+use crate::interface::{CallTarget, InterfaceInfo};
 use crate::transport::Listener;
 
 /// Configures and starts a server.
@@ -52,6 +53,7 @@ pub struct ServerBuilder {
     hooks: Vec<Box<dyn ServeHook>>,
     layers: Vec<Wrap>,
     interceptors: Vec<Interceptor>,
+    authorizers: Authorizers,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -64,6 +66,7 @@ impl std::fmt::Debug for ServerBuilder {
             .field("hooks", &self.hooks.len())
             .field("layers", &self.layers.len())
             .field("interceptors", &self.interceptors.len())
+            .field("authorizers", &self.authorizers.len())
             .field(
                 "services",
                 &self
@@ -89,6 +92,7 @@ impl Default for ServerBuilder {
             hooks: Vec::new(),
             layers: Vec::new(),
             interceptors: Vec::new(),
+            authorizers: Authorizers::default(),
         }
     }
 }
@@ -268,6 +272,48 @@ impl ServerBuilder {
         self
     }
 
+    /// Adds an [`Authorizer`] for every call: it sees the peer, the target and the
+    /// call's credentials, and refuses a call with a status (normally
+    /// `PermissionDenied` or `Unauthenticated`) before the reply cache, admission and
+    /// argument decoding. Authorizers run in the order added (those for every call
+    /// first, then the interface's); the first refusal wins.
+    ///
+    /// ```
+    /// use rpc_core::server::{BearerTokens, Server};
+    /// let builder = Server::builder().authorize(BearerTokens::new(["s3cret"]));
+    /// # drop(builder);
+    /// ```
+    pub fn authorize(mut self, authorizer: impl Authorizer) -> Self {
+        self.authorizers.add(Arc::new(authorizer));
+        self
+    }
+
+    /// Adds an [`Authorizer`] for the calls to one interface (every version of
+    /// `interface.id`); see [`ServerBuilder::authorize`]. Per-procedure rules go inside
+    /// it: the request names the procedure.
+    ///
+    /// ```
+    /// use rpc_core::server::{AuthRequest, Server};
+    /// use rpc_core::{InterfaceInfo, Status};
+    /// # static INFO: InterfaceInfo = InterfaceInfo { name: "Admin", id: 9, version: 1,
+    /// #     procedures: &[], default_semantics: None };
+    /// let builder = Server::builder().authorize_interface(&INFO, |req: &AuthRequest<'_>| {
+    ///     match req.peer_addr().ip().is_loopback() {
+    ///         true => Ok(()),
+    ///         false => Err(Status::permission_denied("admin calls only from loopback")),
+    ///     }
+    /// });
+    /// # drop(builder);
+    /// ```
+    pub fn authorize_interface(
+        mut self,
+        interface: &InterfaceInfo,
+        authorizer: impl Authorizer,
+    ) -> Self {
+        self.authorizers.add_for(interface.id, Arc::new(authorizer));
+        self
+    }
+
     /// Starts accepting on `listener`, with the accept loop, one dispatch loop per
     /// connection, and the calls' tasks spawned on the current tokio runtime.
     pub fn serve<L: Listener>(self, listener: L) -> Result<ServerHandle, ServerError> {
@@ -290,6 +336,7 @@ impl ServerBuilder {
             counters: Counters::new(),
             stack: layer::build(self.layers),
             interceptors: self.interceptors.into_boxed_slice(),
+            authorizers: self.authorizers,
         });
         let accept = runtime.spawn(
             accept::accept_loop(shared.clone(), listener)

@@ -53,7 +53,10 @@ pub(super) struct Work {
     pub(super) cached: bool,
     pub(super) control: Arc<CallControl>,
     pub(super) header: FrameHeader,
+    /// The arguments (the credentials block, if any, already split off).
     pub(super) payload: Bytes,
+    /// The credentials the call carried.
+    pub(super) credentials: Option<Bytes>,
     pub(super) conn: Arc<ConnState>,
     pub(super) received: Instant,
     /// The call's `rpc.serve` span (disabled when nothing listens).
@@ -130,7 +133,8 @@ impl Shared {
         }
         // Timed only when someone listens: no clock reads otherwise.
         let started = (!span.is_disabled()).then(Instant::now);
-        let ctx = CallContext::with_control(peer, header, job.received, job.control.clone());
+        let ctx = CallContext::with_control(peer, header, job.received, job.control.clone())
+            .with_credentials(job.credentials);
         let target = CallTarget {
             interface: job.hosted.info,
             procedure: procedure.info,
@@ -175,6 +179,7 @@ impl Shared {
         procedure: u32,
         header: FrameHeader,
         args: &Bytes,
+        credentials: Option<Bytes>,
         cached: bool,
         conn: &ConnState,
         received: Instant,
@@ -184,7 +189,7 @@ impl Shared {
         bump(&self.counters.calls_inline);
         let _entered = span.enter();
         let started = (!span.is_disabled()).then(Instant::now);
-        let ctx = CallContext::inline(conn.peer, header, received);
+        let ctx = CallContext::inline(conn.peer, header, received).with_credentials(credentials);
         if reply_buf.capacity() - reply_buf.len() < INLINE_REPLY_RESERVE {
             // Reclaims the buffer in place once the replies cut from it are gone.
             reply_buf.reserve(INLINE_REPLY_BUFFER);

@@ -3,6 +3,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use tokio::sync::Notify;
 
 use crate::frame::{FrameHeader, Semantics};
@@ -36,6 +37,8 @@ pub struct CallContext {
     /// `None` for an inline call: it runs to completion without yielding, so nothing
     /// can cancel it midway.
     control: Option<Arc<CallControl>>,
+    /// The credentials the call carried (a slice of the received frame).
+    credentials: Option<Bytes>,
 }
 
 impl CallContext {
@@ -56,6 +59,7 @@ impl CallContext {
             deadline: header.deadline_budget().map(|b| received + b),
             header,
             control: Some(control),
+            credentials: None,
         }
     }
 
@@ -67,7 +71,21 @@ impl CallContext {
             deadline: header.deadline_budget().map(|b| received + b),
             header,
             control: None,
+            credentials: None,
         }
+    }
+
+    /// This context with the call's credentials (what the client's credentials
+    /// provider sent; see [`crate::client::ClientConfig::credentials`]).
+    pub fn with_credentials(mut self, credentials: Option<Bytes>) -> Self {
+        self.credentials = credentials;
+        self
+    }
+
+    /// The credentials the call carried (`None`: none). An authorizer has already
+    /// accepted them if the server has one ([`crate::server::ServerBuilder::authorize`]).
+    pub fn credentials(&self) -> Option<&[u8]> {
+        self.credentials.as_deref()
     }
 
     /// Whether the client cancelled the call (a best-effort Cancel frame arrived). A

@@ -1,6 +1,7 @@
 //! The dispatch step: what the connection loop does with each frame it reads. It never
 //! runs pooled user code: it validates the frame kind, answers the incarnation probe,
-//! finds the interface and procedure, checks the deadline and the reply cache, then
+//! finds the interface and procedure, asks the authorizers, checks the deadline and the
+//! reply cache, then
 //! runs an `[inline]` procedure in place or admits the call to the worker pool — or
 //! answers a [`Status`] at once.
 
@@ -10,6 +11,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 
 use super::admission::Finish;
+use super::authorize::AuthRequest;
 use super::call::{Job, Work};
 use super::connection::{deliver, Delivery, End};
 use super::connections::ConnState;
@@ -19,7 +21,8 @@ use super::state::{Phase, Shared};
 use super::stats::bump;
 use super::{lock, status_frame, CallControl, PING_INTERFACE};
 use crate::error::Status;
-use crate::frame::{Frame, FrameHeader, FrameKind, Semantics};
+use crate::frame::{flags, split_credentials, Frame, FrameHeader, FrameKind, Semantics};
+use crate::interface::CallTarget;
 use crate::metrics::server_outcome;
 
 impl Shared {
@@ -98,6 +101,35 @@ impl Shared {
                 .count(server_outcome::<()>(&Err(status.clone())));
             status
         };
+        // The credentials block comes off first: everything below sees the arguments.
+        let (credentials, args) = if header.flags & flags::CREDENTIALS != 0 {
+            match split_credentials(&frame.payload) {
+                Ok((credentials, args)) => (Some(credentials), args),
+                Err(e) => {
+                    bump(&self.counters.bad_credentials);
+                    let status = counted(Status::BadArguments {
+                        message: format!("malformed credentials block: {e}"),
+                    });
+                    return self.answer(conn, sender, &header, &span, status).await;
+                }
+            }
+        } else {
+            (None, frame.payload)
+        };
+        // Authorization before anything else looks at the call: a refused call never
+        // reads or fills the reply cache, takes no worker and decodes nothing.
+        if !self.authorizers.is_empty() {
+            let target = CallTarget {
+                interface: hosted.info,
+                procedure: procedure.info,
+            };
+            let request = AuthRequest::new(conn.peer, &header, target, credentials.as_ref());
+            if let Err(status) = self.authorizers.check(&request) {
+                bump(&self.counters.unauthorized);
+                let status = counted(status);
+                return self.answer(conn, sender, &header, &span, status).await;
+            }
+        }
         if header.deadline_us == 0 {
             bump(&self.counters.deadline_expired);
             let status = counted(Status::DeadlineExceeded);
@@ -105,7 +137,7 @@ impl Shared {
         }
         let cached = self.cache.is_some() && header.semantics() != Semantics::AtLeastOnce;
         if let Some(cache) = self.cache.as_ref().filter(|_| cached) {
-            let fingerprint = reply_cache::fingerprint(&header, &frame.payload);
+            let fingerprint = reply_cache::fingerprint(&header, &args);
             let lookup = lock(cache).begin(
                 conn.peer.ip(),
                 &header,
@@ -165,7 +197,8 @@ impl Shared {
                     hosted,
                     index,
                     header,
-                    &frame.payload,
+                    &args,
+                    credentials,
                     cached,
                     conn,
                     received,
@@ -196,7 +229,8 @@ impl Shared {
                 cached,
                 control,
                 header,
-                payload: frame.payload,
+                payload: args,
+                credentials,
                 conn: conn.clone(),
                 received,
                 span,

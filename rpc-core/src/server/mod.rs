@@ -39,6 +39,7 @@
 
 mod accept;
 mod admission;
+mod authorize;
 mod builder;
 mod call;
 mod connection;
@@ -58,6 +59,7 @@ mod stats;
 use thiserror::Error;
 
 pub use crate::interface::CallTarget;
+pub use authorize::{AuthRequest, Authorizer, BearerTokens};
 pub use builder::ServerBuilder;
 pub use context::{CallContext, CallControl};
 pub use handle::ServerHandle;

@@ -9,6 +9,7 @@ use std::time::Instant;
 use tokio::sync::watch;
 
 use super::admission::Admission;
+use super::authorize::Authorizers;
 use super::connections::ConnectionTable;
 use super::interfaces::InterfaceTable;
 use super::layer::{Interceptor, ServerStack};
@@ -67,6 +68,8 @@ pub(super) struct Shared {
     pub(super) stack: Option<ServerStack>,
     /// `ServerBuilder::intercept`.
     pub(super) interceptors: Box<[Interceptor]>,
+    /// `ServerBuilder::authorize` and `authorize_interface`.
+    pub(super) authorizers: Authorizers,
 }
 
 impl Shared {

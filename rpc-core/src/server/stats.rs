@@ -37,6 +37,11 @@ pub struct ServerStats {
     pub unknown_procedure: u64,
     /// Calls whose arguments did not decode.
     pub bad_arguments: u64,
+    /// Calls an authorizer refused (`PermissionDenied`, `Unauthenticated`, or another
+    /// status it chose) before their arguments were decoded.
+    pub unauthorized: u64,
+    /// Calls whose credentials block was malformed (refused `BadArguments`).
+    pub bad_credentials: u64,
     /// Calls dropped because their deadline passed before a worker took them.
     pub deadline_expired: u64,
     /// Calls refused during shutdown.
@@ -133,6 +138,8 @@ counters!(
     version_mismatch,
     unknown_procedure,
     bad_arguments,
+    unauthorized,
+    bad_credentials,
     deadline_expired,
     refused_shutting_down,
     handler_panics,
