@@ -11,8 +11,8 @@ use bytes::Bytes;
 use rpc_core::client::{ClientConfig, Credentials};
 use rpc_core::frame::{flags, Frame, FrameHeader, FrameKind};
 use rpc_core::server::{
-    decode_args, encode_result, encode_result_into, AuthRequest, BearerTokens, Service,
-    ServiceFuture,
+    decode_args, encode_result, encode_result_into, AuthRequest, BearerTokens, ServerBuilder,
+    ServerHandle, Service, ServiceFuture,
 };
 use rpc_core::transport::{memory, Channel, FrameReceiver};
 use rpc_core::xdr::{XdrReader, XdrWriter};
@@ -151,15 +151,18 @@ fn only_letmein(req: &AuthRequest<'_>) -> Result<(), Status> {
     }
 }
 
-#[tokio::test]
-async fn a_denied_call_never_runs_never_decodes_and_never_reaches_the_reply_cache() {
+/// Serves the `Guarded` interface with `builder`'s authorizers over a new in-process
+/// endpoint.
+fn guarded(builder: ServerBuilder) -> (Svc, memory::MemoryChannel, ServerHandle) {
     let svc = Svc::new(&GUARDED);
     let (channel, listener) = memory::endpoint(64);
-    let server = Server::builder()
-        .authorize(only_letmein)
-        .add_service(svc.clone())
-        .serve(listener)
-        .unwrap();
+    let server = builder.add_service(svc.clone()).serve(listener).unwrap();
+    (svc, channel, server)
+}
+
+#[tokio::test]
+async fn a_denied_call_never_runs_never_decodes_and_never_reaches_the_reply_cache() {
+    let (svc, channel, server) = guarded(Server::builder().authorize(only_letmein));
     let wrong = Client::with_config(
         channel.clone(),
         ClientConfig::default().credentials(Credentials::bearer("guess")),
@@ -215,13 +218,8 @@ async fn a_denied_call_never_runs_never_decodes_and_never_reaches_the_reply_cach
 
 #[tokio::test]
 async fn bearer_tokens_and_per_call_credentials() {
-    let svc = Svc::new(&GUARDED);
-    let (channel, listener) = memory::endpoint(64);
-    let server = Server::builder()
-        .authorize(BearerTokens::new(["token-a", "token-b"]))
-        .add_service(svc.clone())
-        .serve(listener)
-        .unwrap();
+    let (svc, channel, server) =
+        guarded(Server::builder().authorize(BearerTokens::new(["token-a", "token-b"])));
     let client = Client::with_config(
         channel.clone(),
         ClientConfig::default().credentials(Credentials::bearer("token-a")),
@@ -317,13 +315,7 @@ fn status_of(frame: &Frame) -> Status {
 
 #[tokio::test]
 async fn a_malformed_credentials_block_is_refused_before_anything_runs() {
-    let svc = Svc::new(&GUARDED);
-    let (channel, listener) = memory::endpoint(64);
-    let server = Server::builder()
-        .authorize(only_letmein)
-        .add_service(svc.clone())
-        .serve(listener)
-        .unwrap();
+    let (svc, channel, server) = guarded(Server::builder().authorize(only_letmein));
     // A length beyond MAX_CREDENTIALS; a length beyond the payload; no room for the
     // length itself.
     let too_long = Bytes::from_static(&[0, 0, 0x10, 0x01, 1, 2, 3, 4]);
