@@ -12,6 +12,8 @@ use tracing::debug;
 
 use crate::config::TcpConfig;
 use crate::receiver::TcpFrameReceiver;
+use crate::tls::TlsClient;
+use crate::Stream;
 
 /// Where a [`TcpChannel`] connects: the address type every transport shares
 /// ([`rpc_core::transport::Addr`]).
@@ -38,6 +40,7 @@ pub type TcpAddr = rpc_core::transport::Addr;
 pub struct TcpChannel {
     addr: TcpAddr,
     config: Arc<TcpConfig>,
+    tls: Option<TlsClient>,
 }
 
 impl TcpChannel {
@@ -47,7 +50,20 @@ impl TcpChannel {
         TcpChannel {
             addr: addr.into(),
             config: Arc::new(TcpConfig::default()),
+            tls: None,
         }
+    }
+
+    /// Speaks TLS 1.3 on every connection this channel opens (see [`TlsClient`]). The
+    /// server is verified as the endpoint's host name (or IP address), which is also
+    /// sent as SNI, unless the configuration names another
+    /// ([`crate::TlsClientBuilder::server_name`]). [`TcpConfig::connect_timeout`] covers
+    /// the handshake too. A failed handshake is a [`TransportError::Connect`] whose
+    /// source names the reason (unknown issuer, expired certificate, name mismatch,
+    /// refused client certificate, ...).
+    pub fn with_tls(mut self, tls: TlsClient) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// Uses `config` for the connections this channel opens.
@@ -100,23 +116,51 @@ impl Channel for TcpChannel {
             addr: self.addr.to_string(),
             source: Arc::new(source),
         };
-        let stream = tokio::time::timeout(self.config.connect_timeout, self.dial())
-            .await
-            .map_err(|_| {
-                connect_err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("no connection within {:?}", self.config.connect_timeout),
-                ))
-            })?
-            .map_err(connect_err)?;
-        let peer_addr = stream.peer_addr().map_err(connect_err)?;
-        debug!(remote = %self.addr, %peer_addr, "connected");
+        let stream = tokio::time::timeout(self.config.connect_timeout, async {
+            let stream = self.dial().await?;
+            match &self.tls {
+                None => Ok(Stream::Plain(stream)),
+                Some(tls) => {
+                    let tls = tls.connect(&host_of(&self.addr), stream).await?;
+                    Ok(Stream::Tls(Box::new(tls.into())))
+                }
+            }
+        })
+        .await
+        .map_err(|_| {
+            connect_err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no connection within {:?}", self.config.connect_timeout),
+            ))
+        })?
+        .map_err(connect_err)?;
+        let peer_addr = match &stream {
+            Stream::Plain(s) => s.peer_addr(),
+            Stream::Tls(s) => s.get_ref().0.peer_addr(),
+        }
+        .map_err(connect_err)?;
+        debug!(remote = %self.addr, %peer_addr, tls = self.tls.is_some(), "connected");
         Ok(crate::open(stream, peer_addr, &self.config))
     }
 
     /// `tcp://` and the address, as UDP channels say `udp://`.
     fn remote(&self) -> String {
         format!("tcp://{}", self.addr)
+    }
+}
+
+/// The host part of an address, as TLS verifies it: a name without its port, or the
+/// IP address.
+fn host_of(addr: &TcpAddr) -> String {
+    match addr {
+        TcpAddr::Socket(a) => a.ip().to_string(),
+        TcpAddr::Host(h) => {
+            let host = h.rsplit_once(':').map_or(h.as_str(), |(host, _)| host);
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned()
+        }
+        other => other.to_string(),
     }
 }
 
@@ -139,5 +183,8 @@ mod tests {
             TcpAddr::Host("example.invalid:80".into())
         );
         assert_eq!(TcpChannel::new(a).remote(), "tcp://127.0.0.1:80");
+        assert_eq!(host_of(&TcpAddr::Socket(a)), "127.0.0.1");
+        assert_eq!(host_of(&TcpAddr::from("localhost:4000")), "localhost");
+        assert_eq!(host_of(&TcpAddr::from("[::1]:9")), "::1");
     }
 }

@@ -66,6 +66,7 @@ mod config;
 mod listener;
 mod receiver;
 mod sink;
+mod tls;
 mod writer;
 
 use std::net::SocketAddr;
@@ -77,31 +78,66 @@ use tokio::net::TcpStream;
 pub use channel::{TcpAddr, TcpChannel};
 pub use codec::FrameDecoder;
 pub use config::{TcpConfig, DEFAULT_FRAME_TIMEOUT};
-pub use listener::TcpListener;
+pub use listener::{HandshakeStats, HandshakeStatsHandle, TcpListener};
 pub use receiver::TcpFrameReceiver;
+pub use tls::{
+    TlsClient, TlsClientBuilder, TlsConfigError, TlsServer, TlsServerBuilder, ALPN,
+    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_HANDSHAKES,
+};
 pub use writer::write_loop;
 
+/// An established connection's byte stream: plain TCP, or TLS over it.
+pub(crate) enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => s.get_ref().0,
+        }
+    }
+}
+
 /// Turns an established stream into a [`Connection`]: socket options, the writer task,
-/// the receiver.
+/// the receiver. Over TLS the writer task is always used and busy-polling is off
+/// (both the direct write and busy-polling need the raw socket).
 pub(crate) fn open(
-    stream: TcpStream,
+    stream: Stream,
     peer_addr: SocketAddr,
     config: &TcpConfig,
 ) -> Connection<TcpFrameReceiver> {
-    config.apply_to_stream(SockRef::from(&stream));
-    let (read, write) = stream.into_split();
-    let sender = if config.direct_write {
-        let sink = sink::TcpSink::spawn(write, config.send_queue, config.write_batch);
-        FrameSender::from_sink(std::sync::Arc::new(sink))
-    } else {
-        let (sender, outbox) = frame_queue(config.send_queue);
-        writer::spawn_writer(outbox, write, config.write_batch, peer_addr);
-        sender
+    config.apply_to_stream(SockRef::from(stream.tcp()));
+    let (read, sender) = match stream {
+        Stream::Plain(stream) => {
+            let (read, write) = stream.into_split();
+            let sender = if config.direct_write {
+                let sink = sink::TcpSink::spawn(write, config.send_queue, config.write_batch);
+                FrameSender::from_sink(std::sync::Arc::new(sink))
+            } else {
+                let (sender, outbox) = frame_queue(config.send_queue);
+                writer::spawn_writer(outbox, write, config.write_batch, peer_addr);
+                sender
+            };
+            (receiver::ReadSide::Plain(read), sender)
+        }
+        Stream::Tls(stream) => {
+            let (read, write) = tokio::io::split(*stream);
+            let (sender, outbox) = frame_queue(config.send_queue);
+            writer::spawn_writer(outbox, write, config.write_batch, peer_addr);
+            (receiver::ReadSide::Tls(read), sender)
+        }
+    };
+    let busy_poll = match read {
+        receiver::ReadSide::Plain(_) => config.busy_poll,
+        receiver::ReadSide::Tls(_) => None,
     };
     Connection {
         sender,
-        receiver: TcpFrameReceiver::new(read, config.max_payload, config.read_capacity())
-            .with_busy_poll(config.busy_poll)
+        receiver: TcpFrameReceiver::from_side(read, config.max_payload, config.read_capacity())
+            .with_busy_poll(busy_poll)
             .with_frame_timeout(config.frame_timeout),
         peer_addr,
     }

@@ -1,15 +1,22 @@
 //! [`TcpListener`]: the server side.
 
+use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use rpc_core::transport::{Connection, Listener};
 use rpc_core::TransportError;
 use socket2::SockRef;
-use tokio::net::ToSocketAddrs;
+use tokio::net::{TcpStream, ToSocketAddrs};
+use tokio::task::JoinSet;
+use tokio_rustls::server::TlsStream;
 use tracing::debug;
 
 use crate::config::TcpConfig;
 use crate::receiver::TcpFrameReceiver;
+use crate::tls::TlsServer;
+use crate::Stream;
 
 /// Accepts TCP connections from clients: the server side of the transport.
 ///
@@ -29,6 +36,50 @@ pub struct TcpListener {
     inner: tokio::net::TcpListener,
     local_addr: SocketAddr,
     config: TcpConfig,
+    tls: Option<TlsServer>,
+    /// TLS handshakes in progress, each in a task of its own (so a silent client holds
+    /// up nobody), at most `TlsServer::max_handshakes`.
+    handshakes: JoinSet<(io::Result<TlsStream<TcpStream>>, SocketAddr)>,
+    stats: Arc<HandshakeCounters>,
+}
+
+/// Counters of a TLS listener's handshakes ([`TcpListener::handshake_stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HandshakeStats {
+    /// Handshakes that completed: connections handed to the server.
+    pub completed: u64,
+    /// Handshakes that failed (bad certificate, no ALPN in common, not TLS at all, ...).
+    pub failed: u64,
+    /// Handshakes cut off by the handshake timeout.
+    pub timed_out: u64,
+    /// Handshakes in progress now.
+    pub in_progress: u64,
+}
+
+/// Reads a TLS listener's handshake counters ([`TcpListener::handshake_stats_handle`]).
+#[derive(Debug, Clone)]
+pub struct HandshakeStatsHandle(Arc<HandshakeCounters>);
+
+impl HandshakeStatsHandle {
+    /// The counters now.
+    pub fn snapshot(&self) -> HandshakeStats {
+        let c = &self.0;
+        HandshakeStats {
+            completed: c.completed.load(Ordering::Relaxed),
+            failed: c.failed.load(Ordering::Relaxed),
+            timed_out: c.timed_out.load(Ordering::Relaxed),
+            in_progress: c.in_progress.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct HandshakeCounters {
+    completed: AtomicU64,
+    failed: AtomicU64,
+    timed_out: AtomicU64,
+    in_progress: AtomicU64,
 }
 
 impl TcpListener {
@@ -47,7 +98,74 @@ impl TcpListener {
             inner,
             local_addr,
             config: TcpConfig::default(),
+            tls: None,
+            handshakes: JoinSet::new(),
+            stats: Arc::default(),
         })
+    }
+
+    /// Speaks TLS 1.3 on every connection accepted from now on (see [`TlsServer`]).
+    /// Each handshake runs in a task of its own, bounded by the handshake timeout, and
+    /// at most `max_handshakes` run at once; `accept` returns connections whose
+    /// handshake completed, and a failed one is counted ([`Self::handshake_stats`]) and
+    /// dropped.
+    pub fn with_tls(mut self, tls: TlsServer) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Counters of the TLS handshakes (all zero without TLS).
+    pub fn handshake_stats(&self) -> HandshakeStats {
+        self.handshake_stats_handle().snapshot()
+    }
+
+    /// A handle on the handshake counters that stays usable after the listener has
+    /// been handed to a server.
+    pub fn handshake_stats_handle(&self) -> HandshakeStatsHandle {
+        HandshakeStatsHandle(self.stats.clone())
+    }
+
+    /// A TLS connection whose handshake completed; starts handshakes meanwhile.
+    async fn accept_tls(
+        &mut self,
+        tls: &TlsServer,
+    ) -> Result<Connection<TcpFrameReceiver>, TransportError> {
+        loop {
+            tokio::select! {
+                accepted = self.inner.accept(), if self.handshakes.len() < tls.max_handshakes => {
+                    let (stream, peer_addr) = accepted?;
+                    debug!(local = %self.local_addr, %peer_addr, "accepted; TLS handshake");
+                    // Socket options before the handshake, so it runs with them.
+                    self.config.apply_to_stream(SockRef::from(&stream));
+                    let tls = tls.clone();
+                    let stats = self.stats.clone();
+                    stats.in_progress.fetch_add(1, Ordering::Relaxed);
+                    self.handshakes.spawn(async move {
+                        let result = tls.accept(stream).await;
+                        stats.in_progress.fetch_sub(1, Ordering::Relaxed);
+                        (result, peer_addr)
+                    });
+                }
+                Some(done) = self.handshakes.join_next() => {
+                    let Ok((result, peer_addr)) = done else { continue };
+                    match result {
+                        Ok(stream) => {
+                            self.stats.completed.fetch_add(1, Ordering::Relaxed);
+                            let stream = Stream::Tls(Box::new(stream.into()));
+                            return Ok(crate::open(stream, peer_addr, &self.config));
+                        }
+                        Err(e) => {
+                            let counter = match e.kind() {
+                                io::ErrorKind::TimedOut => &self.stats.timed_out,
+                                _ => &self.stats.failed,
+                            };
+                            counter.fetch_add(1, Ordering::Relaxed);
+                            debug!(local = %self.local_addr, %peer_addr, error = %e, "TLS handshake failed");
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Uses `config` for the connections accepted from now on. Buffer sizes are also set
@@ -69,10 +187,13 @@ impl Listener for TcpListener {
     type Receiver = TcpFrameReceiver;
 
     async fn accept(&mut self) -> Result<Connection<TcpFrameReceiver>, TransportError> {
+        if let Some(tls) = self.tls.clone() {
+            return self.accept_tls(&tls).await;
+        }
         let (stream, peer_addr) = self.inner.accept().await?;
         debug!(local = %self.local_addr, %peer_addr, "accepted");
         // Buffer sizes are inherited from the listening socket (see `with_config`).
-        Ok(crate::open(stream, peer_addr, &self.config))
+        Ok(crate::open(Stream::Plain(stream), peer_addr, &self.config))
     }
 
     fn local_addr(&self) -> SocketAddr {

@@ -36,7 +36,7 @@ use crate::codec::FrameDecoder;
 /// (a slowloris peer that trickles a frame in cannot hold the connection and its buffer).
 #[derive(Debug)]
 pub struct TcpFrameReceiver {
-    read: OwnedReadHalf,
+    read: ReadSide,
     buf: BytesMut,
     decoder: FrameDecoder,
     read_capacity: usize,
@@ -45,6 +45,21 @@ pub struct TcpFrameReceiver {
     /// When the first byte of the incomplete frame at the front of `buf` arrived.
     frame_started: Option<Instant>,
     state: State,
+}
+
+/// Where a receiver reads from: the socket, or the TLS stream over it.
+pub(crate) enum ReadSide {
+    Plain(OwnedReadHalf),
+    Tls(tokio::io::ReadHalf<tokio_rustls::TlsStream<tokio::net::TcpStream>>),
+}
+
+impl std::fmt::Debug for ReadSide {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ReadSide::Plain(_) => "Plain",
+            ReadSide::Tls(_) => "Tls",
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +73,10 @@ impl TcpFrameReceiver {
     /// A receiver over `read` that accepts payloads up to `max_payload` bytes and starts
     /// with a read buffer of `read_capacity` bytes (at least a header).
     pub fn new(read: OwnedReadHalf, max_payload: u32, read_capacity: usize) -> Self {
+        TcpFrameReceiver::from_side(ReadSide::Plain(read), max_payload, read_capacity)
+    }
+
+    pub(crate) fn from_side(read: ReadSide, max_payload: u32, read_capacity: usize) -> Self {
         let read_capacity = read_capacity.max(HEADER_LEN);
         TcpFrameReceiver {
             read,
@@ -89,10 +108,14 @@ impl TcpFrameReceiver {
     /// Reads what the socket has into the buffer: spins first if busy-polling is on,
     /// then waits for readiness. Returns the bytes read (0 at end of stream).
     async fn fill(&mut self) -> io::Result<usize> {
+        let read = match &mut self.read {
+            ReadSide::Plain(read) => read,
+            ReadSide::Tls(read) => return read.read_buf(&mut self.buf).await,
+        };
         if let Some(budget) = self.busy_poll {
             let start = Instant::now();
             loop {
-                match self.read.try_read_buf(&mut self.buf) {
+                match read.try_read_buf(&mut self.buf) {
                     Ok(n) => return Ok(n),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) => return Err(e),
@@ -103,7 +126,7 @@ impl TcpFrameReceiver {
                 tokio::task::yield_now().await;
             }
         }
-        self.read.read_buf(&mut self.buf).await
+        read.read_buf(&mut self.buf).await
     }
 
     async fn next_frame(&mut self) -> Result<Option<Frame>, TransportError> {
