@@ -42,12 +42,26 @@ pub enum Transport {
     /// TCP (raw streams, our TCP transport, or a peer framework over TCP/HTTP-2).
     #[serde(rename = "TCP")]
     Tcp,
+    /// Our TCP transport with TLS 1.3 (RPC rows only; their floor is raw TCP).
+    #[serde(rename = "TLS")]
+    Tls,
+}
+
+impl Transport {
+    /// The transport whose raw ping-pong is this one's floor.
+    pub fn floor(self) -> Transport {
+        match self {
+            Transport::Tls => Transport::Tcp,
+            t => t,
+        }
+    }
 }
 
 impl fmt::Display for Transport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Transport::Udp => "UDP",
+            Transport::Tls => "TLS",
             Transport::Tcp => "TCP",
         })
     }
@@ -657,17 +671,18 @@ impl Report {
 pub fn floor_of<'a>(results: &'a [CaseResult], case: &Case) -> Option<&'a CaseResult> {
     results.iter().find(|r| {
         r.case.kind == Kind::Raw
-            && r.case.transport == case.transport
+            && r.case.transport == case.transport.floor()
             && r.case.payload == case.payload
             && r.case.in_flight == case.in_flight
             && r.case.busy() == case.busy()
     })
 }
 
-/// The TCP counterpart of a UDP `case` in `results` (same kind, size, calls in flight,
-/// busy-poll setting), for the UDP/TCP column.
+/// The plain-TCP counterpart of a UDP or TLS `case` in `results` (same kind, size,
+/// calls in flight, busy-poll setting), for the UDP/TCP column (which shows TLS/TCP on
+/// TLS rows).
 pub fn tcp_counterpart_of<'a>(results: &'a [CaseResult], case: &Case) -> Option<&'a CaseResult> {
-    if case.transport != Transport::Udp || case.kind == Kind::Peer {
+    if case.transport == Transport::Tcp || case.kind == Kind::Peer {
         return None;
     }
     results.iter().find(|r| {

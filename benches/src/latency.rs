@@ -11,6 +11,7 @@
 //! | raw UDP/TCP, both sides spinning | same, receiving with `try_recv`/`try_read` in a loop (yielding to the runtime in between) for up to the busy-poll budget before parking | same, spinning the same way |
 //! | UDP/TCP transport, frames only | one connection of our transport; one task keeps N frames outstanding | our listener; each frame is echoed back as a reply frame by a plain task |
 //! | rpc call over UDP/TCP | N tasks sharing one [`rpc_core::Client`], each making sequential [`crate::echo::echo`] calls | [`rpc_core::Server`] with [`crate::echo::EchoService`] |
+//! | rpc call over TLS (`--tls`) | the same over TCP with TLS 1.3 (a throwaway CA) | the same, TLS listener |
 //!
 //! Raw messages weigh what the equivalent RPC frame weighs (header + XDR opaque); a raw
 //! UDP datagram carries at most 65,507 bytes, so the raw UDP floor of the 64 KiB rows is
@@ -30,7 +31,7 @@ use clap::{Parser, ValueEnum};
 use rpc_core::frame::{Frame, FrameHeader, FrameKind, HEADER_LEN};
 use rpc_core::transport::{Channel, Connection, FrameReceiver, FrameSender, Listener};
 use rpc_core::{Client, Server};
-use rpc_transport_tcp::{TcpChannel, TcpConfig, TcpListener};
+use rpc_transport_tcp::{TcpChannel, TcpConfig, TcpListener, TlsClient, TlsServer};
 use rpc_transport_udp::{proto, UdpChannel, UdpConfig, UdpListener};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
@@ -103,6 +104,10 @@ pub struct Args {
     /// Largest datagram of our UDP transport (default: the transport's default).
     #[arg(long)]
     pub udp_max_datagram: Option<usize>,
+    /// Also measure RPC calls over TCP with TLS 1.3 ("rpc call over TLS" rows; their
+    /// UDP/TCP column shows TLS / plain TCP).
+    #[arg(long)]
+    pub tls: bool,
     /// CI mode: few calls, sizes 32 and 65536, 1 and 4 in flight; every kind of case
     /// still runs. Explicit flags override.
     #[arg(long)]
@@ -256,7 +261,9 @@ pub fn cases(args: &Args) -> Vec<Case> {
         for &n in &args.inflight() {
             for &b in &busy {
                 for kind in [Kind::Raw, Kind::Frames, Kind::Rpc] {
-                    for transport in [Transport::Udp, Transport::Tcp] {
+                    let tls = (args.tls && kind == Kind::Rpc).then_some(Transport::Tls);
+                    let transports = [Transport::Udp, Transport::Tcp].into_iter().chain(tls);
+                    for transport in transports {
                         let case = make_case(kind, transport, size, n, b, args.threads);
                         if args.wants(&case.name) {
                             out.push(case);
@@ -372,6 +379,29 @@ pub fn run_case(case: &Case, plan: &Plan, opts: StackOptions) -> io::Result<Meas
                 },
             )
         }
+        (Kind::Rpc, Transport::Tls) => {
+            let config = tcp_config(spin);
+            let client_config = config.clone();
+            let (server_tls, client_tls) = test_tls()?;
+            run_on_layout(
+                case.layout,
+                move |ctl| async move {
+                    let listener = TcpListener::bind("127.0.0.1:0")
+                        .await
+                        .map_err(io::Error::other)?
+                        .with_config(config)
+                        .with_tls(server_tls);
+                    serve(Kind::Rpc, ctl, listener).await
+                },
+                move |addr| async move {
+                    let channel = TcpChannel::new(addr)
+                        .with_config(client_config)
+                        .with_tls(client_tls);
+                    measure(Kind::Rpc, &plan, n, case.payload, channel).await
+                },
+            )
+        }
+        (_, Transport::Tls) => Err(io::Error::other("TLS rows are RPC calls only")),
         (Kind::Peer, _) => Err(io::Error::other(
             "peer cases are measured by the benches/peers crate",
         )),
@@ -410,6 +440,29 @@ fn udp_config(spin: Option<Duration>, opts: StackOptions) -> UdpConfig {
         config = config.protocol(protocol);
     }
     config
+}
+
+/// A throwaway CA and a certificate for 127.0.0.1, as the server's and the client's TLS
+/// configuration.
+fn test_tls() -> io::Result<(TlsServer, TlsClient)> {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(io::Error::other)?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().map_err(io::Error::other)?)
+        .map_err(io::Error::other)?;
+    let key = KeyPair::generate().map_err(io::Error::other)?;
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .map_err(io::Error::other)?
+        .signed_by(&key, &ca)
+        .map_err(io::Error::other)?;
+    let server = TlsServer::builder(cert.pem().as_bytes(), key.serialize_pem().as_bytes())
+        .and_then(|b| b.build())
+        .map_err(io::Error::other)?;
+    let client = TlsClient::builder()
+        .ca_certificates(ca.pem().as_bytes())
+        .and_then(|b| b.build())
+        .map_err(io::Error::other)?;
+    Ok((server, client))
 }
 
 fn tcp_config(spin: Option<Duration>) -> TcpConfig {

@@ -169,3 +169,42 @@ fn quick_mode_selects_every_kind_and_caps_raw_udp() {
     assert_eq!(big_udp.message_bytes, Some(65_507));
     assert!(big_udp.note.as_deref().unwrap_or("").contains("65507"));
 }
+
+#[test]
+fn tls_rows_measure_rpc_over_tls_against_plain_tcp() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let args = Args::parse_args([
+        "--sizes",
+        "32",
+        "--inflight",
+        "1",
+        "--only",
+        "rpc call over t",
+        "--tls",
+        "--busy-poll",
+        "off",
+        "--iterations",
+        "100",
+        "--warmup",
+        "10",
+        "--duration-ms",
+        "0",
+        "--silent",
+    ])
+    .expect("valid arguments");
+    let report = run(&args).expect("latency run");
+    let names: Vec<&str> = report
+        .results
+        .iter()
+        .map(|r| r.case.name.as_str())
+        .collect();
+    assert_eq!(names, ["rpc call over TCP", "rpc call over TLS"]);
+    assert!(report.results.iter().all(|r| r.calls == 100));
+    let table = format_table(&report.results);
+    let tls = table
+        .lines()
+        .find(|l| l.starts_with("rpc call over TLS"))
+        .expect("TLS row");
+    // No raw floor was run; the TLS row is divided by its plain-TCP counterpart.
+    assert_eq!(tls.matches('x').count(), 1, "{table}");
+}

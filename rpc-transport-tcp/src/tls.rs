@@ -32,7 +32,7 @@ use thiserror::Error;
 use tokio::net::TcpStream;
 
 /// The ALPN protocol identifier of this framework's frames over TLS (docs/PROTOCOL.md
-/// §11). A server accepts only clients that offer it.
+/// §11). A server refuses a client that offers only other protocols.
 pub const ALPN: &[u8] = b"xrpc/1";
 
 /// Default [`TlsServerBuilder::handshake_timeout`]: a peer that has not finished its

@@ -6,8 +6,10 @@
 //! cargo run -p examples --bin calc-client -- --addr udp://127.0.0.1:7000 ping
 //! cargo run -p examples --bin calc-client -- mean 1 2 3.5
 //! cargo run -p examples --bin calc-client -- apply div 1 0
+//! cargo run -p examples --bin calc-client -- --tls-ca ca.pem [--cert c.pem --key c.key] add 2 3
 //! ```
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -17,7 +19,7 @@ use examples::kv_service::AnyChannel;
 use examples::seed::SeedBlockingClient;
 use rpc_core::client::BlockingRuntime;
 use rpc_core::CallOptions;
-use rpc_transport_tcp::TcpChannel;
+use rpc_transport_tcp::{TcpChannel, TlsClient};
 use rpc_transport_udp::UdpChannel;
 
 /// Which transport to call over, when the address has no `udp://` or `tcp://`.
@@ -42,6 +44,18 @@ struct Args {
     /// Call timeout in milliseconds.
     #[arg(long, default_value_t = 5000)]
     timeout_ms: u64,
+    /// Call over TLS (TCP only), trusting the CA certificates in this PEM file.
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+    /// Mutual TLS: the client certificate chain (PEM) to present; needs `--key`.
+    #[arg(long, requires = "key", requires = "tls_ca")]
+    cert: Option<PathBuf>,
+    /// The private key (PEM) of `--cert`.
+    #[arg(long, requires = "cert")]
+    key: Option<PathBuf>,
+    /// Verify the server as this name instead of the address's host.
+    #[arg(long, requires = "tls_ca")]
+    tls_name: Option<String>,
     /// The call to make.
     #[command(subcommand)]
     call: Call,
@@ -108,6 +122,22 @@ impl From<OpArg> for Op {
     }
 }
 
+/// The TLS configuration the flags ask for (`None`: plain TCP).
+fn client_tls(args: &Args) -> Result<Option<TlsClient>, Box<dyn std::error::Error>> {
+    let Some(ca) = &args.tls_ca else {
+        return Ok(None);
+    };
+    let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    let mut builder = TlsClient::builder().ca_certificates(&read(ca)?)?;
+    if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
+        builder = builder.identity(&read(cert)?, &read(key)?)?;
+    }
+    if let Some(name) = &args.tls_name {
+        builder = builder.server_name(name.clone());
+    }
+    Ok(Some(builder.build()?))
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let runtime = match BlockingRuntime::new() {
@@ -125,9 +155,26 @@ fn main() -> ExitCode {
     } else {
         (args.transport, args.addr.clone())
     };
+    let tls = match client_tls(&args) {
+        Ok(tls) => tls,
+        Err(e) => {
+            eprintln!("TLS configuration: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if tls.is_some() && transport != Transport::Tcp {
+        eprintln!("TLS applies to TCP: drop --transport udp or the udp:// scheme");
+        return ExitCode::FAILURE;
+    }
     let channel = || match transport {
         Transport::Udp => AnyChannel::Udp(UdpChannel::new(addr.as_str())),
-        Transport::Tcp => AnyChannel::Tcp(TcpChannel::new(addr.clone())),
+        Transport::Tcp => {
+            let tcp = TcpChannel::new(addr.clone());
+            AnyChannel::Tcp(match &tls {
+                Some(tls) => tcp.with_tls(tls.clone()),
+                None => tcp,
+            })
+        }
     };
     let calc =
         CalcBlockingClient::with_runtime(channel(), runtime.clone()).with_options(options.clone());

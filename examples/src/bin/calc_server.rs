@@ -5,9 +5,12 @@
 //! cargo run -p examples --bin calc-server -- --addr 127.0.0.1:7000                 # both
 //! cargo run -p examples --bin calc-server -- --addr 127.0.0.1:7000 --transport udp
 //! cargo run -p examples --bin calc-server -- --metrics-addr 127.0.0.1:9100  # + Prometheus
+//! cargo run -p examples --bin calc-server -- --transport tcp \
+//!     --tls-cert server.pem --tls-key server.key [--client-ca clients-ca.pem]  # TLS, mTLS
 //! ```
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
 use examples::calc::CalcServer;
@@ -17,7 +20,7 @@ use examples::server_limits::LimitArgs;
 use rpc_core::server::ServerBuilder;
 use rpc_core::transport::{Both, Listener};
 use rpc_core::Server;
-use rpc_transport_tcp::TcpListener;
+use rpc_transport_tcp::{TcpListener, TlsServer};
 use rpc_transport_udp::UdpListener;
 
 /// Which transports to listen on.
@@ -52,6 +55,16 @@ struct Args {
     /// address is printed before the listening line).
     #[arg(long)]
     metrics_addr: Option<SocketAddr>,
+    /// Serve TCP over TLS 1.3 with this certificate chain (PEM); needs `--tls-key` and
+    /// `--transport tcp`.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of `--tls-cert`.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Mutual TLS: require client certificates issued by a CA in this PEM file.
+    #[arg(long, requires = "tls_cert")]
+    client_ca: Option<PathBuf>,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -76,6 +89,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .queue_depth(args.queue_depth)
         .add_service(CalcServer::new(CalcService::new()))
         .add_service(SeedServer::new(SeedService));
+    let tls = server_tls(&args)?;
+    if tls.is_some() && args.transport != Transport::Tcp {
+        return Err("TLS applies to TCP: use --transport tcp with --tls-cert".into());
+    }
     match args.transport {
         Transport::Udp => {
             let udp = UdpListener::bind(args.addr).await?;
@@ -85,7 +102,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Transport::Tcp => {
             let tcp = tcp_listener(&args, args.addr).await?;
             let what = format!("tcp://{}", tcp.local_addr());
-            run(builder, tcp, what).await
+            match tls {
+                Some(tls) => {
+                    let what = format!("{what} (TLS)");
+                    run(builder, tcp.with_tls(tls), what).await
+                }
+                None => run(builder, tcp, what).await,
+            }
         }
         Transport::Both => {
             let tcp = tcp_listener(&args, args.addr).await?;
@@ -94,6 +117,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             run(builder, Both::new(udp, tcp), what).await
         }
     }
+}
+
+/// The TLS configuration the flags ask for (`None`: plain TCP).
+fn server_tls(args: &Args) -> Result<Option<TlsServer>, Box<dyn std::error::Error>> {
+    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+        return Ok(None);
+    };
+    let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    let mut builder = TlsServer::builder(&read(cert)?, &read(key)?)?;
+    if let Some(ca) = &args.client_ca {
+        builder = builder.client_ca_certificates(&read(ca)?)?;
+    }
+    Ok(Some(builder.build()?))
 }
 
 async fn tcp_listener(
