@@ -2,7 +2,8 @@
 //! (through a relay that records every byte: no plaintext on the wire), and each way the
 //! handshake must fail — a wrong CA, an expired certificate, a wrong host name, a
 //! missing or untrusted client certificate under mutual TLS — named in the error; a
-//! client that never finishes its handshake is cut off without holding up others.
+//! client that never finishes its handshake is cut off without holding up others; a
+//! client reconnects over TLS to a restarted server.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -365,5 +366,35 @@ async fn a_silent_handshake_is_cut_off_and_holds_up_no_one() {
         assert!(std::time::Instant::now() < deadline, "{s:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_reconnects_over_tls_to_a_restarted_server() {
+    let ca = Ca::new("test CA");
+    let id = ca.issue(&["127.0.0.1"], false);
+    let serve = || {
+        TlsServer::builder(id.cert.as_bytes(), id.key.as_bytes())
+            .unwrap()
+            .build()
+            .unwrap()
+    };
+    let (server, addr) = tls_server(serve()).await;
+    let client_tls = TlsClient::builder()
+        .ca_certificates(ca.pem().as_bytes())
+        .unwrap()
+        .build()
+        .unwrap();
+    // Default retry policy and reconnect backoff.
+    let c = Client::new(TcpChannel::new(addr).with_tls(client_tls));
+    assert_eq!(&bounded(echo(&c, b"before")).await.unwrap()[..], b"before");
+    server.shutdown().await;
+    let listener = TcpListener::bind(addr).await.unwrap().with_tls(serve());
+    let server = Server::builder()
+        .add_service(EchoSvc)
+        .serve(listener)
+        .unwrap();
+    assert_eq!(&bounded(echo(&c, b"after")).await.unwrap()[..], b"after");
+    assert!(c.stats().connects >= 2, "{:?}", c.stats());
     server.shutdown().await;
 }
