@@ -361,9 +361,16 @@ pub fn run_case(case: &Case, plan: &Plan, opts: StackOptions) -> io::Result<Meas
                 },
             )
         }
-        (kind @ (Kind::Frames | Kind::Rpc), Transport::Tcp) => {
+        (kind @ (Kind::Frames | Kind::Rpc), transport @ (Transport::Tcp | Transport::Tls)) => {
             let config = tcp_config(spin);
             let client_config = config.clone();
+            let (server_tls, client_tls) = match transport {
+                Transport::Tls => {
+                    let (server, client) = test_tls()?;
+                    (Some(server), Some(client))
+                }
+                _ => (None, None),
+            };
             run_on_layout(
                 case.layout,
                 move |ctl| async move {
@@ -371,37 +378,24 @@ pub fn run_case(case: &Case, plan: &Plan, opts: StackOptions) -> io::Result<Meas
                         .await
                         .map_err(io::Error::other)?
                         .with_config(config);
-                    serve(kind, ctl, listener).await
+                    match server_tls {
+                        Some(tls) => serve(kind, ctl, listener.with_tls(tls)).await,
+                        None => serve(kind, ctl, listener).await,
+                    }
                 },
                 move |addr| async move {
                     let channel = TcpChannel::new(addr).with_config(client_config);
+                    let channel = match client_tls {
+                        Some(tls) => channel.with_tls(tls),
+                        None => channel,
+                    };
                     measure(kind, &plan, n, case.payload, channel).await
                 },
             )
         }
-        (Kind::Rpc, Transport::Tls) => {
-            let config = tcp_config(spin);
-            let client_config = config.clone();
-            let (server_tls, client_tls) = test_tls()?;
-            run_on_layout(
-                case.layout,
-                move |ctl| async move {
-                    let listener = TcpListener::bind("127.0.0.1:0")
-                        .await
-                        .map_err(io::Error::other)?
-                        .with_config(config)
-                        .with_tls(server_tls);
-                    serve(Kind::Rpc, ctl, listener).await
-                },
-                move |addr| async move {
-                    let channel = TcpChannel::new(addr)
-                        .with_config(client_config)
-                        .with_tls(client_tls);
-                    measure(Kind::Rpc, &plan, n, case.payload, channel).await
-                },
-            )
-        }
-        (_, Transport::Tls) => Err(io::Error::other("TLS rows are RPC calls only")),
+        (Kind::Raw, Transport::Tls) => Err(io::Error::other(
+            "no raw TLS floor: TLS rows are divided by raw TCP's",
+        )),
         (Kind::Peer, _) => Err(io::Error::other(
             "peer cases are measured by the benches/peers crate",
         )),

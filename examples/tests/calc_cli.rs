@@ -20,8 +20,15 @@ impl Drop for ServerProcess {
 }
 
 fn start_server(transport: &str) -> ServerProcess {
+    start_server_with(&["--transport", transport], "")
+}
+
+/// Starts `calc-server` on a free port with `args`; `tag` is what its listening line
+/// says after the addresses (e.g. `" (TLS)"`).
+fn start_server_with(args: &[&str], tag: &str) -> ServerProcess {
     let mut child = Command::new(env!("CARGO_BIN_EXE_calc-server"))
-        .args(["--addr", "127.0.0.1:0", "--transport", transport])
+        .args(["--addr", "127.0.0.1:0"])
+        .args(args)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -31,9 +38,10 @@ fn start_server(transport: &str) -> ServerProcess {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
+    let suffix = format!("{tag} (Ctrl-C to stop)\n");
     let listening = line
         .strip_prefix("calc-server listening on ")
-        .and_then(|l| l.strip_suffix(" (Ctrl-C to stop)\n"))
+        .and_then(|l| l.strip_suffix(suffix.as_str()))
         .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
         .to_owned();
     ServerProcess { child, listening }
@@ -156,24 +164,12 @@ impl Drop for TestPki {
 }
 
 fn start_tls_server(extra: &[&str]) -> ServerProcess {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_calc-server"))
-        .args(["--addr", "127.0.0.1:0", "--transport", "tcp"])
-        .args(extra)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("calc-server starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let listening = line
-        .strip_prefix("calc-server listening on ")
-        .and_then(|l| l.strip_suffix(" (TLS) (Ctrl-C to stop)\n"))
-        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-        .to_owned();
-    ServerProcess { child, listening }
+    let args: Vec<&str> = ["--transport", "tcp"]
+        .iter()
+        .chain(extra)
+        .copied()
+        .collect();
+    start_server_with(&args, " (TLS)")
 }
 
 #[test]

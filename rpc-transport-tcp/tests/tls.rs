@@ -118,12 +118,17 @@ async fn tls_server(tls: TlsServer) -> (ServerHandle, std::net::SocketAddr) {
         .await
         .unwrap()
         .with_tls(tls);
-    let server = Server::builder()
-        .add_service(EchoSvc)
-        .serve(listener)
-        .unwrap();
+    let server = serve(listener);
     let addr = server.local_addr();
     (server, addr)
+}
+
+/// The echo server on `listener`.
+fn serve(listener: TcpListener) -> ServerHandle {
+    Server::builder()
+        .add_service(EchoSvc)
+        .serve(listener)
+        .unwrap()
 }
 
 fn client(channel: TcpChannel) -> Client<TcpChannel> {
@@ -282,15 +287,8 @@ async fn mutual_tls_refuses_a_missing_or_untrusted_client_certificate() {
         .unwrap()
         .build()
         .unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .with_tls(tls);
-    let server = Server::builder()
-        .add_service(EchoSvc)
-        .serve(listener)
-        .unwrap();
-    let addr = server.local_addr().to_string();
+    let (server, addr) = tls_server(tls).await;
+    let addr = addr.to_string();
     let with_identity = |id: Option<&Identity>| {
         let b = TlsClient::builder()
             .ca_certificates(ca.pem().as_bytes())
@@ -331,10 +329,7 @@ async fn a_silent_handshake_is_cut_off_and_holds_up_no_one() {
         .with_tls(tls);
     let addr = listener.local_addr();
     let stats = listener.handshake_stats_handle();
-    let server = Server::builder()
-        .add_service(EchoSvc)
-        .serve(listener)
-        .unwrap();
+    let server = serve(listener);
     // Connections that say nothing, and one that is not TLS at all.
     let mut silent = Vec::new();
     for _ in 0..8 {
@@ -373,13 +368,13 @@ async fn a_silent_handshake_is_cut_off_and_holds_up_no_one() {
 async fn a_client_reconnects_over_tls_to_a_restarted_server() {
     let ca = Ca::new("test CA");
     let id = ca.issue(&["127.0.0.1"], false);
-    let serve = || {
+    let tls = || {
         TlsServer::builder(id.cert.as_bytes(), id.key.as_bytes())
             .unwrap()
             .build()
             .unwrap()
     };
-    let (server, addr) = tls_server(serve()).await;
+    let (server, addr) = tls_server(tls()).await;
     let client_tls = TlsClient::builder()
         .ca_certificates(ca.pem().as_bytes())
         .unwrap()
@@ -389,11 +384,7 @@ async fn a_client_reconnects_over_tls_to_a_restarted_server() {
     let c = Client::new(TcpChannel::new(addr).with_tls(client_tls));
     assert_eq!(&bounded(echo(&c, b"before")).await.unwrap()[..], b"before");
     server.shutdown().await;
-    let listener = TcpListener::bind(addr).await.unwrap().with_tls(serve());
-    let server = Server::builder()
-        .add_service(EchoSvc)
-        .serve(listener)
-        .unwrap();
+    let server = serve(TcpListener::bind(addr).await.unwrap().with_tls(tls()));
     assert_eq!(&bounded(echo(&c, b"after")).await.unwrap()[..], b"after");
     assert!(c.stats().connects >= 2, "{:?}", c.stats());
     server.shutdown().await;
