@@ -235,16 +235,9 @@ impl Channel for AnyChannel {
     type Receiver = AnyReceiver;
 
     async fn connect(&self) -> Result<Connection<AnyReceiver>, TransportError> {
-        fn wrap<R>(c: Connection<R>, f: impl FnOnce(R) -> AnyReceiver) -> Connection<AnyReceiver> {
-            Connection {
-                sender: c.sender,
-                receiver: f(c.receiver),
-                peer_addr: c.peer_addr,
-            }
-        }
         match self {
-            AnyChannel::Udp(c) => Ok(wrap(c.connect().await?, AnyReceiver::Udp)),
-            AnyChannel::Tcp(c) => Ok(wrap(c.connect().await?, AnyReceiver::Tcp)),
+            AnyChannel::Udp(c) => Ok(c.connect().await?.map_receiver(AnyReceiver::Udp)),
+            AnyChannel::Tcp(c) => Ok(c.connect().await?.map_receiver(AnyReceiver::Tcp)),
         }
     }
 

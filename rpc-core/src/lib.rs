@@ -68,6 +68,7 @@ mod id;
 pub mod interface;
 pub mod metrics;
 pub mod naming;
+mod principal;
 pub mod server;
 pub mod transport;
 pub mod xdr;
@@ -76,6 +77,7 @@ pub use client::{CallOptions, Client};
 pub use error::{RpcError, Status, TransportError, UnreachableCause};
 pub use frame::Semantics;
 pub use interface::{CallTarget, InterfaceInfo, ProcedureInfo};
+pub use principal::Principal;
 pub use server::{CallContext, Server};
 
 /// Includes the Rust code that `rpc_codegen::Builder` generated from an IDL file in

@@ -140,5 +140,6 @@ pub(crate) fn open(
             .with_busy_poll(busy_poll)
             .with_frame_timeout(config.frame_timeout),
         peer_addr,
+        principal: None,
     }
 }

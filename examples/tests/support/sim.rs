@@ -138,6 +138,7 @@ impl Channel for SimChannel {
             sender: to_network,
             receiver: client_inbox,
             peer_addr: conn.peer_addr,
+            principal: conn.principal,
         })
     }
 

@@ -61,8 +61,9 @@ pub(super) async fn serve<R: FrameReceiver>(
         sender,
         mut receiver,
         peer_addr,
+        principal,
     } = conn;
-    tracing::debug!(peer = %peer_addr, "connection opened");
+    tracing::debug!(peer = %peer_addr, principal = ?principal, "connection opened");
     let end = read_loop(&shared, &state, &sender, &mut receiver).await;
     drop(receiver);
     close(&shared, &state, &sender, end).await;

@@ -65,14 +65,6 @@ impl<A: FrameReceiver, B: FrameReceiver> FrameReceiver for EitherReceiver<A, B> 
     }
 }
 
-fn map<R, S>(c: Connection<R>, wrap: impl FnOnce(R) -> S) -> Connection<S> {
-    Connection {
-        sender: c.sender,
-        receiver: wrap(c.receiver),
-        peer_addr: c.peer_addr,
-    }
-}
-
 impl<A: Listener, B: Listener> Listener for Both<A, B> {
     type Receiver = EitherReceiver<A::Receiver, B::Receiver>;
 
@@ -82,12 +74,12 @@ impl<A: Listener, B: Listener> Listener for Both<A, B> {
         loop {
             tokio::select! {
                 r = self.first.accept(), if !self.first_closed => match r {
-                    Ok(c) => return Ok(map(c, EitherReceiver::First)),
+                    Ok(c) => return Ok(c.map_receiver(EitherReceiver::First)),
                     Err(TransportError::Closed) => self.first_closed = true,
                     Err(e) => return Err(e),
                 },
                 r = self.second.accept(), if !self.second_closed => match r {
-                    Ok(c) => return Ok(map(c, EitherReceiver::Second)),
+                    Ok(c) => return Ok(c.map_receiver(EitherReceiver::Second)),
                     Err(TransportError::Closed) => self.second_closed = true,
                     Err(e) => return Err(e),
                 },

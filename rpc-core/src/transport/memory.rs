@@ -76,6 +76,7 @@ impl Channel for MemoryChannel {
             sender: to_client,
             receiver: server_inbox,
             peer_addr: fake_addr(port),
+            principal: None,
         };
         self.accept
             .send(server_side)
@@ -85,6 +86,7 @@ impl Channel for MemoryChannel {
             sender: to_server,
             receiver: client_inbox,
             peer_addr: fake_addr(0),
+            principal: None,
         })
     }
 

@@ -361,6 +361,22 @@ pub struct Connection<R> {
     pub receiver: R,
     /// The peer's address.
     pub peer_addr: SocketAddr,
+    /// The peer's identity, when the transport authenticated it (TLS with a client
+    /// certificate, sealed UDP); `None` otherwise.
+    pub principal: Option<crate::Principal>,
+}
+
+impl<R> Connection<R> {
+    /// The same connection with its receiver wrapped (or replaced) by `wrap`: what a
+    /// transport that combines others (for example [`Both`]) hands on.
+    pub fn map_receiver<S>(self, wrap: impl FnOnce(R) -> S) -> Connection<S> {
+        Connection {
+            sender: self.sender,
+            receiver: wrap(self.receiver),
+            peer_addr: self.peer_addr,
+            principal: self.principal,
+        }
+    }
 }
 
 /// Client side: knows how to (re)connect to one server.

@@ -599,6 +599,7 @@ fn new_connection(
             sender: FrameSender::from_sink(sink),
             receiver,
             peer_addr: peer,
+            principal: None,
         },
         state,
     )
