@@ -12,6 +12,7 @@ pub mod endpoint;
 pub mod packet;
 pub mod reassembly;
 pub mod rtt;
+pub mod seal;
 mod sent;
 mod timer;
 pub mod window;
@@ -20,6 +21,7 @@ pub use chain::Chain;
 pub use config::Config;
 pub use connection::{close_code, CloseReason, ConnectionStats, Event, SendError, Side};
 pub use endpoint::{ConnectionHandle, Endpoint, EndpointStats};
+pub use seal::{PreSharedKey, Security, SecurityError, StaticKeypair};
 
 /// A fast hasher for maps keyed by the core's own sequential handles (never by anything
 /// a peer chooses, so hash flooding is not a concern there): one multiply per word.
