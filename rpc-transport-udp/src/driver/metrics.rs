@@ -75,6 +75,13 @@ published!(
     never_acked_closes,
     no_progress_closes,
     reassembly_evictions,
+    handshakes_completed,
+    handshakes_failed,
+    handshakes_refused,
+    security_mismatch,
+    unsealed_dropped,
+    replays_dropped,
+    forged_dropped,
 );
 
 impl Published {

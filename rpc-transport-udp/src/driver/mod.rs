@@ -255,6 +255,13 @@ impl State {
             never_acked_closes: e.never_acked_closes,
             no_progress_closes: e.no_progress_closes,
             reassembly_evictions: e.reassembly_evictions,
+            handshakes_completed: e.handshakes_completed,
+            handshakes_failed: e.handshakes_failed,
+            handshakes_refused: e.handshakes_refused,
+            security_mismatch: e.security_mismatch,
+            unsealed_dropped: e.unsealed_dropped,
+            replays_dropped: e.replays_dropped,
+            forged_dropped: e.forged_dropped,
             connections: Vec::new(),
         }
     }
@@ -515,7 +522,9 @@ impl State {
 /// The error a close reason means for an established connection; `None` for a clean
 /// close (this side closed it, or the peer closed it normally).
 fn close_cause(reason: CloseReason) -> Option<Arc<io::Error>> {
-    use io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset, TimedOut};
+    use io::ErrorKind::{
+        ConnectionAborted, ConnectionRefused, ConnectionReset, PermissionDenied, TimedOut,
+    };
     let (kind, msg): (io::ErrorKind, &str) = match reason {
         CloseReason::Local => return None,
         CloseReason::PeerClosed { code } => match code {
@@ -536,6 +545,11 @@ fn close_cause(reason: CloseReason) -> Option<Arc<io::Error>> {
             close_code::BAD_PARAMETERS => (
                 ConnectionRefused,
                 "peer refused the handshake's parameters (datagram size or window)",
+            ),
+            close_code::SECURITY => (
+                PermissionDenied,
+                "peer refused the secure handshake: it requires sealing we do not offer \
+                 (or offers none), or our key or pre-shared key is not the one it knows",
             ),
             _ => (
                 ConnectionReset,
@@ -558,6 +572,11 @@ fn close_cause(reason: CloseReason) -> Option<Arc<io::Error>> {
         ),
         CloseReason::ProtocolError => (ConnectionAborted, "peer broke the protocol"),
         CloseReason::Refused => (ConnectionRefused, "connection refused (connection limit)"),
+        CloseReason::HandshakeFailed => (
+            PermissionDenied,
+            "secure handshake failed: the server's answer did not authenticate \
+             (the wrong server key or pre-shared key), or no client key is configured",
+        ),
     };
     Some(Arc::new(io::Error::new(kind, msg)))
 }
@@ -565,6 +584,12 @@ fn close_cause(reason: CloseReason) -> Option<Arc<io::Error>> {
 /// The error a close reason means while the handshake is pending.
 fn connect_cause(reason: CloseReason) -> Arc<io::Error> {
     let (kind, msg) = match reason {
+        CloseReason::PeerClosed {
+            code: close_code::SECURITY,
+        }
+        | CloseReason::HandshakeFailed => {
+            return close_cause(reason).unwrap_or_else(|| Arc::new(io::Error::other("closed")))
+        }
         CloseReason::Unreachable => (io::ErrorKind::TimedOut, "no answer to the handshake"),
         CloseReason::Reset | CloseReason::Refused | CloseReason::PeerClosed { .. } => (
             io::ErrorKind::ConnectionRefused,
@@ -599,7 +624,7 @@ fn new_connection(
             sender: FrameSender::from_sink(sink),
             receiver,
             peer_addr: peer,
-            principal: None,
+            principal: st.endpoint.principal(h).cloned(),
         },
         state,
     )

@@ -76,6 +76,20 @@ pub struct UdpStats {
     pub no_progress_closes: u64,
     /// Connections evicted to free reassembly memory for others.
     pub reassembly_evictions: u64,
+    /// Secure handshakes completed (sealed connections opened).
+    pub handshakes_completed: u64,
+    /// Secure handshakes that did not authenticate (the wrong key, an unknown PSK id, a tampered message).
+    pub handshakes_failed: u64,
+    /// Server: secure handshakes that proved a client key not in the allowed set.
+    pub handshakes_refused: u64,
+    /// Server: plain Inits to a sealed endpoint and Hellos to a plain one (Close 6).
+    pub security_mismatch: u64,
+    /// Plaintext datagrams for a sealed connection (other than the handshake): dropped.
+    pub unsealed_dropped: u64,
+    /// Sealed datagrams dropped by the replay window (seen before, or too old).
+    pub replays_dropped: u64,
+    /// Sealed datagrams that did not authenticate (tampered, forged, or another connection's): dropped.
+    pub forged_dropped: u64,
     /// Current connections: (peer, smoothed RTT µs (0 before a sample), RTO µs).
     pub connections: Vec<(SocketAddr, u64, u64)>,
 }
@@ -114,6 +128,13 @@ impl UdpStats {
         self.reassembly_evictions += o.reassembly_evictions;
         self.accept_overflow += o.accept_overflow;
         self.bad_frames += o.bad_frames;
+        self.handshakes_completed += o.handshakes_completed;
+        self.handshakes_failed += o.handshakes_failed;
+        self.handshakes_refused += o.handshakes_refused;
+        self.security_mismatch += o.security_mismatch;
+        self.unsealed_dropped += o.unsealed_dropped;
+        self.replays_dropped += o.replays_dropped;
+        self.forged_dropped += o.forged_dropped;
         self.connections.extend_from_slice(&o.connections);
     }
 }

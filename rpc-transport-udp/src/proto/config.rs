@@ -126,6 +126,13 @@ pub struct Config {
     /// `cookie_lifetime`, so a replay of their Init with its old cookie is refused
     /// (answered with a fresh Retry). The oldest is forgotten beyond this. Default 4096.
     pub max_quarantined: usize,
+    /// Sealed datagrams (PROTOCOL.md 9.10): the keys this endpoint proves and accepts.
+    /// `None` (the default): plaintext datagrams, and Hellos are refused (Close 6). With
+    /// it, every datagram after the handshake is encrypted and authenticated, plain
+    /// Inits are refused (Close 6), and every client must prove its address with a
+    /// cookie before the server spends a Diffie-Hellman on it, whatever
+    /// [`Config::address_validation`] says.
+    pub security: Option<super::seal::Security>,
     /// Server: a connection whose peer has never acknowledged any of its Data is closed
     /// (unreachable) after this many retransmission timeouts without an ack, or after
     /// [`Config::never_acked_timeout`], whichever comes first. Default 8.
@@ -161,6 +168,7 @@ impl Default for Config {
             cookie_lifetime: Duration::from_secs(5),
             max_connections_per_ip: 256,
             max_quarantined: 4096,
+            security: None,
             never_acked_retransmits: 8,
             never_acked_timeout: Duration::from_secs(5),
         }
@@ -179,6 +187,12 @@ impl Config {
     /// Sets the largest datagram (clamped to [`MIN_DATAGRAM`]..=[`MAX_DATAGRAM`]).
     pub fn max_datagram(mut self, bytes: usize) -> Self {
         self.max_datagram = bytes.clamp(MIN_DATAGRAM, MAX_DATAGRAM);
+        self
+    }
+
+    /// Sets [`Config::security`].
+    pub fn security(mut self, security: super::seal::Security) -> Self {
+        self.security = Some(security);
         self
     }
 

@@ -51,6 +51,7 @@ use super::packet::{
 };
 use super::reassembly::{GlobalBudget, Insert, Reassembler};
 use super::rtt::RttEstimator;
+use super::seal::{self, ClientHandshake, HandshakeError, HelloFields, OpenError, Session};
 use super::sent::{Acked, Sent, SentPackets};
 use super::timer::{Timer, TimerTable};
 use super::window::{RecvWindow, Seen};
@@ -90,6 +91,9 @@ pub enum CloseReason {
     ProtocolError,
     /// The endpoint refused the connection (connection limit).
     Refused,
+    /// Sealing failed: the server's Welcome did not open (the wrong server key or PSK,
+    /// or a forged answer), or this endpoint has no client security to offer.
+    HandshakeFailed,
 }
 
 /// Reason codes carried in Close datagrams.
@@ -108,6 +112,10 @@ pub mod close_code {
     /// The handshake advertised values out of range (a maximum datagram below
     /// [`crate::proto::config::MIN_DATAGRAM`], a receive window of 0).
     pub const BAD_PARAMETERS: u32 = 5;
+    /// Security: the server requires sealed datagrams and got a plain Init, or offers
+    /// none and got a Hello, or the handshake failed (an unknown PSK id, the wrong key,
+    /// a client key it does not allow). PROTOCOL.md 9.10.
+    pub const SECURITY: u32 = 6;
 }
 
 /// Most Retries a client follows in one handshake (and, established, in its
@@ -128,6 +136,7 @@ impl CloseReason {
             CloseReason::ReassemblyTimeout => Some(close_code::REASSEMBLY_TIMEOUT),
             CloseReason::ProtocolError => Some(close_code::PROTOCOL_ERROR),
             CloseReason::Refused => Some(close_code::REFUSED),
+            CloseReason::HandshakeFailed => Some(close_code::SECURITY),
             // The peer is gone or already knows.
             CloseReason::PeerClosed { .. }
             | CloseReason::Unreachable
@@ -385,6 +394,24 @@ pub(crate) struct Connection {
     last_send: Instant,
     closed_reported: bool,
     stats: ConnectionStats,
+    /// Sealed datagrams (PROTOCOL.md 9.10); `None` on a plain connection.
+    sealing: Option<Box<Sealing>>,
+    /// Largest datagram sent: our maximum, and the peer's once known.
+    send_datagram: usize,
+}
+
+/// A sealed connection's handshake and keys.
+#[derive(Debug, Default)]
+struct Sealing {
+    /// Client: the Hello's handshake field, sent in every Init.
+    hello: Option<Bytes>,
+    /// Client: the handshake until the Welcome arrives.
+    handshake: Option<ClientHandshake>,
+    /// Server: the Welcome's handshake field, sent instead of Accept (again for a
+    /// repeated Hello).
+    welcome: Option<Bytes>,
+    /// The keys, once the handshake is done.
+    session: Option<Session>,
 }
 
 impl Connection {
@@ -440,8 +467,115 @@ impl Connection {
             last_send: now,
             closed_reported: false,
             stats: ConnectionStats::default(),
+            sealing: None,
+            send_datagram: cfg.max_datagram,
             cfg,
         }
+    }
+
+    /// The fields of this client's Hello that the handshake binds.
+    pub(crate) fn hello_fields(&self) -> HelloFields {
+        HelloFields {
+            conn_id: self.conn_id,
+            client_incarnation: self.local_incarnation,
+            recv_window: self.cfg.recv_window,
+            max_datagram: self.cfg.max_datagram as u32,
+        }
+    }
+
+    /// The Accept body this server connection announces (what a Welcome encrypts).
+    pub(crate) fn accept_payload(&self) -> [u8; seal::ACCEPT_PAYLOAD_LEN] {
+        let mut p = [0u8; seal::ACCEPT_PAYLOAD_LEN];
+        p[0..8].copy_from_slice(&self.peer_incarnation.unwrap_or(0).to_be_bytes());
+        p[8..16].copy_from_slice(&self.local_incarnation.to_be_bytes());
+        p[16..20].copy_from_slice(&self.cfg.recv_window.to_be_bytes());
+        p[20..24].copy_from_slice(&(self.cfg.max_datagram as u32).to_be_bytes());
+        p
+    }
+
+    /// Client: seal this connection; every Init becomes a Hello with `hello`.
+    pub(crate) fn seal_client(&mut self, handshake: ClientHandshake, hello: Bytes) {
+        self.sealing = Some(Box::new(Sealing {
+            hello: Some(hello),
+            handshake: Some(handshake),
+            ..Sealing::default()
+        }));
+        self.update_fragment_payload();
+    }
+
+    /// Server: seal this connection with the handshake's `session`; its Accept is the
+    /// Welcome `welcome`.
+    pub(crate) fn seal_server(&mut self, session: Session, welcome: Bytes) {
+        self.sealing = Some(Box::new(Sealing {
+            welcome: Some(welcome),
+            session: Some(session),
+            ..Sealing::default()
+        }));
+        self.update_fragment_payload();
+    }
+
+    /// Whether this connection seals its datagrams.
+    pub(crate) fn is_sealed(&self) -> bool {
+        self.sealing.is_some()
+    }
+
+    /// Whether this is a client still waiting for the server's answer to its handshake.
+    pub(crate) fn is_handshaking(&self) -> bool {
+        matches!(self.state, State::Handshaking { .. })
+    }
+
+    /// The peer's identity, as the handshake proved it.
+    pub(crate) fn principal(&self) -> Option<&rpc_core::Principal> {
+        self.sealing.as_ref()?.session.as_ref()?.principal()
+    }
+
+    /// Client: opens the server's Welcome into the Accept it carries. A Welcome that
+    /// does not open ends the handshake (the connection closes: `HandshakeFailed`).
+    pub(crate) fn open_welcome(&mut self, welcome: &[u8]) -> Result<Body, HandshakeError> {
+        if self.side != Side::Client || !self.is_handshaking() {
+            return Err(HandshakeError::Unsupported);
+        }
+        let handshake = self
+            .sealing
+            .as_mut()
+            .and_then(|s| s.handshake.take())
+            .ok_or(HandshakeError::Unsupported)?;
+        let (session, accept) = handshake.finish(welcome, None)?;
+        if let Some(s) = self.sealing.as_mut() {
+            s.session = Some(session);
+        }
+        let u32_at =
+            |i: usize| u32::from_be_bytes([accept[i], accept[i + 1], accept[i + 2], accept[i + 3]]);
+        let u64_at = |i: usize| (u64::from(u32_at(i)) << 32) | u64::from(u32_at(i + 4));
+        Ok(Body::Accept {
+            client_incarnation: u64_at(0),
+            server_incarnation: u64_at(8),
+            recv_window: u32_at(16),
+            max_datagram: u32_at(20),
+        })
+    }
+
+    /// Opens a sealed datagram from the peer.
+    pub(crate) fn open_sealed(&mut self, datagram: &[u8]) -> Result<Bytes, OpenError> {
+        match self.sealing.as_mut().and_then(|s| s.session.as_mut()) {
+            Some(session) => session.open(datagram),
+            None => Err(OpenError::Forged),
+        }
+    }
+
+    /// Fails a client handshake that cannot go on (see [`CloseReason::HandshakeFailed`]).
+    pub(crate) fn fail_handshake(&mut self, ctx: &mut Ctx<'_>) {
+        self.enter_closed(CloseReason::HandshakeFailed, ctx);
+    }
+
+    fn update_fragment_payload(&mut self) {
+        let overhead = if self.sealing.is_some() {
+            seal::SEAL_OVERHEAD
+        } else {
+            0
+        };
+        self.fragment_payload =
+            packet::max_fragment_payload(self.send_datagram.saturating_sub(overhead)).max(1);
     }
 
     /// A client connection: sends Init at once.
@@ -498,8 +632,8 @@ impl Connection {
         self.peer_incarnation = Some(incarnation);
         self.peer_recv_window = recv_window.clamp(1, MAX_WINDOW);
         let peer_max = (max_datagram as usize).clamp(MIN_DATAGRAM, MAX_DATAGRAM);
-        let datagram = self.cfg.max_datagram.min(peer_max);
-        self.fragment_payload = packet::max_fragment_payload(datagram).max(1);
+        self.send_datagram = self.cfg.max_datagram.min(peer_max);
+        self.update_fragment_payload();
     }
 
     /// Server: the peer's address is proven (it echoed a valid cookie).
@@ -749,7 +883,7 @@ impl Connection {
         self.stats.datagrams_received += 1;
         self.last_recv = now;
         match pkt.body {
-            Body::Init { .. } => {
+            Body::Init { .. } | Body::Hello { .. } => {
                 // A retransmitted Init from the same incarnation (the endpoint routes
                 // other incarnations elsewhere): our Accept was lost.
                 if self.side == Side::Server {
@@ -807,6 +941,8 @@ impl Connection {
             }
             Body::Reset => self.enter_closed(CloseReason::Reset, ctx),
             Body::Retry { cookie } => self.on_retry(cookie),
+            // The endpoint opens Welcomes into Accepts; a stray one means nothing.
+            Body::Welcome { .. } => {}
         }
         self.rearm(now);
     }
@@ -1117,6 +1253,17 @@ impl Connection {
             body,
         };
         pkt.emit_gather(out, gather);
+        if let Some(session) = self.sealing.as_mut().and_then(|s| s.session.as_mut()) {
+            // After the handshake everything is sealed but a repeated Welcome.
+            if !matches!(pkt.body, Body::Welcome { .. }) && !session.seal(self.conn_id, out, gather)
+            {
+                // 2^64 datagrams sealed: the packet numbers are spent (not reachable in
+                // practice); nothing more leaves, and the peer times the connection out.
+                out.clear();
+                gather.clear();
+                return false;
+            }
+        }
         if let Some(u) = &mut self.unvalidated {
             let len = out.len() + gather.iter().map(Bytes::len).sum::<usize>();
             u.sent = u.sent.saturating_add(len as u64);
@@ -1238,27 +1385,21 @@ impl Connection {
             first_sent.get_or_insert(now);
             *transmissions += 1;
             self.timers.set(Timer::Retransmit, now + self.rtt.rto());
-            return Some(Some(Body::Init {
-                client_incarnation: self.local_incarnation,
-                recv_window: self.cfg.recv_window,
-                max_datagram: self.cfg.max_datagram as u32,
-                cookie: *cookie,
-            }));
+            let cookie = *cookie;
+            return Some(Some(self.init_body(cookie)));
         }
         if let Some(cookie) = self.revalidate.take() {
             // Established client: the server wants our address proven (9.3, under load).
-            return Some(Some(Body::Init {
-                client_incarnation: self.local_incarnation,
-                recv_window: self.cfg.recv_window,
-                max_datagram: self.cfg.max_datagram as u32,
-                cookie: Some(cookie),
-            }));
+            return Some(Some(self.init_body(Some(cookie))));
         }
         if self.accept_pending {
             if !fits(24) {
                 return Some(None);
             }
             self.accept_pending = false;
+            if let Some(welcome) = self.sealing.as_ref().and_then(|s| s.welcome.clone()) {
+                return Some(Some(Body::Welcome { handshake: welcome }));
+            }
             return Some(Some(Body::Accept {
                 client_incarnation: self.peer_incarnation.unwrap_or(0),
                 server_incarnation: self.local_incarnation,
@@ -1274,6 +1415,25 @@ impl Connection {
             return Some(Some(Body::Retry { cookie }));
         }
         None
+    }
+
+    /// The Init this client sends: a Hello when the connection is sealed.
+    fn init_body(&self, cookie: Option<Cookie>) -> Body {
+        match self.sealing.as_ref().and_then(|s| s.hello.clone()) {
+            Some(handshake) => Body::Hello {
+                client_incarnation: self.local_incarnation,
+                recv_window: self.cfg.recv_window,
+                max_datagram: self.cfg.max_datagram as u32,
+                handshake,
+                cookie,
+            },
+            None => Body::Init {
+                client_incarnation: self.local_incarnation,
+                recv_window: self.cfg.recv_window,
+                max_datagram: self.cfg.max_datagram as u32,
+                cookie,
+            },
+        }
     }
 
     fn next_retransmission(&mut self, now: Instant, room: Option<Room>) -> Option<DataOut> {

@@ -26,6 +26,7 @@ use super::connection::{
 use super::cookie::{CookieError, CookieKeys};
 use super::packet::{AckInfo, Body, Cookie, Packet, PacketError, SackRanges};
 use super::reassembly::GlobalBudget;
+use super::seal::{self, HandshakeError, HelloFields, OpenError};
 use super::{HandleMap, HandleSet};
 
 /// Identifies a connection within its endpoint.
@@ -100,6 +101,24 @@ pub struct EndpointStats {
     /// Connections closed to free reassembly memory for others: when the endpoint's
     /// budget was full, the one holding the most lost its partial messages.
     pub reassembly_evictions: u64,
+    /// Secure handshakes completed (PROTOCOL.md 9.10).
+    pub handshakes_completed: u64,
+    /// Secure handshakes that failed: a Hello or Welcome that did not authenticate (the
+    /// wrong key, an unknown PSK id, a tampered message) or offered a mode this
+    /// endpoint lacks.
+    pub handshakes_failed: u64,
+    /// Server: handshakes that proved a client key not in the allowed set.
+    pub handshakes_refused: u64,
+    /// Server: a plain Init to a sealed endpoint, or a Hello to a plain one (Close 6).
+    pub security_mismatch: u64,
+    /// Plaintext datagrams for a sealed connection, other than the handshake: dropped.
+    pub unsealed_dropped: u64,
+    /// Sealed datagrams whose packet number was seen before or is older than the
+    /// replay window: dropped before decryption.
+    pub replays_dropped: u64,
+    /// Sealed datagrams that did not authenticate (tampered, forged, or sealed for
+    /// another connection): dropped.
+    pub forged_dropped: u64,
 }
 
 /// Every connection of one socket.
@@ -264,7 +283,21 @@ impl Endpoint {
         };
         let handle = self.next_handle;
         self.next_handle += 1;
-        let conn = Connection::client(peer, conn_id, &self.cfg, self.incarnation, now);
+        let mut conn = Connection::client(peer, conn_id, &self.cfg, self.incarnation, now);
+        if let Some(security) = &self.cfg.security {
+            match seal::client_hello(security, &conn.hello_fields()) {
+                Some((handshake, hello)) => conn.seal_client(handshake, hello),
+                None => {
+                    // A server's configuration has no client key or PSK to offer.
+                    self.stats.handshakes_failed += 1;
+                    let mut ctx = Ctx {
+                        events: &mut self.scratch,
+                        budget: &mut self.budget,
+                    };
+                    conn.fail_handshake(&mut ctx);
+                }
+            }
+        }
         self.connections.insert(handle, conn);
         self.by_key.insert((peer, conn_id), handle);
         self.dirty.mark(handle);
@@ -329,6 +362,12 @@ impl Endpoint {
             conn.fail(reason, &mut ctx);
         }
         self.collect(h.0);
+    }
+
+    /// The peer's identity as a sealed connection's handshake proved it (server side:
+    /// the client's static key or PSK id); `None` on a plain connection.
+    pub fn principal(&self, h: ConnectionHandle) -> Option<&rpc_core::Principal> {
+        self.connections.get(&h.0)?.principal()
     }
 
     /// Takes the oldest complete message of a connection ([`Event::Readable`] said
@@ -475,8 +514,14 @@ impl Endpoint {
         self.stats.datagrams_received += 1;
         self.clock_us(now);
         self.expire_quarantine();
+        // A plain endpoint has no sealed connections: to it a sealed datagram is just one
+        // that fails its checksum.
+        if self.cfg.security.is_some() && seal::is_sealed(&datagram) {
+            self.handle_sealed(now, from, &datagram);
+            return;
+        }
         let len = datagram.len();
-        let pkt = match Packet::parse(&datagram) {
+        let mut pkt = match Packet::parse(&datagram) {
             Ok(p) => p,
             Err(PacketError::BadChecksum { .. }) => {
                 self.stats.checksum_failures += 1;
@@ -491,22 +536,28 @@ impl Endpoint {
         let key = (from, pkt.conn_id);
         let mut pre_validated = false;
         if let Some(&h) = self.by_key.get(&key) {
-            if let Body::Init {
-                client_incarnation,
-                cookie,
-                ..
-            } = &pkt.body
-            {
+            if !self.clear_allowed(h, &pkt.body) {
+                self.stats.unsealed_dropped += 1;
+                return;
+            }
+            if let Body::Welcome { handshake } = &pkt.body {
+                match self.open_welcome(h, handshake) {
+                    Some(accept) => pkt.body = accept,
+                    None => return,
+                }
+            }
+            if let Some((client_incarnation, cookie)) = pkt.body.init_fields() {
                 let (server, restarted) = match self.connections.get(&h) {
                     Some(conn) => (
                         conn.side() == Side::Server,
                         conn.peer_incarnation()
-                            .is_some_and(|inc| inc != *client_incarnation),
+                            .is_some_and(|inc| inc != client_incarnation),
                     ),
                     None => (false, false),
                 };
+                let cookie = cookie.copied();
                 let cookie_ok = match cookie {
-                    Some(c) if server => self.check_cookie(now, from, pkt.conn_id, c).is_ok(),
+                    Some(c) if server => self.check_cookie(now, from, pkt.conn_id, &c).is_ok(),
                     _ => false,
                 };
                 if restarted && !cookie_ok {
@@ -539,7 +590,15 @@ impl Endpoint {
                 return;
             }
         }
+        let sealed_endpoint = self.cfg.security.is_some();
         match pkt.body {
+            Body::Init { .. } | Body::Hello { .. }
+                if self.accept && sealed_endpoint != matches!(pkt.body, Body::Hello { .. }) =>
+            {
+                // A plain client of a sealed server, or a sealing one of a plain server.
+                self.stats.security_mismatch += 1;
+                self.refuse(from, pkt.conn_id, close_code::SECURITY);
+            }
             Body::Init {
                 client_incarnation,
                 recv_window,
@@ -554,12 +613,36 @@ impl Endpoint {
                     recv_window,
                     max_datagram,
                     cookie,
+                    handshake: None,
+                };
+                self.admit(now, init, pre_validated);
+            }
+            Body::Hello {
+                client_incarnation,
+                recv_window,
+                max_datagram,
+                handshake,
+                cookie,
+            } if self.accept => {
+                let init = InitInfo {
+                    from,
+                    conn_id: pkt.conn_id,
+                    len,
+                    client_incarnation,
+                    recv_window,
+                    max_datagram,
+                    cookie,
+                    handshake: Some(handshake),
                 };
                 self.admit(now, init, pre_validated);
             }
             // Never answer these with a Reset: two endpoints that both lost state would
-            // bounce resets forever (and a Retry is only ever an answer).
-            Body::Reset | Body::Close { .. } | Body::Ack | Body::Retry { .. } => {
+            // bounce resets forever (and a Retry or Welcome is only ever an answer).
+            Body::Reset
+            | Body::Close { .. }
+            | Body::Ack
+            | Body::Retry { .. }
+            | Body::Welcome { .. } => {
                 self.stats.unknown_connection += 1;
             }
             _ => {
@@ -568,6 +651,109 @@ impl Endpoint {
                 self.queue_endpoint_transmit(from, Endpoint::bare_packet(pkt.conn_id, Body::Reset));
             }
         }
+    }
+
+    /// Whether a plaintext datagram may reach connection `h`: always on a plain
+    /// connection; on a sealed one only the handshake — a client's repeated Init or
+    /// Hello to the server, and to a client still handshaking the server's Welcome,
+    /// Retry or refusal (Close, Reset), as on a plain connection.
+    fn clear_allowed(&self, h: u64, body: &Body) -> bool {
+        let Some(conn) = self.connections.get(&h) else {
+            return true;
+        };
+        if !conn.is_sealed() {
+            return !matches!(body, Body::Welcome { .. } | Body::Hello { .. });
+        }
+        match conn.side() {
+            Side::Server => matches!(body, Body::Init { .. } | Body::Hello { .. }),
+            Side::Client => {
+                conn.is_handshaking()
+                    && matches!(
+                        body,
+                        Body::Welcome { .. }
+                            | Body::Retry { .. }
+                            | Body::Close { .. }
+                            | Body::Reset
+                    )
+            }
+        }
+    }
+
+    /// Client: opens the server's Welcome into the Accept it carries; a Welcome that does
+    /// not authenticate fails the connection (and is counted).
+    fn open_welcome(&mut self, h: u64, welcome: &[u8]) -> Option<Body> {
+        let conn = self.connections.get_mut(&h)?;
+        match conn.open_welcome(welcome) {
+            Ok(accept) => {
+                self.stats.handshakes_completed += 1;
+                Some(accept)
+            }
+            Err(e) => {
+                tracing::debug!(peer = %conn.peer, error = ?e, "secure handshake failed");
+                self.stats.handshakes_failed += 1;
+                let mut ctx = Ctx {
+                    events: &mut self.scratch,
+                    budget: &mut self.budget,
+                };
+                conn.fail_handshake(&mut ctx);
+                self.dirty.mark(h);
+                self.collect(h);
+                None
+            }
+        }
+    }
+
+    /// A sealed datagram: opened by its connection's keys (the replay window first),
+    /// then handled as the plaintext datagram inside. Nothing here is answered: an
+    /// unknown connection gets no Reset, since a Reset in clear could not be trusted.
+    fn handle_sealed(&mut self, now: Instant, from: SocketAddr, datagram: &Bytes) {
+        let Some(conn_id) = seal::sealed_conn_id(datagram) else {
+            self.stats.malformed += 1;
+            return;
+        };
+        let Some(&h) = self.by_key.get(&(from, conn_id)) else {
+            self.stats.unknown_connection += 1;
+            return;
+        };
+        let Some(conn) = self.connections.get_mut(&h) else {
+            return;
+        };
+        let plain = match conn.open_sealed(datagram) {
+            Ok(plain) => plain,
+            Err(OpenError::Replayed) => {
+                self.stats.replays_dropped += 1;
+                return;
+            }
+            Err(OpenError::Forged) => {
+                self.stats.forged_dropped += 1;
+                return;
+            }
+            Err(OpenError::Malformed) => {
+                self.stats.malformed += 1;
+                return;
+            }
+        };
+        let pkt = match Packet::parse(&plain) {
+            Ok(pkt)
+                if pkt.conn_id == conn_id
+                    && matches!(
+                        pkt.body,
+                        Body::Data { .. }
+                            | Body::Ack
+                            | Body::Ping
+                            | Body::Close { .. }
+                            | Body::Reset
+                    ) =>
+            {
+                pkt
+            }
+            // Authentic but not what a sealed datagram may carry: a broken peer.
+            _ => {
+                self.stats.malformed += 1;
+                return;
+            }
+        };
+        self.dispatch(h, pkt, datagram.len(), now);
     }
 
     /// Hands a datagram to its connection, then does what the connection asks of the
@@ -691,6 +877,8 @@ impl Endpoint {
                 }
                 None => {
                     let required = match self.cfg.address_validation {
+                        // No Diffie-Hellman for an unproven address.
+                        _ if self.cfg.security.is_some() => true,
                         AddressValidation::Always => true,
                         AddressValidation::UnderLoad { connections } => {
                             self.connections.len() >= connections
@@ -722,9 +910,7 @@ impl Endpoint {
             self.stats.accepted_unvalidated += 1;
             Some((init.len, self.issue_cookie(now, from, conn_id)))
         };
-        let handle = self.next_handle;
-        self.next_handle += 1;
-        let conn = Connection::server(
+        let mut conn = Connection::server(
             from,
             conn_id,
             &self.cfg,
@@ -735,6 +921,33 @@ impl Endpoint {
             unvalidated,
             now,
         );
+        if let (Some(security), Some(handshake)) = (&self.cfg.security, &init.handshake) {
+            let fields = HelloFields {
+                conn_id,
+                client_incarnation: init.client_incarnation,
+                recv_window: init.recv_window,
+                max_datagram: init.max_datagram,
+            };
+            match seal::server_welcome(security, &fields, handshake, &conn.accept_payload()) {
+                Ok((session, welcome)) => {
+                    self.stats.handshakes_completed += 1;
+                    conn.seal_server(session, welcome);
+                }
+                Err(e) => {
+                    tracing::debug!(peer = %from, error = ?e, "secure handshake refused");
+                    match e {
+                        HandshakeError::NotAllowed => self.stats.handshakes_refused += 1,
+                        HandshakeError::Failed | HandshakeError::Unsupported => {
+                            self.stats.handshakes_failed += 1
+                        }
+                    }
+                    self.refuse(from, conn_id, close_code::SECURITY);
+                    return;
+                }
+            }
+        }
+        let handle = self.next_handle;
+        self.next_handle += 1;
         self.connections.insert(handle, conn);
         self.by_key.insert((from, conn_id), handle);
         *self.per_ip.entry(ip).or_insert(0) += 1;
@@ -982,6 +1195,8 @@ struct InitInfo {
     recv_window: u32,
     max_datagram: u32,
     cookie: Option<Cookie>,
+    /// A Hello's handshake field.
+    handshake: Option<Bytes>,
 }
 
 /// Handles of connections that may have output, each at most once, in FIFO order.

@@ -45,6 +45,10 @@ const CRC_OFFSET: usize = 4;
 const INIT_BODY_LEN: usize = 16;
 const ACCEPT_BODY_LEN: usize = 24;
 const CLOSE_BODY_LEN: usize = 4;
+/// A Hello's handshake length (u16) and reserved (u16) fields.
+const HELLO_HANDSHAKE_HEAD: usize = 4;
+/// Longest handshake field of a Hello or a Welcome.
+pub const MAX_HANDSHAKE_LEN: usize = 512;
 /// Length of an address-validation cookie on the wire (issue time u64 + tag).
 pub const COOKIE_LEN: usize = 8 + COOKIE_TAG_LEN;
 /// Length of a cookie's MAC tag (a whole HMAC-SHA256 tag).
@@ -70,6 +74,10 @@ pub enum PacketType {
     Reset = 7,
     /// Server's stateless answer to an Init: repeat it with this cookie.
     Retry = 8,
+    /// A client's connection request with a Noise handshake (sealed endpoints, 9.10).
+    Hello = 9,
+    /// The server's answer to a Hello: the Noise answer carrying the Accept body.
+    Welcome = 10,
 }
 
 impl PacketType {
@@ -84,6 +92,8 @@ impl PacketType {
             6 => Self::Close,
             7 => Self::Reset,
             8 => Self::Retry,
+            9 => Self::Hello,
+            10 => Self::Welcome,
             _ => return None,
         })
     }
@@ -247,6 +257,26 @@ pub enum Body {
         /// The cookie to echo.
         cookie: Cookie,
     },
+    /// Client's connection request on a sealed endpoint: an Init's fields and the first
+    /// handshake message (PROTOCOL.md 9.10).
+    Hello {
+        /// Identifies this client process instance (a restart picks a new one).
+        client_incarnation: u64,
+        /// Datagrams the client can hold above its cumulative point.
+        recv_window: u32,
+        /// Largest datagram the client accepts.
+        max_datagram: u32,
+        /// The handshake field: mode, PSK id, Noise message (1..=[`MAX_HANDSHAKE_LEN`] bytes).
+        handshake: Bytes,
+        /// The cookie of the server's last Retry, if it sent one.
+        cookie: Option<Cookie>,
+    },
+    /// Server's answer to a Hello: the Noise answer, whose encrypted payload is the
+    /// Accept body (1..=[`MAX_HANDSHAKE_LEN`] bytes).
+    Welcome {
+        /// The Noise message.
+        handshake: Bytes,
+    },
 }
 
 impl Body {
@@ -260,6 +290,32 @@ impl Body {
             Body::Data { payload, .. } => DATA_HEADER_LEN + payload.len(),
             Body::Ack | Body::Ping | Body::Reset => 0,
             Body::Close { .. } => CLOSE_BODY_LEN,
+            Body::Hello {
+                handshake, cookie, ..
+            } => {
+                INIT_BODY_LEN
+                    + HELLO_HANDSHAKE_HEAD
+                    + handshake.len()
+                    + if cookie.is_some() { COOKIE_LEN } else { 0 }
+            }
+            Body::Welcome { handshake } => handshake.len(),
+        }
+    }
+
+    /// The fields of an Init or a Hello: (client incarnation, cookie).
+    pub fn init_fields(&self) -> Option<(u64, Option<&Cookie>)> {
+        match self {
+            Body::Init {
+                client_incarnation,
+                cookie,
+                ..
+            }
+            | Body::Hello {
+                client_incarnation,
+                cookie,
+                ..
+            } => Some((*client_incarnation, cookie.as_ref())),
+            _ => None,
         }
     }
 }
@@ -314,6 +370,10 @@ pub enum PacketError {
     /// A Data body's seq, fragment fields or payload length are inconsistent.
     #[error("malformed data fragment")]
     BadFragment,
+    /// A Hello's or Welcome's handshake field is empty or longer than
+    /// [`MAX_HANDSHAKE_LEN`].
+    #[error("handshake field empty or longer than {MAX_HANDSHAKE_LEN} bytes")]
+    BadHandshake,
     /// Bytes left over after a fixed-size body.
     #[error("{extra} trailing bytes after the body")]
     TrailingBytes {
@@ -409,6 +469,8 @@ impl Packet {
             Body::Close { .. } => PacketType::Close,
             Body::Reset => PacketType::Reset,
             Body::Retry { .. } => PacketType::Retry,
+            Body::Hello { .. } => PacketType::Hello,
+            Body::Welcome { .. } => PacketType::Welcome,
         }
     }
 
@@ -558,6 +620,46 @@ impl Packet {
                 r.finish()?;
                 Body::Reset
             }
+            PacketType::Hello => {
+                let client_incarnation = r.u64()?;
+                let recv_window = r.u32()?;
+                let max_datagram = r.u32()?;
+                let len = usize::from(r.u16()?);
+                let reserved = r.u16()?;
+                if reserved != 0 {
+                    return Err(PacketError::ReservedNotZero(reserved));
+                }
+                if len == 0 || len > MAX_HANDSHAKE_LEN {
+                    return Err(PacketError::BadHandshake);
+                }
+                if r.remaining() < len {
+                    return Err(PacketError::Truncated { len: buf.len() });
+                }
+                let handshake = datagram.slice(r.pos..r.pos + len);
+                r.pos += len;
+                // The cookie is there or not; nothing else may follow.
+                let cookie = match r.remaining() {
+                    n if n < COOKIE_LEN => None,
+                    _ => Some(r.cookie()?),
+                };
+                r.finish()?;
+                Body::Hello {
+                    client_incarnation,
+                    recv_window,
+                    max_datagram,
+                    handshake,
+                    cookie,
+                }
+            }
+            PacketType::Welcome => {
+                let len = r.remaining();
+                if len == 0 || len > MAX_HANDSHAKE_LEN {
+                    return Err(PacketError::BadHandshake);
+                }
+                Body::Welcome {
+                    handshake: datagram.slice(r.pos..),
+                }
+            }
         };
         Ok(Packet { conn_id, ack, body })
     }
@@ -639,6 +741,27 @@ impl Packet {
             }
             Body::Ack | Body::Ping | Body::Reset => {}
             Body::Close { reason } => out.extend_from_slice(&reason.to_be_bytes()),
+            Body::Hello {
+                client_incarnation,
+                recv_window,
+                max_datagram,
+                handshake,
+                cookie,
+            } => {
+                out.extend_from_slice(&client_incarnation.to_be_bytes());
+                out.extend_from_slice(&recv_window.to_be_bytes());
+                out.extend_from_slice(&max_datagram.to_be_bytes());
+                // Truncating cast on purpose: an oversized field makes a datagram the
+                // peer rejects, never a panic here.
+                out.extend_from_slice(&(handshake.len() as u16).to_be_bytes());
+                out.extend_from_slice(&0u16.to_be_bytes());
+                out.extend_from_slice(handshake);
+                if let Some(c) = cookie {
+                    out.extend_from_slice(&c.issued_us.to_be_bytes());
+                    out.extend_from_slice(&c.tag);
+                }
+            }
+            Body::Welcome { handshake } => out.extend_from_slice(handshake),
         }
         let crc = if gather.is_empty() {
             checksum(out.get(base..).unwrap_or(&[]))
@@ -818,7 +941,80 @@ mod tests {
                     },
                 },
             },
+            Packet {
+                conn_id: 9,
+                ack: ack(0, 0, &[]),
+                body: Body::Hello {
+                    client_incarnation: 3,
+                    recv_window: 64,
+                    max_datagram: 1200,
+                    handshake: Bytes::from_static(&[1; 97]),
+                    cookie: None,
+                },
+            },
+            Packet {
+                conn_id: 9,
+                ack: ack(0, 0, &[]),
+                body: Body::Hello {
+                    client_incarnation: 3,
+                    recv_window: 64,
+                    max_datagram: 1200,
+                    handshake: Bytes::from_static(&[2; 40]),
+                    cookie: Some(Cookie {
+                        issued_us: 1,
+                        tag: [7; COOKIE_TAG_LEN],
+                    }),
+                },
+            },
+            Packet {
+                conn_id: 9,
+                ack: ack(0, 0, &[]),
+                body: Body::Welcome {
+                    handshake: Bytes::from_static(&[3; 72]),
+                },
+            },
         ]
+    }
+
+    #[test]
+    fn hello_and_welcome_handshake_fields_are_bounded() {
+        let hello = |handshake: Vec<u8>| Packet {
+            conn_id: 1,
+            ack: ack(0, 0, &[]),
+            body: Body::Hello {
+                client_incarnation: 1,
+                recv_window: 1,
+                max_datagram: 1200,
+                handshake: Bytes::from(handshake),
+                cookie: None,
+            },
+        };
+        assert_eq!(
+            parse(&encode(&hello(vec![]))),
+            Err(PacketError::BadHandshake)
+        );
+        let too_long = hello(vec![0; MAX_HANDSHAKE_LEN + 1]);
+        assert_eq!(parse(&encode(&too_long)), Err(PacketError::BadHandshake));
+        let max = hello(vec![0; MAX_HANDSHAKE_LEN]);
+        assert_eq!(parse(&encode(&max)), Ok(max));
+        // A declared length beyond the datagram is truncation; a stray tail that is not
+        // a whole cookie is malformed.
+        let mut short = encode(&hello(vec![5; 10]));
+        short.truncate(short.len() - 1);
+        fix_crc(&mut short);
+        assert!(matches!(parse(&short), Err(PacketError::Truncated { .. })));
+        let mut tail = encode(&hello(vec![5; 10]));
+        tail.extend_from_slice(&[0; 3]);
+        fix_crc(&mut tail);
+        assert!(parse(&tail).is_err());
+        let welcome = Packet {
+            conn_id: 1,
+            ack: ack(0, 0, &[]),
+            body: Body::Welcome {
+                handshake: Bytes::new(),
+            },
+        };
+        assert_eq!(parse(&encode(&welcome)), Err(PacketError::BadHandshake));
     }
 
     #[test]
@@ -970,7 +1166,8 @@ mod tests {
 
     #[test]
     fn error_unknown_type() {
-        for t in [0u8, 9, 255] {
+        // 11 is a sealed datagram: not a Packet (see `seal`).
+        for t in [0u8, 11, 12, 255] {
             let mut bytes = ACK_VECTOR;
             bytes[3] = t;
             fix_crc(&mut bytes);
@@ -1117,7 +1314,8 @@ mod tests {
     #[test]
     fn error_trailing_bytes() {
         for p in sample_of_each() {
-            if p.packet_type() == PacketType::Data {
+            // Their last field runs to the end of the datagram.
+            if matches!(p.packet_type(), PacketType::Data | PacketType::Welcome) {
                 continue;
             }
             let mut bytes = encode(&p);

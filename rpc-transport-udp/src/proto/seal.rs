@@ -40,8 +40,6 @@ pub const TAG_LEN: usize = 16;
 pub const SEAL_OVERHEAD: usize = SEALED_HEADER_LEN + TAG_LEN;
 /// Longest pre-shared key id, in bytes.
 pub const MAX_PSK_ID_LEN: usize = 64;
-/// Longest handshake field a Hello or Welcome may carry.
-pub const MAX_HANDSHAKE_LEN: usize = 512;
 /// Packet numbers a [`ReplayWindow`] remembers below the highest one it accepted.
 pub const REPLAY_WINDOW: u64 = (REPLAY_BLOCKS as u64 - 1) * 64;
 
@@ -131,7 +129,9 @@ pub fn key_from_hex(text: &str) -> Result<[u8; 32], SecurityError> {
     }
     let mut key = [0u8; 32];
     for (i, byte) in key.iter_mut().enumerate() {
-        let pair = text.get(2 * i..2 * i + 2).ok_or(SecurityError::BadKeyText)?;
+        let pair = text
+            .get(2 * i..2 * i + 2)
+            .ok_or(SecurityError::BadKeyText)?;
         *byte = u8::from_str_radix(pair, 16).map_err(|_| SecurityError::BadKeyText)?;
     }
     Ok(key)
@@ -166,10 +166,7 @@ impl PreSharedKey {
         if id.is_empty() || id.len() > MAX_PSK_ID_LEN {
             return Err(SecurityError::BadPskId(id.len()));
         }
-        Ok(PreSharedKey {
-            id: id.into(),
-            key,
-        })
+        Ok(PreSharedKey { id: id.into(), key })
     }
 
     /// The key's id.
@@ -463,7 +460,11 @@ pub(crate) fn server_welcome(
                 .get_remote_static()
                 .and_then(|k| k.try_into().ok())
                 .ok_or(HandshakeError::Failed)?;
-            if inner.allowed_keys.as_ref().is_some_and(|a| !a.contains(&key)) {
+            if inner
+                .allowed_keys
+                .as_ref()
+                .is_some_and(|a| !a.contains(&key))
+            {
                 return Err(HandshakeError::NotAllowed);
             }
             Principal::StaticKey(key)
@@ -501,7 +502,7 @@ pub(crate) fn sealed_conn_id(datagram: &[u8]) -> Option<u32> {
 }
 
 /// Whether `datagram` says it is sealed (byte 3), whatever else it holds.
-pub(crate) fn is_sealed(datagram: &[u8]) -> bool {
+pub fn is_sealed(datagram: &[u8]) -> bool {
     datagram.get(3) == Some(&SEALED_TYPE)
 }
 
@@ -543,7 +544,12 @@ impl Session {
     /// Seals the datagram `out` ‖ `gather` in place of `out` (`gather` is emptied):
     /// encryption writes a new buffer anyway, so the gathered payload is copied once here.
     /// Returns false when the packet numbers are exhausted (2^64 datagrams).
-    pub(crate) fn seal(&mut self, conn_id: u32, out: &mut Vec<u8>, gather: &mut Vec<Bytes>) -> bool {
+    pub(crate) fn seal(
+        &mut self,
+        conn_id: u32,
+        out: &mut Vec<u8>,
+        gather: &mut Vec<Bytes>,
+    ) -> bool {
         let pn = self.next_pn;
         let Some(next) = pn.checked_add(1) else {
             return false;
@@ -697,7 +703,10 @@ mod tests {
         }
     }
 
-    fn handshake(client: &Security, server: &Security) -> Result<(Session, Session), HandshakeError> {
+    fn handshake(
+        client: &Security,
+        server: &Security,
+    ) -> Result<(Session, Session), HandshakeError> {
         let f = fields();
         let (hs, hello) = client_hello(client, &f).ok_or(HandshakeError::Unsupported)?;
         let accept = [9u8; ACCEPT_PAYLOAD_LEN];
@@ -713,7 +722,10 @@ mod tests {
         assert!(a.seal(7, &mut out, &mut gather));
         assert!(gather.is_empty());
         assert_eq!(sealed_conn_id(&out), Some(7));
-        assert!(!out.windows(5).any(|w| w == b"hello"), "no plaintext on the wire");
+        assert!(
+            !out.windows(5).any(|w| w == b"hello"),
+            "no plaintext on the wire"
+        );
         let plain = b.open(&out).expect("opens");
         assert_eq!(&plain[..], b"hello datagram and its gathered payload");
         assert_eq!(b.open(&out), Err(OpenError::Replayed));
@@ -731,16 +743,25 @@ mod tests {
         let client = Security::client_static(client_kp.clone(), server_kp.public());
         let server = Security::server(server_kp.clone());
         let (mut c, mut s) = handshake(&client, &server).expect("handshake");
-        assert_eq!(s.principal(), Some(&Principal::StaticKey(client_kp.public())));
+        assert_eq!(
+            s.principal(),
+            Some(&Principal::StaticKey(client_kp.public()))
+        );
         round_trip(&mut c, &mut s);
         round_trip(&mut s, &mut c);
 
         // The wrong server key, a client key not allowed, and a PSK the server lacks.
         let other = StaticKeypair::generate().expect("key");
         let wrong = Security::client_static(client_kp.clone(), other.public());
-        assert_eq!(handshake(&wrong, &server).err(), Some(HandshakeError::Failed));
+        assert_eq!(
+            handshake(&wrong, &server).err(),
+            Some(HandshakeError::Failed)
+        );
         let strict = Security::server(server_kp).allow_client_keys([other.public()]);
-        assert_eq!(handshake(&client, &strict).err(), Some(HandshakeError::NotAllowed));
+        assert_eq!(
+            handshake(&client, &strict).err(),
+            Some(HandshakeError::NotAllowed)
+        );
         let psk = Security::client_psk(PreSharedKey::new("a", [1; 32]).expect("id"));
         assert_eq!(handshake(&psk, &server).err(), Some(HandshakeError::Failed));
     }
@@ -753,12 +774,21 @@ mod tests {
         ]);
         let client = Security::client_psk(PreSharedKey::new("svc-b", [2; 32]).expect("id"));
         let (mut c, mut s) = handshake(&client, &server).expect("handshake");
-        assert_eq!(s.principal(), Some(&Principal::PreSharedKey("svc-b".into())));
+        assert_eq!(
+            s.principal(),
+            Some(&Principal::PreSharedKey("svc-b".into()))
+        );
         round_trip(&mut c, &mut s);
         let wrong = Security::client_psk(PreSharedKey::new("svc-b", [3; 32]).expect("id"));
-        assert_eq!(handshake(&wrong, &server).err(), Some(HandshakeError::Failed));
+        assert_eq!(
+            handshake(&wrong, &server).err(),
+            Some(HandshakeError::Failed)
+        );
         let unknown = Security::client_psk(PreSharedKey::new("svc-c", [2; 32]).expect("id"));
-        assert_eq!(handshake(&unknown, &server).err(), Some(HandshakeError::Failed));
+        assert_eq!(
+            handshake(&unknown, &server).err(),
+            Some(HandshakeError::Failed)
+        );
     }
 
     #[test]
@@ -802,7 +832,10 @@ mod tests {
         assert_eq!(again.public(), kp.public());
         assert_ne!(kp.public(), [0; 32]);
         assert_eq!(key_from_hex("zz"), Err(SecurityError::BadKeyText));
-        assert_eq!(key_from_hex(&"g".repeat(64)), Err(SecurityError::BadKeyText));
+        assert_eq!(
+            key_from_hex(&"g".repeat(64)),
+            Err(SecurityError::BadKeyText)
+        );
         assert!(PreSharedKey::new("", [0; 32]).is_err());
         assert!(PreSharedKey::new("x".repeat(65), [0; 32]).is_err());
     }
