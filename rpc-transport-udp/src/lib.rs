@@ -7,7 +7,9 @@
 //!   send and the next timer deadline. Sequence numbers, cumulative + selective acks,
 //!   adaptive retransmission timeouts (RFC 6298), fragmentation and bounded reassembly,
 //!   CRC-32 on every datagram, a send window, keepalives and liveness all live here and
-//!   are tested deterministically under a simulated network.
+//!   are tested deterministically under a simulated network. Optionally every datagram
+//!   is sealed (authenticated encryption after a Noise handshake, with a replay window):
+//!   see [`Security`].
 //! * the tokio driver: a thin loop around the core with a `socket2`-configured
 //!   `tokio::net::UdpSocket`, plugging into the runtime as a
 //!   [`rpc_core::transport::Channel`] (client) and [`rpc_core::transport::Listener`]
@@ -25,3 +27,5 @@ pub mod driver;
 pub use driver::{
     UdpAddr, UdpChannel, UdpConfig, UdpFrameReceiver, UdpListener, UdpStats, UdpStatsHandle,
 };
+pub use proto::seal::{key_from_hex, key_to_hex};
+pub use proto::{PreSharedKey, Security, SecurityError, StaticKeypair};

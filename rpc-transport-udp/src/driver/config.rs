@@ -86,6 +86,23 @@ impl UdpConfig {
         self
     }
 
+    /// Seals every datagram with `security` (sets the protocol's
+    /// [`proto::Config::security`]; call it after [`UdpConfig::protocol`], which
+    /// replaces the whole protocol configuration). See PROTOCOL.md 9.10.
+    ///
+    /// ```
+    /// use rpc_transport_udp::{PreSharedKey, Security, UdpConfig};
+    ///
+    /// let psk = PreSharedKey::new("billing", [7; 32]).unwrap();
+    /// let client = UdpConfig::default().security(Security::client_psk(psk.clone()));
+    /// let server = UdpConfig::default().security(Security::server_psk([psk]));
+    /// assert!(client.protocol.security.is_some() && server.protocol.security.is_some());
+    /// ```
+    pub fn security(mut self, security: proto::Security) -> Self {
+        self.protocol.security = Some(security);
+        self
+    }
+
     /// Sets [`UdpConfig::max_payload`].
     pub fn max_payload(mut self, bytes: u32) -> Self {
         self.max_payload = bytes;
