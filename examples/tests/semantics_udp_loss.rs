@@ -8,7 +8,8 @@
 //! deletes the namespace whatever happened. Without root, `ip` or `iptables` it prints
 //! why and does nothing. Inside, 10,000 increments from 4 concurrent clients run per
 //! semantics; the reliable-UDP layer absorbs the loss, so even at-most-once calls all
-//! succeed, and exactly-once still ends at exactly 10,000.
+//! succeed, and exactly-once still ends at exactly 10,000 — also with every datagram
+//! sealed (PROTOCOL.md 9.10: static keys, one Noise handshake per client).
 
 mod support;
 
@@ -18,7 +19,7 @@ use rpc_core::client::RetryPolicy;
 use rpc_core::transport::Listener;
 use rpc_core::{Semantics, Server};
 use rpc_transport_udp::testing::LossyNamespace;
-use rpc_transport_udp::{UdpChannel, UdpListener};
+use rpc_transport_udp::{Security, StaticKeypair, UdpChannel, UdpConfig, UdpListener};
 use support::{
     bounded, check_semantics, counter_client, run_increments, CounterServer, CounterState, CLIENTS,
     TOTAL,
@@ -43,9 +44,24 @@ fn udp_loss_30_percent_all_semantics() {
     );
 }
 
-async fn over_lossy_udp(semantics: Semantics) {
+/// The configurations of a sealed server and of its clients (static keys).
+fn sealed_configs() -> (UdpConfig, UdpConfig) {
+    let server_key = StaticKeypair::generate().unwrap();
+    let client_key = StaticKeypair::generate().unwrap();
+    (
+        UdpConfig::default().security(Security::server(server_key.clone())),
+        UdpConfig::default().security(Security::client_static(client_key, server_key.public())),
+    )
+}
+
+async fn over_lossy_udp(semantics: Semantics, sealed: bool) {
+    let (server_cfg, client_cfg) = if sealed {
+        sealed_configs()
+    } else {
+        (UdpConfig::default(), UdpConfig::default())
+    };
     let state = CounterState::new();
-    let listener = UdpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = UdpListener::bind_with("127.0.0.1:0", server_cfg).await.unwrap();
     let addr = listener.local_addr();
     let server = Server::builder()
         .add_service(CounterServer::new(state.clone()))
@@ -59,7 +75,7 @@ async fn over_lossy_udp(semantics: Semantics) {
     let clients: Vec<_> = (0..CLIENTS)
         .map(|_| {
             counter_client(
-                UdpChannel::new(addr),
+                UdpChannel::new(addr).with_config(client_cfg.clone()),
                 semantics,
                 retry,
                 Duration::from_secs(60),
@@ -67,7 +83,12 @@ async fn over_lossy_udp(semantics: Semantics) {
         })
         .collect();
     let tally = run_increments(clients, TOTAL / CLIENTS as u64).await;
-    check_semantics("udp with 30 % kernel loss", semantics, &tally, &state);
+    let what = if sealed {
+        "sealed udp with 30 % kernel loss"
+    } else {
+        "udp with 30 % kernel loss"
+    };
+    check_semantics(what, semantics, &tally, &state);
     if semantics != Semantics::AtLeastOnce {
         assert_eq!(tally.ok, TOTAL, "the reliable layer absorbed the loss");
     }
@@ -91,9 +112,15 @@ fn udp_loss_inner() {
             bounded(
                 "10,000 increments over lossy UDP",
                 Duration::from_secs(120),
-                over_lossy_udp(semantics),
+                over_lossy_udp(semantics, false),
             )
             .await;
         }
+        bounded(
+            "10,000 exactly-once increments over lossy sealed UDP",
+            Duration::from_secs(120),
+            over_lossy_udp(Semantics::ExactlyOnce, true),
+        )
+        .await;
     });
 }
