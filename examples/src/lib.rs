@@ -26,6 +26,7 @@ pub mod kv {
 pub mod kv_service;
 pub mod metrics;
 pub mod server_limits;
+pub mod udp_security;
 
 // The `.proto` services (rpc_codegen::proto, docs/PROTO.md). prost's message types
 // carry only the docs their `.proto` files have, hence `allow(missing_docs)`.

@@ -215,3 +215,20 @@ fn calc_over_tls_and_mutual_tls_as_processes() {
     assert!(ok, "{err}");
     assert_eq!(out, "42");
 }
+
+#[test]
+fn calc_over_sealed_udp_with_a_pre_shared_key_as_processes() {
+    let key = |b: &str| format!("billing:{}", b.repeat(32));
+    let server = start_server_with(&["--transport", "udp", "--psk", &key("5a")], " (sealed)");
+    let addr = format!("udp://127.0.0.1:{}", port_of(&server.listening, "udp://"));
+    let (ok, out, err) = client(&["--addr", &addr, "--psk", &key("5a"), "add", "2", "3"]);
+    assert!(ok, "{err}");
+    assert_eq!(out, "5");
+    // The wrong key, and no key at all, are refused with the reason.
+    let (ok, _, err) = client(&["--addr", &addr, "--psk", &key("a5"), "ping"]);
+    assert!(!ok);
+    assert!(err.contains("secure handshake"), "{err}");
+    let (ok, _, err) = client(&["--addr", &addr, "ping"]);
+    assert!(!ok);
+    assert!(err.contains("secure handshake"), "{err}");
+}

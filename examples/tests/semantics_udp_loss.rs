@@ -61,7 +61,9 @@ async fn over_lossy_udp(semantics: Semantics, sealed: bool) {
         (UdpConfig::default(), UdpConfig::default())
     };
     let state = CounterState::new();
-    let listener = UdpListener::bind_with("127.0.0.1:0", server_cfg).await.unwrap();
+    let listener = UdpListener::bind_with("127.0.0.1:0", server_cfg)
+        .await
+        .unwrap();
     let addr = listener.local_addr();
     let server = Server::builder()
         .add_service(CounterServer::new(state.clone()))

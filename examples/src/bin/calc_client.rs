@@ -7,6 +7,7 @@
 //! cargo run -p examples --bin calc-client -- mean 1 2 3.5
 //! cargo run -p examples --bin calc-client -- apply div 1 0
 //! cargo run -p examples --bin calc-client -- --tls-ca ca.pem [--cert c.pem --key c.key] add 2 3
+//! cargo run -p examples --bin calc-client -- --transport udp --psk billing:KEY add 2 3
 //! ```
 
 use std::path::PathBuf;
@@ -20,7 +21,7 @@ use examples::seed::SeedBlockingClient;
 use rpc_core::client::BlockingRuntime;
 use rpc_core::CallOptions;
 use rpc_transport_tcp::{TcpChannel, TlsClient};
-use rpc_transport_udp::UdpChannel;
+use rpc_transport_udp::{PreSharedKey, Security, UdpChannel, UdpConfig};
 
 /// Which transport to call over, when the address has no `udp://` or `tcp://`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -56,6 +57,10 @@ struct Args {
     /// Verify the server as this name instead of the address's host.
     #[arg(long, requires = "tls_ca")]
     tls_name: Option<String>,
+    /// Seal UDP with this pre-shared key (`ID:KEY`, KEY 64 hex digits), as the server's
+    /// `--psk`; needs UDP.
+    #[arg(long, value_parser = examples::udp_security::parse_psk)]
+    psk: Option<PreSharedKey>,
     /// The call to make.
     #[command(subcommand)]
     call: Call,
@@ -166,8 +171,18 @@ fn main() -> ExitCode {
         eprintln!("TLS applies to TCP: drop --transport udp or the udp:// scheme");
         return ExitCode::FAILURE;
     }
+    if args.psk.is_some() && transport != Transport::Udp {
+        eprintln!("--psk seals UDP: use --transport udp or the udp:// scheme");
+        return ExitCode::FAILURE;
+    }
+    let udp_config = match &args.psk {
+        Some(psk) => UdpConfig::default().security(Security::client_psk(psk.clone())),
+        None => UdpConfig::default(),
+    };
     let channel = || match transport {
-        Transport::Udp => AnyChannel::Udp(UdpChannel::new(addr.as_str())),
+        Transport::Udp => {
+            AnyChannel::Udp(UdpChannel::new(addr.as_str()).with_config(udp_config.clone()))
+        }
         Transport::Tcp => {
             let tcp = TcpChannel::new(addr.clone());
             AnyChannel::Tcp(match &tls {

@@ -7,6 +7,8 @@
 //! cargo run -p examples --bin calc-server -- --metrics-addr 127.0.0.1:9100  # + Prometheus
 //! cargo run -p examples --bin calc-server -- --transport tcp \
 //!     --tls-cert server.pem --tls-key server.key [--client-ca clients-ca.pem]  # TLS, mTLS
+//! cargo run -p examples --bin calc-server -- --transport udp \
+//!     --psk billing:$(openssl rand -hex 32)                  # sealed UDP, pre-shared key
 //! ```
 
 use std::net::SocketAddr;
@@ -21,7 +23,7 @@ use rpc_core::server::ServerBuilder;
 use rpc_core::transport::{Both, Listener};
 use rpc_core::Server;
 use rpc_transport_tcp::{TcpListener, TlsServer};
-use rpc_transport_udp::UdpListener;
+use rpc_transport_udp::{PreSharedKey, Security, UdpConfig, UdpListener};
 
 /// Which transports to listen on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -65,6 +67,11 @@ struct Args {
     /// Mutual TLS: require client certificates issued by a CA in this PEM file.
     #[arg(long, requires = "tls_cert")]
     client_ca: Option<PathBuf>,
+    /// Seal UDP (authenticated encryption, PROTOCOL.md 9.10) and accept clients that
+    /// prove this pre-shared key: `ID:KEY`, KEY 64 hex digits. Repeat for several keys;
+    /// needs `--transport udp`. The calls' principal is the key's id.
+    #[arg(long = "psk", value_parser = examples::udp_security::parse_psk)]
+    psks: Vec<PreSharedKey>,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -93,10 +100,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if tls.is_some() && args.transport != Transport::Tcp {
         return Err("TLS applies to TCP: use --transport tcp with --tls-cert".into());
     }
+    if !args.psks.is_empty() && args.transport != Transport::Udp {
+        return Err("--psk seals UDP: use --transport udp".into());
+    }
     match args.transport {
         Transport::Udp => {
-            let udp = UdpListener::bind(args.addr).await?;
-            let what = format!("udp://{}", udp.local_addr());
+            let (config, sealed) = if args.psks.is_empty() {
+                (UdpConfig::default(), "")
+            } else {
+                let security = Security::server_psk(args.psks.iter().cloned());
+                (UdpConfig::default().security(security), " (sealed)")
+            };
+            let udp = UdpListener::bind_with(args.addr, config).await?;
+            let what = format!("udp://{}{sealed}", udp.local_addr());
             run(builder, udp, what).await
         }
         Transport::Tcp => {
