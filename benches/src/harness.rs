@@ -45,6 +45,10 @@ pub enum Transport {
     /// Our TCP transport with TLS 1.3 (RPC rows only; their floor is raw TCP).
     #[serde(rename = "TLS")]
     Tls,
+    /// Our UDP transport with every datagram sealed (PROTOCOL.md 9.10; RPC rows only;
+    /// their floor is raw UDP).
+    #[serde(rename = "sealed UDP")]
+    SealedUdp,
 }
 
 impl Transport {
@@ -52,7 +56,18 @@ impl Transport {
     pub fn floor(self) -> Transport {
         match self {
             Transport::Tls => Transport::Tcp,
+            Transport::SealedUdp => Transport::Udp,
             t => t,
+        }
+    }
+
+    /// The transport a row is compared with in the UDP/TCP column: plain TCP for UDP and
+    /// TLS rows, plain UDP for sealed-UDP rows; none for TCP.
+    pub fn counterpart(self) -> Option<Transport> {
+        match self {
+            Transport::Tcp => None,
+            Transport::SealedUdp => Some(Transport::Udp),
+            Transport::Udp | Transport::Tls => Some(Transport::Tcp),
         }
     }
 }
@@ -62,6 +77,7 @@ impl fmt::Display for Transport {
         f.write_str(match self {
             Transport::Udp => "UDP",
             Transport::Tls => "TLS",
+            Transport::SealedUdp => "sealed UDP",
             Transport::Tcp => "TCP",
         })
     }
@@ -678,15 +694,16 @@ pub fn floor_of<'a>(results: &'a [CaseResult], case: &Case) -> Option<&'a CaseRe
     })
 }
 
-/// The plain-TCP counterpart of a UDP or TLS `case` in `results` (same kind, size,
-/// calls in flight, busy-poll setting), for the UDP/TCP column (which shows TLS/TCP on
-/// TLS rows).
+/// The plain counterpart of a UDP, TLS or sealed-UDP `case` in `results` (same kind,
+/// size, calls in flight, busy-poll setting; see [`Transport::counterpart`]), for the
+/// UDP/TCP column (which shows TLS/TCP on TLS rows and sealed/plain UDP on sealed rows).
 pub fn tcp_counterpart_of<'a>(results: &'a [CaseResult], case: &Case) -> Option<&'a CaseResult> {
-    if case.transport == Transport::Tcp || case.kind == Kind::Peer {
+    let plain = case.transport.counterpart()?;
+    if case.kind == Kind::Peer {
         return None;
     }
     results.iter().find(|r| {
-        r.case.transport == Transport::Tcp
+        r.case.transport == plain
             && r.case.kind == case.kind
             && r.case.payload == case.payload
             && r.case.in_flight == case.in_flight

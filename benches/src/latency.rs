@@ -12,6 +12,7 @@
 //! | UDP/TCP transport, frames only | one connection of our transport; one task keeps N frames outstanding | our listener; each frame is echoed back as a reply frame by a plain task |
 //! | rpc call over UDP/TCP | N tasks sharing one [`rpc_core::Client`], each making sequential [`crate::echo::echo`] calls | [`rpc_core::Server`] with [`crate::echo::EchoService`] |
 //! | rpc call over TLS (`--tls`) | the same over TCP with TLS 1.3 (a throwaway CA) | the same, TLS listener |
+//! | rpc call over sealed UDP (`--sealed`) | the same over UDP with every datagram sealed (Noise IK, throwaway keys) | the same, sealed listener |
 //!
 //! Raw messages weigh what the equivalent RPC frame weighs (header + XDR opaque); a raw
 //! UDP datagram carries at most 65,507 bytes, so the raw UDP floor of the 64 KiB rows is
@@ -32,7 +33,7 @@ use rpc_core::frame::{Frame, FrameHeader, FrameKind, HEADER_LEN};
 use rpc_core::transport::{Channel, Connection, FrameReceiver, FrameSender, Listener};
 use rpc_core::{Client, Server};
 use rpc_transport_tcp::{TcpChannel, TcpConfig, TcpListener, TlsClient, TlsServer};
-use rpc_transport_udp::{proto, UdpChannel, UdpConfig, UdpListener};
+use rpc_transport_udp::{proto, Security, StaticKeypair, UdpChannel, UdpConfig, UdpListener};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
@@ -108,6 +109,10 @@ pub struct Args {
     /// UDP/TCP column shows TLS / plain TCP).
     #[arg(long)]
     pub tls: bool,
+    /// Also measure RPC calls over sealed UDP ("rpc call over sealed UDP" rows; their
+    /// UDP/TCP column shows sealed / plain UDP).
+    #[arg(long)]
+    pub sealed: bool,
     /// CI mode: few calls, sizes 32 and 65536, 1 and 4 in flight; every kind of case
     /// still runs. Explicit flags override.
     #[arg(long)]
@@ -262,7 +267,11 @@ pub fn cases(args: &Args) -> Vec<Case> {
             for &b in &busy {
                 for kind in [Kind::Raw, Kind::Frames, Kind::Rpc] {
                     let tls = (args.tls && kind == Kind::Rpc).then_some(Transport::Tls);
-                    let transports = [Transport::Udp, Transport::Tcp].into_iter().chain(tls);
+                    let sealed = (args.sealed && kind == Kind::Rpc).then_some(Transport::SealedUdp);
+                    let transports = [Transport::Udp, Transport::Tcp]
+                        .into_iter()
+                        .chain(tls)
+                        .chain(sealed);
                     for transport in transports {
                         let case = make_case(kind, transport, size, n, b, args.threads);
                         if args.wants(&case.name) {
@@ -344,9 +353,17 @@ pub fn run_case(case: &Case, plan: &Plan, opts: StackOptions) -> io::Result<Meas
                 },
             )
         }
-        (kind @ (Kind::Frames | Kind::Rpc), Transport::Udp) => {
+        (
+            kind @ (Kind::Frames | Kind::Rpc),
+            transport @ (Transport::Udp | Transport::SealedUdp),
+        ) => {
             let config = udp_config(spin, opts);
-            let client_config = config.clone();
+            let (config, client_config) = if transport == Transport::SealedUdp {
+                let (server, client) = test_keys()?;
+                (config.clone().security(server), config.security(client))
+            } else {
+                (config.clone(), config)
+            };
             run_on_layout(
                 case.layout,
                 move |ctl| async move {
@@ -393,8 +410,8 @@ pub fn run_case(case: &Case, plan: &Plan, opts: StackOptions) -> io::Result<Meas
                 },
             )
         }
-        (Kind::Raw, Transport::Tls) => Err(io::Error::other(
-            "no raw TLS floor: TLS rows are divided by raw TCP's",
+        (Kind::Raw, Transport::Tls | Transport::SealedUdp) => Err(io::Error::other(
+            "no raw TLS or sealed floor: those rows are divided by raw TCP's or UDP's",
         )),
         (Kind::Peer, _) => Err(io::Error::other(
             "peer cases are measured by the benches/peers crate",
@@ -434,6 +451,17 @@ fn udp_config(spin: Option<Duration>, opts: StackOptions) -> UdpConfig {
         config = config.protocol(protocol);
     }
     config
+}
+
+/// Throwaway static keys, as the sealed server's and client's security.
+fn test_keys() -> io::Result<(Security, Security)> {
+    let server = StaticKeypair::generate().map_err(io::Error::other)?;
+    let client = StaticKeypair::generate().map_err(io::Error::other)?;
+    let public = server.public();
+    Ok((
+        Security::server(server),
+        Security::client_static(client, public),
+    ))
 }
 
 /// A throwaway CA and a certificate for 127.0.0.1, as the server's and the client's TLS

@@ -208,3 +208,49 @@ fn tls_rows_measure_rpc_over_tls_against_plain_tcp() {
     // No raw floor was run; the TLS row is divided by its plain-TCP counterpart.
     assert_eq!(tls.matches('x').count(), 1, "{table}");
 }
+
+#[test]
+fn sealed_rows_measure_rpc_over_sealed_udp_against_plain_udp() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let args = Args::parse_args([
+        "--sizes",
+        "32",
+        "--inflight",
+        "1",
+        "--only",
+        "rpc call over",
+        "--sealed",
+        "--busy-poll",
+        "off",
+        "--iterations",
+        "100",
+        "--warmup",
+        "10",
+        "--duration-ms",
+        "0",
+        "--silent",
+    ])
+    .expect("valid arguments");
+    let report = run(&args).expect("latency run");
+    let names: Vec<&str> = report
+        .results
+        .iter()
+        .map(|r| r.case.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "rpc call over UDP",
+            "rpc call over TCP",
+            "rpc call over sealed UDP"
+        ]
+    );
+    assert!(report.results.iter().all(|r| r.calls == 100));
+    let table = format_table(&report.results);
+    let sealed = table
+        .lines()
+        .find(|l| l.starts_with("rpc call over sealed UDP"))
+        .expect("sealed row");
+    // No raw floor was run; the sealed row is divided by its plain-UDP counterpart.
+    assert_eq!(sealed.matches('x').count(), 1, "{table}");
+}
