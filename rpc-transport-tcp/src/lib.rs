@@ -81,6 +81,7 @@ pub use config::{TcpConfig, DEFAULT_FRAME_TIMEOUT};
 pub use listener::{HandshakeStats, HandshakeStatsHandle, TcpListener};
 pub use receiver::TcpFrameReceiver;
 pub use tls::{
+    certificate_principal,
     TlsClient, TlsClientBuilder, TlsConfigError, TlsServer, TlsServerBuilder, ALPN,
     DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_HANDSHAKES,
 };

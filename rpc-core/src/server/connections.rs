@@ -337,7 +337,7 @@ mod tests {
         for port in 0..3 {
             let (tx, rx) = frame_queue(4);
             keep.push(rx);
-            keep_conn(&table, addr(2, port), None, tx, &l, epoch);
+            keep_conn(&table, addr(2, port), tx, &l, epoch);
         }
         let (tx, rx) = frame_queue(4);
         keep.push(rx);
