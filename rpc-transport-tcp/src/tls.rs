@@ -393,10 +393,12 @@ fn certificate_name(der: &[u8]) -> Option<String> {
             return Some(name.to_owned());
         }
     }
-    cert.subject()
+    let common_name = cert
+        .subject()
         .iter_common_name()
         .find_map(|cn| cn.as_str().ok().filter(|s| !s.is_empty()))
-        .map(str::to_owned)
+        .map(str::to_owned);
+    common_name
 }
 
 /// Lowercase hex SHA-256 of `der`.
