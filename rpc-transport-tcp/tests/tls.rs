@@ -17,7 +17,7 @@ use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair}
 use rpc_core::client::{ClientConfig, RetryPolicy};
 use rpc_core::frame::{Frame, FrameHeader, FrameKind, Semantics};
 use rpc_core::server::{decode_args, encode_result, ServerHandle, Service, ServiceFuture};
-use rpc_core::transport::{Channel, Connection, Listener};
+use rpc_core::transport::{Channel, Connection, FrameReceiver, Listener};
 use rpc_core::xdr::XdrReader;
 use rpc_core::{
     CallContext, CallOptions, Client, InterfaceInfo, Principal, ProcedureInfo, RpcError, Server,
