@@ -792,6 +792,69 @@ mod tests {
     }
 
     #[test]
+    fn principals_on_one_address_do_not_see_each_others_entries() {
+        let (tx, _rx) = frame_queue(8);
+        let now = Instant::now();
+        let alice = || ClientScope::Principal(crate::Principal::Certificate("alice".into()));
+        let bob = || ClientScope::Principal(crate::Principal::StaticKey([7; 32]));
+        let mut c = ReplyCache::new(ReplyCacheConfig::default());
+        assert!(matches!(
+            c.begin(alice(), &call(7, 1), 0, 0, &tx, now),
+            Lookup::Run
+        ));
+        c.finish(alice(), 7, 1, &reply(7, 1, 4));
+        // Bob (and the bare address both come from) has an empty history of client 7:
+        // no cached reply, no mismatch, and his low-water mark releases nothing of
+        // alice's.
+        assert!(matches!(
+            c.begin(bob(), &call(7, 1), 0, 0, &tx, now),
+            Lookup::Run
+        ));
+        assert!(matches!(
+            c.begin(P, &call(7, 1), 0xFF, 0, &tx, now),
+            Lookup::Run
+        ));
+        assert!(matches!(
+            c.begin(bob(), &call(7, 500), 0, 500, &tx, now),
+            Lookup::Run
+        ));
+        assert!(c.abandon(bob(), 7, 1).is_empty());
+        assert!(matches!(
+            c.begin(alice(), &call(7, 1), 0, 0, &tx, now),
+            Lookup::Cached(_)
+        ));
+        assert_eq!((c.stats().clients, c.stats().released), (3, 0));
+    }
+
+    #[test]
+    fn the_client_quota_is_per_principal() {
+        let (tx, _rx) = frame_queue(8);
+        let now = Instant::now();
+        let cfg = ReplyCacheConfig::default().max_clients_per_peer(2);
+        let mut c = ReplyCache::new(cfg);
+        let mallory = || ClientScope::Principal(crate::Principal::PreSharedKey("m".into()));
+        let refused = (0..10u64)
+            .filter(|&id| {
+                matches!(
+                    c.begin(mallory(), &call(id, 1), 0, 0, &tx, now),
+                    Lookup::Refused
+                )
+            })
+            .count();
+        assert_eq!(refused, 8);
+        // Another principal, and the bare address, keep their own quota.
+        let alice = ClientScope::Principal(crate::Principal::Certificate("alice".into()));
+        assert!(matches!(
+            c.begin(alice, &call(100, 1), 0, 0, &tx, now),
+            Lookup::Run
+        ));
+        assert!(matches!(
+            c.begin(P, &call(101, 1), 0, 0, &tx, now),
+            Lookup::Run
+        ));
+    }
+
+    #[test]
     fn waiters_per_running_call_are_bounded() {
         let (tx, _rx) = frame_queue(8);
         let now = Instant::now();
