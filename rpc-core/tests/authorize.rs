@@ -18,8 +18,8 @@ use rpc_core::server::{
 use rpc_core::transport::{memory, Channel, FrameReceiver};
 use rpc_core::xdr::{XdrReader, XdrWriter};
 use rpc_core::{
-    CallContext, CallOptions, Client, InterfaceInfo, Principal, ProcedureInfo, RpcError,
-    Semantics, Server, Status,
+    CallContext, CallOptions, Client, InterfaceInfo, Principal, ProcedureInfo, RpcError, Semantics,
+    Server, Status,
 };
 
 static PROCS: [ProcedureInfo; 2] = [
@@ -359,9 +359,8 @@ fn only_alice(req: &AuthRequest<'_>) -> Result<(), Status> {
 #[tokio::test]
 async fn an_authorizer_allows_by_principal() {
     let (svc, channel, server) = guarded(Server::builder().authorize(only_alice));
-    let as_principal = |name: &str| {
-        Client::new(channel.with_principal(Some(Principal::Certificate(name.into()))))
-    };
+    let as_principal =
+        |name: &str| Client::new(channel.with_principal(Some(Principal::Certificate(name.into()))));
     let (alice, mallory) = (as_principal("alice"), as_principal("mallory"));
     let anonymous = Client::new(channel.clone());
     for procedure in [0, 1] {

@@ -69,7 +69,12 @@ fn name_of(ctx: &CallContext) -> String {
     ctx.principal().map(Principal::name).unwrap_or_default()
 }
 
-fn encode(w: &mut XdrWriter, who: &str, arg: u32, cancelled: bool) -> Result<(), rpc_core::xdr::XdrError> {
+fn encode(
+    w: &mut XdrWriter,
+    who: &str,
+    arg: u32,
+    cancelled: bool,
+) -> Result<(), rpc_core::xdr::XdrError> {
     w.put_string(who, 1024)?;
     w.put_u32(arg);
     w.put_bool(cancelled);
@@ -179,7 +184,8 @@ impl Raw {
     }
 
     async fn call(&mut self, call_id: u64, procedure: u32, arg: u32, low_water: u64) -> Answer {
-        self.send(Raw::frame(call_id, procedure, arg, low_water)).await;
+        self.send(Raw::frame(call_id, procedure, arg, low_water))
+            .await;
         self.answer(call_id).await
     }
 
@@ -248,7 +254,10 @@ async fn a_principal_cannot_pre_answer_or_release_anothers_calls() {
     assert_eq!(runs.runs.load(Ordering::SeqCst), before);
     // Her own mark releases them.
     assert_eq!(alice.call(4, 1, 4, 4).await, reply("alice", 4));
-    assert_eq!(alice.call(2, 1, 2, 4).await, Answer::Status(Status::ReplyEvicted));
+    assert_eq!(
+        alice.call(2, 1, 2, 4).await,
+        Answer::Status(Status::ReplyEvicted)
+    );
     server.shutdown().await;
 }
 
@@ -258,7 +267,10 @@ async fn a_principal_cannot_cancel_anothers_call() {
     let mut alice = Raw::open(&channel, Some("alice")).await;
     let mut bob = Raw::open(&channel, Some("bob")).await;
     alice.send(Raw::frame(5, 2, 5, 0)).await;
-    wait_for("alice's call started", || runs.waits.load(Ordering::SeqCst) == 1).await;
+    wait_for("alice's call started", || {
+        runs.waits.load(Ordering::SeqCst) == 1
+    })
+    .await;
     bob.cancel(5).await;
     // Bob's next answer shows his connection read the Cancel.
     assert_eq!(bob.call(6, 1, 6, 0).await, reply("bob", 6));
@@ -266,9 +278,15 @@ async fn a_principal_cannot_cancel_anothers_call() {
     assert_eq!(alice.answer(5).await, reply("alice", 5));
     runs.released.store(false, Ordering::SeqCst);
     alice.send(Raw::frame(7, 2, 7, 0)).await;
-    wait_for("alice's second call started", || runs.waits.load(Ordering::SeqCst) == 2).await;
+    wait_for("alice's second call started", || {
+        runs.waits.load(Ordering::SeqCst) == 2
+    })
+    .await;
     alice.cancel(7).await;
-    assert_eq!(alice.answer(7).await, Answer::Reply("alice".into(), 7, true));
+    assert_eq!(
+        alice.answer(7).await,
+        Answer::Reply("alice".into(), 7, true)
+    );
     server.shutdown().await;
 }
 

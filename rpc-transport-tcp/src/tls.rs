@@ -33,10 +33,10 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rpc_core::Principal;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::WebPkiClientVerifier;
-use rpc_core::Principal;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use thiserror::Error;
 use tokio::net::TcpStream;
@@ -288,7 +288,10 @@ impl TlsServer {
     pub(crate) async fn accept(
         &self,
         stream: TcpStream,
-    ) -> io::Result<(tokio_rustls::server::TlsStream<TcpStream>, Option<Principal>)> {
+    ) -> io::Result<(
+        tokio_rustls::server::TlsStream<TcpStream>,
+        Option<Principal>,
+    )> {
         match tokio::time::timeout(self.handshake_timeout, self.acceptor.accept(stream)).await {
             Ok(Ok(stream)) => {
                 let principal = if self.verifies_clients {

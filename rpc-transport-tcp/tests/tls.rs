@@ -464,8 +464,7 @@ impl Service for WhoSvc {
                     if ctx.is_cancelled() {
                         break true;
                     }
-                    if runs.released.load(Ordering::SeqCst) || std::time::Instant::now() > give_up
-                    {
+                    if runs.released.load(Ordering::SeqCst) || std::time::Instant::now() > give_up {
                         break false;
                     }
                     tokio::time::sleep(Duration::from_millis(5)).await;
@@ -538,8 +537,14 @@ impl Raw {
 
     /// Sends a call and waits for its answer.
     async fn call(&mut self, call_id: u64, procedure: u32, arg: u32, low_water: u64) -> Answer {
-        self.send(Raw::call_frame(SHARED_CLIENT, call_id, procedure, arg, low_water))
-            .await;
+        self.send(Raw::call_frame(
+            SHARED_CLIENT,
+            call_id,
+            procedure,
+            arg,
+            low_water,
+        ))
+        .await;
         self.answer(call_id).await
     }
 
@@ -604,9 +609,15 @@ async fn alice_and_bob() -> (ServerHandle, Arc<Runs>, Raw, Raw) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn principal_isolation_a_copied_client_id_does_not_read_cached_replies() {
     let (server, runs, mut alice, mut bob) = alice_and_bob().await;
-    assert_eq!(alice.call(1, 1, 111, 0).await, reply("alice.test", 111, false));
+    assert_eq!(
+        alice.call(1, 1, 111, 0).await,
+        reply("alice.test", 111, false)
+    );
     // Alice's own retry is answered from the cache: the handler does not run again.
-    assert_eq!(alice.call(1, 1, 111, 0).await, reply("alice.test", 111, false));
+    assert_eq!(
+        alice.call(1, 1, 111, 0).await,
+        reply("alice.test", 111, false)
+    );
     assert_eq!(runs.tag.load(Ordering::SeqCst), 1);
     // Bob sends the very same frame (alice's client id, call id and arguments): his
     // own call runs, as bob; alice's reply is not his to read.
@@ -626,12 +637,21 @@ async fn principal_isolation_a_copied_client_id_does_not_pre_answer_calls() {
     assert_eq!(bob.call(2, 1, 999, 0).await, reply("bob.test", 999, false));
     assert_eq!(bob.call(3, 1, 333, 0).await, reply("bob.test", 333, false));
     // Alice's calls run with her arguments (no mismatch, no answer of bob's).
-    assert_eq!(alice.call(2, 1, 222, 0).await, reply("alice.test", 222, false));
-    assert_eq!(alice.call(3, 1, 333, 0).await, reply("alice.test", 333, false));
+    assert_eq!(
+        alice.call(2, 1, 222, 0).await,
+        reply("alice.test", 222, false)
+    );
+    assert_eq!(
+        alice.call(3, 1, 333, 0).await,
+        reply("alice.test", 333, false)
+    );
     assert_eq!(runs.tag.load(Ordering::SeqCst), 4);
     assert_eq!(
         runs.log.lock().unwrap()[2..],
-        [("alice.test".to_owned(), 222), ("alice.test".to_owned(), 333)]
+        [
+            ("alice.test".to_owned(), 222),
+            ("alice.test".to_owned(), 333)
+        ]
     );
     server.shutdown().await;
 }
@@ -639,11 +659,20 @@ async fn principal_isolation_a_copied_client_id_does_not_pre_answer_calls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn principal_isolation_a_copied_client_id_does_not_release_entries() {
     let (server, runs, mut alice, mut bob) = alice_and_bob().await;
-    assert_eq!(alice.call(10, 1, 10, 0).await, reply("alice.test", 10, false));
+    assert_eq!(
+        alice.call(10, 1, 10, 0).await,
+        reply("alice.test", 10, false)
+    );
     // Bob acknowledges everything below 1,000 for alice's client id.
-    assert_eq!(bob.call(1_000, 1, 1, 1_000).await, reply("bob.test", 1, false));
+    assert_eq!(
+        bob.call(1_000, 1, 1, 1_000).await,
+        reply("bob.test", 1, false)
+    );
     // Alice's retry still gets her cached reply; her handler ran once.
-    assert_eq!(alice.call(10, 1, 10, 0).await, reply("alice.test", 10, false));
+    assert_eq!(
+        alice.call(10, 1, 10, 0).await,
+        reply("alice.test", 10, false)
+    );
     let alice_runs = |runs: &Runs| {
         runs.log
             .lock()
@@ -655,7 +684,10 @@ async fn principal_isolation_a_copied_client_id_does_not_release_entries() {
     assert_eq!(alice_runs(&runs), 1);
     assert_eq!(runs.tag.load(Ordering::SeqCst), 2);
     // Alice's own low-water mark does release it: a retry of it is then refused.
-    assert_eq!(alice.call(11, 1, 11, 11).await, reply("alice.test", 11, false));
+    assert_eq!(
+        alice.call(11, 1, 11, 11).await,
+        reply("alice.test", 11, false)
+    );
     assert_eq!(
         alice.call(10, 1, 10, 11).await,
         Answer::Status(Status::ReplyEvicted)
@@ -682,7 +714,10 @@ async fn principal_isolation_a_copied_client_id_does_not_cancel_calls() {
     runs.released.store(false, Ordering::SeqCst);
     alice.send(Raw::call_frame(SHARED_CLIENT, 7, 2, 7, 0)).await;
     while runs.wait.load(Ordering::SeqCst) < 2 {
-        assert!(started.elapsed() < LIMIT, "alice's second call never started");
+        assert!(
+            started.elapsed() < LIMIT,
+            "alice's second call never started"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     alice.cancel(7).await;
@@ -709,13 +744,15 @@ async fn the_principal_is_the_client_certificate_and_absent_without_one() {
         .build()
         .unwrap();
     let channel = TcpChannel::new(listener.local_addr()).with_tls(client_tls);
-    let (client, accepted) = bounded(async { tokio::join!(channel.connect(), listener.accept()) }).await;
+    let (client, accepted) =
+        bounded(async { tokio::join!(channel.connect(), listener.accept()) }).await;
     let (_client, accepted) = (client.unwrap(), accepted.unwrap());
     assert_eq!(accepted.principal, None);
     // Plain TCP: none either.
     let mut plain = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let channel = TcpChannel::new(plain.local_addr());
-    let (client, accepted) = bounded(async { tokio::join!(channel.connect(), plain.accept()) }).await;
+    let (client, accepted) =
+        bounded(async { tokio::join!(channel.connect(), plain.accept()) }).await;
     let (_client, accepted) = (client.unwrap(), accepted.unwrap());
     assert_eq!(accepted.principal, None);
     // Through the runtime: a handler sees the certificate's name.

@@ -116,13 +116,7 @@ impl Shared {
                 procedure
                     .metrics
                     .count(server_outcome::<()>(&Err(Status::DeadlineExceeded)));
-                return self.refusal(
-                    scope,
-                    &header,
-                    job.cached,
-                    span,
-                    Status::DeadlineExceeded,
-                );
+                return self.refusal(scope, &header, job.cached, span, Status::DeadlineExceeded);
             }
         }
         if job.control.is_cancelled() {
@@ -271,12 +265,9 @@ impl Shared {
             }
         };
         let joined = match self.cache.as_ref().filter(|_| cached) {
-            Some(cache) => lock(cache).finish(
-                scope.clone(),
-                header.client_id,
-                header.call_id,
-                &frame,
-            ),
+            Some(cache) => {
+                lock(cache).finish(scope.clone(), header.client_id, header.call_id, &frame)
+            }
             None => Vec::new(),
         };
         if header.is_oneway() {

@@ -20,8 +20,8 @@ use std::time::Instant;
 use tokio::sync::Notify;
 
 use super::limits::ServerLimits;
-use super::scope::ClientScope;
 use super::lock;
+use super::scope::ClientScope;
 use crate::transport::FrameSender;
 use crate::Principal;
 
@@ -345,7 +345,9 @@ mod tests {
         // Full: a newcomer displaces one of 127.0.0.2's idle connections, never the
         // only connection of 127.0.0.1.
         let (tx, _rx) = frame_queue(4);
-        let (_new, evicted) = table.admit(addr(3, 1), None, tx, &l, epoch).expect("evicts");
+        let (_new, evicted) = table
+            .admit(addr(3, 1), None, tx, &l, epoch)
+            .expect("evicts");
         assert!(evicted);
         assert!(!honest.is_closing());
         assert_eq!(table.open(), 4);
@@ -359,7 +361,9 @@ mod tests {
         let mut slots = Vec::new();
         for port in 0..2 {
             let (tx, _rx) = frame_queue(4);
-            let (c, _) = table.admit(addr(2, port), None, tx, &l, epoch).expect("room");
+            let (c, _) = table
+                .admit(addr(2, port), None, tx, &l, epoch)
+                .expect("room");
             slots.push(c.begin_call());
         }
         let (tx, _rx) = frame_queue(4);

@@ -18,8 +18,8 @@
 //!    the floor rises above them.
 //! 4. **Idle expiry:** a client not heard from for `client_idle` is forgotten entirely.
 //! 5. **Client admission:** at most `max_clients` clients are tracked, at most
-//!    `max_clients_per_peer` of them from one scope (principal or address). A call from a new client beyond
-//!    either is refused ([`Lookup::Refused`], answered `Overloaded`): known clients
+//!    `max_clients_per_peer` of them from one scope (principal or address). A call
+//!    from a new client beyond either is refused ([`Lookup::Refused`], answered `Overloaded`): known clients
 //!    are never pushed out to make room, so strangers minting client ids cannot evict
 //!    an established client's entries and make its retried call run twice.
 //!
