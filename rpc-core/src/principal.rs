@@ -10,7 +10,7 @@ use std::sync::Arc;
 /// marks and cancels — by (principal, client id) when a principal exists, so one
 /// authenticated peer cannot read, pre-answer, evict or cancel another's calls by copying
 /// its client id.
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Principal {
     /// A verified TLS client certificate, named by its first subject alternative name
     /// (DNS name, URI or e-mail address), else its subject's common name, else the

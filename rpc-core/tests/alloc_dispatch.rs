@@ -10,6 +10,8 @@
 //! * The same call on the worker pool: a task, a boxed future, a cancellation handle and
 //!   a reply buffer (5 allocations). The test pins that bound too, so a regression on
 //!   either path shows.
+//! * With a principal on the connection (the handler's context carries a clone of a
+//!   reference-counted name), both bounds hold unchanged.
 //! * With an interceptor, the inline call still allocates nothing; with a layer (which
 //!   moves inline procedures to the pool, through the layer), 9 per call.
 
@@ -21,7 +23,7 @@ use rpc_core::frame::{Frame, FrameHeader, FrameKind, Semantics};
 use rpc_core::server::{decode_args, encode_result, encode_result_into, Service, ServiceFuture};
 use rpc_core::transport::{memory, Channel, FrameReceiver};
 use rpc_core::xdr::XdrWriter;
-use rpc_core::{CallContext, InterfaceInfo, ProcedureInfo, Server, Status};
+use rpc_core::{CallContext, InterfaceInfo, Principal, ProcedureInfo, Server, Status};
 
 struct Counting;
 
@@ -124,10 +126,12 @@ impl Service for SumService {
     fn call_inline(
         &self,
         _procedure: u32,
-        _ctx: &CallContext,
+        ctx: &CallContext,
         args: &Bytes,
         out: &mut XdrWriter,
     ) -> Result<(), Status> {
+        // Reading the principal is free too.
+        std::hint::black_box(ctx.principal());
         let total = sum(args)?;
         encode_result_into(out, |w| {
             w.put_i32(total);
@@ -147,8 +151,25 @@ fn allocations_for(procedure: u32, warmup: u64, measured: u64) -> (u64, u64) {
     allocations_with(procedure, warmup, measured, |b| b)
 }
 
+/// [`allocations_for`] on a connection whose peer has a principal (as a TLS client
+/// certificate gives it).
+fn allocations_as(principal: Principal, procedure: u32, warmup: u64, measured: u64) -> (u64, u64) {
+    allocations_on(Some(principal), procedure, warmup, measured, |b| b)
+}
+
 /// [`allocations_for`] with a server configured by `configure` (layers, interceptors).
 fn allocations_with(
+    procedure: u32,
+    warmup: u64,
+    measured: u64,
+    configure: impl FnOnce(rpc_core::server::ServerBuilder) -> rpc_core::server::ServerBuilder,
+) -> (u64, u64) {
+    allocations_on(None, procedure, warmup, measured, configure)
+}
+
+/// [`allocations_with`] with the server side of the connection given `principal`.
+fn allocations_on(
+    principal: Option<Principal>,
     procedure: u32,
     warmup: u64,
     measured: u64,
@@ -164,7 +185,7 @@ fn allocations_with(
             .add_service(SumService)
             .serve(listener)
             .unwrap();
-        let conn = channel.connect().await.unwrap();
+        let conn = channel.with_principal(principal).connect().await.unwrap();
         let sender = conn.sender;
         let mut receiver = conn.receiver;
         let mut counted = 0;
@@ -214,6 +235,25 @@ fn pooled_dispatch_path_stays_within_its_allocation_budget() {
     assert!(
         per_call <= 5.05,
         "{per_call:.2} allocations per pooled call (bound: 5)"
+    );
+}
+
+#[test]
+fn a_principal_keeps_the_inline_path_allocation_free_and_the_pooled_budget() {
+    const CALLS: u64 = 20_000;
+    let alice = || Principal::Certificate("alice.example".into());
+    let (allocations, inline) = allocations_as(alice(), 1, 2_000, CALLS);
+    assert_eq!(inline, 22_000, "every call ran inline");
+    assert!(
+        allocations <= 8,
+        "{allocations} allocations over {CALLS} inline calls with a principal (bound: 8 in all)"
+    );
+    const POOLED: u64 = 5_000;
+    let (allocations, _) = allocations_as(alice(), 2, 1_000, POOLED);
+    let per_call = allocations as f64 / POOLED as f64;
+    assert!(
+        per_call <= 5.05,
+        "{per_call:.2} allocations per pooled call with a principal (bound: 5)"
     );
 }
 

@@ -1,7 +1,8 @@
 //! Per-call credentials and authorizers, over the in-process transport: a refused call
 //! never runs, never decodes its arguments and never touches the reply cache; the
 //! credentials reach the authorizer and the handler; the arguments after them arrive
-//! intact; a malformed credentials block is refused.
+//! intact; a malformed credentials block is refused; an authorizer can allow by the
+//! connection's principal.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -17,8 +18,8 @@ use rpc_core::server::{
 use rpc_core::transport::{memory, Channel, FrameReceiver};
 use rpc_core::xdr::{XdrReader, XdrWriter};
 use rpc_core::{
-    CallContext, CallOptions, Client, InterfaceInfo, ProcedureInfo, RpcError, Semantics, Server,
-    Status,
+    CallContext, CallOptions, Client, InterfaceInfo, Principal, ProcedureInfo, RpcError, Semantics,
+    Server, Status,
 };
 
 static PROCS: [ProcedureInfo; 2] = [
@@ -343,5 +344,47 @@ async fn a_malformed_credentials_block_is_refused_before_anything_runs() {
     assert_eq!(stats.bad_credentials, 3);
     assert_eq!(stats.unauthorized, 1);
     assert_eq!(svc.counts.decodes.load(Ordering::SeqCst), 1);
+    server.shutdown().await;
+}
+
+/// Allows only the principal `alice`; refuses other principals, and peers without one.
+fn only_alice(req: &AuthRequest<'_>) -> Result<(), Status> {
+    match req.principal() {
+        Some(Principal::Certificate(name)) if &**name == "alice" => Ok(()),
+        Some(other) => Err(Status::permission_denied(format!("{other} may not call"))),
+        None => Err(Status::unauthenticated("no authenticated peer")),
+    }
+}
+
+#[tokio::test]
+async fn an_authorizer_allows_by_principal() {
+    let (svc, channel, server) = guarded(Server::builder().authorize(only_alice));
+    let as_principal =
+        |name: &str| Client::new(channel.with_principal(Some(Principal::Certificate(name.into()))));
+    let (alice, mallory) = (as_principal("alice"), as_principal("mallory"));
+    let anonymous = Client::new(channel.clone());
+    for procedure in [0, 1] {
+        let options = CallOptions::new().semantics(Semantics::ExactlyOnce);
+        assert_eq!(
+            call(&alice, &GUARDED, procedure, options.clone(), 5)
+                .await
+                .unwrap(),
+            5
+        );
+        let denied = call(&mallory, &GUARDED, procedure, options.clone(), 5).await;
+        assert!(
+            matches!(&denied, Err(RpcError::PermissionDenied { message }) if message == "cert:mallory may not call"),
+            "{denied:?}"
+        );
+        let anon = call(&anonymous, &GUARDED, procedure, options, 5).await;
+        assert!(
+            matches!(&anon, Err(RpcError::Unauthenticated { .. })),
+            "{anon:?}"
+        );
+    }
+    // Only alice's calls ran; the refused ones never decoded their arguments.
+    assert_eq!(svc.counts.runs.load(Ordering::SeqCst), 2);
+    assert_eq!(svc.counts.decodes.load(Ordering::SeqCst), 2);
+    assert_eq!(server.stats().unauthorized, 4);
     server.shutdown().await;
 }

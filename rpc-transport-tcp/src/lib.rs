@@ -81,8 +81,8 @@ pub use config::{TcpConfig, DEFAULT_FRAME_TIMEOUT};
 pub use listener::{HandshakeStats, HandshakeStatsHandle, TcpListener};
 pub use receiver::TcpFrameReceiver;
 pub use tls::{
-    TlsClient, TlsClientBuilder, TlsConfigError, TlsServer, TlsServerBuilder, ALPN,
-    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_HANDSHAKES,
+    certificate_principal, TlsClient, TlsClientBuilder, TlsConfigError, TlsServer,
+    TlsServerBuilder, ALPN, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_HANDSHAKES,
 };
 pub use writer::write_loop;
 

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use rpc_core::transport::{Connection, Listener};
-use rpc_core::TransportError;
+use rpc_core::{Principal, TransportError};
 use socket2::SockRef;
 use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio::task::JoinSet;
@@ -39,9 +39,12 @@ pub struct TcpListener {
     tls: Option<TlsServer>,
     /// TLS handshakes in progress, each in a task of its own (so a silent client holds
     /// up nobody), at most `TlsServer::max_handshakes`.
-    handshakes: JoinSet<(io::Result<TlsStream<TcpStream>>, SocketAddr)>,
+    handshakes: JoinSet<(HandshakeResult, SocketAddr)>,
     stats: Arc<HandshakeCounters>,
 }
+
+/// A finished handshake: the stream and the client's principal (mutual TLS), or why not.
+type HandshakeResult = io::Result<(TlsStream<TcpStream>, Option<Principal>)>;
 
 /// Counters of a TLS listener's handshakes ([`TcpListener::handshake_stats`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -105,6 +108,8 @@ impl TcpListener {
     }
 
     /// Speaks TLS 1.3 on every connection accepted from now on (see [`TlsServer`]).
+    /// With mutual TLS, each connection carries its client's certificate as its
+    /// principal ([`crate::certificate_principal`]).
     /// Each handshake runs in a task of its own, bounded by the handshake timeout, and
     /// at most `max_handshakes` run at once; `accept` returns connections whose
     /// handshake completed, and a failed one is counted ([`Self::handshake_stats`]) and
@@ -149,10 +154,13 @@ impl TcpListener {
                 Some(done) = self.handshakes.join_next() => {
                     let Ok((result, peer_addr)) = done else { continue };
                     match result {
-                        Ok(stream) => {
+                        Ok((stream, principal)) => {
                             self.stats.completed.fetch_add(1, Ordering::Relaxed);
+                            debug!(local = %self.local_addr, %peer_addr, ?principal, "TLS handshake completed");
                             let stream = Stream::Tls(Box::new(stream.into()));
-                            return Ok(crate::open(stream, peer_addr, &self.config));
+                            let mut conn = crate::open(stream, peer_addr, &self.config);
+                            conn.principal = principal;
+                            return Ok(conn);
                         }
                         Err(e) => {
                             let counter = match e.kind() {

@@ -13,6 +13,15 @@
 //! # drop((listener, channel)); Ok(()) }
 //! ```
 //!
+//! # Principals
+//!
+//! With mutual TLS ([`TlsServerBuilder::client_ca_certificates`]), a connection whose
+//! client presented a certificate the CA verified carries that client's identity as
+//! its [`Principal`] ([`rpc_core::transport::Connection::principal`]):
+//! `Principal::Certificate(name)`, named as [`certificate_principal`] says. The server
+//! scopes the reply cache, low-water marks and cancels by it. Without a verified
+//! client certificate (plain TLS, or plain TCP) there is none.
+//!
 //! What TLS costs on the send path: the frames' chunks (the shared descriptors) are
 //! still handed over without being joined, but encryption reads every plaintext byte
 //! into TLS records, so each byte is copied once into rustls' record buffer. The
@@ -24,6 +33,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rpc_core::Principal;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::WebPkiClientVerifier;
@@ -234,6 +244,9 @@ impl TlsClientBuilder {
 #[derive(Clone)]
 pub struct TlsServer {
     acceptor: tokio_rustls::TlsAcceptor,
+    /// Whether client certificates are required and verified (mutual TLS): only then
+    /// does a connection get a principal.
+    verifies_clients: bool,
     pub(crate) handshake_timeout: Duration,
     pub(crate) max_handshakes: usize,
 }
@@ -269,13 +282,32 @@ impl TlsServer {
         })
     }
 
-    /// The server side of the handshake over `stream`, bounded by the handshake timeout.
+    /// The server side of the handshake over `stream`, bounded by the handshake timeout;
+    /// with the stream, the client's principal when it presented a verified
+    /// certificate.
     pub(crate) async fn accept(
         &self,
         stream: TcpStream,
-    ) -> io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
+    ) -> io::Result<(
+        tokio_rustls::server::TlsStream<TcpStream>,
+        Option<Principal>,
+    )> {
         match tokio::time::timeout(self.handshake_timeout, self.acceptor.accept(stream)).await {
-            Ok(Ok(stream)) => Ok(stream),
+            Ok(Ok(stream)) => {
+                let principal = if self.verifies_clients {
+                    // The end-entity certificate comes first; the verifier accepted
+                    // the chain, or the handshake would have failed.
+                    stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|chain| chain.first())
+                        .map(|cert| certificate_principal(cert.as_ref()))
+                } else {
+                    None
+                };
+                Ok((stream, principal))
+            }
             Ok(Err(e)) => Err(tls_error("TLS handshake failed", e)),
             Err(_) => Err(io::Error::new(
                 io::ErrorKind::TimedOut,
@@ -317,6 +349,7 @@ impl TlsServerBuilder {
     pub fn build(self) -> Result<TlsServer, TlsConfigError> {
         let builder = ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])?;
+        let verifies_clients = self.client_roots.is_some();
         let builder = match self.client_roots {
             Some(roots) => builder.with_client_cert_verifier(
                 WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider()).build()?,
@@ -327,10 +360,59 @@ impl TlsServerBuilder {
         config.alpn_protocols = vec![ALPN.to_vec()];
         Ok(TlsServer {
             acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+            verifies_clients,
             handshake_timeout: self.handshake_timeout,
             max_handshakes: self.max_handshakes,
         })
     }
+}
+
+/// The principal of a client whose certificate (DER) was verified:
+/// `Principal::Certificate(name)`, where `name` is the certificate's first subject
+/// alternative name that is a DNS name, a URI or an e-mail address; failing that, its
+/// subject's common name; failing that (or if the certificate does not parse), the
+/// lowercase hex SHA-256 fingerprint of the DER bytes.
+///
+/// Useful to compute, from a client's certificate file, the name an
+/// [`Authorizer`](rpc_core::server::Authorizer) should allow.
+pub fn certificate_principal(der: &[u8]) -> Principal {
+    let name = certificate_name(der).unwrap_or_else(|| fingerprint(der));
+    Principal::Certificate(name.into())
+}
+
+fn certificate_name(der: &[u8]) -> Option<String> {
+    use x509_parser::extensions::GeneralName;
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        let first = san.value.general_names.iter().find_map(|n| match n {
+            GeneralName::DNSName(s) | GeneralName::URI(s) | GeneralName::RFC822Name(s)
+                if !s.is_empty() =>
+            {
+                Some(*s)
+            }
+            _ => None,
+        });
+        if let Some(name) = first {
+            return Some(name.to_owned());
+        }
+    }
+    let common_name = cert
+        .subject()
+        .iter_common_name()
+        .find_map(|cn| cn.as_str().ok().filter(|s| !s.is_empty()))
+        .map(str::to_owned);
+    common_name
+}
+
+/// Lowercase hex SHA-256 of `der`.
+fn fingerprint(der: &[u8]) -> String {
+    use std::fmt::Write;
+    let digest = ring::digest::digest(&ring::digest::SHA256, der);
+    let mut hex = String::with_capacity(64);
+    for b in digest.as_ref() {
+        let _ = write!(hex, "{b:02x}");
+    }
+    hex
 }
 
 /// An I/O error that names the TLS failure (unknown issuer, expired certificate, name

@@ -3,19 +3,29 @@
 //! handshake must fail — a wrong CA, an expired certificate, a wrong host name, a
 //! missing or untrusted client certificate under mutual TLS — named in the error; a
 //! client that never finishes its handshake is cut off without holding up others; a
-//! client reconnects over TLS to a restarted server.
+//! client reconnects over TLS to a restarted server. Under mutual TLS the client
+//! certificate is the connection's principal, and two clients with different
+//! certificates cannot touch each other's calls by sharing a client id.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use rpc_core::client::{ClientConfig, RetryPolicy};
+use rpc_core::frame::{Frame, FrameHeader, FrameKind, Semantics};
 use rpc_core::server::{decode_args, encode_result, ServerHandle, Service, ServiceFuture};
-use rpc_core::transport::Listener;
-use rpc_core::{CallContext, CallOptions, Client, InterfaceInfo, ProcedureInfo, RpcError, Server};
-use rpc_transport_tcp::{TcpChannel, TcpListener, TlsClient, TlsServer};
+use rpc_core::transport::{Channel, Connection, FrameReceiver, Listener};
+use rpc_core::xdr::XdrReader;
+use rpc_core::{
+    CallContext, CallOptions, Client, InterfaceInfo, Principal, ProcedureInfo, RpcError, Server,
+    Status,
+};
+use rpc_transport_tcp::{
+    certificate_principal, TcpChannel, TcpFrameReceiver, TcpListener, TlsClient, TlsServer,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -388,4 +398,409 @@ async fn a_client_reconnects_over_tls_to_a_restarted_server() {
     assert_eq!(&bounded(echo(&c, b"after")).await.unwrap()[..], b"after");
     assert!(c.stats().connects >= 2, "{:?}", c.stats());
     server.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Principals: a verified client certificate names the peer, and the server keys the
+// reply cache, low-water marks and cancels by (principal, client id). Two mTLS clients
+// (alice.test, bob.test) on raw frame connections; bob copies alice's client id.
+
+static WHO_PROCS: [ProcedureInfo; 2] = [
+    ProcedureInfo {
+        name: "tag",
+        number: 1,
+        oneway: false,
+        idempotent: false,
+    },
+    ProcedureInfo {
+        name: "wait",
+        number: 2,
+        oneway: false,
+        idempotent: false,
+    },
+];
+
+static WHO: InterfaceInfo = InterfaceInfo {
+    name: "Who",
+    id: 0x5000_0021,
+    version: 1,
+    procedures: &WHO_PROCS,
+    default_semantics: None,
+};
+
+/// What the `Who` handlers did.
+#[derive(Default)]
+struct Runs {
+    /// Runs of `tag`.
+    tag: AtomicUsize,
+    /// Runs of `wait`.
+    wait: AtomicUsize,
+    /// Lets every `wait` return (not cancelled).
+    released: AtomicBool,
+    /// (principal name, argument) of every run, in order.
+    log: Mutex<Vec<(String, u32)>>,
+}
+
+/// `tag(u32) -> (string principal, u32 arg, bool cancelled)`; `wait` is the same but
+/// runs until its call is cancelled or `released` is set.
+struct WhoSvc(Arc<Runs>);
+
+impl Service for WhoSvc {
+    fn info(&self) -> &'static InterfaceInfo {
+        &WHO
+    }
+
+    fn call(&self, procedure: u32, ctx: CallContext, args: Bytes) -> ServiceFuture {
+        let arg = decode_args(&args, |r| r.get_u32());
+        let who = ctx.principal().map(|p| p.name()).unwrap_or_default();
+        let runs = self.0.clone();
+        Box::pin(async move {
+            let arg = arg?;
+            runs.log.lock().unwrap().push((who.clone(), arg));
+            let cancelled = if procedure == 2 {
+                runs.wait.fetch_add(1, Ordering::SeqCst);
+                let give_up = std::time::Instant::now() + LIMIT;
+                loop {
+                    if ctx.is_cancelled() {
+                        break true;
+                    }
+                    if runs.released.load(Ordering::SeqCst) || std::time::Instant::now() > give_up {
+                        break false;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            } else {
+                runs.tag.fetch_add(1, Ordering::SeqCst);
+                false
+            };
+            encode_result(|w| {
+                w.put_string(&who, 1024)?;
+                w.put_u32(arg);
+                w.put_bool(cancelled);
+                Ok(())
+            })
+        })
+    }
+}
+
+/// What a raw call got back.
+#[derive(Debug, PartialEq)]
+enum Answer {
+    Reply {
+        who: String,
+        arg: u32,
+        cancelled: bool,
+    },
+    Status(Status),
+}
+
+/// A raw frame connection over mutual TLS.
+struct Raw(Connection<TcpFrameReceiver>);
+
+/// The client id alice uses, and bob copies.
+const SHARED_CLIENT: u64 = 0xA11CE;
+
+impl Raw {
+    /// An exactly-once call frame: `procedure(arg)` as `call_id` of `client`, with the
+    /// low-water mark `low_water` (the lowest call id the client still waits for).
+    fn call_frame(client: u64, call_id: u64, procedure: u32, arg: u32, low_water: u64) -> Frame {
+        let mut header = FrameHeader::call(client, call_id, WHO.id, WHO.version, procedure);
+        header.set_semantics(Semantics::ExactlyOnce);
+        header.aux = low_water;
+        Frame::new(header, Bytes::copy_from_slice(&arg.to_be_bytes()))
+    }
+
+    async fn send(&self, frame: Frame) {
+        bounded(self.0.sender.send(frame)).await.unwrap();
+    }
+
+    /// The next frame's answer, which must be for `call_id`.
+    async fn answer(&mut self, call_id: u64) -> Answer {
+        let frame = bounded(self.0.receiver.recv())
+            .await
+            .unwrap()
+            .expect("an answer before EOF");
+        assert_eq!(frame.header.call_id, call_id, "{frame:?}");
+        match frame.header.kind {
+            FrameKind::Reply => {
+                let mut r = XdrReader::new(&frame.payload);
+                Answer::Reply {
+                    who: r.get_string(1024).unwrap(),
+                    arg: r.get_u32().unwrap(),
+                    cancelled: r.get_bool().unwrap(),
+                }
+            }
+            FrameKind::Status => Answer::Status(rpc_core::xdr::from_bytes(&frame.payload).unwrap()),
+            kind => panic!("unexpected {kind:?}"),
+        }
+    }
+
+    /// Sends a call and waits for its answer.
+    async fn call(&mut self, call_id: u64, procedure: u32, arg: u32, low_water: u64) -> Answer {
+        self.send(Raw::call_frame(
+            SHARED_CLIENT,
+            call_id,
+            procedure,
+            arg,
+            low_water,
+        ))
+        .await;
+        self.answer(call_id).await
+    }
+
+    /// A Cancel of `call_id` of the shared client id.
+    async fn cancel(&self, call_id: u64) {
+        let mut header = FrameHeader::call(SHARED_CLIENT, call_id, WHO.id, WHO.version, 2);
+        header.kind = FrameKind::Cancel;
+        self.send(Frame::new(header, Bytes::new())).await;
+    }
+}
+
+fn reply(who: &str, arg: u32, cancelled: bool) -> Answer {
+    Answer::Reply {
+        who: who.to_owned(),
+        arg,
+        cancelled,
+    }
+}
+
+/// A `Who` server requiring client certificates, and raw connections for alice.test
+/// and bob.test (certificates from the same client CA).
+async fn alice_and_bob() -> (ServerHandle, Arc<Runs>, Raw, Raw) {
+    let ca = Ca::new("server CA");
+    let client_ca = Ca::new("client CA");
+    let server_id = ca.issue(&["127.0.0.1"], false);
+    let tls = TlsServer::builder(server_id.cert.as_bytes(), server_id.key.as_bytes())
+        .unwrap()
+        .client_ca_certificates(client_ca.pem().as_bytes())
+        .unwrap()
+        .build()
+        .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .with_tls(tls);
+    let addr = listener.local_addr();
+    let runs = Arc::new(Runs::default());
+    let server = Server::builder()
+        .add_service(WhoSvc(runs.clone()))
+        .serve(listener)
+        .unwrap();
+    let mut raws = Vec::new();
+    for name in ["alice.test", "bob.test"] {
+        let id = client_ca.issue(&[name], false);
+        let tls = TlsClient::builder()
+            .ca_certificates(ca.pem().as_bytes())
+            .unwrap()
+            .identity(id.cert.as_bytes(), id.key.as_bytes())
+            .unwrap()
+            .build()
+            .unwrap();
+        let conn = bounded(TcpChannel::new(addr).with_tls(tls).connect())
+            .await
+            .unwrap();
+        raws.push(Raw(conn));
+    }
+    let bob = raws.pop().unwrap();
+    let alice = raws.pop().unwrap();
+    (server, runs, alice, bob)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn principal_isolation_a_copied_client_id_does_not_read_cached_replies() {
+    let (server, runs, mut alice, mut bob) = alice_and_bob().await;
+    assert_eq!(
+        alice.call(1, 1, 111, 0).await,
+        reply("alice.test", 111, false)
+    );
+    // Alice's own retry is answered from the cache: the handler does not run again.
+    assert_eq!(
+        alice.call(1, 1, 111, 0).await,
+        reply("alice.test", 111, false)
+    );
+    assert_eq!(runs.tag.load(Ordering::SeqCst), 1);
+    // Bob sends the very same frame (alice's client id, call id and arguments): his
+    // own call runs, as bob; alice's reply is not his to read.
+    assert_eq!(bob.call(1, 1, 111, 0).await, reply("bob.test", 111, false));
+    assert_eq!(runs.tag.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        *runs.log.lock().unwrap(),
+        [("alice.test".to_owned(), 111), ("bob.test".to_owned(), 111)]
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn principal_isolation_a_copied_client_id_does_not_pre_answer_calls() {
+    let (server, runs, mut alice, mut bob) = alice_and_bob().await;
+    // Bob uses alice's next call id first, with other arguments, and with the same.
+    assert_eq!(bob.call(2, 1, 999, 0).await, reply("bob.test", 999, false));
+    assert_eq!(bob.call(3, 1, 333, 0).await, reply("bob.test", 333, false));
+    // Alice's calls run with her arguments (no mismatch, no answer of bob's).
+    assert_eq!(
+        alice.call(2, 1, 222, 0).await,
+        reply("alice.test", 222, false)
+    );
+    assert_eq!(
+        alice.call(3, 1, 333, 0).await,
+        reply("alice.test", 333, false)
+    );
+    assert_eq!(runs.tag.load(Ordering::SeqCst), 4);
+    assert_eq!(
+        runs.log.lock().unwrap()[2..],
+        [
+            ("alice.test".to_owned(), 222),
+            ("alice.test".to_owned(), 333)
+        ]
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn principal_isolation_a_copied_client_id_does_not_release_entries() {
+    let (server, runs, mut alice, mut bob) = alice_and_bob().await;
+    assert_eq!(
+        alice.call(10, 1, 10, 0).await,
+        reply("alice.test", 10, false)
+    );
+    // Bob acknowledges everything below 1,000 for alice's client id.
+    assert_eq!(
+        bob.call(1_000, 1, 1, 1_000).await,
+        reply("bob.test", 1, false)
+    );
+    // Alice's retry still gets her cached reply; her handler ran once.
+    assert_eq!(
+        alice.call(10, 1, 10, 0).await,
+        reply("alice.test", 10, false)
+    );
+    let alice_runs = |runs: &Runs| {
+        runs.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(who, arg)| who == "alice.test" && *arg == 10)
+            .count()
+    };
+    assert_eq!(alice_runs(&runs), 1);
+    assert_eq!(runs.tag.load(Ordering::SeqCst), 2);
+    // Alice's own low-water mark does release it: a retry of it is then refused.
+    assert_eq!(
+        alice.call(11, 1, 11, 11).await,
+        reply("alice.test", 11, false)
+    );
+    assert_eq!(
+        alice.call(10, 1, 10, 11).await,
+        Answer::Status(Status::ReplyEvicted)
+    );
+    assert_eq!(alice_runs(&runs), 1);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn principal_isolation_a_copied_client_id_does_not_cancel_calls() {
+    let (server, runs, mut alice, mut bob) = alice_and_bob().await;
+    alice.send(Raw::call_frame(SHARED_CLIENT, 5, 2, 5, 0)).await;
+    let started = std::time::Instant::now();
+    while runs.wait.load(Ordering::SeqCst) == 0 {
+        assert!(started.elapsed() < LIMIT, "alice's call never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Bob cancels alice's call id; his next answer shows the Cancel was read.
+    bob.cancel(5).await;
+    assert_eq!(bob.call(6, 1, 6, 0).await, reply("bob.test", 6, false));
+    runs.released.store(true, Ordering::SeqCst);
+    assert_eq!(alice.answer(5).await, reply("alice.test", 5, false));
+    // Alice's own Cancel does cancel her next call.
+    runs.released.store(false, Ordering::SeqCst);
+    alice.send(Raw::call_frame(SHARED_CLIENT, 7, 2, 7, 0)).await;
+    while runs.wait.load(Ordering::SeqCst) < 2 {
+        assert!(
+            started.elapsed() < LIMIT,
+            "alice's second call never started"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    alice.cancel(7).await;
+    assert_eq!(alice.answer(7).await, reply("alice.test", 7, true));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_principal_is_the_client_certificate_and_absent_without_one() {
+    let ca = Ca::new("server CA");
+    let server_id = ca.issue(&["127.0.0.1"], false);
+    // Plain TLS (no client certificates): no principal.
+    let tls = TlsServer::builder(server_id.cert.as_bytes(), server_id.key.as_bytes())
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .with_tls(tls);
+    let client_tls = TlsClient::builder()
+        .ca_certificates(ca.pem().as_bytes())
+        .unwrap()
+        .build()
+        .unwrap();
+    let channel = TcpChannel::new(listener.local_addr()).with_tls(client_tls);
+    let (client, accepted) =
+        bounded(async { tokio::join!(channel.connect(), listener.accept()) }).await;
+    let (_client, accepted) = (client.unwrap(), accepted.unwrap());
+    assert_eq!(accepted.principal, None);
+    // Plain TCP: none either.
+    let mut plain = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let channel = TcpChannel::new(plain.local_addr());
+    let (client, accepted) =
+        bounded(async { tokio::join!(channel.connect(), plain.accept()) }).await;
+    let (_client, accepted) = (client.unwrap(), accepted.unwrap());
+    assert_eq!(accepted.principal, None);
+    // Through the runtime: a handler sees the certificate's name.
+    let (server, runs, mut alice, _bob) = alice_and_bob().await;
+    assert_eq!(alice.call(1, 1, 1, 0).await, reply("alice.test", 1, false));
+    assert_eq!(runs.log.lock().unwrap()[0].0, "alice.test");
+    server.shutdown().await;
+}
+
+#[test]
+fn a_certificate_is_named_by_its_san_then_its_common_name_then_its_fingerprint() {
+    let ca = Ca::new("naming CA");
+    let der = |params: CertificateParams| {
+        let key = KeyPair::generate().unwrap();
+        params.signed_by(&key, &ca.issuer).unwrap().der().to_vec()
+    };
+    let cert_name = |der: &[u8]| match certificate_principal(der) {
+        Principal::Certificate(name) => name.to_string(),
+        other => panic!("{other:?}"),
+    };
+    // The first DNS, URI or e-mail SAN, in the certificate's order (an IP SAN first
+    // is skipped).
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.subject_alt_names = vec![
+        rcgen::SanType::IpAddress("10.0.0.1".parse().unwrap()),
+        rcgen::SanType::URI("spiffe://example.test/svc".try_into().unwrap()),
+        rcgen::SanType::DnsName("svc.example.test".try_into().unwrap()),
+    ];
+    p.distinguished_name
+        .push(rcgen::DnType::CommonName, "not-the-name");
+    assert_eq!(cert_name(&der(p)), "spiffe://example.test/svc");
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.subject_alt_names = vec![rcgen::SanType::Rfc822Name(
+        "ops@example.test".try_into().unwrap(),
+    )];
+    assert_eq!(cert_name(&der(p)), "ops@example.test");
+    // No such SAN: the subject's common name.
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name
+        .push(rcgen::DnType::CommonName, "batch-worker");
+    assert_eq!(cert_name(&der(p)), "batch-worker");
+    // Neither: the SHA-256 fingerprint of the DER, in lowercase hex.
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name = rcgen::DistinguishedName::new();
+    let bare = der(p);
+    let digest = ring::digest::digest(&ring::digest::SHA256, &bare);
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(cert_name(&bare), hex);
+    // Not a certificate at all: still a name (the fingerprint), never a panic.
+    assert_eq!(cert_name(b"junk").len(), 64);
 }

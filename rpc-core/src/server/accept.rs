@@ -23,10 +23,11 @@ pub(super) async fn accept_loop<L: Listener>(shared: Arc<Shared>, mut listener: 
             r = listener.accept() => r,
         };
         match accepted {
-            Ok(conn) => {
+            Ok(mut conn) => {
                 bump(&shared.counters.connections_accepted);
                 let admitted = shared.connections.admit(
                     conn.peer_addr,
+                    conn.principal.take(),
                     conn.sender.clone(),
                     &shared.limits,
                     shared.epoch,

@@ -21,16 +21,18 @@ use bytes::Bytes;
 use crate::error::Status;
 use crate::frame::{FrameHeader, Semantics};
 use crate::interface::CallTarget;
+use crate::Principal;
 
-/// What an [`Authorizer`] sees of a call: the peer, the target and the credentials the
-/// client sent ([`crate::client::ClientConfig::credentials`]). The arguments are not
-/// decoded yet.
+/// What an [`Authorizer`] sees of a call: the peer (its address and, when its transport
+/// authenticated it, its [`Principal`]), the target and the credentials the client sent
+/// ([`crate::client::ClientConfig::credentials`]). The arguments are not decoded yet.
 #[derive(Debug)]
 pub struct AuthRequest<'a> {
     peer: SocketAddr,
     header: &'a FrameHeader,
     target: CallTarget,
     credentials: Option<&'a Bytes>,
+    principal: Option<&'a Principal>,
 }
 
 impl<'a> AuthRequest<'a> {
@@ -46,7 +48,21 @@ impl<'a> AuthRequest<'a> {
             header,
             target,
             credentials,
+            principal: None,
         }
+    }
+
+    /// This request with the connection's authenticated peer.
+    pub fn with_principal(mut self, principal: Option<&'a Principal>) -> Self {
+        self.principal = principal;
+        self
+    }
+
+    /// Who the peer is, as its transport authenticated it (a TLS client certificate, a
+    /// Noise static key, a pre-shared key's id); `None` on an unauthenticated
+    /// connection. An authorizer can allow or refuse by it.
+    pub fn principal(&self) -> Option<&'a Principal> {
+        self.principal
     }
 
     /// The calling peer's address.

@@ -6,7 +6,6 @@
 //! handler runs; handing its reply to a connection that does not read happens after,
 //! holding only that connection's call slot.
 
-use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,6 +19,7 @@ use super::connection::{deliver, Delivery};
 use super::connections::{CallSlot, ConnState};
 use super::interfaces::Hosted;
 use super::layer::{self, intercept, ServerCall};
+use super::scope::ClientScope;
 use super::state::{CallKey, Shared};
 use super::stats::bump;
 use super::{lock, status_frame, CallContext, CallControl};
@@ -104,7 +104,8 @@ impl Shared {
     async fn run(&self, job: Work) -> Option<Frame> {
         let header = job.header;
         let peer = job.conn.peer;
-        let key = (peer.ip(), header.client_id, header.call_id);
+        let scope = &job.conn.scope;
+        let key = (scope.clone(), header.client_id, header.call_id);
         // However this call ends, it can no longer be cancelled.
         let _control = ForgetControl(self, key, job.control.clone());
         let span = &job.span;
@@ -115,13 +116,7 @@ impl Shared {
                 procedure
                     .metrics
                     .count(server_outcome::<()>(&Err(Status::DeadlineExceeded)));
-                return self.refusal(
-                    peer.ip(),
-                    &header,
-                    job.cached,
-                    span,
-                    Status::DeadlineExceeded,
-                );
+                return self.refusal(scope, &header, job.cached, span, Status::DeadlineExceeded);
             }
         }
         if job.control.is_cancelled() {
@@ -129,12 +124,13 @@ impl Shared {
             procedure
                 .metrics
                 .count(server_outcome::<()>(&Err(Status::Cancelled)));
-            return self.refusal(peer.ip(), &header, job.cached, span, Status::Cancelled);
+            return self.refusal(scope, &header, job.cached, span, Status::Cancelled);
         }
         // Timed only when someone listens: no clock reads otherwise.
         let started = (!span.is_disabled()).then(Instant::now);
         let ctx = CallContext::with_control(peer, header, job.received, job.control.clone())
-            .with_credentials(job.credentials);
+            .with_credentials(job.credentials)
+            .with_principal(scope.principal().cloned());
         let target = CallTarget {
             interface: job.hosted.info,
             procedure: procedure.info,
@@ -165,7 +161,7 @@ impl Shared {
             .metrics
             .record(server_outcome(&result), job.received.elapsed());
         let result = result.map(|bytes| (bytes, Vec::new()));
-        self.complete(peer.ip(), header, result, job.cached, span)
+        self.complete(scope, header, result, job.cached, span)
     }
 
     /// Runs an `[inline]` procedure on the connection loop: no task, no boxed future,
@@ -189,7 +185,10 @@ impl Shared {
         bump(&self.counters.calls_inline);
         let _entered = span.enter();
         let started = (!span.is_disabled()).then(Instant::now);
-        let ctx = CallContext::inline(conn.peer, header, received).with_credentials(credentials);
+        // The principal is a reference-counted handle (or a key): no allocation.
+        let ctx = CallContext::inline(conn.peer, header, received)
+            .with_credentials(credentials)
+            .with_principal(conn.scope.principal().cloned());
         if reply_buf.capacity() - reply_buf.len() < INLINE_REPLY_RESERVE {
             // Reclaims the buffer in place once the replies cut from it are gone.
             reply_buf.reserve(INLINE_REPLY_BUFFER);
@@ -221,7 +220,7 @@ impl Shared {
         procedure
             .metrics
             .record(server_outcome(&result), received.elapsed());
-        self.complete(conn.peer.ip(), header, result, cached, span)
+        self.complete(&conn.scope, header, result, cached, span)
     }
 
     /// Counts and logs a handler's panic; the status the caller gets.
@@ -239,7 +238,7 @@ impl Shared {
     /// (`None` for a oneway call).
     fn complete(
         &self,
-        peer: IpAddr,
+        scope: &ClientScope,
         header: FrameHeader,
         result: Result<(Bytes, Vec<Bytes>), Status>,
         cached: bool,
@@ -266,7 +265,9 @@ impl Shared {
             }
         };
         let joined = match self.cache.as_ref().filter(|_| cached) {
-            Some(cache) => lock(cache).finish(peer, header.client_id, header.call_id, &frame),
+            Some(cache) => {
+                lock(cache).finish(scope.clone(), header.client_id, header.call_id, &frame)
+            }
             None => Vec::new(),
         };
         if header.is_oneway() {
@@ -285,7 +286,7 @@ impl Shared {
     /// answer (`None` for a oneway call).
     pub(super) fn refusal(
         &self,
-        peer: IpAddr,
+        scope: &ClientScope,
         header: &FrameHeader,
         cached: bool,
         span: &tracing::Span,
@@ -293,7 +294,7 @@ impl Shared {
     ) -> Option<Frame> {
         super::dispatch::refused(span, &status);
         let joined = match self.cache.as_ref().filter(|_| cached) {
-            Some(cache) => lock(cache).abandon(peer, header.client_id, header.call_id),
+            Some(cache) => lock(cache).abandon(scope.clone(), header.client_id, header.call_id),
             None => Vec::new(),
         };
         for (dup, to) in joined {

@@ -57,13 +57,14 @@ pub(super) async fn serve<R: FrameReceiver>(
     conn: Connection<R>,
     state: Arc<ConnState>,
 ) {
+    // The principal (if any) is in `state.scope`, taken at admission.
     let Connection {
         sender,
         mut receiver,
         peer_addr,
-        principal,
+        principal: _,
     } = conn;
-    tracing::debug!(peer = %peer_addr, principal = ?principal, "connection opened");
+    tracing::debug!(peer = %peer_addr, scope = %state.scope, "connection opened");
     let end = read_loop(&shared, &state, &sender, &mut receiver).await;
     drop(receiver);
     close(&shared, &state, &sender, end).await;

@@ -21,13 +21,18 @@ use tokio::sync::Notify;
 
 use super::limits::ServerLimits;
 use super::lock;
+use super::scope::ClientScope;
 use crate::transport::FrameSender;
+use crate::Principal;
 
 /// What the connection loop, its calls and the table share about one connection.
 #[derive(Debug)]
 pub(super) struct ConnState {
     id: u64,
     pub(super) peer: SocketAddr,
+    /// Whose state this connection's calls may touch: its principal, else its address.
+    /// Computed once, at admission.
+    pub(super) scope: ClientScope,
     /// The connection's sender (for the table's idleness check; the loop holds its own).
     sender: FrameSender,
     /// Calls admitted and not yet answered (reply handed to the transport or dropped).
@@ -213,6 +218,7 @@ impl ConnectionTable {
     pub(super) fn admit(
         &self,
         peer: SocketAddr,
+        principal: Option<Principal>,
         sender: FrameSender,
         limits: &ServerLimits,
         epoch: Instant,
@@ -245,6 +251,7 @@ impl ConnectionTable {
         let conn = Arc::new(ConnState {
             id: t.next_id,
             peer,
+            scope: ClientScope::of(ip, principal),
             sender,
             calls: AtomicUsize::new(0),
             progress: Notify::new(),
@@ -334,11 +341,13 @@ mod tests {
         }
         let (tx, rx) = frame_queue(4);
         keep.push(rx);
-        let (honest, _) = table.admit(addr(1, 9), tx, &l, epoch).expect("room");
+        let (honest, _) = table.admit(addr(1, 9), None, tx, &l, epoch).expect("room");
         // Full: a newcomer displaces one of 127.0.0.2's idle connections, never the
         // only connection of 127.0.0.1.
         let (tx, _rx) = frame_queue(4);
-        let (_new, evicted) = table.admit(addr(3, 1), tx, &l, epoch).expect("evicts");
+        let (_new, evicted) = table
+            .admit(addr(3, 1), None, tx, &l, epoch)
+            .expect("evicts");
         assert!(evicted);
         assert!(!honest.is_closing());
         assert_eq!(table.open(), 4);
@@ -352,22 +361,24 @@ mod tests {
         let mut slots = Vec::new();
         for port in 0..2 {
             let (tx, _rx) = frame_queue(4);
-            let (c, _) = table.admit(addr(2, port), tx, &l, epoch).expect("room");
+            let (c, _) = table
+                .admit(addr(2, port), None, tx, &l, epoch)
+                .expect("room");
             slots.push(c.begin_call());
         }
         let (tx, _rx) = frame_queue(4);
         assert_eq!(
-            table.admit(addr(1, 1), tx, &l, epoch).unwrap_err(),
+            table.admit(addr(1, 1), None, tx, &l, epoch).unwrap_err(),
             Refusal::Full
         );
         let (tx, _rx) = frame_queue(4);
         assert_eq!(
-            table.admit(addr(2, 9), tx, &l, epoch).unwrap_err(),
+            table.admit(addr(2, 9), None, tx, &l, epoch).unwrap_err(),
             Refusal::PerIp
         );
         drop(slots);
         let (tx, _rx) = frame_queue(4);
-        assert!(table.admit(addr(1, 1), tx, &l, epoch).is_ok());
+        assert!(table.admit(addr(1, 1), None, tx, &l, epoch).is_ok());
     }
 
     fn keep_conn(
@@ -377,6 +388,6 @@ mod tests {
         l: &ServerLimits,
         epoch: Instant,
     ) {
-        table.admit(peer, tx, l, epoch).expect("room");
+        table.admit(peer, None, tx, l, epoch).expect("room");
     }
 }

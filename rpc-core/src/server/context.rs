@@ -7,6 +7,7 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 
 use crate::frame::{FrameHeader, Semantics};
+use crate::Principal;
 
 /// The server's handle on one call in progress: set when the client cancels it.
 #[derive(Debug, Default)]
@@ -39,6 +40,8 @@ pub struct CallContext {
     control: Option<Arc<CallControl>>,
     /// The credentials the call carried (a slice of the received frame).
     credentials: Option<Bytes>,
+    /// The connection's authenticated peer (a clone of a cheap handle).
+    principal: Option<Principal>,
 }
 
 impl CallContext {
@@ -60,6 +63,7 @@ impl CallContext {
             header,
             control: Some(control),
             credentials: None,
+            principal: None,
         }
     }
 
@@ -72,6 +76,7 @@ impl CallContext {
             header,
             control: None,
             credentials: None,
+            principal: None,
         }
     }
 
@@ -80,6 +85,23 @@ impl CallContext {
     pub fn with_credentials(mut self, credentials: Option<Bytes>) -> Self {
         self.credentials = credentials;
         self
+    }
+
+    /// This context with the peer's authenticated identity (what the connection's
+    /// transport proved; see [`crate::transport::Connection::principal`]).
+    pub fn with_principal(mut self, principal: Option<Principal>) -> Self {
+        self.principal = principal;
+        self
+    }
+
+    /// Who the peer is, as its transport authenticated it: the TLS client
+    /// certificate's name, the Noise static key, the pre-shared key's id. `None` when
+    /// the connection is not authenticated (then only the address says who called).
+    ///
+    /// Unlike the client id, which any client may choose, this is an identity: the
+    /// server scopes the reply cache, low-water marks and cancels by it.
+    pub fn principal(&self) -> Option<&Principal> {
+        self.principal.as_ref()
     }
 
     /// The credentials the call carried (`None`: none). An authorizer has already

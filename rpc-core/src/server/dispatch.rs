@@ -40,9 +40,10 @@ impl Shared {
             FrameKind::Call => {}
             FrameKind::Cancel => {
                 bump(&self.counters.cancels_received);
-                // Only calls from the same address: a stranger who learns a client id
-                // cannot cancel its calls. Unknown ones are ignored, as the protocol says.
-                let key = (conn.peer.ip(), header.client_id, header.call_id);
+                // Only calls from the same scope (principal, else address): a peer who
+                // learns a client id cannot cancel its calls. Unknown ones are ignored,
+                // as the protocol says.
+                let key = (conn.scope.clone(), header.client_id, header.call_id);
                 let control = lock(&self.controls).get(&key).cloned();
                 if let Some(control) = control {
                     control.cancel();
@@ -123,7 +124,8 @@ impl Shared {
                 interface: hosted.info,
                 procedure: procedure.info,
             };
-            let request = AuthRequest::new(conn.peer, &header, target, credentials.as_ref());
+            let request = AuthRequest::new(conn.peer, &header, target, credentials.as_ref())
+                .with_principal(conn.scope.principal());
             if let Err(status) = self.authorizers.check(&request) {
                 bump(&self.counters.unauthorized);
                 let status = counted(status);
@@ -139,7 +141,7 @@ impl Shared {
         if let Some(cache) = self.cache.as_ref().filter(|_| cached) {
             let fingerprint = reply_cache::fingerprint(&header, &args);
             let lookup = lock(cache).begin(
-                conn.peer.ip(),
+                conn.scope.clone(),
                 &header,
                 fingerprint,
                 header.aux,
@@ -214,13 +216,13 @@ impl Shared {
         if !self.admission.try_admit() {
             bump(&self.counters.overloaded);
             let status = counted(Status::Overloaded);
-            return match self.refusal(conn.peer.ip(), &header, cached, &span, status) {
+            return match self.refusal(&conn.scope, &header, cached, &span, status) {
                 Some(answer) => self.send_now(conn, sender, answer).await,
                 None => Ok(()),
             };
         }
         let control = Arc::new(CallControl::default());
-        let key = (conn.peer.ip(), header.client_id, header.call_id);
+        let key = (conn.scope.clone(), header.client_id, header.call_id);
         lock(&self.controls).insert(key, control.clone());
         let job = Job {
             work: Work {

@@ -16,7 +16,8 @@
 //! `connection` (one connection's loop: pausing, idle and write timeouts, flushing),
 //! `dispatch` (what happens to each frame), `admission` (the worker pool and its
 //! queue), `call` (running a call and answering it), `interfaces` (the interface
-//! table), [`reply_cache`] (exactly-once), `handle` (shutdown), [`limits`] (every bound,
+//! table), [`reply_cache`] (exactly-once), `scope` (whose state a call may touch:
+//! [`ClientScope`]), `handle` (shutdown), [`limits`] (every bound,
 //! its default and its counter), `stats`, and `hook` (things started beside the
 //! server, such as a name-registry registration), and `layer` (tower middleware and
 //! interceptors around the handler call).
@@ -52,6 +53,7 @@ mod interfaces;
 mod layer;
 pub mod limits;
 pub mod reply_cache;
+mod scope;
 mod service;
 mod state;
 mod stats;
@@ -67,6 +69,7 @@ pub use hook::{HookFuture, RunningHook, ServeHook};
 pub use layer::{status_from_error, BoxError, Handler, ServerCall, ServerStack};
 pub use limits::{ServerLimits, DEFAULT_MAX_CONNECTIONS};
 pub use reply_cache::{ReplyCacheConfig, ReplyCacheStats};
+pub use scope::ClientScope;
 pub use service::{
     bad_arguments, decode_args, encode_result, encode_result_into, Service, ServiceFuture,
 };

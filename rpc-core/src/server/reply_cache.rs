@@ -1,23 +1,25 @@
 //! The server's reply cache: what makes exactly-once (and at-most-once) calls run at
 //! most once however often the network or the client repeats them.
 //!
-//! Keyed by (peer address, client id, call id): a client's entries are only ever seen
-//! and changed by frames from the IP address that created them, so a stranger who
-//! learns a client id cannot read its cached replies, pre-answer its calls, raise its
-//! low-water mark or (see the server's cancel handling) cancel its calls. A call is
+//! Keyed by ([`ClientScope`], client id, call id): a client's entries are only ever
+//! seen and changed by frames from the scope that created them — the connection's
+//! authenticated [`Principal`](crate::Principal) when it has one, else its peer IP
+//! address — so another peer that learns a client id cannot read its cached replies,
+//! pre-answer its calls, raise its low-water mark or (see the server's cancel
+//! handling) cancel its calls. A call is
 //! either *running* (its duplicates wait for the running execution's reply) or *done*
 //! (its duplicates get the cached reply at once). Memory is bounded five ways:
 //!
 //! 1. **The client's low-water mark.** Every call carries the lowest call id its client
 //!    still waits for; everything of that client below it is dropped, and the client's
-//!    *floor* rises to it.
+//!    *floor* rises to it. Only that client's own scope can raise it.
 //! 2. **A per-client cap** (entries and bytes) and 3. **a global cap** (entries and
 //!    bytes): beyond them the oldest finished replies are evicted early (counted), and
 //!    the floor rises above them.
 //! 4. **Idle expiry:** a client not heard from for `client_idle` is forgotten entirely.
 //! 5. **Client admission:** at most `max_clients` clients are tracked, at most
-//!    `max_clients_per_peer` of them from one address. A call from a new client beyond
-//!    either is refused ([`Lookup::Refused`], answered `Overloaded`): known clients
+//!    `max_clients_per_peer` of them from one scope (principal or address). A call
+//!    from a new client beyond either is refused ([`Lookup::Refused`], answered `Overloaded`): known clients
 //!    are never pushed out to make room, so strangers minting client ids cannot evict
 //!    an established client's entries and make its retried call run twice.
 //!
@@ -31,8 +33,9 @@
 //! retry arrives after `client_idle` (10 minutes by default, far beyond any deadline).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
+
+pub use super::scope::ClientScope;
 
 use crate::frame::Frame;
 use crate::transport::FrameSender;
@@ -55,8 +58,9 @@ pub struct ReplyCacheConfig {
     /// Clients tracked at once; a call from a new client beyond it is refused
     /// (`Overloaded`) until idle clients expire. Default 20,000.
     pub max_clients: usize,
-    /// Clients tracked at once from one peer IP address; beyond it, as for
-    /// `max_clients`. Default 1,024.
+    /// Clients tracked at once from one [`ClientScope`] (one principal, or one peer IP
+    /// address when the connection has no principal); beyond it, as for `max_clients`.
+    /// Default 1,024.
     pub max_clients_per_peer: usize,
     /// Duplicates that may wait for one running call; further ones are dropped (their
     /// sender retries and gets the cached reply). Default 8.
@@ -102,7 +106,7 @@ impl ReplyCacheConfig {
         self
     }
 
-    /// Sets the per-peer client limit.
+    /// Sets the per-scope (per principal, else per peer address) client limit.
     pub fn max_clients_per_peer(mut self, n: usize) -> Self {
         self.max_clients_per_peer = n.max(1);
         self
@@ -220,8 +224,9 @@ struct ClientState {
     last_seen: Option<Instant>,
 }
 
-/// Whose entries: the peer address the client's calls come from, and its client id.
-pub type ClientKey = (IpAddr, u64);
+/// Whose entries: the scope the client's calls come from (its principal, else its peer
+/// address) and its client id.
+pub type ClientKey = (ClientScope, u64);
 
 /// The reply cache's counters as `metrics` handles (`rpc_server_reply_cache_<name>_total`),
 /// registered when the cache is made.
@@ -255,8 +260,8 @@ impl CacheMetrics {
 pub struct ReplyCache {
     cfg: ReplyCacheConfig,
     clients: HashMap<ClientKey, ClientState>,
-    /// Clients tracked per peer address.
-    per_peer: HashMap<IpAddr, usize>,
+    /// Clients tracked per scope (principal or peer address).
+    per_scope: HashMap<ClientScope, usize>,
     /// Finished replies in completion order, for global eviction (oldest first). Entries
     /// freed by other means stay here until they reach the front or a compaction.
     order: VecDeque<(ClientKey, u64)>,
@@ -285,7 +290,7 @@ impl ReplyCache {
         ReplyCache {
             cfg,
             clients: HashMap::new(),
-            per_peer: HashMap::new(),
+            per_scope: HashMap::new(),
             order: VecDeque::new(),
             lru: BTreeSet::new(),
             done_entries: 0,
@@ -307,27 +312,28 @@ impl ReplyCache {
         }
     }
 
-    /// Looks an arriving call from `peer` up. `low_water` is the lowest call id its
-    /// client still waits for (0: unknown); `reply_to` receives the reply if the call
-    /// joins a running execution.
+    /// Looks an arriving call from `scope` up (an [`IpAddr`](std::net::IpAddr) converts
+    /// into the scope of a connection without a principal). `low_water` is the lowest
+    /// call id its client still waits for (0: unknown); `reply_to` receives the reply
+    /// if the call joins a running execution.
     pub fn begin(
         &mut self,
-        peer: IpAddr,
+        scope: impl Into<ClientScope>,
         call: &crate::frame::FrameHeader,
         fingerprint: u32,
         low_water: u64,
         reply_to: &FrameSender,
         now: Instant,
     ) -> Lookup {
-        let key = (peer, call.client_id);
-        if !self.clients.contains_key(&key) && !self.admit_client(peer, now) {
+        let key = (scope.into(), call.client_id);
+        if !self.clients.contains_key(&key) && !self.admit_client(&key.0, now) {
             self.stats.clients_refused += 1;
             self.metrics.clients_refused.increment(1);
             return Lookup::Refused;
         }
-        let client = self.clients.entry(key).or_default();
+        let client = self.clients.entry(key.clone()).or_default();
         if let Some(seen) = client.last_seen.replace(now) {
-            self.lru.remove(&(seen, key));
+            self.lru.remove(&(seen, key.clone()));
         }
         self.lru.insert((now, key));
         if low_water > client.floor {
@@ -397,12 +403,12 @@ impl ReplyCache {
         }
     }
 
-    /// Whether a new client from `peer` may be tracked (expiring idle clients first if
-    /// a limit is reached); counts it in its peer's quota if so.
-    fn admit_client(&mut self, peer: IpAddr, now: Instant) -> bool {
+    /// Whether a new client from `scope` may be tracked (expiring idle clients first if
+    /// a limit is reached); counts it in its scope's quota if so.
+    fn admit_client(&mut self, scope: &ClientScope, now: Instant) -> bool {
         let full = |c: &Self| {
             c.clients.len() >= c.cfg.max_clients
-                || c.per_peer.get(&peer).copied().unwrap_or(0) >= c.cfg.max_clients_per_peer
+                || c.per_scope.get(scope).copied().unwrap_or(0) >= c.cfg.max_clients_per_peer
         };
         if full(self) {
             self.expire(now);
@@ -410,7 +416,12 @@ impl ReplyCache {
                 return false;
             }
         }
-        *self.per_peer.entry(peer).or_insert(0) += 1;
+        match self.per_scope.get_mut(scope) {
+            Some(n) => *n += 1,
+            None => {
+                self.per_scope.insert(scope.clone(), 1);
+            }
+        }
         true
     }
 
@@ -418,12 +429,12 @@ impl ReplyCache {
     /// the duplicates that joined it (each to be answered with the same reply).
     pub fn finish(
         &mut self,
-        peer: IpAddr,
+        scope: impl Into<ClientScope>,
         client_id: u64,
         call_id: u64,
         reply: &Frame,
     ) -> Vec<(crate::frame::FrameHeader, FrameSender)> {
-        let key = (peer, client_id);
+        let key = (scope.into(), client_id);
         let Some(client) = self.clients.get_mut(&key) else {
             return Vec::new();
         };
@@ -449,8 +460,8 @@ impl ReplyCache {
         client.done_bytes += bytes;
         self.done_entries += 1;
         self.done_bytes += bytes;
-        self.order.push_back((key, call_id));
-        self.enforce_caps(key);
+        self.order.push_back((key.clone(), call_id));
+        self.enforce_caps(&key);
         waiters.into_iter().map(|w| (w.call, w.reply_to)).collect()
     }
 
@@ -460,11 +471,11 @@ impl ReplyCache {
     /// the same refusal.
     pub fn abandon(
         &mut self,
-        peer: IpAddr,
+        scope: impl Into<ClientScope>,
         client_id: u64,
         call_id: u64,
     ) -> Vec<(crate::frame::FrameHeader, FrameSender)> {
-        let Some(client) = self.clients.get_mut(&(peer, client_id)) else {
+        let Some(client) = self.clients.get_mut(&(scope.into(), client_id)) else {
             return Vec::new();
         };
         if !matches!(client.calls.get(&call_id), Some(Entry::Running { .. })) {
@@ -479,9 +490,9 @@ impl ReplyCache {
 
     /// Evicts the oldest finished replies of `client_id` over its caps, then of any
     /// client over the global caps.
-    fn enforce_caps(&mut self, client_id: ClientKey) {
+    fn enforce_caps(&mut self, client_id: &ClientKey) {
         let cfg = self.cfg;
-        while let Some(client) = self.clients.get(&client_id) {
+        while let Some(client) = self.clients.get(client_id) {
             if client.done_entries <= cfg.per_client_entries
                 && client.done_bytes <= cfg.per_client_bytes
             {
@@ -496,7 +507,7 @@ impl ReplyCache {
             let Some((client, call)) = self.order.pop_front() else {
                 break;
             };
-            self.evict_done(client, call);
+            self.evict_done(&client, call);
         }
         // Keep the order queue proportional to what it indexes.
         if self.order.len() > 2 * self.done_entries + 1024 {
@@ -510,8 +521,8 @@ impl ReplyCache {
     }
 
     /// Evicts one finished reply (if it is still held), raising its client's floor.
-    fn evict_done(&mut self, client_id: ClientKey, call_id: u64) -> bool {
-        let Some(client) = self.clients.get_mut(&client_id) else {
+    fn evict_done(&mut self, client_id: &ClientKey, call_id: u64) -> bool {
+        let Some(client) = self.clients.get_mut(client_id) else {
             return false;
         };
         if !matches!(client.calls.get(&call_id), Some(Entry::Done { .. })) {
@@ -533,8 +544,8 @@ impl ReplyCache {
 
     /// Evicts a client's oldest finished reply, raising its floor above it (calls below
     /// it that are still running keep their entries: the floor only refuses arrivals).
-    fn evict_oldest_done(&mut self, client_id: ClientKey) -> bool {
-        let oldest = self.clients.get(&client_id).and_then(|client| {
+    fn evict_oldest_done(&mut self, client_id: &ClientKey) -> bool {
+        let oldest = self.clients.get(client_id).and_then(|client| {
             client
                 .calls
                 .iter()
@@ -546,10 +557,10 @@ impl ReplyCache {
 
     fn forget_client(&mut self, id: ClientKey) {
         if let Some(client) = self.clients.remove(&id) {
-            if let Some(n) = self.per_peer.get_mut(&id.0) {
+            if let Some(n) = self.per_scope.get_mut(&id.0) {
                 *n -= 1;
                 if *n == 0 {
-                    self.per_peer.remove(&id.0);
+                    self.per_scope.remove(&id.0);
                 }
             }
             if let Some(seen) = client.last_seen {
@@ -567,9 +578,9 @@ impl ReplyCache {
         }
     }
 
-    fn has_running(&self, id: ClientKey) -> bool {
+    fn has_running(&self, id: &ClientKey) -> bool {
         self.clients
-            .get(&id)
+            .get(id)
             .is_some_and(|c| c.calls.values().any(|e| matches!(e, Entry::Running { .. })))
     }
 
@@ -580,8 +591,9 @@ impl ReplyCache {
             .lru
             .iter()
             .take_while(|&&(seen, _)| now.saturating_duration_since(seen) >= idle)
-            .map(|&(_, id)| id)
-            .filter(|&id| !self.has_running(id))
+            .map(|(_, id)| id)
+            .filter(|id| !self.has_running(id))
+            .cloned()
             .collect();
         for id in expired {
             self.forget_client(id);
@@ -595,6 +607,8 @@ mod tests {
     use crate::frame::{FrameHeader, FrameKind};
     use crate::transport::frame_queue;
     use bytes::Bytes;
+
+    use std::net::IpAddr;
 
     const P: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1));
     const Q: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
@@ -778,6 +792,69 @@ mod tests {
     }
 
     #[test]
+    fn principals_on_one_address_do_not_see_each_others_entries() {
+        let (tx, _rx) = frame_queue(8);
+        let now = Instant::now();
+        let alice = || ClientScope::Principal(crate::Principal::Certificate("alice".into()));
+        let bob = || ClientScope::Principal(crate::Principal::StaticKey([7; 32]));
+        let mut c = ReplyCache::new(ReplyCacheConfig::default());
+        assert!(matches!(
+            c.begin(alice(), &call(7, 1), 0, 0, &tx, now),
+            Lookup::Run
+        ));
+        c.finish(alice(), 7, 1, &reply(7, 1, 4));
+        // Bob (and the bare address both come from) has an empty history of client 7:
+        // no cached reply, no mismatch, and his low-water mark releases nothing of
+        // alice's.
+        assert!(matches!(
+            c.begin(bob(), &call(7, 1), 0, 0, &tx, now),
+            Lookup::Run
+        ));
+        assert!(matches!(
+            c.begin(P, &call(7, 1), 0xFF, 0, &tx, now),
+            Lookup::Run
+        ));
+        assert!(matches!(
+            c.begin(bob(), &call(7, 500), 0, 500, &tx, now),
+            Lookup::Run
+        ));
+        assert!(c.abandon(bob(), 7, 1).is_empty());
+        assert!(matches!(
+            c.begin(alice(), &call(7, 1), 0, 0, &tx, now),
+            Lookup::Cached(_)
+        ));
+        assert_eq!((c.stats().clients, c.stats().released), (3, 0));
+    }
+
+    #[test]
+    fn the_client_quota_is_per_principal() {
+        let (tx, _rx) = frame_queue(8);
+        let now = Instant::now();
+        let cfg = ReplyCacheConfig::default().max_clients_per_peer(2);
+        let mut c = ReplyCache::new(cfg);
+        let mallory = || ClientScope::Principal(crate::Principal::PreSharedKey("m".into()));
+        let refused = (0..10u64)
+            .filter(|&id| {
+                matches!(
+                    c.begin(mallory(), &call(id, 1), 0, 0, &tx, now),
+                    Lookup::Refused
+                )
+            })
+            .count();
+        assert_eq!(refused, 8);
+        // Another principal, and the bare address, keep their own quota.
+        let alice = ClientScope::Principal(crate::Principal::Certificate("alice".into()));
+        assert!(matches!(
+            c.begin(alice, &call(100, 1), 0, 0, &tx, now),
+            Lookup::Run
+        ));
+        assert!(matches!(
+            c.begin(P, &call(101, 1), 0, 0, &tx, now),
+            Lookup::Run
+        ));
+    }
+
+    #[test]
     fn waiters_per_running_call_are_bounded() {
         let (tx, _rx) = frame_queue(8);
         let now = Instant::now();
@@ -822,7 +899,7 @@ mod tests {
             Lookup::Run
         ));
         c.finish(P, 2, 1, &reply(2, 1, 4));
-        assert!(c.evict_done((P, 1), u64::MAX));
+        assert!(c.evict_done(&(P.into(), 1), u64::MAX));
         assert!(matches!(
             c.begin(P, &call(1, u64::MAX - 1), 0, 0, &tx, now),
             Lookup::Forgotten

@@ -2,7 +2,6 @@
 //! the connection table, the reply cache, the counters and the lifecycle phase.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -15,6 +14,7 @@ use super::interfaces::InterfaceTable;
 use super::layer::{Interceptor, ServerStack};
 use super::limits::ServerLimits;
 use super::reply_cache::ReplyCache;
+use super::scope::ClientScope;
 use super::stats::{Counters, ServerStats};
 use super::{lock, CallControl};
 
@@ -42,8 +42,9 @@ impl Phase {
     }
 }
 
-/// A call's key for cancellation: a Cancel acts only on calls of the same peer address.
-pub(super) type CallKey = (IpAddr, u64, u64);
+/// A call's key for cancellation: (scope, client id, call id). A Cancel acts only on
+/// calls of its own connection's scope (the same principal, else the same address).
+pub(super) type CallKey = (ClientScope, u64, u64);
 
 #[derive(Debug)]
 pub(super) struct Shared {

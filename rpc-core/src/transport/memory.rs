@@ -16,6 +16,10 @@
 //! assert_eq!(server.receiver.recv().await.unwrap(), Some(frame));
 //! # }
 //! ```
+//!
+//! There is no handshake, so nothing is authenticated; for tests of principal-scoped
+//! server state, [`MemoryChannel::with_principal`] gives the server side of a
+//! channel's connections a [`Principal`] as if a transport had proved it.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -25,6 +29,7 @@ use tokio::sync::{mpsc, Mutex};
 
 use super::{frame_queue, Channel, Connection, FrameOutbox, Listener};
 use crate::error::TransportError;
+use crate::Principal;
 
 /// Connections a listener holds before `accept` takes them; `connect` waits beyond it.
 const ACCEPT_BACKLOG: usize = 64;
@@ -36,6 +41,8 @@ pub struct MemoryChannel {
     accept: mpsc::Sender<Connection<FrameOutbox>>,
     queue: usize,
     next_port: Arc<AtomicU16>,
+    /// What the server side of each connection reports as the peer's principal.
+    principal: Option<Principal>,
 }
 
 /// The server side of an in-process endpoint.
@@ -53,6 +60,7 @@ pub fn endpoint(queue: usize) -> (MemoryChannel, MemoryListener) {
             accept: tx,
             queue,
             next_port: Arc::new(AtomicU16::new(1)),
+            principal: None,
         },
         MemoryListener {
             accept: Arc::new(Mutex::new(rx)),
@@ -63,6 +71,31 @@ pub fn endpoint(queue: usize) -> (MemoryChannel, MemoryListener) {
 /// The address memory connections report: 127.0.0.1 with a per-connection port.
 fn fake_addr(port: u16) -> SocketAddr {
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port))
+}
+
+impl MemoryChannel {
+    /// This channel (connecting to the same listener), whose connections the server
+    /// sees as authenticated as `principal` (`None`: unauthenticated, the default).
+    /// Stands in for a transport's handshake in tests: two channels with different
+    /// principals are two peers the server must keep apart.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use rpc_core::transport::{memory, Channel, Listener};
+    /// use rpc_core::Principal;
+    /// let (channel, mut listener) = memory::endpoint(16);
+    /// let alice = channel.with_principal(Some(Principal::Certificate("alice".into())));
+    /// let _client = alice.connect().await.unwrap();
+    /// let server = listener.accept().await.unwrap();
+    /// assert_eq!(server.principal, Some(Principal::Certificate("alice".into())));
+    /// # }
+    /// ```
+    pub fn with_principal(&self, principal: Option<Principal>) -> MemoryChannel {
+        MemoryChannel {
+            principal,
+            ..self.clone()
+        }
+    }
 }
 
 impl Channel for MemoryChannel {
@@ -76,7 +109,7 @@ impl Channel for MemoryChannel {
             sender: to_client,
             receiver: server_inbox,
             peer_addr: fake_addr(port),
-            principal: None,
+            principal: self.principal.clone(),
         };
         self.accept
             .send(server_side)
