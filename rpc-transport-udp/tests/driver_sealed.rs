@@ -10,8 +10,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rpc_core::frame::{Frame, FrameHeader};
+use rpc_core::server::{encode_result, AuthRequest, Service, ServiceFuture};
 use rpc_core::transport::{Channel, FrameReceiver, Listener};
-use rpc_core::{Principal, TransportError};
+use rpc_core::{
+    CallContext, CallOptions, Client, InterfaceInfo, Principal, ProcedureInfo, RpcError, Server,
+    Status, TransportError,
+};
 use rpc_transport_udp::{
     PreSharedKey, Security, StaticKeypair, UdpChannel, UdpConfig, UdpListener,
 };
@@ -167,4 +171,88 @@ async fn a_wrong_key_or_a_plain_peer_fails_connect_with_an_error_naming_it() {
         (1, 1, 1),
         "{stats:?}"
     );
+}
+
+static WHOAMI_PROCS: [ProcedureInfo; 1] = [ProcedureInfo {
+    name: "whoami",
+    number: 1,
+    oneway: false,
+    idempotent: true,
+}];
+
+static WHOAMI: InterfaceInfo = InterfaceInfo {
+    name: "WhoAmI",
+    id: 0x5000_0041,
+    version: 1,
+    procedures: &WHOAMI_PROCS,
+    default_semantics: None,
+};
+
+/// `whoami()` answers the caller's principal as the server saw it.
+struct WhoAmI;
+
+impl Service for WhoAmI {
+    fn info(&self) -> &'static InterfaceInfo {
+        &WHOAMI
+    }
+
+    fn call(&self, _procedure: u32, ctx: CallContext, _args: Bytes) -> ServiceFuture {
+        let who = ctx.principal().map(|p| p.to_string()).unwrap_or_default();
+        Box::pin(async move { encode_result(|w| w.put_string(&who, 1024)) })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_over_sealed_udp_carry_each_clients_key_as_principal_to_handlers_and_authorizers() {
+    let server_key = StaticKeypair::generate().expect("key");
+    let (alice, bob) = (
+        StaticKeypair::generate().expect("key"),
+        StaticKeypair::generate().expect("key"),
+    );
+    let listener = UdpListener::bind_with(
+        "127.0.0.1:0",
+        UdpConfig::default().security(Security::server(server_key.clone())),
+    )
+    .await
+    .expect("bind");
+    let addr = listener.local_addr();
+    let allowed = Principal::StaticKey(alice.public());
+    let server = Server::builder()
+        .authorize(move |req: &AuthRequest<'_>| match req.principal() {
+            Some(p) if *p == allowed => Ok(()),
+            other => Err(Status::permission_denied(format!("{other:?} may not call"))),
+        })
+        .add_service(WhoAmI)
+        .serve(listener)
+        .expect("serve");
+    let client_for = |key: &StaticKeypair| {
+        Client::new(
+            UdpChannel::new(addr).with_config(
+                UdpConfig::default()
+                    .security(Security::client_static(key.clone(), server_key.public())),
+            ),
+        )
+    };
+    let whoami = |client: Client<UdpChannel>| async move {
+        client
+            .call(
+                &WHOAMI,
+                &WHOAMI_PROCS[0],
+                &CallOptions::new(),
+                |_| Ok(()),
+                |r| r.get_string(1024),
+            )
+            .await
+    };
+    let got = bounded("alice calls", whoami(client_for(&alice))).await;
+    assert_eq!(
+        got.expect("alice may call"),
+        Principal::StaticKey(alice.public()).to_string()
+    );
+    let refused = bounded("bob calls", whoami(client_for(&bob))).await;
+    assert!(
+        matches!(refused, Err(RpcError::PermissionDenied { .. })),
+        "{refused:?}"
+    );
+    server.shutdown().await;
 }
