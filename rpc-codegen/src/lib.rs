@@ -38,7 +38,9 @@ pub mod check;
 pub mod diagnostics;
 pub mod lexer;
 pub mod model;
+pub mod onc;
 pub mod parser;
+pub mod preprocess;
 
 /// Parses an IDL file without checking it: values stay unresolved. `file_name` is used
 /// in error messages and names an anonymous `interface { ... }`.
