@@ -267,6 +267,20 @@ impl Checker {
     }
 
     fn type_as_value(&mut self, ident: &Ident, sym: Sym, def_span: Span) {
+        if let Sym::StringConst(_) = sym {
+            self.errors.push(
+                Diagnostic::error(
+                    format!(
+                        "expected an integer constant, found string constant `{}`",
+                        ident.name
+                    ),
+                    ident.span,
+                    "not an integer",
+                )
+                .with_secondary(def_span, format!("`{}` is defined here", ident.name)),
+            );
+            return;
+        }
         self.errors.push(
             Diagnostic::error(
                 format!("expected a constant, found type `{}`", ident.name),
@@ -612,7 +626,6 @@ impl Checker {
     }
 
     fn resolve_enum(&mut self, i: usize, e: &mut EnumDef) {
-        let mut seen: HashMap<i64, &Ident> = HashMap::new();
         for (v, variant) in e.variants.iter_mut().enumerate() {
             let value = match self.variants.get(&(i, v)) {
                 Some(State::Done(value)) => *value,
@@ -639,9 +652,8 @@ impl Checker {
                 );
             }
         }
-        // Two names with one value are allowed (rpcgen takes them, C enums allow
-        // them): the generator makes the later names aliases of the first.
-        let _ = &mut seen;
+        // Two names with one value are allowed (rpcgen takes them, as C does): the
+        // generator makes the later names aliases of the first.
     }
 
     /// Resolves the values in `ty` and checks its names, bounds and `void`s. `span` is

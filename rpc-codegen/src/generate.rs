@@ -484,14 +484,14 @@ impl<'a> Generator<'a> {
             }
         };
         quote! {
-            #aliases
-
             #docs
             #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
             #[repr(i32)]
             pub enum #name {
                 #(#variants,)*
             }
+
+            #aliases
 
             impl ::core::convert::TryFrom<i32> for #name {
                 type Error = ::rpc_core::xdr::XdrError;

@@ -61,15 +61,26 @@ pub const OTHER_C_TYPES: &[&str] = &[
 /// The XDR definitions of `<rpc/rpc.h>` (and libtirpc's `<rpc/types.h>`) that `.x`
 /// files use without defining, as IDL text. Only the ones a file uses are added.
 pub const PRELUDE: &str = "\
+/// The largest `netobj` (`<rpc/xdr.h>`).
 const MAX_NETOBJ_SZ = 1024;
+/// The longest network name (`<rpc/auth_des.h>`).
 const MAXNETNAMELEN = 255;
+/// An opaque network object, such as a file handle or a lock owner (`<rpc/xdr.h>`).
 typedef opaque netobj<MAX_NETOBJ_SZ>;
+/// An 8-byte DES block (`<rpc/auth.h>`).
 typedef opaque des_block[8];
+/// A program number (`<rpc/types.h>`).
 typedef unsigned int rpcprog_t;
+/// A version number (`<rpc/types.h>`).
 typedef unsigned int rpcvers_t;
+/// A procedure number (`<rpc/types.h>`).
 typedef unsigned int rpcproc_t;
+/// A protocol number (`<rpc/types.h>`).
 typedef unsigned int rpcprot_t;
+/// A port number (`<rpc/types.h>`).
 typedef unsigned int rpcport_t;
+/// A network address as libtirpc's `xdr_netbuf` encodes it: the buffer's capacity,
+/// then its bytes.
 struct netbuf {
     unsigned int maxlen;
     opaque buf<>;

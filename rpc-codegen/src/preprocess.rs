@@ -281,9 +281,8 @@ impl Pre<'_> {
         if name.is_empty() || rest[len..].starts_with('(') {
             return;
         }
-        // Point at the name: `%` is one byte, then the text as written up to it.
-        let offset = text.find(name).map_or(0, |i| i + 1);
-        let at = span.start + offset;
+        // Point at the name: `rest` is a suffix of `text`, which follows the `%`.
+        let at = span.start + 1 + (text.len() - rest.len());
         self.unit.c_defines.push(CDefine {
             name: Ident {
                 name: name.to_string(),
