@@ -62,8 +62,10 @@ pub fn check(spec: &mut Spec) -> Result<(), Diagnostics> {
     }
     let mut errors = checker.errors;
     errors.sort_by_key(|e| e.span.start);
-    Err(Diagnostics::new(spec.file_name.clone(), spec.source.clone(), errors)
-        .with_files(spec.files.clone()))
+    Err(
+        Diagnostics::new(spec.file_name.clone(), spec.source.clone(), errors)
+            .with_files(spec.files.clone()),
+    )
 }
 
 /// The FNV-1a 32-bit hash of `package.name` (or `name`) with the top bit set: the id of
@@ -346,7 +348,8 @@ impl Checker {
                 match crate::preprocess::eval(&d.body, &lookup, None) {
                     Ok(v) => {
                         let i = spec.definitions.len() + added.len();
-                        self.names.insert(d.name.name.clone(), (Sym::Const(i), d.name.span));
+                        self.names
+                            .insert(d.name.name.clone(), (Sym::Const(i), d.name.span));
                         self.consts.insert(i, State::Done(Some(v)));
                         added.push((d.name.clone(), v));
                         false

@@ -23,8 +23,9 @@
 //! `%` lines stay [`TokenKind::Passthrough`] tokens; a `%#define NAME body` line is also
 //! collected as a [`CDefine`], which the checker may turn into a constant.
 //!
-//! Bounds: includes nest at most [`MAX_INCLUDE_DEPTH`] deep and at most
-//! [`MAX_FILES`] files make up one spec; macros are substituted once (their bodies are
+//! Bounds: includes nest at most [`MAX_INCLUDE_DEPTH`] deep, at most [`MAX_FILES`]
+//! files make up one spec, and only regular files of at most [`MAX_FILE_BYTES`] are
+//! read; macros are substituted once (their bodies are
 //! not rescanned), so no input makes this pass loop or recurse without bound.
 
 use std::collections::{HashMap, HashSet};
@@ -39,6 +40,10 @@ pub const MAX_INCLUDE_DEPTH: usize = 32;
 
 /// How many files (the main file, includes and preludes) one spec may be made of.
 pub const MAX_FILES: usize = 256;
+
+/// The largest file `#include` reads (bytes): only regular files are read, and none
+/// larger than this.
+pub const MAX_FILE_BYTES: u64 = 16 << 20;
 
 /// The macros defined before the first line, as rpcgen defines them when it writes the
 /// header: `RPC_HDR` only.
@@ -403,7 +408,7 @@ impl Pre<'_> {
                 span,
                 "`#error` directive",
             )),
-            "pragma" | "ident" | "line" | "" => {}
+            "pragma" | "ident" | "line" | "warning" | "" => {}
             _ if word.starts_with(|c: char| c.is_ascii_digit()) => {} // `# 1 "a.x"`
             _ => self.errors.push(
                 Diagnostic::error(
@@ -502,11 +507,22 @@ impl Pre<'_> {
             self.errors.push(Diagnostic::error(
                 "includes nest too deeply",
                 span,
-                format!(
-                    "more than {MAX_INCLUDE_DEPTH} levels of `#include` or {MAX_FILES} files"
-                ),
+                format!("more than {MAX_INCLUDE_DEPTH} levels of `#include` or {MAX_FILES} files"),
             ));
             return;
+        }
+        if let Ok(meta) = std::fs::metadata(path) {
+            if !meta.is_file() || meta.len() > MAX_FILE_BYTES {
+                self.errors.push(Diagnostic::error(
+                    format!(
+                        "`{}` is not a regular file of at most {MAX_FILE_BYTES} bytes",
+                        path.display()
+                    ),
+                    span,
+                    "included here",
+                ));
+                return;
+            }
         }
         let text = match std::fs::read(path) {
             Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
@@ -576,8 +592,8 @@ impl ETok {
 }
 
 const OPS: &[&str] = &[
-    "<<", ">>", "<=", ">=", "==", "!=", "&&", "||", "(", ")", "+", "-", "*", "/", "%", "<",
-    ">", "&", "^", "|", "~", "!",
+    "<<", ">>", "<=", ">=", "==", "!=", "&&", "||", "(", ")", "+", "-", "*", "/", "%", "<", ">",
+    "&", "^", "|", "~", "!",
 ];
 
 fn expr_tokens(text: &str) -> Result<Vec<ETok>, String> {

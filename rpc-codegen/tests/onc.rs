@@ -56,8 +56,7 @@ fn errors_of(tag: &str, files: &[(&str, &str)]) -> String {
     let err = Builder::new()
         .check_source(&main.display().to_string(), &source)
         .expect_err("the file has errors");
-    err.to_string()
-        .replace(&format!("{}/", dir.display()), "")
+    err.to_string().replace(&format!("{}/", dir.display()), "")
 }
 
 #[test]
@@ -158,7 +157,10 @@ fn c_type_names_and_rpc_types() {
         assert_eq!(ty(field), &want, "{field}");
     }
     let code = generate(Builder::new(), &fixture("main.x"), "types");
-    assert!(code.contains("pub type Netobj = ::rpc_core::Bytes;"), "{code}");
+    assert!(
+        code.contains("pub type Netobj = ::rpc_core::Bytes;"),
+        "{code}"
+    );
     assert!(code.contains("pub const MAX_NETOBJ_SZ: u32 = 1024;"));
     assert!(code.contains("pub type DesBlock = [u8; 8];"));
     assert!(code.contains("pub type RpcprogT = u32;"));
@@ -194,7 +196,10 @@ fn strings_as_bytes_is_selectable() {
     assert!(bytes.contains("pub name: ::rpc_core::Bytes,"), "{bytes}");
     assert!(!bytes.contains("::std::string::String"));
     // The bound stays.
-    assert!(bytes.contains("w.put_opaque_shared(&self.name, 16)"), "{bytes}");
+    assert!(
+        bytes.contains("w.put_opaque_shared(&self.name, 16)"),
+        "{bytes}"
+    );
 }
 
 #[test]
@@ -204,7 +209,10 @@ fn prelude_files_share_the_namespace() {
         .emit_rerun_if_changed(false)
         .compile(&[fixture("uses_common.x")])
         .unwrap_err();
-    assert!(err.to_string().contains("cannot find type `shared_t`"), "{err}");
+    assert!(
+        err.to_string().contains("cannot find type `shared_t`"),
+        "{err}"
+    );
     let code = generate(
         Builder::new().prelude_file(fixture("common.x")),
         &fixture("uses_common.x"),
@@ -224,7 +232,9 @@ fn angle_includes_use_the_include_dirs() {
     let source = std::fs::read_to_string(&main).unwrap();
     let name = main.display().to_string();
     let err = Builder::new().check_source(&name, &source).unwrap_err();
-    assert!(err.to_string().contains("cannot find include file `rpcsvc/dep.x`"));
+    assert!(err
+        .to_string()
+        .contains("cannot find include file `rpcsvc/dep.x`"));
     let spec = Builder::new()
         .include_dir(dir.join("inc"))
         .check_source(&name, &source)
@@ -302,7 +312,10 @@ fn errors_in_included_files_name_that_file() {
 
 #[test]
 fn string_constant_used_as_a_number_is_an_error() {
-    let text = errors_of("str-num", &[("e.x", "const S = \"x\";\ntypedef opaque o<S>;\n")]);
+    let text = errors_of(
+        "str-num",
+        &[("e.x", "const S = \"x\";\ntypedef opaque o<S>;\n")],
+    );
     assert!(
         text.contains("error: expected an integer constant, found string constant `S`"),
         "{text}"

@@ -57,9 +57,8 @@ fn module_name(path: &Path, taken: &mut Vec<String>) -> String {
 fn every_system_x_file_compiles_and_builds() {
     let roots: Vec<&Path> = ROOTS.iter().map(Path::new).filter(|p| p.is_dir()).collect();
     if roots.is_empty() {
-        let msg = format!(
-            "none of {ROOTS:?} exists (install rpcsvc-proto, libtirpc-dev and libnsl-dev)"
-        );
+        let msg =
+            format!("none of {ROOTS:?} exists (install rpcsvc-proto, libtirpc-dev and libnsl-dev)");
         if std::env::var_os("RPC_REQUIRE_ONC_CORPUS").is_some_and(|v| v == "1") {
             panic!("RPC_REQUIRE_ONC_CORPUS=1 but {msg}");
         }
@@ -73,7 +72,9 @@ fn every_system_x_file_compiles_and_builds() {
     assert!(!files.is_empty(), "no .x files under {roots:?}");
 
     let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let workspace = manifest_dir.parent().expect("the crate is in the workspace");
+    let workspace = manifest_dir
+        .parent()
+        .expect("the crate is in the workspace");
     let krate = Path::new(env!("CARGO_TARGET_TMPDIR")).join("onc-corpus");
     let _ = std::fs::remove_dir_all(&krate);
     let src = krate.join("src");
@@ -107,9 +108,9 @@ fn every_system_x_file_compiles_and_builds() {
                 }
             }
             match builder.compile(&[file]) {
-                Ok(()) => modules.push(format!(
-                    "#[path = \"{module}/{stem}.rs\"]\nmod {module};\n"
-                )),
+                Ok(()) => {
+                    modules.push(format!("#[path = \"{module}/{stem}.rs\"]\nmod {module};\n"))
+                }
                 Err(e) => failures.push(format!("{} (bytes: {bytes}):\n{e}", file.display())),
             }
         }

@@ -151,7 +151,9 @@ fn options(args: &[String]) -> Result<(rpc_codegen::Builder, Vec<String>), Strin
                 let (name, value) = def.split_once('=').unwrap_or((def, ""));
                 builder = builder.define(name, value);
             }
-            "--prelude" => builder = builder.prelude_file(it.next().ok_or("--prelude needs a file")?),
+            "--prelude" => {
+                builder = builder.prelude_file(it.next().ok_or("--prelude needs a file")?)
+            }
             "--strings-as-bytes" => builder = builder.strings_as_bytes(true),
             _ if a.starts_with("-I") && a.len() > 2 => builder = builder.include_dir(&a[2..]),
             _ => rest.push(a.clone()),
