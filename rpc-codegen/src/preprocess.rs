@@ -511,30 +511,40 @@ impl Pre<'_> {
             ));
             return;
         }
-        if let Ok(meta) = std::fs::metadata(path) {
-            if !meta.is_file() || meta.len() > MAX_FILE_BYTES {
-                self.errors.push(Diagnostic::error(
-                    format!(
-                        "`{}` is not a regular file of at most {MAX_FILE_BYTES} bytes",
-                        path.display()
-                    ),
-                    span,
-                    "included here",
-                ));
-                return;
-            }
-        }
-        let text = match std::fs::read(path) {
-            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-            Err(e) => {
-                self.errors.push(Diagnostic::error(
-                    format!("cannot read `{}`: {e}", path.display()),
-                    span,
-                    "included here",
-                ));
-                return;
-            }
+        let too_big = || {
+            Diagnostic::error(
+                format!(
+                    "`{}` is not a regular file of at most {MAX_FILE_BYTES} bytes",
+                    path.display()
+                ),
+                span,
+                "included here",
+            )
         };
+        if std::fs::metadata(path).is_ok_and(|m| !m.is_file() || m.len() > MAX_FILE_BYTES) {
+            self.errors.push(too_big());
+            return;
+        }
+        // Read at most one byte more than allowed: a file whose size the metadata
+        // does not tell (a `/proc` file) stays bounded too.
+        let mut bytes = Vec::new();
+        let read = std::fs::File::open(path).and_then(|f| {
+            use std::io::Read;
+            f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)
+        });
+        if let Err(e) = read {
+            self.errors.push(Diagnostic::error(
+                format!("cannot read `{}`: {e}", path.display()),
+                span,
+                "included here",
+            ));
+            return;
+        }
+        if bytes.len() as u64 > MAX_FILE_BYTES {
+            self.errors.push(too_big());
+            return;
+        }
+        let text = String::from_utf8_lossy(&bytes).into_owned();
         self.included.insert(canonical);
         let start = self.add_file(&path.display().to_string(), &text);
         if let Some(tokens) = self.lex(&text, start) {

@@ -321,3 +321,86 @@ fn string_constant_used_as_a_number_is_an_error() {
         "{text}"
     );
 }
+
+#[test]
+fn include_cycles_nested_groups_and_macros() {
+    let dir = scratch("cycles");
+    std::fs::write(
+        dir.join("a.x"),
+        "#include \"b.x\"\nconst A = B_VALUE;\n",
+    )
+    .unwrap();
+    // `b.x` includes `a.x` back: a file already included is skipped.
+    std::fs::write(
+        dir.join("b.x"),
+        "#include \"a.x\"\n#define B_VALUE 2\nconst B = B_VALUE;\n",
+    )
+    .unwrap();
+    let main = dir.join("a.x");
+    let source = std::fs::read_to_string(&main).unwrap();
+    let spec = Builder::new()
+        .check_source(&main.display().to_string(), &source)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let consts: Vec<(&str, i64)> = spec
+        .definitions
+        .iter()
+        .filter_map(|d| match d {
+            Definition::Const(c) => Some((c.name.name.as_str(), c.value.get())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(consts, [("B", 2), ("A", 2)]);
+
+    let groups = "\
+#define ONE 1
+#if 0
+#if 1
+const SKIPPED_NESTED = 1;
+#else
+const SKIPPED_ELSE = 1;
+#endif
+#elif ONE + 1 == 2
+const TAKEN_ELIF = 1;
+#elif 1
+const LATER_ELIF = 1;
+#else
+const ELSE = 1;
+#endif
+#undef ONE
+#ifdef ONE
+const UNDEFINED = 1;
+#endif
+#if defined RPC_HDR && !defined(RPC_CLNT) && !RPC_SVC
+const HEADER_VIEW = 1;
+#endif
+";
+    let spec = Builder::new()
+        .define("EXTRA", "5")
+        .check_source("groups.x", &format!("{groups}const E = EXTRA;\n"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&str> = spec
+        .definitions
+        .iter()
+        .map(|d| d.name().name.as_str())
+        .collect();
+    assert_eq!(names, ["TAKEN_ELIF", "HEADER_VIEW", "E"]);
+}
+
+#[test]
+fn include_depth_is_bounded() {
+    let dir = scratch("depth");
+    for i in 0..40 {
+        std::fs::write(
+            dir.join(format!("f{i}.x")),
+            format!("#include \"f{}.x\"\nconst C{i} = {i};\n", i + 1),
+        )
+        .unwrap();
+    }
+    std::fs::write(dir.join("f40.x"), "const LAST = 1;\n").unwrap();
+    let main = dir.join("f0.x");
+    let source = std::fs::read_to_string(&main).unwrap();
+    let err = Builder::new()
+        .check_source(&main.display().to_string(), &source)
+        .unwrap_err();
+    assert!(err.to_string().contains("includes nest too deeply"), "{err}");
+}
