@@ -318,6 +318,19 @@ impl Checker {
     /// constants (and of earlier such defines) into a constant, unless `NAME` is
     /// defined otherwise. Other bodies are C's business and are ignored.
     fn c_defines(&mut self, spec: &mut Spec) {
+        // Rust names already taken among the constants (a define whose name differs
+        // from a constant's only in case would collide with it in Rust).
+        let mut taken: HashSet<String> = spec
+            .definitions
+            .iter()
+            .filter(|d| matches!(d, Definition::Const(_) | Definition::StringConst(_)))
+            .map(|d| screaming(&d.name().name))
+            .collect();
+        for base in interface_names(&spec.interfaces) {
+            let base = screaming(&base);
+            taken.insert(format!("{base}_INTERFACE"));
+            taken.insert(format!("{base}_PROCEDURES"));
+        }
         let mut pending: Vec<&CDefine> = spec.c_defines.iter().collect();
         let mut added: Vec<(Ident, i64)> = Vec::new();
         loop {
@@ -326,6 +339,7 @@ impl Checker {
                 if self.names.contains_key(&d.name.name)
                     || BUILTIN_CONSTS.iter().any(|(n, _)| *n == d.name.name)
                     || BUILTIN_TYPES.contains(&d.name.name.as_str())
+                    || taken.contains(&screaming(&d.name.name))
                 {
                     return false;
                 }
@@ -347,6 +361,7 @@ impl Checker {
                 };
                 match crate::preprocess::eval(&d.body, &lookup, None) {
                     Ok(v) => {
+                        taken.insert(screaming(&d.name.name));
                         let i = spec.definitions.len() + added.len();
                         self.names
                             .insert(d.name.name.clone(), (Sym::Const(i), d.name.span));

@@ -325,11 +325,7 @@ fn string_constant_used_as_a_number_is_an_error() {
 #[test]
 fn include_cycles_nested_groups_and_macros() {
     let dir = scratch("cycles");
-    std::fs::write(
-        dir.join("a.x"),
-        "#include \"b.x\"\nconst A = B_VALUE;\n",
-    )
-    .unwrap();
+    std::fs::write(dir.join("a.x"), "#include \"b.x\"\nconst A = B_VALUE;\n").unwrap();
     // `b.x` includes `a.x` back: a file already included is skipped.
     std::fs::write(
         dir.join("b.x"),
@@ -402,5 +398,39 @@ fn include_depth_is_bounded() {
     let err = Builder::new()
         .check_source(&main.display().to_string(), &source)
         .unwrap_err();
-    assert!(err.to_string().contains("includes nest too deeply"), "{err}");
+    assert!(
+        err.to_string().contains("includes nest too deeply"),
+        "{err}"
+    );
+}
+
+#[test]
+fn c_defines_never_collide_with_the_files_names() {
+    // `max_len` would become the Rust constant `MAX_LEN`, which the file has: the
+    // define is C's only. A define of a name the file defines is skipped too, and one
+    // may use a define that comes later (C expands macros where they are used).
+    let source = "\
+%#define max_len 4
+const MAX_LEN = 5;
+%#define MAX_LEN 6
+%#define BOTH (FIRST | SECOND)
+%#define FIRST 1
+%#define SECOND 2
+struct s { opaque data<BOTH>; };
+";
+    let spec = Builder::new()
+        .check_source("defines.x", source)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let consts: Vec<(&str, i64)> = spec
+        .definitions
+        .iter()
+        .filter_map(|d| match d {
+            Definition::Const(c) => Some((c.name.name.as_str(), c.value.get())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        consts,
+        [("MAX_LEN", 5), ("FIRST", 1), ("SECOND", 2), ("BOTH", 3)]
+    );
 }
