@@ -220,15 +220,53 @@ fn add_prelude(spec: &mut Spec, defined: &mut HashSet<String>) {
     let Ok(prelude) = crate::parser::parse(PRELUDE_NAME, PRELUDE) else {
         return; // the prelude is fixed text that parses: a test makes sure
     };
+    use crate::generate::{screaming, upper_camel};
     let base = spec.source.len();
     let shift = |s: &mut Span| *s = Span::new(s.start + base, s.end + base);
+    // A prelude definition is only added when nothing of the file's stands in its way,
+    // so every error stays in the file: not its name, not its Rust name, and none of
+    // the names it uses (which must come from the prelude too).
+    let user_defined = defined.clone();
+    let mut rust_names: HashSet<String> = HashSet::new();
+    for def in &spec.definitions {
+        rust_names.insert(match def {
+            Definition::Const(_) | Definition::StringConst(_) => screaming(&def.name().name),
+            _ => upper_camel(&def.name().name),
+        });
+    }
+    for base in crate::generate::interface_names(&spec.interfaces) {
+        for suffix in ["", "Client", "BlockingClient", "Server"] {
+            rust_names.insert(format!("{base}{suffix}"));
+        }
+        let base = screaming(&base);
+        rust_names.insert(format!("{base}_INTERFACE"));
+        rust_names.insert(format!("{base}_PROCEDURES"));
+    }
+    let eligible = |d: &Definition| {
+        let rust = match d {
+            Definition::Const(_) => screaming(&d.name().name),
+            _ => upper_camel(&d.name().name),
+        };
+        let mut alone = Spec {
+            definitions: vec![d.clone()],
+            interfaces: Vec::new(),
+            ..prelude.clone()
+        };
+        !user_defined.contains(&d.name().name)
+            && !rust_names.contains(&rust)
+            && used_names(&mut alone)
+                .iter()
+                .all(|n| !user_defined.contains(n))
+    };
     let mut wanted = Vec::new();
     for _ in 0..prelude.definitions.len() {
         let used = used_names(spec);
         let new: Vec<Definition> = prelude
             .definitions
             .iter()
-            .filter(|d| used.contains(&d.name().name) && !defined.contains(&d.name().name))
+            .filter(|d| {
+                used.contains(&d.name().name) && !defined.contains(&d.name().name) && eligible(d)
+            })
             .cloned()
             .collect();
         if new.is_empty() {

@@ -434,3 +434,25 @@ struct s { opaque data<BOTH>; };
         [("MAX_LEN", 5), ("FIRST", 1), ("SECOND", 2), ("BOTH", 3)]
     );
 }
+
+#[test]
+fn the_rpc_types_never_clash_with_the_files_own() {
+    // The file's `Netobj` is `netobj`'s Rust name, and its `MAX_NETOBJ_SZ` is a type:
+    // the prelude stays out, and the errors point into the file itself.
+    for (source, message) in [
+        (
+            "struct Netobj { int a; };\nstruct s { netobj n; };\n",
+            "cannot find type `netobj`",
+        ),
+        (
+            "struct MAX_NETOBJ_SZ { int a; };\nstruct s { netobj n; };\n",
+            "cannot find type `netobj`",
+        ),
+    ] {
+        let err = Builder::new().check_source("t.x", source).unwrap_err();
+        assert!(err.to_string().contains(message), "{err}");
+        for d in err.iter() {
+            assert!(d.span.end <= source.len(), "{err}");
+        }
+    }
+}
