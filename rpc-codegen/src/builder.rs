@@ -57,6 +57,17 @@ pub enum BuildError {
 ///     rpc_core::include_idl!("calc");
 /// }
 /// ```
+///
+/// Real `.x` files (rpcgen's language, docs/IDL.md §6) may need include directories,
+/// prelude files and, for ONC protocols that carry names as bytes, `string` as bytes:
+///
+/// ```no_run
+/// rpc_codegen::Builder::new()
+///     .include_dir("idl")                      // where <rpcsvc/nis.x> is found
+///     .prelude_file("idl/rpcsvc/nis.x")        // nis_callback.x uses its types
+///     .strings_as_bytes(true)
+///     .compile_or_exit(&["idl/rpcsvc/nis_callback.x"]);
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct Builder {
     out_dir: Option<PathBuf>,

@@ -55,14 +55,21 @@ fn module_name(path: &Path, taken: &mut Vec<String>) -> String {
 
 #[test]
 fn every_system_x_file_compiles_and_builds() {
+    let required = std::env::var_os("RPC_REQUIRE_ONC_CORPUS").is_some_and(|v| v == "1");
+    let missing: Vec<&str> = ROOTS
+        .iter()
+        .copied()
+        .filter(|r| !Path::new(r).is_dir())
+        .collect();
+    if !missing.is_empty() {
+        let msg =
+            format!("{missing:?} missing (install rpcsvc-proto, libtirpc-dev and libnsl-dev)");
+        assert!(!required, "RPC_REQUIRE_ONC_CORPUS=1 but {msg}");
+        eprintln!("note: {msg}");
+    }
     let roots: Vec<&Path> = ROOTS.iter().map(Path::new).filter(|p| p.is_dir()).collect();
     if roots.is_empty() {
-        let msg =
-            format!("none of {ROOTS:?} exists (install rpcsvc-proto, libtirpc-dev and libnsl-dev)");
-        if std::env::var_os("RPC_REQUIRE_ONC_CORPUS").is_some_and(|v| v == "1") {
-            panic!("RPC_REQUIRE_ONC_CORPUS=1 but {msg}");
-        }
-        eprintln!("skipped: {msg}");
+        eprintln!("skipped: no .x corpus on this machine");
         return;
     }
     let mut files = Vec::new();
@@ -111,16 +118,22 @@ fn every_system_x_file_compiles_and_builds() {
                 Ok(()) => {
                     modules.push(format!("#[path = \"{module}/{stem}.rs\"]\nmod {module};\n"))
                 }
-                Err(e) => failures.push(format!("{} (bytes: {bytes}):\n{e}", file.display())),
+                Err(e) => failures.push((
+                    file.clone(),
+                    format!("{} (bytes: {bytes}):\n{e}", file.display()),
+                )),
             }
         }
     }
+    let mut failed: Vec<&PathBuf> = failures.iter().map(|(f, _)| f).collect();
+    failed.dedup();
+    let messages: Vec<&str> = failures.iter().map(|(_, m)| m.as_str()).collect();
     assert!(
         failures.is_empty(),
         "{} of {} files do not compile:\n\n{}",
-        failures.len() / 2,
+        failed.len(),
         files.len(),
-        failures.join("\n\n")
+        messages.join("\n\n")
     );
 
     std::fs::write(
