@@ -64,6 +64,28 @@ fn main_fixture_snapshot() {
     insta::assert_snapshot!(generate(Builder::new(), &fixture("main.x"), "snapshot"));
 }
 
+/// One small fixture per construct, each with its snapshot.
+macro_rules! construct_snapshots {
+    ($($name:ident),* $(,)?) => {$(
+        #[test]
+        fn $name() {
+            let file = fixture(concat!(stringify!($name), ".x"));
+            insta::assert_snapshot!(generate(Builder::new(), &file, stringify!($name)));
+        }
+    )*};
+}
+
+construct_snapshots!(
+    string_const,
+    enum_alias,
+    c_types,
+    rpc_types,
+    program_consts,
+    c_define,
+    conditionals,
+    typedef_struct,
+);
+
 #[test]
 fn preprocessor_sections_includes_and_defines() {
     let spec = check(&fixture("main.x"));
