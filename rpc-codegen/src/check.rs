@@ -43,6 +43,10 @@ const BUILTIN_TYPES: &[&str] = &[
 /// Constants every file has (RFC 4506: `bool` is `enum { FALSE = 0, TRUE = 1 }`).
 const BUILTIN_CONSTS: &[(&str, i64)] = &[("FALSE", 0), ("TRUE", 1)];
 
+/// How many times `%#define`s are scanned for the ones that became evaluable (a
+/// define using a later define needs one more pass).
+const MAX_DEFINE_PASSES: usize = 32;
+
 /// How deep constants may be defined through one another (`const A = B;` ...).
 const MAX_CONST_DEPTH: usize = 200;
 
@@ -333,7 +337,10 @@ impl Checker {
         }
         let mut pending: Vec<&CDefine> = spec.c_defines.iter().collect();
         let mut added: Vec<(Ident, i64)> = Vec::new();
-        loop {
+        // Each pass takes the defines whose names are known by then, in order: a define
+        // may use later ones through at most `MAX_DEFINE_PASSES` steps, which keeps a
+        // long chain written backwards linear in time.
+        for _ in 0..MAX_DEFINE_PASSES {
             let before = pending.len();
             pending.retain(|d| {
                 if self.names.contains_key(&d.name.name)

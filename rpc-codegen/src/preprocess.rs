@@ -25,8 +25,9 @@
 //!
 //! Bounds: includes nest at most [`MAX_INCLUDE_DEPTH`] deep, at most [`MAX_FILES`]
 //! files make up one spec, and only regular files of at most [`MAX_FILE_BYTES`] are
-//! read; macros are substituted once (their bodies are
-//! not rescanned), so no input makes this pass loop or recurse without bound.
+//! read; macros are substituted once (their bodies are not rescanned), to at most
+//! [`MAX_EXPANDED_TOKENS`] tokens in all, so no input makes this pass loop, recurse or
+//! grow without bound.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -40,6 +41,10 @@ pub const MAX_INCLUDE_DEPTH: usize = 32;
 
 /// How many files (the main file, includes and preludes) one spec may be made of.
 pub const MAX_FILES: usize = 256;
+
+/// At most this many tokens come from `#define` substitutions in one spec: a macro
+/// used many times cannot blow a small file up without bound.
+pub const MAX_EXPANDED_TOKENS: usize = 1 << 20;
 
 /// The largest file `#include` reads (bytes): only regular files are read, and none
 /// larger than this.
@@ -97,6 +102,8 @@ struct Cond {
 
 struct Pre<'o> {
     options: &'o Options,
+    /// Tokens produced by macro substitution so far.
+    expanded: usize,
     unit: Unit,
     macros: HashMap<String, Macro>,
     included: HashSet<PathBuf>,
@@ -112,6 +119,7 @@ pub fn preprocess(
 ) -> Result<Unit, (Unit, Vec<Diagnostic>)> {
     let mut pre = Pre {
         options,
+        expanded: 0,
         unit: Unit::default(),
         macros: HashMap::new(),
         included: HashSet::new(),
@@ -232,7 +240,18 @@ impl Pre<'_> {
                     });
                 }
                 TokenKind::Ident(name) => match self.macros.get(&name) {
-                    Some(m) if !m.body.is_empty() => {
+                    Some(m) if !m.body.is_empty() && self.expanded <= MAX_EXPANDED_TOKENS => {
+                        self.expanded += m.body.len();
+                        if self.expanded > MAX_EXPANDED_TOKENS {
+                            self.errors.push(Diagnostic::error(
+                                "macros expand to too many tokens",
+                                token.span,
+                                format!(
+                                    "more than {MAX_EXPANDED_TOKENS} tokens from `#define`s by here"
+                                ),
+                            ));
+                            continue;
+                        }
                         let span = token.span;
                         let body: Vec<Token> = m
                             .body

@@ -478,3 +478,16 @@ fn the_rpc_types_never_clash_with_the_files_own() {
         }
     }
 }
+
+#[test]
+fn macro_expansion_is_bounded() {
+    let body = "1 ".repeat(10_000);
+    let uses = "X ".repeat(200);
+    let source = format!("#define X {body}\nconst A = {uses};\n");
+    let err = Builder::new().check_source("big.x", &source).unwrap_err();
+    assert!(
+        err.to_string().contains("macros expand to too many tokens"),
+        "{}",
+        &err.to_string()[..200.min(err.to_string().len())]
+    );
+}
