@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 use crate::diagnostics::Diagnostics;
+use crate::preprocess::Options;
 
 /// Why [`Builder::compile`] failed.
 #[derive(Debug, Error)]
@@ -56,11 +57,26 @@ pub enum BuildError {
 ///     rpc_core::include_idl!("calc");
 /// }
 /// ```
+///
+/// Real `.x` files (rpcgen's language, docs/IDL.md §6) may need include directories,
+/// prelude files and, for ONC protocols that carry names as bytes, `string` as bytes:
+///
+/// ```no_run
+/// rpc_codegen::Builder::new()
+///     .include_dir("idl")                      // where <rpcsvc/nis.x> is found
+///     .prelude_file("idl/rpcsvc/nis.x")        // nis_callback.x uses its types
+///     .strings_as_bytes(true)
+///     .compile_or_exit(&["idl/rpcsvc/nis_callback.x"]);
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct Builder {
     out_dir: Option<PathBuf>,
     /// Leave out the `cargo:rerun-if-changed` lines (not in a build script).
     no_cargo_lines: bool,
+    /// Map `string` to bytes.
+    strings_as_bytes: bool,
+    /// Include directories, macros and prelude files.
+    pre: Options,
 }
 
 impl Builder {
@@ -79,6 +95,39 @@ impl Builder {
     /// as a build script should; the `rpc-idl` command line turns it off).
     pub fn emit_rerun_if_changed(mut self, emit: bool) -> Self {
         self.no_cargo_lines = !emit;
+        self
+    }
+
+    /// Whether XDR `string`s become bytes ([`Bytes`](https://docs.rs/bytes), the type
+    /// `opaque<>` gets) instead of `String` (default: no). ONC protocols carry names as
+    /// bytes in whatever encoding the peer uses (NFS file names need not be UTF-8): with
+    /// `String`, decoding such a name fails. The wire format is the same either way.
+    pub fn strings_as_bytes(mut self, bytes: bool) -> Self {
+        self.strings_as_bytes = bytes;
+        self
+    }
+
+    /// Adds a directory where `#include <...>` and `#include "..."` look for files
+    /// (after the including file's own directory, for `"..."`), such as the directory
+    /// holding `rpcsvc/`.
+    pub fn include_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.pre.include_dirs.push(dir.into());
+        self
+    }
+
+    /// Defines a preprocessor macro, as `-D NAME=value` does for rpcgen (`value` may
+    /// be empty). `RPC_HDR` is always defined.
+    pub fn define(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.pre.defines.push((name.into(), value.into()));
+        self
+    }
+
+    /// Reads `file` ahead of every compiled file, as if each started with
+    /// `#include` of it: its definitions join the compiled file's namespace and are
+    /// generated with it. For a file that uses another file's types without including
+    /// it (`nis_callback.x` uses `nis.x`'s).
+    pub fn prelude_file(mut self, file: impl Into<PathBuf>) -> Self {
+        self.pre.prelude.push(file.into());
         self
     }
 
@@ -115,6 +164,19 @@ impl Builder {
         Ok(())
     }
 
+    /// Parses and checks `source` (the text of `file_name`) with this builder's
+    /// include directories, macros and preludes, without generating anything: what
+    /// `rpc-idl check` does.
+    pub fn check_source(
+        &self,
+        file_name: &str,
+        source: &str,
+    ) -> Result<crate::model::Spec, Diagnostics> {
+        let mut spec = crate::parser::parse_with(file_name, source, &self.pre)?;
+        crate::check::check(&mut spec)?;
+        Ok(spec)
+    }
+
     fn compile_one(&self, path: &Path, out_dir: &Path) -> Result<(), BuildError> {
         if !self.no_cargo_lines {
             println!("cargo:rerun-if-changed={}", path.display());
@@ -125,7 +187,19 @@ impl Builder {
         };
         let source = std::fs::read_to_string(path).map_err(io_err(path))?;
         let file_name = path.to_string_lossy();
-        let spec = crate::parse_and_check(&file_name, &source).map_err(BuildError::Idl)?;
+        let mut spec = self
+            .check_source(&file_name, &source)
+            .map_err(BuildError::Idl)?;
+        if !self.no_cargo_lines {
+            for file in spec.files.iter().skip(1) {
+                if Path::new(&file.name).is_file() {
+                    println!("cargo:rerun-if-changed={}", file.name);
+                }
+            }
+        }
+        if self.strings_as_bytes {
+            crate::onc::strings_as_bytes(&mut spec);
+        }
         let code = crate::generate::generate(&spec);
         let name = match &spec.package {
             Some(package) => package.name.clone(),

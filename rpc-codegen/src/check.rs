@@ -43,15 +43,21 @@ const BUILTIN_TYPES: &[&str] = &[
 /// Constants every file has (RFC 4506: `bool` is `enum { FALSE = 0, TRUE = 1 }`).
 const BUILTIN_CONSTS: &[(&str, i64)] = &[("FALSE", 0), ("TRUE", 1)];
 
+/// How many times `%#define`s are scanned for the ones that became evaluable (a
+/// define using a later define needs one more pass).
+const MAX_DEFINE_PASSES: usize = 32;
+
 /// How deep constants may be defined through one another (`const A = B;` ...).
 const MAX_CONST_DEPTH: usize = 200;
 
 /// Checks `spec` and resolves it in place. On error the spec may be partly resolved
 /// and must not be handed to the generator.
 pub fn check(spec: &mut Spec) -> Result<(), Diagnostics> {
+    crate::onc::complete(spec);
     let mut checker = Checker::default();
     checker.declare_all(spec);
     checker.resolve_symbols(spec);
+    checker.c_defines(spec);
     checker.resolve_in_place(spec);
     let plan = checker.structure(spec);
     checker.apply(spec, plan);
@@ -60,11 +66,10 @@ pub fn check(spec: &mut Spec) -> Result<(), Diagnostics> {
     }
     let mut errors = checker.errors;
     errors.sort_by_key(|e| e.span.start);
-    Err(Diagnostics::new(
-        spec.file_name.clone(),
-        spec.source.clone(),
-        errors,
-    ))
+    Err(
+        Diagnostics::new(spec.file_name.clone(), spec.source.clone(), errors)
+            .with_files(spec.files.clone()),
+    )
 }
 
 /// The FNV-1a 32-bit hash of `package.name` (or `name`) with the top bit set: the id of
@@ -87,6 +92,7 @@ pub fn default_interface_id(package: Option<&str>, name: &str) -> u32 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Sym {
     Const(usize),
+    StringConst(usize),
     Typedef(usize),
     Enum(usize),
     Struct(usize),
@@ -98,13 +104,14 @@ impl Sym {
     fn type_index(self) -> Option<usize> {
         match self {
             Sym::Typedef(i) | Sym::Enum(i) | Sym::Struct(i) | Sym::Union(i) => Some(i),
-            Sym::Const(_) | Sym::Variant(..) => None,
+            Sym::Const(_) | Sym::StringConst(_) | Sym::Variant(..) => None,
         }
     }
 
     fn describe(self) -> &'static str {
         match self {
             Sym::Const(_) => "a constant",
+            Sym::StringConst(_) => "a string constant",
             Sym::Typedef(_) => "a typedef",
             Sym::Enum(_) => "an enum",
             Sym::Struct(_) => "a struct",
@@ -185,6 +192,7 @@ impl Checker {
         for (i, def) in spec.definitions.iter().enumerate() {
             let sym = match def {
                 Definition::Const(_) => Sym::Const(i),
+                Definition::StringConst(_) => Sym::StringConst(i),
                 Definition::Typedef(_) => Sym::Typedef(i),
                 Definition::Enum(_) => Sym::Enum(i),
                 Definition::Struct(_) => Sym::Struct(i),
@@ -265,6 +273,20 @@ impl Checker {
     }
 
     fn type_as_value(&mut self, ident: &Ident, sym: Sym, def_span: Span) {
+        if let Sym::StringConst(_) = sym {
+            self.errors.push(
+                Diagnostic::error(
+                    format!(
+                        "expected an integer constant, found string constant `{}`",
+                        ident.name
+                    ),
+                    ident.span,
+                    "not an integer",
+                )
+                .with_secondary(def_span, format!("`{}` is defined here", ident.name)),
+            );
+            return;
+        }
         self.errors.push(
             Diagnostic::error(
                 format!("expected a constant, found type `{}`", ident.name),
@@ -293,6 +315,84 @@ impl Checker {
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// Turns each `%#define NAME body` whose body is an integer expression of known
+    /// constants (and of earlier such defines) into a constant, unless `NAME` is
+    /// defined otherwise. Other bodies are C's business and are ignored.
+    fn c_defines(&mut self, spec: &mut Spec) {
+        // Rust names already taken among the constants (a define whose name differs
+        // from a constant's only in case would collide with it in Rust).
+        let mut taken: HashSet<String> = spec
+            .definitions
+            .iter()
+            .filter(|d| matches!(d, Definition::Const(_) | Definition::StringConst(_)))
+            .map(|d| screaming(&d.name().name))
+            .collect();
+        for base in interface_names(&spec.interfaces) {
+            let base = screaming(&base);
+            taken.insert(format!("{base}_INTERFACE"));
+            taken.insert(format!("{base}_PROCEDURES"));
+        }
+        let mut pending: Vec<&CDefine> = spec.c_defines.iter().collect();
+        let mut added: Vec<(Ident, i64)> = Vec::new();
+        // Each pass takes the defines whose names are known by then, in order: a define
+        // may use later ones through at most `MAX_DEFINE_PASSES` steps, which keeps a
+        // long chain written backwards linear in time.
+        for _ in 0..MAX_DEFINE_PASSES {
+            let before = pending.len();
+            pending.retain(|d| {
+                if self.names.contains_key(&d.name.name)
+                    || BUILTIN_CONSTS.iter().any(|(n, _)| *n == d.name.name)
+                    || BUILTIN_TYPES.contains(&d.name.name.as_str())
+                    || taken.contains(&screaming(&d.name.name))
+                {
+                    return false;
+                }
+                let lookup = |name: &str| -> Option<i64> {
+                    if let Some((_, v)) = BUILTIN_CONSTS.iter().find(|(n, _)| *n == name) {
+                        return Some(*v);
+                    }
+                    match self.names.get(name)? {
+                        (Sym::Const(i), _) => match self.consts.get(i) {
+                            Some(State::Done(v)) => *v,
+                            _ => None,
+                        },
+                        (Sym::Variant(e, v), _) => match self.variants.get(&(*e, *v)) {
+                            Some(State::Done(v)) => *v,
+                            _ => None,
+                        },
+                        _ => None,
+                    }
+                };
+                match crate::preprocess::eval(&d.body, &lookup, None) {
+                    Ok(v) => {
+                        taken.insert(screaming(&d.name.name));
+                        let i = spec.definitions.len() + added.len();
+                        self.names
+                            .insert(d.name.name.clone(), (Sym::Const(i), d.name.span));
+                        self.consts.insert(i, State::Done(Some(v)));
+                        added.push((d.name.clone(), v));
+                        false
+                    }
+                    Err(_) => true,
+                }
+            });
+            if pending.is_empty() || pending.len() == before {
+                break;
+            }
+        }
+        for (name, v) in added {
+            spec.definitions.push(Definition::Const(ConstDef {
+                docs: vec![format!("`{}` from a `%#define` in the IDL.", name.name)],
+                value: Value {
+                    kind: ValueKind::Literal(v),
+                    span: name.span,
+                    resolved: Some(v),
+                },
+                name,
+            }));
         }
     }
 
@@ -487,6 +587,7 @@ impl Checker {
                         _ => None,
                     };
                 }
+                Definition::StringConst(_) => {}
                 Definition::Typedef(t) => {
                     let span = t.decl.name.span;
                     self.check_type(&mut t.decl.ty, VoidRule::Forbidden("in a typedef"), span);
@@ -550,7 +651,6 @@ impl Checker {
     }
 
     fn resolve_enum(&mut self, i: usize, e: &mut EnumDef) {
-        let mut seen: HashMap<i64, &Ident> = HashMap::new();
         for (v, variant) in e.variants.iter_mut().enumerate() {
             let value = match self.variants.get(&(i, v)) {
                 Some(State::Done(value)) => *value,
@@ -577,27 +677,8 @@ impl Checker {
                 );
             }
         }
-        for variant in &e.variants {
-            let Some(value) = variant.resolved else {
-                continue;
-            };
-            match seen.get(&value) {
-                Some(first) => self.errors.push(
-                    Diagnostic::error(
-                        format!(
-                            "enum `{}` has two variants with the value {value}",
-                            e.name.name
-                        ),
-                        variant.value.as_ref().map_or(variant.name.span, |v| v.span),
-                        format!("`{}` is {value}", variant.name.name),
-                    )
-                    .with_secondary(first.span, format!("`{}` is also {value}", first.name)),
-                ),
-                None => {
-                    seen.insert(value, &variant.name);
-                }
-            }
-        }
+        // Two names with one value are allowed (rpcgen takes them, as C does): the
+        // generator makes the later names aliases of the first.
     }
 
     /// Resolves the values in `ty` and checks its names, bounds and `void`s. `span` is
@@ -687,7 +768,12 @@ impl Checker {
                             ident.span,
                             "not defined",
                         );
-                        if let Some(help) = self.suggestion(&ident.name, true) {
+                        if crate::onc::OTHER_C_TYPES.contains(&ident.name.as_str()) {
+                            diag = diag.with_note(format!(
+                                "`{}` is a C type rpcgen does not know either; XDR's integer types are `int` and `unsigned int` (4 bytes on the wire) and `hyper` and `unsigned hyper` (8 bytes)",
+                                ident.name
+                            ));
+                        } else if let Some(help) = self.suggestion(&ident.name, true) {
                             diag = diag.with_note(help);
                         }
                         self.errors.push(diag);
@@ -738,7 +824,9 @@ impl Checker {
         for (i, def) in spec.definitions.iter().enumerate() {
             let name = def.name();
             let (rust, out) = match def {
-                Definition::Const(_) => (ident(&screaming(&name.name)), &mut values),
+                Definition::Const(_) | Definition::StringConst(_) => {
+                    (ident(&screaming(&name.name)), &mut values)
+                }
                 _ => (ident(&upper_camel(&name.name)), &mut types),
             };
             out.push(RustName::plain(name, rust.to_string(), i));
@@ -1563,7 +1651,7 @@ impl Checker {
 /// The types a definition holds, in a fixed order, each with the declaration it is in.
 fn def_types(def: &Definition) -> Vec<(&Type, &Declaration)> {
     match def {
-        Definition::Const(_) | Definition::Enum(_) => Vec::new(),
+        Definition::Const(_) | Definition::StringConst(_) | Definition::Enum(_) => Vec::new(),
         Definition::Typedef(t) => vec![(&t.decl.ty, &t.decl)],
         Definition::Struct(s) => s.fields.iter().map(|f| (&f.ty, f)).collect(),
         Definition::Union(u) => std::iter::once(&u.discriminant)
@@ -1577,7 +1665,7 @@ fn def_types(def: &Definition) -> Vec<(&Type, &Declaration)> {
 /// [`def_types`], mutably, in the same order.
 fn def_types_mut(def: &mut Definition) -> Vec<&mut Type> {
     match def {
-        Definition::Const(_) | Definition::Enum(_) => Vec::new(),
+        Definition::Const(_) | Definition::StringConst(_) | Definition::Enum(_) => Vec::new(),
         Definition::Typedef(t) => vec![&mut t.decl.ty],
         Definition::Struct(s) => s.fields.iter_mut().map(|f| &mut f.ty).collect(),
         Definition::Union(u) => std::iter::once(&mut u.discriminant)

@@ -25,7 +25,7 @@ use std::fmt;
 
 use annotate_snippets::{Level, Renderer, Snippet};
 
-use crate::model::Span;
+use crate::model::{SourceFile, Span};
 
 /// At most this many errors are drawn by [`Diagnostics`]'s `Display` and
 /// [`Diagnostics::render_styled`]; a last line says how many more there were (all of
@@ -292,6 +292,8 @@ pub struct Diagnostics {
     file_name: String,
     source: String,
     list: Vec<Diagnostic>,
+    /// The files `source` is made of, when it is more than one (`#include`).
+    files: Vec<SourceFile>,
 }
 
 impl Diagnostics {
@@ -305,7 +307,67 @@ impl Diagnostics {
             file_name: file_name.into(),
             source: source.into(),
             list,
+            files: Vec::new(),
         }
+    }
+
+    /// Errors for a source made of several files (the main file and what it
+    /// includes, see [`crate::model::Spec::files`]): each error is drawn with the name
+    /// and lines of the file its span falls in.
+    pub fn with_files(mut self, files: Vec<SourceFile>) -> Self {
+        self.files = if files.len() > 1 { files } else { Vec::new() };
+        self
+    }
+
+    /// The file holding byte `offset` of the source, if the source is several files.
+    fn file_at(&self, offset: usize) -> Option<&SourceFile> {
+        let i = self.files.partition_point(|f| f.start <= offset);
+        i.checked_sub(1).map(|i| &self.files[i])
+    }
+
+    /// Where byte `offset` is, as `file:line:column`.
+    fn location(&self, offset: usize) -> String {
+        match self.file_at(offset) {
+            Some(f) => {
+                let text = &self.source[f.start..f.end.min(self.source.len())];
+                let (line, col) = line_col(text, offset.saturating_sub(f.start));
+                format!("{}:{line}:{col}", f.name)
+            }
+            None => {
+                let (line, col) = line_col(&self.source, offset);
+                format!("{}:{line}:{col}", self.file_name)
+            }
+        }
+    }
+
+    /// Draws `d`, whose spans may lie in any of the files.
+    fn render_in_file(&self, d: &Diagnostic, renderer: &Renderer, lines: &[LineIndex]) -> String {
+        let i = self
+            .files
+            .partition_point(|f| f.start <= d.span.start)
+            .saturating_sub(1);
+        let file = &self.files[i];
+        let end = file.end.min(self.source.len());
+        let text = &self.source[file.start.min(end)..end];
+        let local = |s: Span| {
+            Span::new(
+                s.start.saturating_sub(file.start),
+                s.end.saturating_sub(file.start),
+            )
+        };
+        let mut shifted = d.clone();
+        shifted.span = local(d.span);
+        shifted.secondary = Vec::new();
+        for (span, label) in &d.secondary {
+            if span.start >= file.start && span.start <= file.end {
+                shifted.secondary.push((local(*span), label.clone()));
+            } else {
+                shifted
+                    .notes
+                    .insert(0, format!("{label}: {}", self.location(span.start)));
+            }
+        }
+        shifted.render_with(renderer, &file.name, text, &lines[i])
     }
 
     /// The errors, in source order.
@@ -349,13 +411,28 @@ impl Diagnostics {
     }
 
     fn render_all(&self, renderer: &Renderer) -> String {
-        let lines = LineIndex::new(&self.source);
-        let mut parts: Vec<String> = self
-            .list
-            .iter()
-            .take(MAX_RENDERED)
-            .map(|d| d.render_with(renderer, &self.file_name, &self.source, &lines))
-            .collect();
+        let mut parts: Vec<String> = if self.files.is_empty() {
+            let lines = LineIndex::new(&self.source);
+            self.list
+                .iter()
+                .take(MAX_RENDERED)
+                .map(|d| d.render_with(renderer, &self.file_name, &self.source, &lines))
+                .collect()
+        } else {
+            let lines: Vec<LineIndex> = self
+                .files
+                .iter()
+                .map(|f| {
+                    let end = f.end.min(self.source.len());
+                    LineIndex::new(&self.source[f.start.min(end)..end])
+                })
+                .collect();
+            self.list
+                .iter()
+                .take(MAX_RENDERED)
+                .map(|d| self.render_in_file(d, renderer, &lines))
+                .collect()
+        };
         if let Some(more) = self.list.len().checked_sub(MAX_RENDERED).filter(|&n| n > 0) {
             parts.push(format!(
                 "error: {more} more error{} in {} not shown",

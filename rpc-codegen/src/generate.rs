@@ -193,6 +193,7 @@ impl<'a> Generator<'a> {
         for def in &self.spec.definitions {
             items.extend(match def {
                 Definition::Const(c) => self.constant(c),
+                Definition::StringConst(c) => string_constant(c),
                 Definition::Typedef(t) => self.typedef(t),
                 Definition::Enum(e) => self.enumeration(e),
                 Definition::Struct(s) => self.structure(s),
@@ -452,18 +453,36 @@ impl<'a> Generator<'a> {
         let name_str = &e.name.name;
         let mut variants = Vec::new();
         let mut arms = Vec::new();
-        let mut seen = HashSet::new();
+        let mut aliases = Vec::new();
+        let mut seen = HashMap::new();
         for (i, v) in e.variants.iter().enumerate() {
             let vdocs = docs_or(&v.docs, || format!("`{}`.", v.name.name));
             let vname = ident(&upper_camel(&v.name.name));
             let value = enum_value(e, i);
             let lit = int_lit(value);
-            variants.push(quote! { #vdocs #vname = #lit });
-            // Aliases (two names, one value) would be unreachable patterns.
-            if seen.insert(value) {
-                arms.push(quote! { #lit => Ok(#name::#vname), });
+            // An alias (a second name for a value) is an associated constant: Rust
+            // enums cannot have two variants with one discriminant.
+            if let Some(first) = seen.get(&value) {
+                let vdocs = docs_or(&v.docs, || {
+                    format!("`{}`: another name for `{first}`.", v.name.name)
+                });
+                aliases.push(quote! { #vdocs pub const #vname: Self = Self::#first; });
+                continue;
             }
+            seen.insert(value, vname.clone());
+            variants.push(quote! { #vdocs #vname = #lit });
+            arms.push(quote! { #lit => Ok(#name::#vname), });
         }
+        let aliases = if aliases.is_empty() {
+            TokenStream::new()
+        } else {
+            quote! {
+                #[allow(non_upper_case_globals)]
+                impl #name {
+                    #(#aliases)*
+                }
+            }
+        };
         quote! {
             #docs
             #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -471,6 +490,8 @@ impl<'a> Generator<'a> {
             pub enum #name {
                 #(#variants,)*
             }
+
+            #aliases
 
             impl ::core::convert::TryFrom<i32> for #name {
                 type Error = ::rpc_core::xdr::XdrError;
@@ -1625,6 +1646,35 @@ fn enum_variant_for(e: &EnumDef, value: i64) -> Option<&str> {
     (0..e.variants.len())
         .find(|&i| enum_value(e, i) == value)
         .map(|i| e.variants[i].name.name.as_str())
+}
+
+/// `const NAME = "text";` as a `&str` constant (C's escapes `\\`, `\"`, `\n`, `\t`,
+/// `\r`, `\0` understood; any other backslash kept as written).
+fn string_constant(c: &crate::model::StringConstDef) -> TokenStream {
+    let docs = docs_or(&c.docs, || format!("`{}` from the IDL.", c.name.name));
+    let name = ident(&screaming(&c.name.name));
+    let mut text = String::new();
+    let mut chars = c.value.chars();
+    while let Some(ch) = chars.next() {
+        if ch != '\\' {
+            text.push(ch);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => text.push('\n'),
+            Some('t') => text.push('\t'),
+            Some('r') => text.push('\r'),
+            Some('0') => text.push('\0'),
+            Some(other @ ('\\' | '"' | '\'')) => text.push(other),
+            Some(other) => {
+                text.push('\\');
+                text.push(other);
+            }
+            None => text.push('\\'),
+        }
+    }
+    let lit = Literal::string(&text);
+    quote! { #docs pub const #name: &str = #lit; }
 }
 
 fn case_name(label: i64) -> String {

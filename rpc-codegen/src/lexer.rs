@@ -4,7 +4,10 @@
 //! `/** */` blocks) become [`TokenKind::Doc`] tokens, one per line, which the parser
 //! attaches to the next item; a line whose first non-blank character is `%` becomes a
 //! [`TokenKind::Passthrough`] token (RFC 5531); a line whose first non-blank character
-//! is `#` (a C preprocessor leftover such as `# 1 "calc.x"`) is skipped.
+//! is `#` becomes a [`TokenKind::Directive`] token, which the preprocessor
+//! ([`crate::preprocess`]) interprets. Both kinds of line continue onto the next line
+//! when they end with `\`, as after C's line splicing. `"..."` is a string literal
+//! ([`TokenKind::Str`]), used by string constants.
 //!
 //! The lexer never stops at an error: it reports it, skips the offending text and goes
 //! on, so one run finds every lexical error.
@@ -170,8 +173,13 @@ pub enum TokenKind {
     Punct(Punct),
     /// One line of a doc comment, markers and one leading space removed.
     Doc(String),
-    /// A `%` line, without the `%` and the line break.
+    /// A `%` line, without the `%` and the line break (`\` continuations joined).
     Passthrough(String),
+    /// A `#` line, without the `#` and the line break (`\` continuations joined):
+    /// a preprocessor directive such as `ifdef RPC_HDR` or `include "a.x"`.
+    Directive(String),
+    /// A string literal, without the quotes (escapes kept as written).
+    Str(String),
 }
 
 /// A token and where it is.
@@ -226,6 +234,29 @@ impl Lexer<'_> {
         });
     }
 
+    /// Advances to the end of the line (not past the `\n`), joining lines that end
+    /// with `\` (the backslash and the line break are dropped from the text).
+    fn spliced_line(&mut self) -> String {
+        let mut text = String::new();
+        let src = self.src;
+        loop {
+            let start = self.pos;
+            self.skip_line();
+            let line = src[start..self.pos].trim_end_matches('\r');
+            match line.strip_suffix('\\') {
+                Some(head) if self.pos < self.src.len() => {
+                    text.push_str(head);
+                    text.push(' ');
+                    self.pos += 1; // the `\n`
+                }
+                _ => {
+                    text.push_str(line);
+                    return text;
+                }
+            }
+        }
+    }
+
     /// Advances to the end of the line (not past the `\n`).
     fn skip_line(&mut self) -> &str {
         let start = self.pos;
@@ -249,10 +280,14 @@ impl Lexer<'_> {
             let line_start = std::mem::replace(&mut self.at_line_start, false);
             if line_start && c == '%' {
                 self.pos += 1;
-                let text = self.skip_line().trim_end_matches('\r').to_string();
+                let text = self.spliced_line();
                 self.push(TokenKind::Passthrough(text), start);
             } else if line_start && c == '#' {
-                self.skip_line();
+                self.pos += 1;
+                let text = self.spliced_line();
+                self.push(TokenKind::Directive(text), start);
+            } else if c == '"' {
+                self.string(start);
             } else if self.rest().starts_with("//") {
                 self.line_comment(start);
             } else if self.rest().starts_with("/*") {
@@ -351,6 +386,35 @@ impl Lexer<'_> {
             kind: TokenKind::Doc(text),
             span,
         }));
+    }
+
+    /// A `"..."` literal; `\"` and `\\` do not end it. It must end on its line.
+    fn string(&mut self, start: usize) {
+        let body = start + 1;
+        let mut escaped = false;
+        let end = self.src[body..].char_indices().find(|&(_, c)| {
+            if c == '\n' {
+                return true;
+            }
+            let done = c == '"' && !escaped;
+            escaped = c == '\\' && !escaped;
+            done
+        });
+        match end {
+            Some((i, '"')) => {
+                self.pos = body + i + 1;
+                let text = self.src[body..body + i].to_string();
+                self.push(TokenKind::Str(text), start);
+            }
+            _ => {
+                self.pos = body + end.map_or(self.src.len() - body, |(i, _)| i);
+                self.errors.push(Diagnostic::error(
+                    "unterminated string literal",
+                    Span::new(start, body),
+                    "this string is never closed: expected `\"` before the end of the line",
+                ));
+            }
+        }
     }
 
     fn word(&mut self, start: usize) {
@@ -474,12 +538,32 @@ mod tests {
             kinds(src),
             vec![
                 TokenKind::Passthrough("#include <x.h>".into()),
+                TokenKind::Directive(" 1 \"a.x\"".into()),
                 TokenKind::Doc("a".into()),
                 TokenKind::Doc("b".into()),
                 TokenKind::Doc("c".into()),
                 TokenKind::Ident("x".into()),
             ]
         );
+    }
+
+    #[test]
+    fn continuations_and_strings() {
+        let src = "%#define A (1 +\\\n  2)\n#if X \\\n && Y\nconst S = \"a\\\"b\";";
+        assert_eq!(
+            kinds(src),
+            vec![
+                TokenKind::Passthrough("#define A (1 +   2)".into()),
+                TokenKind::Directive("if X   && Y".into()),
+                TokenKind::Keyword(Keyword::Const),
+                TokenKind::Ident("S".into()),
+                TokenKind::Punct(Punct::Eq),
+                TokenKind::Str("a\\\"b".into()),
+                TokenKind::Punct(Punct::Semi),
+            ]
+        );
+        let (_, errors) = tokenize("const S = \"abc\nconst T = 1;");
+        assert_eq!(errors[0].message, "unterminated string literal");
     }
 
     #[test]

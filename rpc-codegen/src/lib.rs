@@ -1,9 +1,16 @@
 //! The IDL compiler: lexer, parser, semantic checker (and, for build scripts, the Rust
 //! code generator).
 //!
-//! An IDL file (docs/IDL.md) goes through [`lexer`] → [`parser`] → [`check`], producing
-//! a checked [`model::Spec`]; the generator turns that model into Rust. This crate is
-//! not a runtime: the generated code talks to `rpc-core`.
+//! An IDL file (docs/IDL.md) goes through [`lexer`] → [`preprocess`] → [`parser`] →
+//! [`check`], producing a checked [`model::Spec`]; the generator turns that model into
+//! Rust. The preprocessor handles what rpcgen leaves to `cpp` (`#include`, `#ifdef`,
+//! `#define`); [`onc`] adds what rpcgen knows without being told (C type names, the
+//! `<rpc/rpc.h>` types, program names as constants), so real `.x` files compile
+//! unchanged. This crate is not a runtime: the generated code talks to `rpc-core`.
+//!
+//! `#include "file"` in a file given as text ([`parse`], [`parse_and_check`],
+//! [`generate_source`]) is looked up relative to `file_name`; [`Builder`] also takes
+//! include directories, macros and prelude files.
 //!
 //! `.proto` files take the other front end, [`proto`] (the `proto` feature, on by
 //! default; IDL-only users can turn it off and skip prost-build): prost-build makes the message
@@ -38,7 +45,9 @@ pub mod check;
 pub mod diagnostics;
 pub mod lexer;
 pub mod model;
+pub mod onc;
 pub mod parser;
+pub mod preprocess;
 
 /// Parses an IDL file without checking it: values stay unresolved. `file_name` is used
 /// in error messages and names an anonymous `interface { ... }`.

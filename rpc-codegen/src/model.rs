@@ -62,6 +62,34 @@ pub struct Spec {
     pub interfaces: Vec<Interface>,
     /// `%` pass-through lines (RFC 5531), without the `%`, kept for rpcgen compatibility.
     pub passthrough: Vec<String>,
+    /// The files `source` is made of: the main file first (at offset 0), then every
+    /// file brought in by `#include` (or as a prelude), each appended to `source`.
+    /// Spans are offsets into `source`; [`SourceFile`] says which file one falls in.
+    pub files: Vec<SourceFile>,
+    /// The `%#define NAME body` lines (without function-like macros), for the checker,
+    /// which turns those whose body is an integer expression into constants.
+    pub c_defines: Vec<CDefine>,
+}
+
+/// One file of a [`Spec`]'s source: its name and where its text lies in `Spec::source`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceFile {
+    /// The file name shown in diagnostics.
+    pub name: String,
+    /// Its first byte in `Spec::source`.
+    pub start: usize,
+    /// One past its last byte in `Spec::source`.
+    pub end: usize,
+}
+
+/// A `%#define NAME body` line: C text rpcgen copies into its header. The checker
+/// makes it a constant when `body` is an integer expression of known constants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CDefine {
+    /// The macro's name.
+    pub name: Ident,
+    /// The macro's body, trimmed (comments removed).
+    pub body: String,
 }
 
 /// A named constant or type definition.
@@ -72,6 +100,8 @@ pub struct Spec {
 pub enum Definition {
     /// `const NAME = value;`
     Const(ConstDef),
+    /// `const NAME = "text";`
+    StringConst(StringConstDef),
     /// `typedef declaration;`
     Typedef(TypedefDef),
     /// `enum Name { ... };`
@@ -87,6 +117,7 @@ impl Definition {
     pub fn name(&self) -> &Ident {
         match self {
             Definition::Const(d) => &d.name,
+            Definition::StringConst(d) => &d.name,
             Definition::Typedef(d) => &d.decl.name,
             Definition::Enum(d) => &d.name,
             Definition::Struct(d) => &d.name,
@@ -104,6 +135,20 @@ pub struct ConstDef {
     pub name: Ident,
     /// Its value (a literal or another constant's name).
     pub value: Value,
+}
+
+/// `const NAME = "text";`: a string constant (rpcgen copies it into C as a
+/// `#define`; the generator makes it a `&str` constant).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StringConstDef {
+    /// Doc comments.
+    pub docs: Docs,
+    /// The constant's name.
+    pub name: Ident,
+    /// The text between the quotes, escapes as written.
+    pub value: String,
+    /// Where the literal was written.
+    pub span: Span,
 }
 
 /// `typedef declaration;`: `decl.name` is the new type's name.

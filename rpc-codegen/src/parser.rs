@@ -9,8 +9,9 @@
 //! with a `V<n>` suffix when the program has several versions.
 
 use crate::diagnostics::{Diagnostic, Diagnostics};
-use crate::lexer::{tokenize, Keyword, Punct, Token, TokenKind};
+use crate::lexer::{Keyword, Punct, Token, TokenKind};
 use crate::model::*;
+use crate::preprocess::{preprocess, Options, Unit};
 
 /// How deeply type expressions (`Vec<Option<...>>`) may nest: a bound on the parser's
 /// (and checker's) recursion, so no input can overflow the stack.
@@ -19,11 +20,24 @@ const MAX_TYPE_DEPTH: usize = 64;
 /// Parses `source` (named `file_name` in messages; an anonymous interface is named
 /// after the file's stem). Values are left unresolved: run [`crate::check::check`] next.
 pub fn parse(file_name: &str, source: &str) -> Result<Spec, Diagnostics> {
-    let fail = |list| Diagnostics::new(file_name, source, list);
-    let (tokens, errors) = tokenize(source);
-    if !errors.is_empty() {
-        return Err(fail(errors));
-    }
+    parse_with(file_name, source, &Options::default())
+}
+
+/// [`parse`] with preprocessor options: include directories, extra macros and
+/// prelude files (see [`crate::preprocess`]).
+pub fn parse_with(file_name: &str, source: &str, options: &Options) -> Result<Spec, Diagnostics> {
+    let unit = match preprocess(file_name, source, options) {
+        Ok(unit) => unit,
+        Err((unit, errors)) => {
+            return Err(Diagnostics::new(file_name, unit.source, errors).with_files(unit.files))
+        }
+    };
+    let Unit {
+        tokens,
+        source,
+        files,
+        c_defines,
+    } = unit;
     let mut passthrough = Vec::new();
     let tokens: Vec<Token> = tokens
         .into_iter()
@@ -36,7 +50,7 @@ pub fn parse(file_name: &str, source: &str) -> Result<Spec, Diagnostics> {
         })
         .collect();
     let mut parser = Parser {
-        source,
+        source: &source,
         file_name,
         tokens,
         pos: 0,
@@ -44,16 +58,24 @@ pub fn parse(file_name: &str, source: &str) -> Result<Spec, Diagnostics> {
         depth: 0,
         spec: Spec {
             file_name: file_name.to_string(),
-            source: source.to_string(),
+            source: String::new(),
             package: None,
             definitions: Vec::new(),
             interfaces: Vec::new(),
             passthrough,
+            files: Vec::new(),
+            c_defines,
         },
     };
-    match parser.spec() {
-        Ok(()) => Ok(parser.spec),
-        Err(diag) => Err(fail(vec![diag])),
+    let result = parser.spec();
+    let mut spec = parser.spec;
+    match result {
+        Ok(()) => {
+            spec.source = source;
+            spec.files = files;
+            Ok(spec)
+        }
+        Err(diag) => Err(Diagnostics::new(file_name, source, vec![diag]).with_files(files)),
     }
 }
 
@@ -195,6 +217,15 @@ impl Parser<'_> {
         at
     }
 
+    /// Consumes the next token if it is one of the identifiers `words`.
+    fn eat_punct_word(&mut self, words: &[&str]) -> bool {
+        let at = matches!(self.peek(), Some(TokenKind::Ident(w)) if words.contains(&w.as_str()));
+        if at {
+            self.bump();
+        }
+        at
+    }
+
     fn eat_keyword(&mut self, k: Keyword) -> Option<Span> {
         if self.at_keyword(k) {
             self.bump().map(|t| t.span)
@@ -213,6 +244,7 @@ impl Parser<'_> {
                 let token = &self.tokens[i];
                 match &token.kind {
                     TokenKind::Keyword(k) => format!("keyword `{}`", k.as_str()),
+                    TokenKind::Str(_) => "a string literal".to_string(),
                     _ => format!("`{}`", &self.source[token.span.start..token.span.end]),
                 }
             }
@@ -304,7 +336,9 @@ impl Parser<'_> {
                 }
                 TokenKind::Keyword(Keyword::Typedef) => {
                     let def = self.typedef(docs)?;
-                    self.spec.definitions.push(def);
+                    if !Self::self_typedef(&def) {
+                        self.spec.definitions.push(def);
+                    }
                 }
                 TokenKind::Keyword(Keyword::Enum) => {
                     self.bump();
@@ -398,6 +432,17 @@ impl Parser<'_> {
         self.bump();
         let name = self.expect_ident("a constant name", " after `const`")?;
         self.expect_punct(Punct::Eq, " after the constant name")?;
+        if let Some(TokenKind::Str(text)) = self.peek() {
+            let value = text.clone();
+            let span = self.bump().map(|t| t.span).unwrap_or_default();
+            self.expect_punct(Punct::Semi, " after constant definition")?;
+            return Ok(Definition::StringConst(StringConstDef {
+                docs,
+                name,
+                value,
+                span,
+            }));
+        }
         let value = self.value(" after `=`")?;
         self.expect_punct(Punct::Semi, " after constant definition")?;
         Ok(Definition::Const(ConstDef { docs, name, value }))
@@ -439,6 +484,12 @@ impl Parser<'_> {
         let decl = self.declaration(Vec::new())?;
         self.expect_punct(Punct::Semi, " after typedef")?;
         Ok(Definition::Typedef(TypedefDef { docs, decl }))
+    }
+
+    /// Whether `def` is C's `typedef struct X X;` (or `enum`/`union`): it names a type
+    /// after itself, which the struct's own definition already does in XDR.
+    fn self_typedef(def: &Definition) -> bool {
+        matches!(def, Definition::Typedef(t) if matches!(&t.decl.ty, Type::Named(n) if n.name == t.decl.name.name))
     }
 
     fn enum_body(&mut self, docs: Docs, name: Ident) -> PResult<Definition> {
@@ -558,7 +609,11 @@ impl Parser<'_> {
                         if self.eat_keyword(Keyword::Hyper).is_some() {
                             Type::UnsignedHyper
                         } else {
-                            self.eat_keyword(Keyword::Int);
+                            // rpcgen also takes C's `unsigned char`, `short` and `long`
+                            // (each 32 bits in XDR).
+                            if !self.eat_punct_word(&["char", "short", "long"]) {
+                                self.eat_keyword(Keyword::Int);
+                            }
                             Type::UnsignedInt
                         }
                     }

@@ -146,3 +146,62 @@ fn emit_prints_the_ast_and_the_checked_model() {
     let model = String::from_utf8(model.stdout).unwrap();
     assert!(model.contains("resolved: Some("), "{model}");
 }
+
+#[test]
+fn preprocessor_and_mapping_options() {
+    let onc = fixtures().join("onc");
+    // `uses_common.x` needs `common.x` read first.
+    let alone = rpc_idl()
+        .arg("check")
+        .arg(onc.join("uses_common.x"))
+        .output()
+        .unwrap();
+    assert_eq!(alone.status.code(), Some(1));
+    let with = rpc_idl()
+        .arg("check")
+        .arg("--prelude")
+        .arg(onc.join("common.x"))
+        .arg(onc.join("uses_common.x"))
+        .output()
+        .unwrap();
+    assert!(
+        with.status.success(),
+        "{}",
+        String::from_utf8_lossy(&with.stderr)
+    );
+
+    // `-I DIR` for `<...>` includes, `-D NAME` for `#ifdef`.
+    let dir = scratch("options");
+    std::fs::create_dir_all(dir.join("inc/rpcsvc")).unwrap();
+    std::fs::write(
+        dir.join("inc/rpcsvc/dep.x"),
+        "struct dep { string name<>; };\n",
+    )
+    .unwrap();
+    let main = dir.join("main.x");
+    std::fs::write(
+        &main,
+        "#include <rpcsvc/dep.x>\n#ifndef WITH_DEP\nconst BROKEN = MISSING;\n#endif\n",
+    )
+    .unwrap();
+    let no_dir = rpc_idl().arg("check").arg(&main).output().unwrap();
+    assert_eq!(no_dir.status.code(), Some(1));
+    let out = dir.join("out");
+    let ok = rpc_idl()
+        .arg("gen")
+        .args(["-I"])
+        .arg(dir.join("inc"))
+        .args(["-D", "WITH_DEP", "--strings-as-bytes"])
+        .arg(&main)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let code = std::fs::read_to_string(out.join("main.rs")).unwrap();
+    assert!(code.contains("pub name: ::rpc_core::Bytes,"), "{code}");
+}

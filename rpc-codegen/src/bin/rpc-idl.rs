@@ -2,8 +2,9 @@
 //! what the build script does.
 //!
 //! ```text
-//! rpc-idl check FILE...            diagnostics only; exit status 1 on any error
-//! rpc-idl gen FILE... -o DIR       write the Rust the build script writes, into DIR
+//! rpc-idl check [OPTIONS] FILE...  diagnostics only; exit status 1 on any error
+//! rpc-idl gen [OPTIONS] FILE... -o DIR
+//!                                  write the Rust the build script writes, into DIR
 //! rpc-idl --emit ast|model FILE    print the parsed (ast) or checked (model) spec
 //! ```
 
@@ -12,14 +13,19 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 const USAGE: &str = "\
-usage: rpc-idl check FILE...
-       rpc-idl gen FILE... -o DIR
+usage: rpc-idl check [OPTIONS] FILE...
+       rpc-idl gen [OPTIONS] FILE... -o DIR
        rpc-idl --emit ast|model FILE
 
   check           parse and check each file; print rustc-style diagnostics;
                   exit status 1 if any file has errors
   gen             generate the Rust module of each file into DIR (the same file
                   rpc_codegen::Builder writes to OUT_DIR in a build script)
+  -I DIR          look for #include files in DIR too (check, gen)
+  -D NAME[=VALUE] define a preprocessor macro (check, gen)
+  --prelude FILE  read FILE ahead of each file, in its namespace (check, gen)
+  --strings-as-bytes
+                  generate XDR strings as bytes, not String (gen)
   --emit ast      print the parsed file (values unresolved)
   --emit model    print the checked model the generator works from
   -h, --help      this text
@@ -50,13 +56,14 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         "check" => {
-            let files = files(&args[1..])?;
+            let (builder, rest) = options(&args[1..])?;
+            let files = files(&rest)?;
             let mut failed = false;
             for file in files {
                 match read(&file) {
                     Ok(source) => {
                         let name = file.display().to_string();
-                        if let Err(errors) = rpc_codegen::parse_and_check(&name, &source) {
+                        if let Err(errors) = builder.check_source(&name, &source) {
                             print_errors(&errors);
                             failed = true;
                         }
@@ -75,8 +82,9 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
         }
         "gen" => {
             let mut out = None;
+            let (builder, args) = options(&args[1..])?;
             let mut rest = Vec::new();
-            let mut it = args[1..].iter();
+            let mut it = args.iter();
             while let Some(a) = it.next() {
                 match a.as_str() {
                     "-o" | "--out-dir" => {
@@ -87,7 +95,7 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
             }
             let out = out.ok_or("gen needs -o DIR")?;
             let files = files(&rest)?;
-            match rpc_codegen::Builder::new()
+            match builder
                 .out_dir(&out)
                 .emit_rerun_if_changed(false)
                 .compile(&files)
@@ -128,6 +136,30 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
         }
         other => Err(format!("unknown command `{other}`")),
     }
+}
+
+/// Takes the preprocessor and mapping options out of `args`.
+fn options(args: &[String]) -> Result<(rpc_codegen::Builder, Vec<String>), String> {
+    let mut builder = rpc_codegen::Builder::new();
+    let mut rest = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-I" => builder = builder.include_dir(it.next().ok_or("-I needs a directory")?),
+            "-D" => {
+                let def = it.next().ok_or("-D needs NAME or NAME=VALUE")?;
+                let (name, value) = def.split_once('=').unwrap_or((def, ""));
+                builder = builder.define(name, value);
+            }
+            "--prelude" => {
+                builder = builder.prelude_file(it.next().ok_or("--prelude needs a file")?)
+            }
+            "--strings-as-bytes" => builder = builder.strings_as_bytes(true),
+            _ if a.starts_with("-I") && a.len() > 2 => builder = builder.include_dir(&a[2..]),
+            _ => rest.push(a.clone()),
+        }
+    }
+    Ok((builder, rest))
 }
 
 fn files(args: &[String]) -> Result<Vec<PathBuf>, String> {
