@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rpc_transport_udp::proto::packet::Packet;
-use rpc_transport_udp::proto::{Config, Endpoint, Event};
+use rpc_transport_udp::proto::{Config, Endpoint, Event, PreSharedKey, Security};
 
 use crate::Choices;
 
@@ -99,8 +99,20 @@ pub fn endpoint(data: &[u8]) {
     ];
     let start = Instant::now();
     let mut now = start;
-    let mut server = Endpoint::new(cfg.clone(), 7, true);
-    let mut client = Endpoint::new(cfg.clone(), 9, false);
+    // The first byte's low bit seals both endpoints (PROTOCOL.md 9.10).
+    let (client_cfg, server_cfg) = if c.byte() % 2 == 1 {
+        let psk = PreSharedKey::new("fuzz", [3; 32]).expect("a valid id");
+        (
+            cfg.clone().security(Security::client_psk(psk.clone())),
+            cfg.clone().security(Security::server_psk([psk])),
+        )
+    } else {
+        (cfg.clone(), cfg.clone())
+    };
+    let mut server = Endpoint::new(server_cfg, 7, true);
+    let mut client = Endpoint::new(client_cfg, 9, false);
+    // The last datagram the client sent, for replays and bit flips.
+    let mut captured: Option<(SocketAddr, Bytes)> = None;
     let conn = client.connect(server_addr, now);
     let mut to_server = Link {
         queue: VecDeque::new(),
@@ -124,6 +136,7 @@ pub fn endpoint(data: &[u8]) {
             2 | 3 => {
                 // Deliver (2) or lose (3) the next datagram to the server.
                 if let Some((from, d)) = to_server.queue.pop_front() {
+                    captured = Some((from, d.clone()));
                     if c.byte() % 2 == 0 {
                         server.handle_datagram(now, from, d);
                     }
@@ -139,6 +152,17 @@ pub fn endpoint(data: &[u8]) {
             5 => {
                 if let Some((from, d)) = to_client.queue.pop_front() {
                     client.handle_datagram(now, from, d);
+                }
+            }
+            6 if c.byte() % 2 == 0 => {
+                // A captured datagram again: replayed as is, or with one bit flipped.
+                if let Some((from, d)) = &captured {
+                    let mut d = d.to_vec();
+                    if !d.is_empty() && c.byte() % 2 == 0 {
+                        let i = c.below(d.len());
+                        d[i] ^= 1 << (c.byte() % 8);
+                    }
+                    server.handle_datagram(now, *from, Bytes::from(d));
                 }
             }
             6 => {
