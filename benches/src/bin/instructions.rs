@@ -11,7 +11,9 @@
 //! cargo run --release -p benches --bin instructions -- --quick --json target/instructions-quick.json
 //! ```
 //!
-//! Needs valgrind on `PATH` (or `--valgrind`); fails with a message saying so if not.
+//! (`--profile bench` instead of `--release` works the same: both build into
+//! `target/release/`.) Needs valgrind on `PATH` (or `--valgrind`); fails with a message
+//! saying so if not.
 
 use benches::instructions::{format_table, run, Args};
 use clap::Parser;
