@@ -322,7 +322,15 @@ fn count(
             )))
         }
     }
-    let text = std::fs::read_to_string(&out)?;
+    let text = std::fs::read_to_string(&out).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "{name}, {calls} calls: reading callgrind's {}: {e}",
+                out.display()
+            ),
+        )
+    })?;
     parse_callgrind_total(&text).map_err(|e| {
         io::Error::new(
             io::ErrorKind::InvalidData,
