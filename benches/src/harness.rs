@@ -122,6 +122,136 @@ impl fmt::Display for Layout {
     }
 }
 
+/// The CPUs a case's threads are pinned to (the latency tool's `--pin CPU[,CPU]`): every
+/// thread of the server's runtime (workers, blocking pool, and the OS thread a
+/// current-thread runtime runs on) is pinned to `server`, every thread of the client's
+/// to `client`. On [`Layout::Shared`] one runtime runs both sides, so both must be the
+/// same CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Pin {
+    /// CPU of the server's threads.
+    pub server: usize,
+    /// CPU of the client's threads.
+    pub client: usize,
+}
+
+impl Pin {
+    /// Server and client on one CPU.
+    pub fn one(cpu: usize) -> Self {
+        Pin {
+            server: cpu,
+            client: cpu,
+        }
+    }
+
+    /// Whether server and client share one CPU.
+    pub fn is_one_cpu(&self) -> bool {
+        self.server == self.client
+    }
+
+    /// Parses `CPU` (both sides on it) or `SERVER,CLIENT`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let cpu = |s: &str| {
+            let s = s.trim();
+            let cpu: usize = s
+                .parse()
+                .map_err(|_| format!("not a CPU number: {s:?} (expected CPU or CPU,CPU)"))?;
+            if cpu >= libc::CPU_SETSIZE as usize {
+                return Err(format!(
+                    "CPU {cpu} is out of range (at most {})",
+                    libc::CPU_SETSIZE - 1
+                ));
+            }
+            Ok(cpu)
+        };
+        match text.split(',').collect::<Vec<_>>().as_slice() {
+            [one] => Ok(Pin::one(cpu(one)?)),
+            [server, client] => Ok(Pin {
+                server: cpu(server)?,
+                client: cpu(client)?,
+            }),
+            _ => Err(format!(
+                "--pin takes CPU or SERVER_CPU,CLIENT_CPU, not {text:?}"
+            )),
+        }
+    }
+
+    /// Checks that this process may run a thread on each CPU of the pin (on a
+    /// throwaway thread: the caller's affinity is untouched).
+    pub fn check(&self) -> io::Result<()> {
+        for cpu in [self.server, self.client] {
+            std::thread::scope(|s| {
+                s.spawn(|| pin_current_thread(cpu))
+                    .join()
+                    .unwrap_or_else(|_| Err(io::Error::other("pinning probe panicked")))
+            })?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Pin {
+    /// `cpu 0` (both sides), `srv 0/cli 1`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_one_cpu() {
+            write!(f, "cpu {}", self.server)
+        } else {
+            write!(f, "srv {}/cli {}", self.server, self.client)
+        }
+    }
+}
+
+/// Pins the calling thread to `cpu` (`sched_setaffinity`); the error names the CPU.
+///
+/// The workspace denies `unsafe_code`; this function is the one exception in the
+/// benches (a libc call with no safe wrapper among the dependencies).
+#[allow(unsafe_code)]
+pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("CPU {cpu} is out of range"),
+        ));
+    }
+    // SAFETY: `set` is a plain bitmask, zero-initialised (an empty set), then one bit
+    // set within its size (checked above); sched_setaffinity only reads
+    // `size_of::<cpu_set_t>()` bytes of it. Pid 0 is the calling thread.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        let e = io::Error::last_os_error();
+        Err(io::Error::new(
+            e.kind(),
+            format!("sched_setaffinity to CPU {cpu}: {e}"),
+        ))
+    }
+}
+
+/// The first pinning failure of a runtime's threads (`on_thread_start` cannot return
+/// one), reported when the case ends.
+#[derive(Debug, Clone, Default)]
+struct PinFailure(Arc<OnceLock<String>>);
+
+impl PinFailure {
+    fn pin(&self, cpu: usize) {
+        if let Err(e) = pin_current_thread(cpu) {
+            let _ = self.0.set(e.to_string());
+        }
+    }
+
+    fn check(&self) -> io::Result<()> {
+        match self.0.get() {
+            Some(e) => Err(io::Error::other(e.clone())),
+            None => Ok(()),
+        }
+    }
+}
+
 /// One measured row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Case {
@@ -145,6 +275,10 @@ pub struct Case {
     pub layout: Layout,
     /// Anything the reader of the row must know (e.g. a capped message size).
     pub note: Option<String>,
+    /// The CPUs the case's threads were pinned to (`--pin`), or `None` when the
+    /// scheduler placed them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin: Option<Pin>,
 }
 
 impl Case {
@@ -452,6 +586,7 @@ impl ServerCtl {
 /// * [`Layout::Split`]: two OS threads, each with a current-thread runtime.
 ///
 /// Blocks the calling thread (which must not be a runtime's) until both sides are done.
+/// The scheduler places the threads; [`run_on_layout_pinned`] pins them.
 pub fn run_on_layout<S, SF, M, MF>(layout: Layout, serve: S, measure: M) -> io::Result<Measurement>
 where
     S: FnOnce(ServerCtl) -> SF + Send + 'static,
@@ -459,6 +594,38 @@ where
     M: FnOnce(SocketAddr) -> MF + Send + 'static,
     MF: Future<Output = io::Result<Measurement>> + Send + 'static,
 {
+    run_on_layout_pinned(layout, None, serve, measure)
+}
+
+/// [`run_on_layout`] with every thread pinned as `pin` says (none: the scheduler
+/// places them). On [`Layout::Shared`] the runtime (workers and blocking pool) and the
+/// thread blocking on it run on a thread of their own pinned to the one CPU; on
+/// [`Layout::Split`] the server's OS thread and its runtime's threads are pinned to
+/// `pin.server`, the client's to `pin.client`. A thread that cannot be pinned fails the
+/// case.
+pub fn run_on_layout_pinned<S, SF, M, MF>(
+    layout: Layout,
+    pin: Option<Pin>,
+    serve: S,
+    measure: M,
+) -> io::Result<Measurement>
+where
+    S: FnOnce(ServerCtl) -> SF + Send + 'static,
+    SF: Future<Output = io::Result<()>> + Send + 'static,
+    M: FnOnce(SocketAddr) -> MF + Send + 'static,
+    MF: Future<Output = io::Result<Measurement>> + Send + 'static,
+{
+    if let (Layout::Shared { .. }, Some(p)) = (layout, pin) {
+        if !p.is_one_cpu() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "the shared layout runs both sides on one runtime: it can be pinned to one CPU, not to {p}"
+                ),
+            ));
+        }
+    }
+    let failure = PinFailure::default();
     let (ready_tx, ready_rx) = oneshot::channel();
     let (stop_tx, stop_rx) = oneshot::channel();
     let ctl = ServerCtl {
@@ -476,23 +643,44 @@ where
     };
     let (server_result, client_result) = match layout {
         Layout::Shared { workers } => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(workers.max(1))
-                .enable_all()
-                .build()?;
-            rt.block_on(async {
-                let server = tokio::spawn(serve(ctl));
-                let client = tokio::spawn(client);
-                let c = client.await.map_err(io::Error::other);
-                let s = server.await.map_err(io::Error::other).and_then(|r| r);
-                (s, c)
-            })
+            let cpu = pin.map(|p| p.server);
+            let fail = failure.clone();
+            let run = move || {
+                if let Some(cpu) = cpu {
+                    fail.pin(cpu);
+                }
+                let mut builder = tokio::runtime::Builder::new_multi_thread();
+                builder.worker_threads(workers.max(1)).enable_all();
+                if let Some(cpu) = cpu {
+                    builder.on_thread_start(move || fail.pin(cpu));
+                }
+                let rt = builder.build()?;
+                Ok::<_, io::Error>(rt.block_on(async {
+                    let server = tokio::spawn(serve(ctl));
+                    let client = tokio::spawn(client);
+                    let c = client.await.map_err(io::Error::other);
+                    let s = server.await.map_err(io::Error::other).and_then(|r| r);
+                    (s, c)
+                }))
+            };
+            if cpu.is_some() {
+                // A thread of its own: the caller's affinity stays as it was.
+                std::thread::Builder::new()
+                    .name("bench-pinned".into())
+                    .spawn(run)?
+                    .join()
+                    .map_err(|_| io::Error::other("pinned runtime thread panicked"))??
+            } else {
+                run()?
+            }
         }
         Layout::Split => {
+            let fail = failure.clone();
+            let cpu = pin.map(|p| p.server);
             let server = std::thread::Builder::new()
                 .name("bench-server".into())
                 .spawn(move || {
-                    let rt = current_thread()?;
+                    let rt = current_thread(cpu, &fail)?;
                     rt.block_on(async {
                         tokio::spawn(serve(ctl))
                             .await
@@ -500,11 +688,13 @@ where
                             .and_then(|r| r)
                     })
                 })?;
+            let fail = failure.clone();
+            let cpu = pin.map(|p| p.client);
             let client = std::thread::Builder::new()
                 .name("bench-client".into())
                 .spawn(move || {
                     // A spawned task, as on the shared layout.
-                    let rt = current_thread()?;
+                    let rt = current_thread(cpu, &fail)?;
                     rt.block_on(async { tokio::spawn(client).await.map_err(io::Error::other) })
                 })?;
             let c = client
@@ -518,6 +708,7 @@ where
             (s, c)
         }
     };
+    failure.check()?;
     match client_result? {
         Some(measured) => {
             server_result?;
@@ -532,10 +723,17 @@ where
     }
 }
 
-fn current_thread() -> io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
+/// A current-thread runtime on the calling thread, which (and whose blocking pool) is
+/// pinned to `cpu` if given.
+fn current_thread(cpu: Option<usize>, failure: &PinFailure) -> io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_current_thread();
+    builder.enable_all();
+    if let Some(cpu) = cpu {
+        failure.pin(cpu);
+        let failure = failure.clone();
+        builder.on_thread_start(move || failure.pin(cpu));
+    }
+    builder.build()
 }
 
 /// One row's numbers: latency percentiles (µs), throughput, and the CDF for plots.
@@ -720,7 +918,8 @@ fn ratio(a: f64, b: f64) -> String {
 }
 
 /// The results as an aligned text table: per row the payload, calls in flight,
-/// busy-poll, layout, measured calls, p50/p90/p99/p99.9/max in µs, calls/s, the p50
+/// busy-poll, layout, the CPUs its threads were pinned to (`-`: not pinned), measured
+/// calls, p50/p90/p99/p99.9/max in µs, calls/s, the p50
 /// relative to the raw floor of the same transport/size/concurrency/busy-poll
 /// ([`floor_of`]), and for UDP rows the p50 relative to the same row over TCP.
 /// Notes follow the table, marked `[n]` after the row's name.
@@ -731,6 +930,7 @@ pub fn format_table(results: &[CaseResult]) -> String {
         "N",
         "busy",
         "layout",
+        "pin",
         "calls",
         "p50 µs",
         "p90 µs",
@@ -780,6 +980,7 @@ pub fn format_table(results: &[CaseResult]) -> String {
             c.busy_poll_us
                 .map_or_else(|| "off".to_owned(), |b| format!("{b}µs")),
             c.layout.to_string(),
+            c.pin.map_or_else(|| "-".to_owned(), |p| p.to_string()),
             r.calls.to_string(),
             format!("{:.1}", r.p50_us),
             format!("{:.1}", r.p90_us),
@@ -1032,6 +1233,7 @@ mod tests {
             busy_poll_us: None,
             layout: Layout::Shared { workers: 2 },
             note: None,
+            pin: None,
         }
     }
 

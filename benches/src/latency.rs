@@ -21,6 +21,14 @@
 //! Layout ([`Layout`]): without busy-polling both sides share one multi-thread runtime
 //! (`--threads` workers, 2 by default); with busy-polling server and client each get a
 //! current-thread runtime on an OS thread of their own (a spinning side needs a core).
+//!
+//! Pinning (`--pin`, [`crate::harness::Pin`]): `--pin 0` pins every thread of both
+//! sides to CPU 0 (the shared runtime's workers and blocking pool and the thread
+//! blocking on it; on the split layout both OS threads and their runtimes' threads);
+//! `--pin 0,1` pins the server's threads to CPU 0 and the client's to CPU 1, and since
+//! one runtime cannot be split across two CPUs, the rows without busy-polling then run
+//! on the split layout too. The `pin` column of the table and each case's `pin` in the
+//! JSON say how a row ran.
 
 use std::io;
 use std::net::SocketAddr;
@@ -39,8 +47,8 @@ use tokio::net::{TcpStream, UdpSocket};
 
 use crate::echo::{echo, EchoService};
 use crate::harness::{
-    run_concurrent, run_on_layout, run_pipelined, Case, CaseResult, Kind, Layout, Measurement,
-    Pipeline, Plan, Report, RoundTrip, ServerCtl, Transport,
+    run_concurrent, run_on_layout_pinned, run_pipelined, Case, CaseResult, Kind, Layout,
+    Measurement, Pin, Pipeline, Plan, Report, RoundTrip, ServerCtl, Transport,
 };
 
 /// The largest payload of one UDP datagram over IPv4 (65,535 − 8 − 20).
@@ -102,6 +110,12 @@ pub struct Args {
     /// Worker threads of the shared runtime (rows without busy-polling).
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+    /// Pin every thread of both sides: `--pin 0` runs server and client (every runtime
+    /// thread, and the OS threads of the busy-poll layout) on CPU 0; `--pin 0,1` runs
+    /// the server on CPU 0 and the client on CPU 1 (then the rows without busy-polling
+    /// run on the split layout too: one runtime cannot be split across two CPUs).
+    #[arg(long, value_name = "CPU[,CPU]", value_parser = Pin::parse)]
+    pub pin: Option<Pin>,
     /// Largest datagram of our UDP transport (default: the transport's default).
     #[arg(long)]
     pub udp_max_datagram: Option<usize>,
@@ -250,11 +264,12 @@ pub fn make_case(
             }
         },
         note,
+        pin: None,
     }
 }
 
 /// The cases `args` selects, in run order (by size, then calls in flight, then busy-poll,
-/// then kind and transport).
+/// then kind and transport), pinned as `--pin` says.
 pub fn cases(args: &Args) -> Vec<Case> {
     let busy: Vec<Option<u64>> = match args.busy_poll {
         BusyPoll::Off => vec![None],
@@ -273,7 +288,13 @@ pub fn cases(args: &Args) -> Vec<Case> {
                         .chain(tls)
                         .chain(sealed);
                     for transport in transports {
-                        let case = make_case(kind, transport, size, n, b, args.threads);
+                        let mut case = make_case(kind, transport, size, n, b, args.threads);
+                        if let Some(pin) = args.pin {
+                            case.pin = Some(pin);
+                            if !pin.is_one_cpu() {
+                                case.layout = Layout::Split;
+                            }
+                        }
                         if args.wants(&case.name) {
                             out.push(case);
                         }
@@ -300,6 +321,11 @@ pub fn run(args: &Args) -> io::Result<Report> {
         udp_max_datagram: args.udp_max_datagram,
     };
     let cases = cases(args);
+    if let Some(pin) = args.pin {
+        pin.check().map_err(|e| {
+            io::Error::new(e.kind(), format!("--pin: cannot pin a thread ({pin}): {e}"))
+        })?;
+    }
     let mut results = Vec::with_capacity(cases.len());
     for (i, case) in cases.into_iter().enumerate() {
         if !args.silent {
@@ -331,8 +357,9 @@ pub fn run_case(case: &Case, plan: &Plan, opts: StackOptions) -> io::Result<Meas
     match (case.kind, case.transport) {
         (Kind::Raw, Transport::Udp) => {
             let size = case.message_bytes.unwrap_or(case.payload);
-            run_on_layout(
+            run_on_layout_pinned(
                 case.layout,
+                case.pin,
                 move |ctl| raw_udp_server(ctl, spin),
                 move |addr| async move {
                     let mut pipeline = RawUdpPipeline::connect(addr, size, spin).await?;
@@ -344,8 +371,9 @@ pub fn run_case(case: &Case, plan: &Plan, opts: StackOptions) -> io::Result<Meas
         }
         (Kind::Raw, Transport::Tcp) => {
             let size = case.message_bytes.unwrap_or(case.payload);
-            run_on_layout(
+            run_on_layout_pinned(
                 case.layout,
+                case.pin,
                 move |ctl| raw_tcp_server(ctl, spin),
                 move |addr| async move {
                     let mut pipeline = RawTcpPipeline::connect(addr, size, spin).await?;
@@ -364,8 +392,9 @@ pub fn run_case(case: &Case, plan: &Plan, opts: StackOptions) -> io::Result<Meas
             } else {
                 (config.clone(), config)
             };
-            run_on_layout(
+            run_on_layout_pinned(
                 case.layout,
+                case.pin,
                 move |ctl| async move {
                     let listener = UdpListener::bind_with("127.0.0.1:0", config)
                         .await
@@ -388,8 +417,9 @@ pub fn run_case(case: &Case, plan: &Plan, opts: StackOptions) -> io::Result<Meas
                 }
                 _ => (None, None),
             };
-            run_on_layout(
+            run_on_layout_pinned(
                 case.layout,
+                case.pin,
                 move |ctl| async move {
                     let listener = TcpListener::bind("127.0.0.1:0")
                         .await

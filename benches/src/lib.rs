@@ -11,6 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 pub mod harness;
+pub mod instructions;
 pub mod latency;
 
 /// Starts a raw tokio TCP echo server for `size`-byte messages (the latency floor a

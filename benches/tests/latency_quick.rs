@@ -254,3 +254,129 @@ fn sealed_rows_measure_rpc_over_sealed_udp_against_plain_udp() {
     // No raw floor was run; the sealed row is divided by its plain-UDP counterpart.
     assert_eq!(sealed.matches('x').count(), 1, "{table}");
 }
+
+/// The CPUs the calling thread may run on, from `/proc/thread-self/status`.
+fn allowed_cpus() -> String {
+    let status = std::fs::read_to_string("/proc/thread-self/status").expect("thread status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .expect("Cpus_allowed_list line")
+        .trim()
+        .to_owned()
+}
+
+/// `--pin 0`: every row says it ran pinned to CPU 0 and measures; the threads that run
+/// the server and the client really are pinned (checked from inside the tasks, on both
+/// layouts, with the harness's own runner); a pin to two CPUs moves the shared-layout
+/// rows to the split layout. Skipped (with a message) where `sched_setaffinity` fails.
+#[test]
+fn pin_runs_every_thread_on_the_given_cpu() {
+    use benches::harness::{new_histogram, run_on_layout_pinned, Measurement, Pin};
+
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if let Err(e) = Pin::one(0).check() {
+        eprintln!("SKIPPED: cannot pin a thread to CPU 0 here ({e})");
+        return;
+    }
+    let before = allowed_cpus();
+
+    // Where the server's and the client's code runs, seen from inside.
+    for layout in [Layout::Shared { workers: 2 }, Layout::Split] {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let client_tx = tx.clone();
+        run_on_layout_pinned(
+            layout,
+            Some(Pin::one(0)),
+            move |mut ctl| async move {
+                let cpus = tokio::task::spawn_blocking(allowed_cpus)
+                    .await
+                    .expect("blocking task");
+                tx.send(("server", allowed_cpus(), cpus)).expect("send");
+                ctl.ready("127.0.0.1:9".parse().expect("address"));
+                ctl.stopped().await;
+                Ok(())
+            },
+            move |_addr| async move {
+                let blocking = tokio::task::spawn_blocking(allowed_cpus).await?;
+                client_tx
+                    .send(("client", allowed_cpus(), blocking))
+                    .map_err(std::io::Error::other)?;
+                Ok(Measurement {
+                    histogram: new_histogram(),
+                    window: std::time::Duration::from_millis(1),
+                    resent: 0,
+                })
+            },
+        )
+        .expect("pinned run");
+        let mut seen: Vec<_> = rx.try_iter().collect();
+        seen.sort();
+        assert_eq!(
+            seen,
+            [
+                ("client", "0".into(), "0".into()),
+                ("server", "0".into(), "0".into())
+            ],
+            "{layout:?}: (side, task's thread, blocking-pool thread) CPUs"
+        );
+    }
+    assert_eq!(allowed_cpus(), before, "the caller's affinity is untouched");
+
+    let args = Args::parse_args([
+        "--pin",
+        "0",
+        "--sizes",
+        "32",
+        "--inflight",
+        "1",
+        "--only",
+        "raw tokio UDP,rpc call over UDP,raw UDP",
+        "--busy-poll",
+        "both",
+        "--iterations",
+        "100",
+        "--warmup",
+        "10",
+        "--duration-ms",
+        "0",
+        "--silent",
+    ])
+    .expect("valid arguments");
+    let report = run(&args).expect("pinned latency run");
+    assert_eq!(
+        report.results.len(),
+        4,
+        "raw and rpc UDP, busy-poll off and on"
+    );
+    for r in &report.results {
+        assert_eq!(r.case.pin, Some(Pin::one(0)), "{}", r.case.label());
+        assert_eq!(r.calls, 100, "{}", r.case.label());
+        assert!(r.p50_us > 0.0);
+    }
+    let table = format_table(&report.results);
+    assert!(
+        table.lines().next().is_some_and(|h| h.contains("pin")),
+        "{table}"
+    );
+    assert_eq!(table.matches("cpu 0").count(), 4, "{table}");
+    let json = serde_json::to_string(&report).expect("JSON");
+    assert!(
+        json.contains("\"pin\":{\"server\":0,\"client\":0}"),
+        "{json}"
+    );
+
+    // Two CPUs: the server on one, the client on the other, on the split layout.
+    let two = Args::parse_args(["--pin", "0,1", "--sizes", "32", "--inflight", "1"])
+        .expect("valid arguments");
+    assert_eq!(
+        two.pin,
+        Some(Pin {
+            server: 0,
+            client: 1
+        })
+    );
+    assert!(cases(&two).iter().all(|c| c.layout == Layout::Split));
+    assert!(Args::parse_args(["--pin", "0,1,2"]).is_err());
+    assert!(Args::parse_args(["--pin", "zero"]).is_err());
+}

@@ -53,6 +53,7 @@ impl Peer {
                 workers: workers.max(1),
             },
             note: None,
+            pin: None,
         }
     }
 }

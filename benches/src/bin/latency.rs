@@ -11,6 +11,9 @@
 //!     --busy-poll off --iterations 50000 --json target/ours.json --svg target/ours.svg
 //! ```
 //!
+//! `--pin 0` pins every thread of both sides to CPU 0, `--pin 0,1` the server's to CPU 0
+//! and the client's to CPU 1 (the table's `pin` column says so per row).
+//!
 //! `--replot target/ours.json` prints the table of a saved report and plots it again
 //! without measuring.
 //!
@@ -52,7 +55,7 @@ fn main() -> std::io::Result<()> {
     println!(
         "\nround trips on loopback, client and server in one process; {} calls per case after {} warm-up calls{}; \
          busy-poll budget {} µs; layouts: \"1 rt/{}w\" = one multi-thread runtime with {} workers for both sides, \
-         \"2 rt/1t\" = server and client each on a current-thread runtime on its own thread\n",
+         \"2 rt/1t\" = server and client each on a current-thread runtime on its own thread; {}\n",
         plan.iterations,
         plan.warmup,
         plan.max_duration
@@ -60,6 +63,18 @@ fn main() -> std::io::Result<()> {
         args.busy_poll_us,
         args.threads,
         args.threads,
+        match args.pin {
+            Some(p) if p.is_one_cpu() => format!(
+                "pin: every thread of server and client pinned to CPU {} (sched_setaffinity)",
+                p.server
+            ),
+            Some(p) => format!(
+                "pin: every server thread pinned to CPU {}, every client thread to CPU {} (sched_setaffinity; \
+                 rows without busy-polling run on the split layout)",
+                p.server, p.client
+            ),
+            None => "pin: threads not pinned (the scheduler places them)".to_owned(),
+        },
     );
     print!("{}", format_table(&report.results));
     let targets = targets_summary(&report);
