@@ -795,6 +795,70 @@ pub fn client_inbound(reply: &OncReply, call: &FrameHeader, incarnation: u64) ->
     status_frame(call, incarnation, &status)
 }
 
+/// What a client-side adapter does with a frame from the client runtime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientAction {
+    /// Send `message` (the encoded CALL for `header`, whose xid is `xid`), and await
+    /// its reply unless the call is one-way.
+    Send {
+        /// The CALL's xid.
+        xid: u32,
+        /// The encoded CALL.
+        message: Bytes,
+        /// The Call frame's header (to build the answer with [`client_inbound`]).
+        header: FrameHeader,
+    },
+    /// Hand this answer to the runtime at once, sending nothing: the answer to the
+    /// runtime's incarnation probe (interface 0, procedure 0), or `Internal` for a call
+    /// that cannot be sent as ONC RPC.
+    Answer(Frame),
+    /// Stop awaiting this xid (the runtime cancelled the call; ONC has no cancel).
+    Forget(u32),
+    /// Nothing to do (a Reply or Status frame has no meaning from a client).
+    Ignore,
+}
+
+/// Decides what a client-side adapter does with `frame` (see [`ClientAction`]);
+/// `incarnation` is the channel's constant (ONC servers report none).
+pub fn client_action(frame: &Frame, incarnation: u64) -> ClientAction {
+    let header = frame.header;
+    match header.kind {
+        FrameKind::Call => {}
+        FrameKind::Cancel => return ClientAction::Forget(header.call_id as u32),
+        FrameKind::Reply | FrameKind::Status => return ClientAction::Ignore,
+    }
+    if header.interface_id == crate::server::PING_INTERFACE && header.procedure == 0 {
+        return ClientAction::Answer(Frame::new(
+            FrameHeader::answer(&header, FrameKind::Reply, incarnation),
+            Bytes::new(),
+        ));
+    }
+    let encoded = client_outbound(frame).and_then(|call| {
+        let message = encode_call(&call)?;
+        Ok((call.xid, message))
+    });
+    match encoded {
+        Ok((xid, message)) => ClientAction::Send {
+            xid,
+            message,
+            header,
+        },
+        Err(e) => ClientAction::Answer(answer_frame(
+            &header,
+            incarnation,
+            &Status::Internal {
+                message: format!("cannot send as ONC RPC: {e}"),
+            },
+        )),
+    }
+}
+
+/// A Status frame answering `call` with `status`, for answers an adapter gives itself
+/// (for example `Overloaded` when it awaits too many calls).
+pub fn answer_frame(call: &FrameHeader, incarnation: u64, status: &Status) -> Frame {
+    status_frame(call, incarnation, status)
+}
+
 fn status_frame(call: &FrameHeader, incarnation: u64, status: &Status) -> Frame {
     let header = FrameHeader::answer(call, FrameKind::Status, incarnation);
     // Every status built above encodes (its messages are short).
@@ -1216,6 +1280,52 @@ mod tests {
         assert!(client_outbound(&Frame::new(h, Bytes::from_static(&[0, 0, 1]))).is_err());
         let reply = FrameHeader::answer(&h, FrameKind::Reply, 0);
         assert!(client_outbound(&Frame::new(reply, Bytes::new())).is_err());
+    }
+
+    #[test]
+    fn client_actions() {
+        let h = FrameHeader::call(5, 0x1_0000_0010, 0x2000_0101, 2, 4);
+        match client_action(&Frame::new(h, Bytes::from_static(&[0, 0, 0, 1])), 3) {
+            ClientAction::Send {
+                xid,
+                message,
+                header,
+            } => {
+                assert_eq!((xid, header), (0x10, h));
+                let OncMessage::Call(c) = decode_message(&message).unwrap() else {
+                    panic!("not a call");
+                };
+                assert_eq!(
+                    (c.prog, c.vers, c.proc_, &c.args[..]),
+                    (0x2000_0101, 2, 4, &[0, 0, 0, 1][..])
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let probe = FrameHeader::call(5, 1, crate::server::PING_INTERFACE, 0, 0);
+        let ClientAction::Answer(pong) = client_action(&Frame::new(probe, Bytes::new()), 3) else {
+            panic!("the probe is answered locally");
+        };
+        assert_eq!((pong.header.kind, pong.header.aux), (FrameKind::Reply, 3));
+        let mut cancel = h;
+        cancel.kind = FrameKind::Cancel;
+        assert_eq!(
+            client_action(&Frame::new(cancel, Bytes::new()), 3),
+            ClientAction::Forget(0x10)
+        );
+        let mut bad = h;
+        bad.flags |= flags::CREDENTIALS;
+        let ClientAction::Answer(f) =
+            client_action(&Frame::new(bad, Bytes::from_static(&[0, 0, 1])), 3)
+        else {
+            panic!("an unsendable call is answered locally");
+        };
+        assert_eq!(f.header.kind, FrameKind::Status);
+        let reply = FrameHeader::answer(&h, FrameKind::Reply, 0);
+        assert_eq!(
+            client_action(&Frame::new(reply, Bytes::new()), 3),
+            ClientAction::Ignore
+        );
     }
 
     #[test]

@@ -23,9 +23,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use rpc_core::frame::{Frame, FrameHeader, FrameKind};
-use rpc_core::onc::{self, RecordDecoder, ServerInbound};
-use rpc_core::server::PING_INTERFACE;
+use rpc_core::frame::{Frame, FrameHeader};
+use rpc_core::onc::{self, ClientAction, RecordDecoder, ServerInbound};
 use rpc_core::transport::{frame_queue, Channel, Connection, FrameOutbox, FrameReceiver, Listener};
 use rpc_core::{Status, TransportError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -351,60 +350,36 @@ impl FrameReceiver for OncTcpClientReceiver {
     }
 }
 
-/// What a client writer does with one outgoing frame: the ONC CALL to send, if any;
-/// local answers go to `local`. Shared by the TCP and UDP clients' logic.
-pub(crate) fn client_frame(
+/// What the client writer does with one outgoing frame: the message to send, if any;
+/// `Err` is an answer for the receiver to hand to the runtime at once.
+fn client_frame(
     frame: Frame,
     pending: &Pending,
     max_pending: usize,
     incarnation: u64,
-) -> Result<Option<(u32, Bytes)>, Frame> {
-    let header = frame.header;
-    match header.kind {
-        FrameKind::Call => {}
-        FrameKind::Cancel => {
-            lock(pending).remove(&(header.call_id as u32));
-            return Ok(None);
+) -> Result<Option<Bytes>, Frame> {
+    match onc::client_action(&frame, incarnation) {
+        ClientAction::Send {
+            xid,
+            message,
+            header,
+        } => {
+            if !header.is_oneway() {
+                let mut p = lock(pending);
+                if p.len() >= max_pending && !p.contains_key(&xid) {
+                    return Err(onc::answer_frame(&header, incarnation, &Status::Overloaded));
+                }
+                p.insert(xid, header);
+            }
+            Ok(Some(message))
         }
-        FrameKind::Reply | FrameKind::Status => return Ok(None),
+        ClientAction::Answer(frame) => Err(frame),
+        ClientAction::Forget(xid) => {
+            lock(pending).remove(&xid);
+            Ok(None)
+        }
+        ClientAction::Ignore => Ok(None),
     }
-    let local = |status: Status| {
-        let payload = rpc_core::xdr::to_bytes(&status).unwrap_or_default();
-        Frame::new(
-            FrameHeader::answer(&header, FrameKind::Status, incarnation),
-            payload,
-        )
-    };
-    if header.interface_id == PING_INTERFACE && header.procedure == 0 {
-        return Err(Frame::new(
-            FrameHeader::answer(&header, FrameKind::Reply, incarnation),
-            Bytes::new(),
-        ));
-    }
-    let call = match onc::client_outbound(&frame) {
-        Ok(call) => call,
-        Err(e) => {
-            return Err(local(Status::Internal {
-                message: format!("cannot send as ONC RPC: {e}"),
-            }))
-        }
-    };
-    let message = match onc::encode_call(&call) {
-        Ok(m) => m,
-        Err(e) => {
-            return Err(local(Status::Internal {
-                message: format!("cannot send as ONC RPC: {e}"),
-            }))
-        }
-    };
-    if !header.is_oneway() {
-        let mut p = lock(pending);
-        if p.len() >= max_pending && !p.contains_key(&call.xid) {
-            return Err(local(Status::Overloaded));
-        }
-        p.insert(call.xid, header);
-    }
-    Ok(Some((call.xid, message)))
 }
 
 impl Channel for OncTcpChannel {
@@ -435,7 +410,7 @@ impl Channel for OncTcpChannel {
         let (p, max, inc) = (pending.clone(), self.config.max_pending, self.incarnation);
         tokio::spawn(write_loop(outbox, direct_rx, write, move |frame| {
             match client_frame(frame, &p, max, inc) {
-                Ok(Some((_, message))) => Some(message),
+                Ok(Some(message)) => Some(message),
                 Ok(None) => None,
                 Err(answer) => {
                     // Bounded: when the receiver is not keeping up, the answer is
