@@ -15,7 +15,8 @@
 //! # What maps to what
 //!
 //! A CALL becomes a Call frame with interface id = `prog`, version = `vers`,
-//! procedure = `proc`, call id = `xid`, the adapter's client id for the connection (TCP)
+//! procedure = `proc`, call id = `xid` (extended to 64 bits across wrap-around by an
+//! [`XidExtender`]), the adapter's client id for the connection (TCP)
 //! or peer address (UDP), no deadline, and exactly-once semantics, so the server's reply
 //! cache is the duplicate-request cache, keyed by (peer, client id, xid) and bounded by
 //! [`crate::server::ReplyCacheConfig`]. A credential other than `AUTH_NONE` is carried
@@ -637,9 +638,45 @@ pub enum ServerInbound {
     Malformed(OncError),
 }
 
+/// Turns a peer's 32-bit xids into 64-bit call ids that keep increasing when the xids
+/// wrap around (serial-number arithmetic as in RFC 1982: an xid within 2^31 after the
+/// highest seen is newer, one within 2^31 before it older). The server's reply cache
+/// refuses call ids below a client's low-water mark, so without this a client whose
+/// xids wrap (libtirpc starts them at a random value) would be refused after the wrap.
+/// The low 32 bits of the call id are the xid. One per connection (TCP) or peer (UDP).
+#[derive(Debug, Clone, Default)]
+pub struct XidExtender {
+    high: Option<u64>,
+}
+
+impl XidExtender {
+    /// A fresh extender (no xid seen yet).
+    pub fn new() -> Self {
+        XidExtender::default()
+    }
+
+    /// The call id for `xid`.
+    pub fn extend(&mut self, xid: u32) -> u64 {
+        const WRAP: u64 = 1 << 32;
+        const HALF: u64 = 1 << 31;
+        // Ids start in the second 2^32 window, so an xid older than the first one
+        // still has a window below it.
+        let high = *self.high.get_or_insert(WRAP | u64::from(xid));
+        let mut id = (high & !(WRAP - 1)) | u64::from(xid);
+        if id < high && high - id > HALF {
+            id += WRAP;
+        } else if id > high && id - high > HALF && id >= WRAP {
+            id -= WRAP;
+        }
+        self.high = Some(high.max(id));
+        id
+    }
+}
+
 /// Translates a received ONC message for a server: see [`ServerInbound`]. `client_id` is
-/// the adapter's id for the connection (TCP) or peer address (UDP).
-pub fn server_inbound(message: &Bytes, client_id: u64) -> ServerInbound {
+/// the adapter's id for the connection (TCP) or peer address (UDP), `xids` its
+/// [`XidExtender`].
+pub fn server_inbound(message: &Bytes, client_id: u64, xids: &mut XidExtender) -> ServerInbound {
     let call = match decode_message(message) {
         Ok(OncMessage::Call(call)) => call,
         Ok(OncMessage::Reply(_)) => {
@@ -656,18 +693,14 @@ pub fn server_inbound(message: &Bytes, client_id: u64) -> ServerInbound {
             },
         ));
     }
-    ServerInbound::Call(call_to_frame(&call, client_id))
+    let call_id = xids.extend(call.xid);
+    ServerInbound::Call(call_to_frame(&call, client_id, call_id))
 }
 
-/// The Call frame for an ONC CALL (see the module docs for the mapping).
-pub fn call_to_frame(call: &OncCall, client_id: u64) -> Frame {
-    let mut header = FrameHeader::call(
-        client_id,
-        u64::from(call.xid),
-        call.prog,
-        call.vers,
-        call.proc_,
-    );
+/// The Call frame for an ONC CALL (see the module docs for the mapping); `call_id`'s
+/// low 32 bits must be the xid (see [`XidExtender`]).
+pub fn call_to_frame(call: &OncCall, client_id: u64, call_id: u64) -> Frame {
+    let mut header = FrameHeader::call(client_id, call_id, call.prog, call.vers, call.proc_);
     header.set_semantics(Semantics::ExactlyOnce);
     if call.cred.flavor == AUTH_NONE {
         return Frame::new(header, call.args.clone());
@@ -954,7 +987,7 @@ mod tests {
             let truncated = good.slice(..cut);
             assert!(decode_message(&truncated).is_err(), "cut at {cut}");
             assert!(matches!(
-                server_inbound(&truncated, 1),
+                server_inbound(&truncated, 1, &mut XidExtender::new()),
                 ServerInbound::Malformed(_)
             ));
         }
@@ -989,7 +1022,7 @@ mod tests {
         // A REPLY sent to a server.
         let reply = encode_reply(&OncReply::accepted(1, AcceptStat::ProgUnavail)).unwrap();
         assert!(matches!(
-            server_inbound(&reply, 1),
+            server_inbound(&reply, 1, &mut XidExtender::new()),
             ServerInbound::Malformed(_)
         ));
     }
@@ -1111,7 +1144,7 @@ mod tests {
     fn server_inbound_maps_call_to_frame() {
         let mut c = call(0xdead_beef, 0x2000_0101, 1, 7, &[0, 0, 0, 42]);
         let bytes = encode_call(&c).unwrap();
-        let ServerInbound::Call(frame) = server_inbound(&bytes, 77) else {
+        let ServerInbound::Call(frame) = server_inbound(&bytes, 77, &mut XidExtender::new()) else {
             panic!("not a call");
         };
         let h = frame.header;
@@ -1124,7 +1157,7 @@ mod tests {
                 h.interface_version,
                 h.procedure
             ),
-            (77, 0xdead_beef, 0x2000_0101, 1, 7)
+            (77, 0x1_dead_beef, 0x2000_0101, 1, 7)
         );
         assert_eq!(h.semantics(), Semantics::ExactlyOnce);
         assert_eq!(h.flags & flags::CREDENTIALS, 0);
@@ -1133,7 +1166,9 @@ mod tests {
 
         // AUTH_SYS: the credentials block is the opaque_auth, the arguments follow.
         c.cred = auth_sys().to_auth().unwrap();
-        let ServerInbound::Call(frame) = server_inbound(&encode_call(&c).unwrap(), 77) else {
+        let ServerInbound::Call(frame) =
+            server_inbound(&encode_call(&c).unwrap(), 77, &mut XidExtender::new())
+        else {
             panic!("not a call");
         };
         assert_ne!(frame.header.flags & flags::CREDENTIALS, 0);
@@ -1147,13 +1182,36 @@ mod tests {
     }
 
     #[test]
+    fn xids_extend_across_wrap_around() {
+        let mut x = XidExtender::new();
+        let first = x.extend(0xffff_fffe);
+        assert_eq!(first as u32, 0xffff_fffe);
+        let next = x.extend(0xffff_ffff);
+        let wrapped = x.extend(0);
+        let later = x.extend(5);
+        assert!(
+            first < next && next < wrapped && wrapped < later,
+            "{first:#x} {next:#x} {wrapped:#x} {later:#x}"
+        );
+        assert_eq!((wrapped as u32, later as u32), (0, 5));
+        // A retransmission from before the wrap keeps its id.
+        assert_eq!(x.extend(0xffff_ffff), next);
+        assert_eq!(x.extend(5), later);
+        // An xid older than the first one seen still gets a smaller id.
+        let mut y = XidExtender::new();
+        let a = y.extend(10);
+        assert!(y.extend(3) < a);
+        assert_eq!(y.extend(10), a);
+    }
+
+    #[test]
     fn wrong_rpcvers_is_answered_rpc_mismatch() {
         let mut c = call(5, 1, 1, 1, &[]);
         c.rpcvers = 3;
         // Only xid, msg_type and rpcvers are needed to answer.
         let bytes = encode_call(&c).unwrap().slice(..12);
         assert_eq!(
-            server_inbound(&bytes, 1),
+            server_inbound(&bytes, 1, &mut XidExtender::new()),
             ServerInbound::Answer(OncReply::denied(
                 5,
                 RejectStat::RpcMismatch { low: 2, high: 2 }

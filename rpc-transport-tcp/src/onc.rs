@@ -210,6 +210,7 @@ impl OncTcpListener {
 pub struct OncTcpServerReceiver {
     reader: RecordReaderBox,
     client_id: u64,
+    xids: onc::XidExtender,
     direct: mpsc::Sender<Bytes>,
 }
 
@@ -228,7 +229,7 @@ impl FrameReceiver for OncTcpServerReceiver {
             let Some(record) = self.reader.0.next_record().await? else {
                 return Ok(None);
             };
-            match onc::server_inbound(&record, self.client_id) {
+            match onc::server_inbound(&record, self.client_id, &mut self.xids) {
                 ServerInbound::Call(frame) => return Ok(Some(frame)),
                 ServerInbound::Answer(reply) => {
                     let message = onc::encode_reply(&reply).map_err(invalid)?;
@@ -266,6 +267,7 @@ impl Listener for OncTcpListener {
             receiver: OncTcpServerReceiver {
                 reader: RecordReaderBox(RecordReader::new(read, &self.config)),
                 client_id,
+                xids: onc::XidExtender::new(),
                 direct: direct_tx,
             },
             peer_addr,

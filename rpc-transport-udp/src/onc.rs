@@ -190,6 +190,7 @@ async fn demux(
             receiver: OncUdpServerReceiver {
                 datagrams: rx,
                 client_id,
+                xids: onc::XidExtender::new(),
                 socket: socket.clone(),
                 peer,
                 idle: config.peer_idle,
@@ -240,6 +241,7 @@ async fn reply_writer(mut outbox: FrameOutbox, socket: Arc<UdpSocket>, peer: Soc
 pub struct OncUdpServerReceiver {
     datagrams: mpsc::Receiver<Bytes>,
     client_id: u64,
+    xids: onc::XidExtender,
     socket: Arc<UdpSocket>,
     peer: SocketAddr,
     idle: Duration,
@@ -253,7 +255,7 @@ impl FrameReceiver for OncUdpServerReceiver {
                 // Idle, or the listener is gone: the peer's "connection" ends.
                 Ok(None) | Err(_) => return Ok(None),
             };
-            match onc::server_inbound(&datagram, self.client_id) {
+            match onc::server_inbound(&datagram, self.client_id, &mut self.xids) {
                 ServerInbound::Call(frame) => return Ok(Some(frame)),
                 ServerInbound::Answer(reply) => {
                     if let Ok(message) = onc::encode_reply(&reply) {
