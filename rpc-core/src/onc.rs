@@ -1179,6 +1179,22 @@ mod tests {
         // It parses as a frame the server accepts (flags valid).
         let wire = frame.to_bytes().unwrap();
         Frame::parse(&wire, DEFAULT_MAX_PAYLOAD).unwrap();
+
+        // Another flavor with a body that needs padding: carried as it came.
+        c.cred = OpaqueAuth {
+            flavor: 390_003,
+            body: Bytes::from_static(b"abcde"),
+        };
+        let ServerInbound::Call(frame) =
+            server_inbound(&encode_call(&c).unwrap(), 77, &mut XidExtender::new())
+        else {
+            panic!("not a call");
+        };
+        let frame = frame.into_contiguous();
+        let (creds, args) = split_credentials(&frame.payload).unwrap();
+        assert_eq!(OpaqueAuth::from_bytes(&creds).unwrap(), c.cred);
+        assert_eq!(AuthSys::parse(&creds), Err(OncError::NotAuthSys(390_003)));
+        assert_eq!(&args[..], &[0, 0, 0, 42]);
     }
 
     #[test]

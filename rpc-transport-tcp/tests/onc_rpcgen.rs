@@ -128,9 +128,7 @@ async fn rpcgen_c_client_over_tcp_and_udp() {
     let client = tokio::task::spawn_blocking(build_client).await.unwrap();
 
     let tcp = OncTcpListener::bind("127.0.0.1:0").await.unwrap();
-    let udp = OncUdpListener::bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let udp = OncUdpListener::bind("127.0.0.1:0").await.unwrap();
     let (tcp_port, udp_port) = (tcp.local_addr().port(), udp.local_addr().port());
     let tcp_server = Server::builder().add_service(Demo).serve(tcp).unwrap();
     let udp_server = Server::builder().add_service(Demo).serve(udp).unwrap();

@@ -29,7 +29,7 @@ use rpc_core::frame::{Frame, FrameHeader};
 use rpc_core::onc::{self, ClientAction, ServerInbound};
 use rpc_core::transport::{frame_queue, Channel, Connection, FrameOutbox, FrameReceiver, Listener};
 use rpc_core::{Status, TransportError};
-use tokio::net::UdpSocket;
+use tokio::net::{ToSocketAddrs, UdpSocket};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::debug;
@@ -121,12 +121,12 @@ impl Drop for OncUdpListener {
 
 impl OncUdpListener {
     /// Binds with the default configuration.
-    pub async fn bind(addr: SocketAddr) -> io::Result<Self> {
+    pub async fn bind(addr: impl ToSocketAddrs) -> io::Result<Self> {
         Self::bind_with(addr, OncUdpConfig::default()).await
     }
 
     /// Binds with `config`.
-    pub async fn bind_with(addr: SocketAddr, config: OncUdpConfig) -> io::Result<Self> {
+    pub async fn bind_with(addr: impl ToSocketAddrs, config: OncUdpConfig) -> io::Result<Self> {
         let socket = Arc::new(UdpSocket::bind(addr).await?);
         let local_addr = socket.local_addr()?;
         let (tx, incoming) = mpsc::channel(ACCEPT_BACKLOG);

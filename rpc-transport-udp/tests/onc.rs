@@ -77,9 +77,7 @@ impl Service for Calc {
 }
 
 async fn serve() -> (ServerHandle, SocketAddr, Arc<AtomicUsize>) {
-    let listener = OncUdpListener::bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let listener = OncUdpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = rpc_core::transport::Listener::local_addr(&listener);
     let runs = Arc::new(AtomicUsize::new(0));
     let server = Server::builder()
