@@ -451,3 +451,66 @@ async fn rpcinfo_pings_over_tcp() {
     assert!(!out.status.success(), "{out:?}");
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorizer_refusals_are_auth_errors() {
+    // `whoami` needs AUTH_SYS, and not uid 0.
+    let listener = OncTcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = rpc_core::transport::Listener::local_addr(&listener);
+    let server = Server::builder()
+        .add_service(Calc)
+        .authorize(|req: &rpc_core::server::AuthRequest<'_>| {
+            if req.target().procedure.number != 2 {
+                return Ok(());
+            }
+            match req.credentials().map(AuthSys::parse) {
+                Some(Ok(a)) if a.uid == 0 => Err(Status::permission_denied("no root")),
+                Some(Ok(_)) => Ok(()),
+                _ => Err(Status::unauthenticated("AUTH_SYS needed")),
+            }
+        })
+        .serve(listener)
+        .unwrap();
+    let mut raw = Raw::open(addr).await;
+    let with_uid = |xid, uid| OncCall {
+        cred: AuthSys {
+            uid,
+            machinename: "h".into(),
+            ..AuthSys::default()
+        }
+        .to_auth()
+        .unwrap(),
+        ..call(xid, 1, 2, &[])
+    };
+    assert_eq!(
+        raw.call(&call(1, 1, 2, &[])).await.body,
+        ReplyBody::Denied(RejectStat::AuthError(onc::AUTH_BADCRED))
+    );
+    assert_eq!(
+        raw.call(&with_uid(2, 0)).await.body,
+        ReplyBody::Denied(RejectStat::AuthError(onc::AUTH_TOOWEAK))
+    );
+    let ok = raw.call(&with_uid(3, 77)).await;
+    let ReplyBody::Accepted {
+        stat: AcceptStat::Success(results),
+        ..
+    } = ok.body
+    else {
+        panic!("{ok:?}");
+    };
+    assert_eq!(&results[..4], &77u32.to_be_bytes());
+    // Our client sees the refusal typed.
+    let client = Client::new(OncTcpChannel::new(addr));
+    let e = client
+        .call(
+            &CALC,
+            &PROCS[1],
+            &CallOptions::new().timeout(LIMIT),
+            |_| Ok(()),
+            |r| r.get_u32(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, RpcError::Unauthenticated { .. }), "{e:?}");
+    server.shutdown().await;
+}
