@@ -12,6 +12,7 @@
 //! * [`client`]: the call path (call ids, pending calls, deadlines, reconnects).
 //! * [`server`]: the dispatch loop and the worker pool.
 //! * [`metrics`]: what the runtime records through the `metrics` facade.
+//! * [`onc`]: ONC RPC (RFC 5531) messages, record marking, and their translation to frames.
 //!
 //! # Example
 //!
@@ -68,6 +69,7 @@ mod id;
 pub mod interface;
 pub mod metrics;
 pub mod naming;
+pub mod onc;
 mod principal;
 pub mod server;
 pub mod transport;

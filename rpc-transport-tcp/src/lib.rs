@@ -13,6 +13,8 @@
 //!   against [`TcpConfig::max_payload`]) before anything is reserved for its payload,
 //!   and its CRC before it is delivered ([`FrameDecoder`]). A bad frame ends the
 //!   connection: a byte stream cannot be resynchronised.
+//! * [`onc`]: ONC RPC (RFC 5531) with record marking instead of our frames
+//!   ([`OncTcpListener`], [`OncTcpChannel`]), to talk to rpcgen / libtirpc peers.
 //!
 //! What it is not: an RPC runtime (calls, replies, retries and reconnection with backoff
 //! live in `rpc-core`, which uses this crate only through the `Channel`/`Listener`
@@ -64,6 +66,7 @@ mod channel;
 pub mod codec;
 mod config;
 mod listener;
+pub mod onc;
 mod receiver;
 mod sink;
 mod tls;
@@ -79,6 +82,7 @@ pub use channel::{TcpAddr, TcpChannel};
 pub use codec::FrameDecoder;
 pub use config::{TcpConfig, DEFAULT_FRAME_TIMEOUT};
 pub use listener::{HandshakeStats, HandshakeStatsHandle, TcpListener};
+pub use onc::{OncTcpChannel, OncTcpConfig, OncTcpListener};
 pub use receiver::TcpFrameReceiver;
 pub use tls::{
     certificate_principal, TlsClient, TlsClientBuilder, TlsConfigError, TlsServer,

@@ -18,14 +18,19 @@
 //! What it is not: ordered. Each message (one RPC frame) is delivered as soon as all its
 //! fragments are in, independently of other messages, so one lost datagram delays only
 //! the call it belongs to.
+//!
+//! Separately, [`onc`] speaks plain ONC RPC (RFC 5531) over UDP, one message per
+//! datagram ([`OncUdpListener`], [`OncUdpChannel`]), to talk to rpcgen / libtirpc peers.
 
 pub mod proto;
 pub mod testing;
 
 pub mod driver;
+pub mod onc;
 
 pub use driver::{
     UdpAddr, UdpChannel, UdpConfig, UdpFrameReceiver, UdpListener, UdpStats, UdpStatsHandle,
 };
+pub use onc::{OncUdpChannel, OncUdpConfig, OncUdpListener};
 pub use proto::seal::{key_from_hex, key_to_hex};
 pub use proto::{PreSharedKey, Security, SecurityError, StaticKeypair};
