@@ -506,6 +506,12 @@ pub fn encode_reply(reply: &OncReply) -> Result<Bytes, XdrError> {
 // Record marking (RFC 5531 §11)
 // ---------------------------------------------------------------------------------------
 
+/// A random non-zero u64 for an adapter: the first client id a listener hands out, or a
+/// channel's stand-in server incarnation (ONC servers have none).
+pub fn random_id() -> u64 {
+    crate::id::random_u64()
+}
+
 /// Prefixes `message` with record marks: one fragment (several only beyond
 /// [`MAX_FRAGMENT`] bytes), the last flagged.
 pub fn encode_record(message: &[u8]) -> Bytes {

@@ -15,7 +15,6 @@
 //! reply (further calls are answered `Overloaded` at once).
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -81,10 +80,6 @@ impl Default for OncTcpConfig {
 
 fn invalid(e: impl std::fmt::Display) -> TransportError {
     io::Error::new(io::ErrorKind::InvalidData, e.to_string()).into()
-}
-
-fn random_u64(salt: u64) -> u64 {
-    RandomState::new().hash_one((salt, std::time::SystemTime::now()))
 }
 
 /// Reads records off one connection.
@@ -200,7 +195,7 @@ impl OncTcpListener {
             inner,
             local_addr,
             config,
-            next_client: AtomicU64::new(random_u64(local_addr.port().into())),
+            next_client: AtomicU64::new(onc::random_id()),
         })
     }
 }
@@ -313,7 +308,7 @@ impl OncTcpChannel {
         OncTcpChannel {
             addr,
             config,
-            incarnation: random_u64(addr.port().into()) | 1,
+            incarnation: onc::random_id() | 1,
         }
     }
 }

@@ -18,7 +18,6 @@
 //! Malformed datagrams are dropped, never answered.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -97,10 +96,6 @@ impl Default for OncUdpConfig {
     }
 }
 
-fn random_u64(salt: u64) -> u64 {
-    RandomState::new().hash_one((salt, std::time::SystemTime::now()))
-}
-
 // ---------------------------------------------------------------------------------------
 // Server side
 // ---------------------------------------------------------------------------------------
@@ -130,12 +125,7 @@ impl OncUdpListener {
         let socket = Arc::new(UdpSocket::bind(addr).await?);
         let local_addr = socket.local_addr()?;
         let (tx, incoming) = mpsc::channel(ACCEPT_BACKLOG);
-        let demux = tokio::spawn(demux(
-            socket,
-            config,
-            tx,
-            random_u64(local_addr.port().into()),
-        ));
+        let demux = tokio::spawn(demux(socket, config, tx, onc::random_id()));
         Ok(OncUdpListener {
             local_addr,
             incoming,
@@ -324,7 +314,7 @@ impl OncUdpChannel {
         OncUdpChannel {
             addr,
             config,
-            incarnation: random_u64(addr.port().into()) | 1,
+            incarnation: onc::random_id() | 1,
         }
     }
 }
