@@ -40,7 +40,6 @@ use crate::OncTcpChannel;
 /// The code generated from `proto/rpcbind.x`: types, constants, and one client (and
 /// server trait) per program version: `PmapProgClient` (v2), `RpcbprogV3Client`,
 /// `RpcbprogV4Client`.
-#[allow(missing_docs, clippy::all, clippy::pedantic)]
 pub mod generated {
     rpc_core::include_idl!("rpcbind");
 }
