@@ -1,5 +1,6 @@
 //! The rpcbind client (`rpc_transport_tcp::rpcbind`, generated from `proto/rpcbind.x`)
-//! against the real rpcbind, over TCP and over UDP.
+//! against the real rpcbind, over TCP and over UDP; and our server, registered with it,
+//! found by `rpcinfo` through rpcbind.
 //!
 //! The outer test creates a private network namespace with its loopback up, starts
 //! `rpcbind -f` inside it (in a private mount namespace with its own `/run`, so its
@@ -14,10 +15,14 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rpc_core::transport::Channel;
+use rpc_core::server::{Service, ServiceFuture};
+use rpc_core::transport::{Channel, Listener};
+use rpc_core::{Bytes, CallContext, InterfaceInfo, Server, Status};
 use rpc_transport_tcp::rpcbind::{
     RegisterError, Rpcbind, IPPROTO_TCP, IPPROTO_UDP, PMAPPORT, PMAP_PROG,
 };
+use rpc_transport_tcp::OncTcpListener;
+use rpc_transport_udp::OncUdpListener;
 
 const LIMIT: Duration = Duration::from_secs(20);
 /// The environment variable the outer test sets for the inner ones.
@@ -119,20 +124,25 @@ fn rpcbind_dump_set_getport_unset_over_tcp_and_udp() {
         find_tool("rpcbind"),
         find_tool("ip"),
         find_tool("unshare"),
+        find_tool("rpcinfo"),
         is_root(),
     );
-    let (Some(rpcbind), Some(_), Some(_), true) = tools else {
+    let (Some(rpcbind), Some(_), Some(_), Some(_), true) = tools else {
         assert!(
             !require_peers(),
-            "rpcbind, ip, unshare or root missing ({tools:?}) and RPC_REQUIRE_ONC_PEERS=1"
+            "rpcbind, ip, unshare, rpcinfo or root missing ({tools:?}) and RPC_REQUIRE_ONC_PEERS=1"
         );
         eprintln!(
-            "SKIPPED: needs root, ip, unshare and rpcbind (Debian package rpcbind): {tools:?}"
+            "SKIPPED: needs root, ip, unshare, rpcbind and rpcinfo (Debian package rpcbind): {tools:?}"
         );
         return;
     };
     let ns = Namespace::create(&rpcbind).expect("namespace with rpcbind");
-    for test in ["inside_namespace_tcp", "inside_namespace_udp"] {
+    for test in [
+        "inside_namespace_tcp",
+        "inside_namespace_udp",
+        "inside_namespace_registered_server_found_by_rpcinfo",
+    ] {
         let out = ns.run_test(test).unwrap_or_else(|e| panic!("{e}"));
         assert!(out.contains("checked against rpcbind"), "{out}");
     }
@@ -276,4 +286,94 @@ async fn inside_namespace_udp() {
     tokio::time::timeout(LIMIT, check(Rpcbind::udp(addr), 2, IPPROTO_UDP, "udp"))
         .await
         .expect("in time");
+}
+
+/// A program with no procedures of its own: the ONC adapters answer its NULL procedure,
+/// which is all `rpcinfo` calls.
+struct Empty;
+
+static EMPTY: InterfaceInfo = InterfaceInfo {
+    name: "Empty",
+    id: PROG,
+    version: 7,
+    procedures: &[],
+    default_semantics: None,
+};
+
+impl Service for Empty {
+    fn info(&self) -> &'static InterfaceInfo {
+        &EMPTY
+    }
+
+    fn call(&self, _procedure: u32, _ctx: CallContext, _args: Bytes) -> ServiceFuture {
+        Box::pin(async { Err(Status::application(1, "no procedures")) })
+    }
+}
+
+/// `rpcinfo -T NETID 127.0.0.1 PROG VERS`: asks rpcbind for the address, then pings.
+fn rpcinfo_ping(netid: &str) -> std::process::Output {
+    Command::new(find_tool("rpcinfo").expect("rpcinfo"))
+        .args([
+            "-T",
+            netid,
+            "127.0.0.1",
+            &PROG.to_string(),
+            &EMPTY.version.to_string(),
+        ])
+        .output()
+        .expect("running rpcinfo")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run by rpcbind_dump_set_getport_unset_over_tcp_and_udp inside a namespace"]
+async fn inside_namespace_registered_server_found_by_rpcinfo() {
+    let Some(addr) = rpcbind_addr() else { return };
+    tokio::time::timeout(LIMIT, async {
+        let tcp = OncTcpListener::bind("127.0.0.1:0").await.expect("bind tcp");
+        let udp = OncUdpListener::bind("127.0.0.1:0").await.expect("bind udp");
+        let (tcp_port, udp_port) = (tcp.local_addr().port(), udp.local_addr().port());
+        let server_tcp = Server::builder()
+            .add_service(Empty)
+            .serve(tcp)
+            .expect("serve");
+        let server_udp = Server::builder()
+            .add_service(Empty)
+            .serve(udp)
+            .expect("serve");
+
+        let rpcbind = Rpcbind::udp(addr);
+        ready(&rpcbind).await;
+        let programs = [(EMPTY.id, EMPTY.version)];
+        // Before registering, rpcinfo (through rpcbind) does not find the program.
+        let out = tokio::task::spawn_blocking(|| rpcinfo_ping("tcp"))
+            .await
+            .expect("join");
+        assert!(!out.status.success(), "{out:?}");
+
+        rpcbind
+            .register(&programs, Some(tcp_port), Some(udp_port))
+            .await
+            .expect("register");
+        for netid in ["tcp", "udp"] {
+            let out = tokio::task::spawn_blocking(move || rpcinfo_ping(netid))
+                .await
+                .expect("join");
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success() && stdout.contains("ready and waiting"),
+                "rpcinfo -T {netid}: {out:?}"
+            );
+        }
+
+        rpcbind.unregister(&programs).await.expect("unregister");
+        let out = tokio::task::spawn_blocking(|| rpcinfo_ping("udp"))
+            .await
+            .expect("join");
+        assert!(!out.status.success(), "{out:?}");
+        server_tcp.shutdown().await;
+        server_udp.shutdown().await;
+    })
+    .await
+    .expect("in time");
+    println!("checked against rpcbind");
 }
