@@ -53,6 +53,7 @@ use generated::{PmapProgClient, RpcbprogV3Client, RpcbprogV4Client};
 /// A client of one rpcbind (portmapper) server, over an ONC channel `C`. Cheap to
 /// clone; all versions share the channel's connection.
 pub struct Rpcbind<C: Channel> {
+    addr: SocketAddr,
     v2: PmapProgClient<C>,
     v3: RpcbprogV3Client<C>,
     v4: RpcbprogV4Client<C>,
@@ -61,6 +62,7 @@ pub struct Rpcbind<C: Channel> {
 impl<C: Channel> Clone for Rpcbind<C> {
     fn clone(&self) -> Self {
         Rpcbind {
+            addr: self.addr,
             v2: self.v2.clone(),
             v3: self.v3.clone(),
             v4: self.v4.clone(),
@@ -70,21 +72,23 @@ impl<C: Channel> Clone for Rpcbind<C> {
 
 impl<C: Channel> std::fmt::Debug for Rpcbind<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Rpcbind").finish_non_exhaustive()
+        f.debug_struct("Rpcbind")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
     }
 }
 
 impl Rpcbind<OncTcpChannel> {
     /// A client of the rpcbind at `addr` (usually port [`PMAPPORT`], 111) over TCP.
     pub fn tcp(addr: SocketAddr) -> Self {
-        Rpcbind::new(OncTcpChannel::new(addr))
+        Rpcbind::new(OncTcpChannel::new(addr), addr)
     }
 }
 
 impl Rpcbind<OncUdpChannel> {
     /// A client of the rpcbind at `addr` (usually port [`PMAPPORT`], 111) over UDP.
     pub fn udp(addr: SocketAddr) -> Self {
-        Rpcbind::new(OncUdpChannel::new(addr))
+        Rpcbind::new(OncUdpChannel::new(addr), addr)
     }
 }
 
@@ -109,10 +113,12 @@ pub enum RegisterError {
 
 impl<C: Channel> Rpcbind<C> {
     /// A client of rpcbind over `channel` (an ONC channel: [`OncTcpChannel`] or
-    /// [`OncUdpChannel`]).
-    pub fn new(channel: C) -> Self {
+    /// [`OncUdpChannel`], for instance with a configuration of its own), which goes to
+    /// the rpcbind at `addr` ([`Rpcbind::lookup`] answers with that host).
+    pub fn new(channel: C, addr: SocketAddr) -> Self {
         let client = Client::new(channel);
         Rpcbind {
+            addr,
             v2: PmapProgClient::from_client(client.clone()),
             v3: RpcbprogV3Client::from_client(client.clone()),
             v4: RpcbprogV4Client::from_client(client),
@@ -194,6 +200,19 @@ impl<C: Channel> Rpcbind<C> {
             })
             .await?;
         u16::try_from(port).map_err(|_| RpcError::Protocol(format!("rpcbind answered port {port}")))
+    }
+
+    /// The address of (`prog`, `vers`, `prot`) on rpcbind's host: its IP address with
+    /// the port `GETPORT` answers, ready for [`OncTcpChannel::new`] or
+    /// [`OncUdpChannel::new`]. `None`: not registered.
+    pub async fn lookup(
+        &self,
+        prog: u32,
+        vers: u32,
+        prot: u32,
+    ) -> Result<Option<SocketAddr>, RpcError> {
+        let port = self.getport(prog, vers, prot).await?;
+        Ok((port != 0).then(|| SocketAddr::new(self.addr.ip(), port)))
     }
 
     /// The universal address (`h1.h2.h3.h4.p1.p2` for IPv4) of (`prog`, `vers`),

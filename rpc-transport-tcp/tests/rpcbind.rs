@@ -354,6 +354,11 @@ async fn inside_namespace_registered_server_found_by_rpcinfo() {
             .register(&programs, Some(tcp_port), Some(udp_port))
             .await
             .expect("register");
+        // Our own lookup finds the listeners' addresses.
+        let found = rpcbind.lookup(EMPTY.id, EMPTY.version, IPPROTO_TCP).await;
+        assert_eq!(found.expect("lookup").map(|a| a.port()), Some(tcp_port));
+        let found = rpcbind.lookup(EMPTY.id, EMPTY.version, IPPROTO_UDP).await;
+        assert_eq!(found.expect("lookup").map(|a| a.port()), Some(udp_port));
         for netid in ["tcp", "udp"] {
             let out = tokio::task::spawn_blocking(move || rpcinfo_ping(netid))
                 .await
