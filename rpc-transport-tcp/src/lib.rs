@@ -15,6 +15,8 @@
 //!   connection: a byte stream cannot be resynchronised.
 //! * [`onc`]: ONC RPC (RFC 5531) with record marking instead of our frames
 //!   ([`OncTcpListener`], [`OncTcpChannel`]), to talk to rpcgen / libtirpc peers.
+//! * [`rpcbind`]: a client of rpcbind / the portmapper (RFC 1833) over ONC TCP or UDP,
+//!   generated from `proto/rpcbind.x`, to look up and register programs.
 //!
 //! What it is not: an RPC runtime (calls, replies, retries and reconnection with backoff
 //! live in `rpc-core`, which uses this crate only through the `Channel`/`Listener`
@@ -68,6 +70,7 @@ mod config;
 mod listener;
 pub mod onc;
 mod receiver;
+pub mod rpcbind;
 mod sink;
 mod tls;
 mod writer;
