@@ -198,18 +198,23 @@ pub enum AnyChannel {
 }
 
 impl AnyChannel {
-    /// The channel for `endpoint` (its host may be a name, resolved on connect).
-    pub fn for_endpoint(endpoint: &Endpoint) -> Self {
+    /// The channel for `endpoint` (its host may be a name, resolved on connect);
+    /// `None` for an ONC RPC endpoint (`onc+tcp://`, `onc+udp://`), which speaks another
+    /// protocol than the key-value service.
+    pub fn for_endpoint(endpoint: &Endpoint) -> Option<Self> {
         match endpoint.scheme {
-            Scheme::Udp => AnyChannel::Udp(UdpChannel::new(endpoint.authority().as_str())),
-            Scheme::Tcp => AnyChannel::Tcp(TcpChannel::new(endpoint.authority())),
+            Scheme::Udp => Some(AnyChannel::Udp(UdpChannel::new(
+                endpoint.authority().as_str(),
+            ))),
+            Scheme::Tcp => Some(AnyChannel::Tcp(TcpChannel::new(endpoint.authority()))),
+            Scheme::OncTcp | Scheme::OncUdp => None,
         }
     }
 
-    /// The `connect` function for [`rpc_core::Client::balanced`]: every endpoint gets a
-    /// channel.
+    /// The `connect` function for [`rpc_core::Client::balanced`]: every endpoint of
+    /// this framework's protocols gets a channel (ONC RPC ones are skipped).
     pub fn connect(endpoint: &Endpoint) -> Option<AnyChannel> {
-        Some(AnyChannel::for_endpoint(endpoint))
+        AnyChannel::for_endpoint(endpoint)
     }
 }
 
@@ -280,7 +285,13 @@ pub async fn follow_instances(
                 .await
         }
         Discovery::Registry(registry) => {
-            let client = RegistryClient::new(AnyChannel::for_endpoint(registry));
+            let channel = AnyChannel::for_endpoint(registry).ok_or_else(|| {
+                rpc_core::naming::ResolveError::BadEndpoint {
+                    endpoint: registry.to_string(),
+                    reason: "the registry is reached over udp:// or tcp://".to_owned(),
+                }
+            })?;
+            let client = RegistryClient::new(channel);
             RegistryResolver::new(client)
                 .watch(SERVICE_NAME, SERVICE_VERSION)
                 .await

@@ -21,19 +21,45 @@
 //! # }
 //! ```
 //!
-//! Servers register their programs with [`Rpcbind::register`] (and remove them with
-//! [`Rpcbind::unregister`]). This is a function of this crate, not a `ServerBuilder`
-//! option: the server runtime (`rpc-core`) does not depend on any transport.
+//! A server registers the programs it hosts while it serves with the
+//! [`RegisterWithRpcbind`] hook (`ServerBuilder::hook`): registered when `serve` starts,
+//! unregistered first thing in a graceful shutdown. [`Rpcbind::register`] and
+//! [`Rpcbind::unregister`] do the same by hand. A client finds an ONC program through
+//! rpcbind with [`RpcbindResolver`], a `rpc_core::naming::Resolver`:
+//!
+//! ```no_run
+//! use rpc_core::naming::Resolver;
+//! use rpc_core::{Client, ClientConfig};
+//! use rpc_transport_tcp::rpcbind::{Protocol, RpcbindResolver};
+//! use rpc_transport_tcp::OncTcpChannel;
+//!
+//! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+//! let resolver = RpcbindResolver::local().protocols(&[Protocol::Tcp]);
+//! let endpoints = resolver.watch("nfs", 3).await?; // or "100003"
+//! let client = Client::balanced(
+//!     endpoints,
+//!     |e| e.socket_addr().map(OncTcpChannel::new),
+//!     ClientConfig::default(),
+//! );
+//! # drop(client);
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! Lists returned by rpcbind are decoded with the XDR reader's nesting bound, so a
 //! peer cannot make the client recurse without limit; longer lists fail to decode
 //! ([`RpcError::Decode`]).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
 
+use rpc_core::naming::{Endpoint, ResolveError, Resolver, Scheme};
+use rpc_core::server::{HookFuture, RunningHook, ServeHook, Serving};
 use rpc_core::transport::Channel;
 use rpc_core::{Client, RpcError};
 use rpc_transport_udp::OncUdpChannel;
+use tokio::sync::watch;
 
 use crate::OncTcpChannel;
 
@@ -282,5 +308,559 @@ impl<C: Channel> Rpcbind<C> {
             self.unset(prog, vers).await?;
         }
         Ok(())
+    }
+}
+
+/// The IP protocol of a mapping: which transport a program is registered or looked up
+/// for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Protocol {
+    /// TCP (`IPPROTO_TCP`, network id `tcp`/`tcp6`).
+    Tcp,
+    /// UDP (`IPPROTO_UDP`, network id `udp`/`udp6`).
+    Udp,
+}
+
+impl Protocol {
+    /// The portmap protocol number: [`IPPROTO_TCP`] or [`IPPROTO_UDP`].
+    pub fn ipproto(self) -> u32 {
+        match self {
+            Protocol::Tcp => IPPROTO_TCP,
+            Protocol::Udp => IPPROTO_UDP,
+        }
+    }
+
+    /// The rpcbind network id for an address of `ip`'s family (`tcp`, `udp`, `tcp6`,
+    /// `udp6`).
+    pub fn netid(self, ip: IpAddr) -> &'static str {
+        match (self, ip.is_ipv4()) {
+            (Protocol::Tcp, true) => "tcp",
+            (Protocol::Udp, true) => "udp",
+            (Protocol::Tcp, false) => "tcp6",
+            (Protocol::Udp, false) => "udp6",
+        }
+    }
+
+    /// The naming scheme of an endpoint reached over it: `onc+tcp` or `onc+udp`.
+    pub fn scheme(self) -> Scheme {
+        match self {
+            Protocol::Tcp => Scheme::OncTcp,
+            Protocol::Udp => Scheme::OncUdp,
+        }
+    }
+}
+
+/// The universal address (RFC 1833 §2.2) of `addr`: `h1.h2.h3.h4.p1.p2` for IPv4,
+/// the usual IPv6 text followed by `.p1.p2` for IPv6.
+pub fn universal_address(addr: SocketAddr) -> String {
+    let port = addr.port();
+    format!("{}.{}.{}", addr.ip(), port >> 8, port & 0xff)
+}
+
+/// The address a universal address (RFC 1833 §2.2) names, or `None` if it is not one.
+pub fn parse_universal_address(uaddr: &str) -> Option<SocketAddr> {
+    let (rest, low) = uaddr.rsplit_once('.')?;
+    let (host, high) = rest.rsplit_once('.')?;
+    let (high, low): (u8, u8) = (high.parse().ok()?, low.parse().ok()?);
+    let port = u16::from(high) << 8 | u16::from(low);
+    Some(SocketAddr::new(host.parse().ok()?, port))
+}
+
+/// The usual rpcbind: port 111 on the loopback address.
+pub const LOCAL_RPCBIND: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), PMAPPORT as u16);
+
+/// How long one [`RegisterWithRpcbind`] attempt waits for rpcbind's answers: 5 s.
+pub const REGISTER_ATTEMPT_WAIT: Duration = Duration::from_secs(5);
+/// How long [`RegisterWithRpcbind`]'s shutdown waits for rpcbind to unregister: 2 s.
+pub const UNREGISTER_WAIT: Duration = Duration::from_secs(2);
+/// The first wait before [`RegisterWithRpcbind`] tries again after rpcbind could not
+/// be reached: 250 ms, doubling up to [`MAX_REGISTER_RETRY`].
+pub const FIRST_REGISTER_RETRY: Duration = Duration::from_millis(250);
+/// The longest wait between [`RegisterWithRpcbind`]'s attempts: 30 s.
+pub const MAX_REGISTER_RETRY: Duration = Duration::from_secs(30);
+
+/// Where a [`RegisterWithRpcbind`] registration stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RegistrationState {
+    /// The server has not started serving yet, or the first attempt is under way.
+    Pending,
+    /// Every program and version is registered.
+    Registered,
+    /// rpcbind could not be reached (or failed); the hook keeps trying, with backoff.
+    /// The text says what went wrong last.
+    Retrying(String),
+    /// rpcbind refused a mapping (another owner holds it): given up.
+    Refused {
+        /// The program number.
+        prog: u32,
+        /// The version.
+        vers: u32,
+    },
+    /// The server shut down and its mappings were removed (or the wait for rpcbind,
+    /// [`UNREGISTER_WAIT`], ran out).
+    Unregistered,
+}
+
+/// Registers the ONC RPC programs a server hosts with rpcbind while it serves: a
+/// [`ServeHook`] for `ServerBuilder::hook`.
+///
+/// When `serve` starts, every hosted interface version (program = interface id,
+/// version = interface version; or the list given to
+/// [`RegisterWithRpcbind::programs`]) is registered for this hook's protocol at the
+/// listener's address, with rpcbind version 3 `SET` under the network id of the
+/// protocol (`tcp`/`udp`, `tcp6`/`udp6`), in the background: the server serves at once.
+/// As rpcgen's servers do, a mapping left by an earlier run of the program for the same
+/// network id is removed first (`UNSET` of that network id only, so a TCP and a UDP
+/// server of one program do not remove each other's mappings); turn that off with
+/// [`RegisterWithRpcbind::replace_existing`]. If rpcbind cannot be reached the hook
+/// tries again (each attempt bounded by [`REGISTER_ATTEMPT_WAIT`], then waits from
+/// [`FIRST_REGISTER_RETRY`], doubling up to [`MAX_REGISTER_RETRY`]).
+/// A graceful shutdown (`ServerHandle::shutdown`) removes the mappings first, waiting
+/// at most [`UNREGISTER_WAIT`]; dropping the handle leaves them (as a crashed rpcgen
+/// server does).
+///
+/// ONC listeners serve one protocol each, so a program reached over both TCP and UDP
+/// has two servers, each with its hook:
+///
+/// ```no_run
+/// # async fn f(svc: impl rpc_core::server::Service + Clone) -> std::io::Result<()> {
+/// use rpc_core::Server;
+/// use rpc_transport_tcp::rpcbind::{Protocol, RegisterWithRpcbind};
+/// use rpc_transport_tcp::OncTcpListener;
+/// use rpc_transport_udp::OncUdpListener;
+///
+/// let tcp = Server::builder()
+///     .add_service(svc.clone())
+///     .hook(RegisterWithRpcbind::new(Protocol::Tcp))
+///     .serve(OncTcpListener::bind("0.0.0.0:0").await?)
+///     .expect("serve");
+/// let udp = Server::builder()
+///     .add_service(svc)
+///     .hook(RegisterWithRpcbind::new(Protocol::Udp))
+///     .serve(OncUdpListener::bind("0.0.0.0:0").await?)
+///     .expect("serve");
+/// // ... `rpcinfo -p` lists the program for both protocols ...
+/// tcp.shutdown().await; // unregisters first
+/// udp.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct RegisterWithRpcbind {
+    protocol: Protocol,
+    rpcbind: SocketAddr,
+    programs: Option<Vec<(u32, u32)>>,
+    replace: bool,
+    state: Arc<watch::Sender<RegistrationState>>,
+}
+
+impl RegisterWithRpcbind {
+    /// Registers for `protocol` (the listener's) with the local rpcbind
+    /// ([`LOCAL_RPCBIND`]).
+    pub fn new(protocol: Protocol) -> Self {
+        RegisterWithRpcbind {
+            protocol,
+            rpcbind: LOCAL_RPCBIND,
+            programs: None,
+            replace: true,
+            state: Arc::new(watch::channel(RegistrationState::Pending).0),
+        }
+    }
+
+    /// Talks to the rpcbind at `addr` instead (rpcbind accepts registrations only from
+    /// its own host).
+    pub fn rpcbind_addr(mut self, addr: SocketAddr) -> Self {
+        self.rpcbind = addr;
+        self
+    }
+
+    /// Registers these (program, version) pairs instead of every hosted interface.
+    pub fn programs(mut self, programs: impl IntoIterator<Item = (u32, u32)>) -> Self {
+        self.programs = Some(programs.into_iter().collect());
+        self
+    }
+
+    /// Whether a mapping already held for the same program, version and network id is
+    /// removed before registering (default `true`, as rpcgen servers do); with `false`
+    /// such a mapping makes the registration fail ([`RegistrationState::Refused`]).
+    pub fn replace_existing(mut self, replace: bool) -> Self {
+        self.replace = replace;
+        self
+    }
+
+    /// Follows where the registration stands (keep it before handing the hook to the
+    /// builder).
+    pub fn state(&self) -> watch::Receiver<RegistrationState> {
+        self.state.subscribe()
+    }
+}
+
+/// One rpcbind mapping a hook makes: program, version, network id, universal address.
+#[derive(Debug, Clone)]
+struct HookMapping {
+    prog: u32,
+    vers: u32,
+    netid: &'static str,
+    uaddr: String,
+}
+
+impl HookMapping {
+    fn rpcb(&self) -> Rpcb {
+        Rpcb {
+            r_prog: self.prog,
+            r_vers: self.vers,
+            r_netid: self.netid.to_owned(),
+            r_addr: self.uaddr.clone(),
+            // rpcbind records the caller's identity itself.
+            r_owner: String::new(),
+        }
+    }
+}
+
+enum Attempt {
+    Done,
+    Refused { prog: u32, vers: u32 },
+}
+
+async fn register_all(
+    rpcbind: &Rpcbind<OncUdpChannel>,
+    mappings: &[HookMapping],
+    replace: bool,
+) -> Result<Attempt, RpcError> {
+    for m in mappings {
+        if replace {
+            let mut unset = m.rpcb();
+            unset.r_addr.clear();
+            rpcbind.v3().rpcbproc_unset(unset).await?;
+        }
+        if !rpcbind.v3().rpcbproc_set(m.rpcb()).await? {
+            return Ok(Attempt::Refused {
+                prog: m.prog,
+                vers: m.vers,
+            });
+        }
+    }
+    Ok(Attempt::Done)
+}
+
+async fn unregister_all(rpcbind: &Rpcbind<OncUdpChannel>, mappings: &[HookMapping]) {
+    for m in mappings {
+        let mut unset = m.rpcb();
+        unset.r_addr.clear();
+        if let Err(e) = rpcbind.v3().rpcbproc_unset(unset).await {
+            tracing::warn!(prog = m.prog, vers = m.vers, error = %e, "rpcbind unregistration failed");
+        }
+    }
+}
+
+impl ServeHook for RegisterWithRpcbind {
+    fn start(self: Box<Self>, serving: &Serving) -> Box<dyn RunningHook> {
+        let local = serving.local_addr();
+        let programs = self.programs.clone().unwrap_or_else(|| {
+            let mut p: Vec<(u32, u32)> = serving
+                .interfaces()
+                .iter()
+                .map(|i| (i.id, i.version))
+                .collect();
+            p.dedup();
+            p
+        });
+        let netid = self.protocol.netid(local.ip());
+        let uaddr = universal_address(local);
+        let mappings: Arc<[HookMapping]> = programs
+            .iter()
+            .map(|&(prog, vers)| HookMapping {
+                prog,
+                vers,
+                netid,
+                uaddr: uaddr.clone(),
+            })
+            .collect();
+        let rpcbind = Rpcbind::udp(self.rpcbind);
+        let state = self.state.clone();
+        let replace = self.replace;
+        let task = {
+            let (rpcbind, mappings, state) = (rpcbind.clone(), mappings.clone(), state.clone());
+            tokio::spawn(async move {
+                let mut wait = FIRST_REGISTER_RETRY;
+                loop {
+                    let attempt = tokio::time::timeout(
+                        REGISTER_ATTEMPT_WAIT,
+                        register_all(&rpcbind, &mappings, replace),
+                    )
+                    .await
+                    .unwrap_or(Err(RpcError::Timeout));
+                    match attempt {
+                        Ok(Attempt::Done) => {
+                            tracing::info!(programs = ?programs, netid, %uaddr, "registered with rpcbind");
+                            state.send_replace(RegistrationState::Registered);
+                            return;
+                        }
+                        Ok(Attempt::Refused { prog, vers }) => {
+                            tracing::warn!(prog, vers, netid, "rpcbind refused the registration");
+                            state.send_replace(RegistrationState::Refused { prog, vers });
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, retry_in = ?wait, "rpcbind registration failed");
+                            state.send_replace(RegistrationState::Retrying(e.to_string()));
+                            tokio::time::sleep(wait).await;
+                            wait = (wait * 2).min(MAX_REGISTER_RETRY);
+                        }
+                    }
+                }
+            })
+        };
+        Box::new(RunningRegistration {
+            task,
+            rpcbind,
+            mappings,
+            state,
+        })
+    }
+}
+
+/// A started [`RegisterWithRpcbind`].
+struct RunningRegistration {
+    task: tokio::task::JoinHandle<()>,
+    rpcbind: Rpcbind<OncUdpChannel>,
+    mappings: Arc<[HookMapping]>,
+    state: Arc<watch::Sender<RegistrationState>>,
+}
+
+impl RunningHook for RunningRegistration {
+    fn stop(self: Box<Self>) -> HookFuture {
+        Box::pin(async move {
+            self.task.abort();
+            let unregister = unregister_all(&self.rpcbind, &self.mappings);
+            if tokio::time::timeout(UNREGISTER_WAIT, unregister)
+                .await
+                .is_err()
+            {
+                tracing::warn!("rpcbind did not answer the unregistration in time");
+            }
+            self.state.send_replace(RegistrationState::Unregistered);
+        })
+    }
+}
+
+impl Drop for RunningRegistration {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// How often [`RpcbindResolver`] asks rpcbind again by default: 10 s.
+pub const DEFAULT_RPCBIND_REFRESH: Duration = Duration::from_secs(10);
+
+/// Finds an ONC RPC program through rpcbind: a [`Resolver`] whose endpoints are
+/// `onc+tcp://` and `onc+udp://` addresses on rpcbind's host.
+///
+/// The name is the program: a number (`100003`, `0x20000102`) or a name of the
+/// system's `/etc/rpc` (`nfs`, `mountd`). For each protocol asked for (both by
+/// default), rpcbind is asked with portmap `GETPORT` over UDP; the set is asked for
+/// again every [`DEFAULT_RPCBIND_REFRESH`] while someone follows it, so servers that
+/// restart on another port are followed. A program rpcbind does not know is
+/// [`ResolveError::NotFound`] at first; later, an empty answer empties the set (the
+/// server has unregistered), while a failed query keeps the last set.
+#[derive(Debug, Clone)]
+pub struct RpcbindResolver {
+    rpcbind: SocketAddr,
+    protocols: Vec<Protocol>,
+    refresh: Duration,
+    call_timeout: Duration,
+}
+
+impl RpcbindResolver {
+    /// A resolver asking the rpcbind at `addr`.
+    pub fn new(addr: SocketAddr) -> Self {
+        RpcbindResolver {
+            rpcbind: addr,
+            protocols: vec![Protocol::Tcp, Protocol::Udp],
+            refresh: DEFAULT_RPCBIND_REFRESH,
+            call_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// A resolver asking the local rpcbind ([`LOCAL_RPCBIND`]).
+    pub fn local() -> Self {
+        RpcbindResolver::new(LOCAL_RPCBIND)
+    }
+
+    /// Only endpoints of these protocols (default: TCP and UDP).
+    pub fn protocols(mut self, protocols: &[Protocol]) -> Self {
+        self.protocols = protocols.to_vec();
+        self
+    }
+
+    /// How often rpcbind is asked again (at least 10 ms).
+    pub fn refresh(mut self, every: Duration) -> Self {
+        self.refresh = every.max(Duration::from_millis(10));
+        self
+    }
+
+    async fn lookup(
+        &self,
+        rpcbind: &Rpcbind<OncUdpChannel>,
+        prog: u32,
+        vers: u32,
+    ) -> Result<Vec<Endpoint>, ResolveError> {
+        let mut set = Vec::new();
+        for &protocol in &self.protocols {
+            let asked = tokio::time::timeout(
+                self.call_timeout,
+                rpcbind.getport(prog, vers, protocol.ipproto()),
+            )
+            .await;
+            let port = match asked {
+                Ok(Ok(port)) => port,
+                Ok(Err(e)) => {
+                    return Err(ResolveError::Service(format!(
+                        "rpcbind at {}: {e}",
+                        self.rpcbind
+                    )))
+                }
+                Err(_) => {
+                    return Err(ResolveError::Service(format!(
+                        "rpcbind at {} did not answer in {:?}",
+                        self.rpcbind, self.call_timeout
+                    )))
+                }
+            };
+            if port != 0 {
+                set.push(Endpoint::from_addr(
+                    protocol.scheme(),
+                    SocketAddr::new(self.rpcbind.ip(), port),
+                ));
+            }
+        }
+        set.sort();
+        Ok(set)
+    }
+}
+
+/// The program number `name` stands for: a decimal or `0x` hexadecimal number, or a
+/// name (or alias) in `/etc/rpc`.
+pub fn program_number(name: &str) -> Result<u32, ResolveError> {
+    let name = name.trim();
+    let number = match name.strip_prefix("0x").or_else(|| name.strip_prefix("0X")) {
+        Some(hex) => u32::from_str_radix(hex, 16).ok(),
+        None => name.parse().ok(),
+    };
+    if let Some(number) = number {
+        return Ok(number);
+    }
+    let table = std::fs::read_to_string("/etc/rpc").unwrap_or_default();
+    program_in_table(&table, name).ok_or_else(|| ResolveError::BadEndpoint {
+        endpoint: name.to_owned(),
+        reason: "not a program number, nor a program name in /etc/rpc".to_owned(),
+    })
+}
+
+/// Looks `name` up in the text of an `/etc/rpc` file (`name number aliases...`, `#`
+/// comments).
+fn program_in_table(table: &str, name: &str) -> Option<u32> {
+    table.lines().find_map(|line| {
+        let line = line.split('#').next().unwrap_or("");
+        let mut fields = line.split_whitespace();
+        let first = fields.next()?;
+        let number = fields.next()?.parse().ok()?;
+        (first == name || fields.any(|alias| alias == name)).then_some(number)
+    })
+}
+
+impl Resolver for RpcbindResolver {
+    async fn watch(
+        &self,
+        name: &str,
+        version: u32,
+    ) -> Result<watch::Receiver<Vec<Endpoint>>, ResolveError> {
+        let prog = program_number(name)?;
+        let rpcbind = Rpcbind::udp(self.rpcbind);
+        let first = self.lookup(&rpcbind, prog, version).await?;
+        if first.is_empty() {
+            return Err(ResolveError::NotFound {
+                name: name.to_owned(),
+                version,
+            });
+        }
+        let (tx, rx) = watch::channel(first);
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = tx.closed() => return,
+                    () = tokio::time::sleep(me.refresh) => {}
+                }
+                match me.lookup(&rpcbind, prog, version).await {
+                    Ok(set) => {
+                        tx.send_if_modified(|cur| {
+                            let changed = *cur != set;
+                            if changed {
+                                *cur = set;
+                            }
+                            changed
+                        });
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "rpcbind refresh failed; keeping the last set")
+                    }
+                }
+            }
+        });
+        Ok(rx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn universal_addresses_round_trip() {
+        let v4: SocketAddr = "127.0.0.1:2049".parse().unwrap();
+        assert_eq!(universal_address(v4), "127.0.0.1.8.1");
+        assert_eq!(parse_universal_address("127.0.0.1.8.1"), Some(v4));
+        let v6: SocketAddr = "[::1]:111".parse().unwrap();
+        assert_eq!(universal_address(v6), "::1.0.111");
+        assert_eq!(parse_universal_address("::1.0.111"), Some(v6));
+        for bad in [
+            "",
+            "127.0.0.1",
+            "127.0.0.1.8",
+            "127.0.0.1.256.0",
+            "x.1.1",
+            "1.2.3.4.1.999",
+        ] {
+            assert_eq!(parse_universal_address(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn program_names_and_numbers() {
+        assert_eq!(program_number("100003").unwrap(), 100_003);
+        assert_eq!(program_number("0x20000102").unwrap(), 0x2000_0102);
+        let table =
+            "# comment\nportmapper\t100000\tportmap sunrpc rpcbind\nnfs 100003 nfsprog # x\n";
+        assert_eq!(program_in_table(table, "rpcbind"), Some(100_000));
+        assert_eq!(program_in_table(table, "nfs"), Some(100_003));
+        assert_eq!(program_in_table(table, "nfsprog"), Some(100_003));
+        assert_eq!(program_in_table(table, "comment"), None);
+        assert!(matches!(
+            program_number("no-such-program-name"),
+            Err(ResolveError::BadEndpoint { .. })
+        ));
+    }
+
+    #[test]
+    fn netids_follow_the_address_family() {
+        let v4: IpAddr = Ipv4Addr::LOCALHOST.into();
+        let v6: IpAddr = std::net::Ipv6Addr::LOCALHOST.into();
+        assert_eq!(Protocol::Tcp.netid(v4), "tcp");
+        assert_eq!(Protocol::Udp.netid(v4), "udp");
+        assert_eq!(Protocol::Tcp.netid(v6), "tcp6");
+        assert_eq!(Protocol::Udp.netid(v6), "udp6");
     }
 }

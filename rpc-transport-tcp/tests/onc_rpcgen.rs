@@ -7,7 +7,9 @@
 //! Needs `rpcgen`, `gcc` and libtirpc's headers; without them the test prints SKIPPED,
 //! unless `RPC_REQUIRE_ONC_PEERS=1`.
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::PathBuf;
 use std::process::Command;
 
 use bytes::Bytes;
@@ -70,56 +72,20 @@ impl Service for Demo {
     }
 }
 
-fn require_peers() -> bool {
-    std::env::var("RPC_REQUIRE_ONC_PEERS").as_deref() == Ok("1")
-}
-
-fn have(tool: &str) -> bool {
-    Command::new(tool).arg("--version").output().is_ok()
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed: {out:?}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// Generates the stubs with rpcgen and builds the C client; returns its path.
 fn build_client() -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/onc");
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("onc-rpcgen");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    for file in ["demo.x", "demo_client.c"] {
-        std::fs::copy(src.join(file), dir.join(file)).unwrap();
-    }
-    for (flag, out) in [
-        ("-h", "demo.h"),
-        ("-c", "demo_xdr.c"),
-        ("-l", "demo_clnt.c"),
-    ] {
-        run(Command::new("rpcgen")
-            .current_dir(&dir)
-            .args([flag, "demo.x", "-o", out]));
-    }
-    run(Command::new("gcc").current_dir(&dir).args([
-        "-o",
+    support::build_demo_program(
         "demo_client",
-        "demo_client.c",
-        "demo_clnt.c",
-        "demo_xdr.c",
-        "-I/usr/include/tirpc",
-        "-ltirpc",
-    ]));
-    dir.join("demo_client")
+        &["demo_client.c"],
+        &[("-c", "demo_xdr.c"), ("-l", "demo_clnt.c")],
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rpcgen_c_client_over_tcp_and_udp() {
-    let tirpc = Path::new("/usr/include/tirpc/rpc/rpc.h").exists();
-    if !(have("rpcgen") && have("gcc") && tirpc) {
+    if !support::have_rpcgen_toolchain() {
         assert!(
-            !require_peers(),
+            !support::require_peers(),
             "rpcgen, gcc or libtirpc-dev missing and RPC_REQUIRE_ONC_PEERS=1"
         );
         eprintln!("SKIPPED: rpcgen, gcc or libtirpc-dev (headers) not installed");
@@ -139,10 +105,12 @@ async fn rpcgen_c_client_over_tcp_and_udp() {
     for (port, proto) in [(tcp_port, "tcp"), (udp_port, "udp")] {
         let client = client.clone();
         let out = tokio::task::spawn_blocking(move || {
-            run(Command::new("timeout")
-                .arg("30")
-                .arg(&client)
-                .args([&port.to_string(), proto]))
+            support::run_ok(
+                Command::new("timeout")
+                    .arg("30")
+                    .arg(&client)
+                    .args([&port.to_string(), proto]),
+            )
         })
         .await
         .unwrap();

@@ -105,8 +105,10 @@ async fn serve(
         Endpoint::new(scheme, host, local.port())
     };
     if let Some(registry) = &args.registry {
+        let channel = AnyChannel::for_endpoint(registry)
+            .ok_or("the registry is reached over udp:// or tcp://")?;
         builder = builder.hook(RegisterOnServe::new(
-            RegistryClient::new(AnyChannel::for_endpoint(registry)),
+            RegistryClient::new(channel),
             SERVICE_NAME,
             SERVICE_VERSION,
             advertised.clone(),

@@ -1,10 +1,12 @@
 //! Naming: calling a service by name instead of by address.
 //!
 //! A [`Resolver`] turns a service name and version into a changing set of
-//! [`Endpoint`]s (`udp://host:port` or `tcp://host:port`), published through a
-//! `tokio::sync::watch` channel that always holds the latest known set. Built in:
-//! [`StaticResolver`] (a fixed list), [`DnsResolver`] (a host name re-resolved
-//! periodically), the framework's own registry ([`registry`]), and etcd (feature `etcd`).
+//! [`Endpoint`]s (`udp://host:port` or `tcp://host:port`; `onc+tcp://` and `onc+udp://`
+//! for ONC RPC peers), published through a `tokio::sync::watch` channel that always
+//! holds the latest known set. Built in: [`StaticResolver`] (a fixed list),
+//! [`DnsResolver`] (a host name re-resolved periodically), the framework's own registry
+//! ([`registry`]), and etcd (feature `etcd`); rpcbind, for ONC RPC programs, is
+//! `rpc_transport_tcp::rpcbind::RpcbindResolver`.
 //! A balanced [`crate::Client`] follows such a channel and spreads calls over the
 //! endpoints.
 
@@ -30,14 +32,20 @@ pub enum Scheme {
     Udp,
     /// TCP (`tcp://`).
     Tcp,
+    /// ONC RPC (RFC 5531) over TCP, with record marking (`onc+tcp://`).
+    OncTcp,
+    /// ONC RPC (RFC 5531) over UDP, one message per datagram (`onc+udp://`).
+    OncUdp,
 }
 
 impl Scheme {
-    /// `"udp"` or `"tcp"`.
+    /// `"udp"`, `"tcp"`, `"onc+tcp"` or `"onc+udp"`.
     pub fn as_str(self) -> &'static str {
         match self {
             Scheme::Udp => "udp",
             Scheme::Tcp => "tcp",
+            Scheme::OncTcp => "onc+tcp",
+            Scheme::OncUdp => "onc+udp",
         }
     }
 }
@@ -95,7 +103,8 @@ impl fmt::Display for Endpoint {
 impl FromStr for Endpoint {
     type Err = ResolveError;
 
-    /// Parses `udp://host:port` or `tcp://host:port` (`[v6]:port` for IPv6).
+    /// Parses `udp://host:port`, `tcp://host:port`, `onc+tcp://host:port` or
+    /// `onc+udp://host:port` (`[v6]:port` for IPv6).
     fn from_str(s: &str) -> Result<Self, ResolveError> {
         let bad = |why: &str| ResolveError::BadEndpoint {
             endpoint: s.to_owned(),
@@ -103,11 +112,13 @@ impl FromStr for Endpoint {
         };
         let (scheme, rest) = s
             .split_once("://")
-            .ok_or_else(|| bad("expected udp:// or tcp://"))?;
+            .ok_or_else(|| bad("expected udp://, tcp://, onc+tcp:// or onc+udp://"))?;
         let scheme = match scheme {
             "udp" => Scheme::Udp,
             "tcp" => Scheme::Tcp,
-            _ => return Err(bad("unknown scheme; expected udp or tcp")),
+            "onc+tcp" => Scheme::OncTcp,
+            "onc+udp" => Scheme::OncUdp,
+            _ => return Err(bad("unknown scheme; expected udp, tcp, onc+tcp or onc+udp")),
         };
         let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
             let (host, after) = v6
@@ -303,6 +314,11 @@ mod tests {
             (Scheme::Udp, "127.0.0.1", 7000)
         );
         assert_eq!(e.to_string(), "udp://127.0.0.1:7000");
+        for text in ["onc+tcp://127.0.0.1:2049", "onc+udp://10.0.0.1:111"] {
+            let onc: Endpoint = text.parse().unwrap();
+            assert!(matches!(onc.scheme, Scheme::OncTcp | Scheme::OncUdp));
+            assert_eq!(onc.to_string(), text);
+        }
         let v6: Endpoint = "tcp://[::1]:80".parse().unwrap();
         assert_eq!(v6.host, "::1");
         assert_eq!(v6.to_string(), "tcp://[::1]:80");
@@ -310,6 +326,7 @@ mod tests {
         for bad in [
             "127.0.0.1:1",
             "http://x:1",
+            "onc://x:1",
             "udp://x",
             "udp://:1",
             "udp://x:99999",

@@ -72,7 +72,7 @@ use tokio::time::Instant;
 
 use super::{Endpoint, ResolveError, Resolver};
 use crate::error::{RpcError, Status};
-use crate::server::{CallContext, HookFuture, RunningHook, ServeHook};
+use crate::server::{CallContext, HookFuture, RunningHook, ServeHook, Serving};
 use crate::transport::Channel;
 use crate::CallOptions;
 
@@ -1150,8 +1150,8 @@ impl RegisterOnServe {
 }
 
 impl ServeHook for RegisterOnServe {
-    fn start(self: Box<Self>, local_addr: SocketAddr) -> Box<dyn RunningHook> {
-        Box::new((self.start)(local_addr))
+    fn start(self: Box<Self>, serving: &Serving) -> Box<dyn RunningHook> {
+        Box::new((self.start)(serving.local_addr()))
     }
 }
 
@@ -1204,7 +1204,8 @@ mod tests {
             1,
             "udp://10.1.2.3:0".parse().unwrap(),
         );
-        let registration = Box::new(hook).start("0.0.0.0:4242".parse().unwrap());
+        let registration =
+            Box::new(hook).start(&Serving::new("0.0.0.0:4242".parse().unwrap(), Vec::new()));
         let set = loop {
             let set = client.lookup("calc".into(), 1).await.unwrap();
             if !set.endpoints.is_empty() {

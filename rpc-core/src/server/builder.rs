@@ -12,7 +12,7 @@ use super::admission::Admission;
 use super::authorize::{Authorizer, Authorizers};
 use super::connections::ConnectionTable;
 use super::handle::ServerHandle;
-use super::hook::ServeHook;
+use super::hook::{ServeHook, Serving};
 use super::interfaces::InterfaceTable;
 use super::layer::{self, BoxError, Interceptor, ServerCall, ServerStack, Wrap};
 use super::limits::ServerLimits;
@@ -215,9 +215,11 @@ impl ServerBuilder {
         self
     }
 
-    /// Runs `hook` beside the server: started by `serve` with the listener's address,
-    /// stopped first thing in [`ServerHandle::shutdown`] (e.g. registering with a name
-    /// registry: `crate::naming::registry::RegisterOnServe`).
+    /// Runs `hook` beside the server: started by `serve` with the listener's address
+    /// and the hosted interfaces ([`Serving`]), stopped first thing in
+    /// [`ServerHandle::shutdown`]. Registering with a name registry is one
+    /// (`crate::naming::registry::RegisterOnServe`), registering ONC RPC programs with
+    /// rpcbind another (`rpc_transport_tcp::rpcbind::RegisterWithRpcbind`).
     pub fn hook(mut self, hook: impl ServeHook) -> Self {
         self.hooks.push(Box::new(hook));
         self
@@ -318,6 +320,7 @@ impl ServerBuilder {
     /// connection, and the calls' tasks spawned on the current tokio runtime.
     pub fn serve<L: Listener>(self, listener: L) -> Result<ServerHandle, ServerError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| ServerError::NoRuntime)?;
+        let hosted: Vec<&'static InterfaceInfo> = self.services.iter().map(|s| s.info()).collect();
         let interfaces = InterfaceTable::new(self.services)?;
         let (phase, _) = watch::channel(Phase::Running);
         let local_addr = listener.local_addr();
@@ -348,9 +351,10 @@ impl ServerBuilder {
         tracing::info!(%local_addr, workers = self.workers, queue_depth = self.queue_depth, "server started");
         let hooks = {
             let _enter = runtime.enter();
+            let serving = Serving::new(local_addr, hosted);
             self.hooks
                 .into_iter()
-                .map(|hook| hook.start(local_addr))
+                .map(|hook| hook.start(&serving))
                 .collect()
         };
         Ok(ServerHandle::new(shared, local_addr, accept, hooks))

@@ -65,7 +65,7 @@ pub use authorize::{AuthRequest, Authorizer, BearerTokens};
 pub use builder::ServerBuilder;
 pub use context::{CallContext, CallControl};
 pub use handle::ServerHandle;
-pub use hook::{HookFuture, RunningHook, ServeHook};
+pub use hook::{HookFuture, RunningHook, ServeHook, Serving};
 pub use layer::{status_from_error, BoxError, Handler, ServerCall, ServerStack};
 pub use limits::{ServerLimits, DEFAULT_MAX_CONNECTIONS};
 pub use reply_cache::{ReplyCacheConfig, ReplyCacheStats};
