@@ -29,7 +29,8 @@
 //!
 //! ```no_run
 //! use rpc_core::naming::Resolver;
-//! use rpc_core::{Client, ClientConfig};
+//! use rpc_core::client::ClientConfig;
+//! use rpc_core::Client;
 //! use rpc_transport_tcp::rpcbind::{Protocol, RpcbindResolver};
 //! use rpc_transport_tcp::OncTcpChannel;
 //!
