@@ -9,20 +9,8 @@
 //!
 //! # Naming
 //!
-//! * Types (structs, enums, unions, typedefs) and interfaces: `UpperCamelCase`
-//!   (`point_t` → `PointT`, names already in camel case are kept).
-//! * Constants: `SCREAMING_SNAKE_CASE`.
-//! * Enum variants: `UpperCamelCase` (`ADD` → `Add`).
-//! * Struct fields, procedures and arguments: `snake_case` (`numItems` → `num_items`;
-//!   names already in snake case are kept as written). Unnamed arguments (RFC 5531) are
-//!   `arg1`, `arg2`, ...
-//! * Rust keywords become raw identifiers (`type` → `r#type`), except the ones that
-//!   cannot be raw (`self`, `Self`, `super`, `crate`), which get a trailing underscore
-//!   (`self_`). Argument names that would shadow the generated code's own locals
-//!   (`w`, `r`, `ctx`, `args`, `inner`, `ret`, `options`, `procedure`) and procedure names
-//!   that would collide with the generated clients' own methods (`new`, `from_client`,
-//!   `client`, `with_options`, `with_runtime`, `async_client`) also get a trailing
-//!   underscore.
+//! Every Rust name comes from [`crate::naming`], which the checker uses too to report
+//! IDL names that would collide in Rust.
 //!
 //! # Constants
 //!
@@ -51,14 +39,19 @@
 
 use std::collections::{HashMap, HashSet};
 
-use proc_macro2::{Ident as RIdent, Literal, Span as RSpan, TokenStream};
+use proc_macro2::{Ident as RIdent, Literal, TokenStream};
 use quote::{format_ident, quote};
 
 mod deep_drop;
 
+use crate::naming::{
+    arg_name, blocking_client_name, client_name, ident, interface_names, interface_static,
+    proc_name, procedures_static, screaming, server_name, snake, start_name, upper_camel,
+};
+
 use crate::model::{
-    ConstDef, Declaration, Definition, Docs, EnumDef, Interface, Procedure, Spec, StructDef, Type,
-    TypedefDef, UnionDef, Value, ValueKind,
+    value_of, ConstDef, Declaration, Definition, Docs, EnumDef, Interface, Procedure, Spec,
+    StructDef, Type, TypedefDef, UnionDef, Value, ValueKind,
 };
 
 /// How deep typedef chains are followed before giving up (a checked spec has no cycles;
@@ -888,7 +881,12 @@ impl<'a> Generator<'a> {
 
     /// How a procedure's arguments and result travel in XDR.
     fn xdr_wire(&self, p: &Procedure) -> ProcWire {
-        let arg_names = arg_names(p);
+        let arg_names: Vec<RIdent> = p
+            .args
+            .iter()
+            .enumerate()
+            .map(|(i, a)| ident(&arg_name(a.name.as_ref().map(|n| n.name.as_str()), i)))
+            .collect();
         let params = p
             .args
             .iter()
@@ -986,13 +984,12 @@ pub(crate) fn interface_items(iface: &Interface, base: &str, wires: &[ProcWire])
     let id = iface.resolved_id.unwrap_or(0);
     let version = u32::try_from(value_of(&iface.version)).unwrap_or(1);
     let iname = &iface.name.name;
-    let screaming_base = screaming(base);
-    let info_name = format_ident!("{}_INTERFACE", screaming_base);
-    let procs_name = format_ident!("{}_PROCEDURES", screaming_base);
+    let info_name = ident(&interface_static(base));
+    let procs_name = ident(&procedures_static(base));
     let trait_name = ident(base);
-    let client_name = format_ident!("{}Client", base);
-    let blocking_name = format_ident!("{}BlockingClient", base);
-    let server_name = format_ident!("{}Server", base);
+    let client_name = ident(&client_name(base));
+    let blocking_name = ident(&blocking_client_name(base));
+    let server_name = ident(&server_name(base));
     let id_lit = Literal::u32_unsuffixed(id);
     let id_text = format!("{id:#010x}");
     let version_lit = Literal::u32_unsuffixed(version);
@@ -1522,91 +1519,6 @@ pub(crate) fn interface_items(iface: &Interface, base: &str, wires: &[ProcWire])
 
 // ----- helpers ---------------------------------------------------------------------------
 
-/// The Rust base names of the interfaces (`Calc` → `CalcClient`, `CALC_INTERFACE`, ...):
-/// the camel-case name, with `V<version>` appended when two interfaces share a name.
-pub(crate) fn interface_names(interfaces: &[Interface]) -> Vec<String> {
-    let camel: Vec<String> = interfaces
-        .iter()
-        .map(|i| upper_camel(&i.name.name))
-        .collect();
-    let mut count: HashMap<&str, usize> = HashMap::new();
-    for c in &camel {
-        *count.entry(c.as_str()).or_default() += 1;
-    }
-    camel
-        .iter()
-        .zip(interfaces)
-        .map(|(c, i)| {
-            if count.get(c.as_str()).copied().unwrap_or(0) > 1 {
-                format!("{c}V{}", value_of(&i.version))
-            } else {
-                c.clone()
-            }
-        })
-        .collect()
-}
-
-/// The generated names of a procedure's arguments.
-pub(crate) fn arg_names(p: &Procedure) -> Vec<RIdent> {
-    const LOCALS: &[&str] = &[
-        "w",
-        "r",
-        "ctx",
-        "args",
-        "inner",
-        "ret",
-        "options",
-        "procedure",
-        "decoded",
-        "status",
-        "this",
-    ];
-    p.args
-        .iter()
-        .enumerate()
-        .map(|(i, a)| {
-            let name = match &a.name {
-                Some(n) => snake(&n.name),
-                None => format!("arg{}", i + 1),
-            };
-            if LOCALS.contains(&name.as_str()) {
-                ident(&format!("{name}_"))
-            } else {
-                ident(&name)
-            }
-        })
-        .collect()
-}
-
-/// The name of the client method that starts a call of a procedure and returns its
-/// handle: `start_` and the procedure's name in snake_case.
-pub(crate) fn start_name(name: &str) -> String {
-    // `start__13` would not be snake case: leading underscores go.
-    format!("start_{}", snake(name).trim_start_matches('_'))
-}
-
-/// The Rust method name of a procedure.
-pub(crate) fn proc_name(name: &str) -> String {
-    const RESERVED: &[&str] = &[
-        "new",
-        "from_client",
-        "client",
-        "with_options",
-        "with_runtime",
-        "async_client",
-        "clone",
-        "fmt",
-        "get_ref",
-        "from_arc",
-    ];
-    let s = snake(name);
-    if RESERVED.contains(&s.as_str()) {
-        format!("{s}_")
-    } else {
-        s
-    }
-}
-
 fn proc_number(p: &Procedure, index: usize) -> u32 {
     p.resolved_number
         .or_else(|| {
@@ -1615,14 +1527,6 @@ fn proc_number(p: &Procedure, index: usize) -> u32 {
                 .and_then(|v| u32::try_from(value_of(v)).ok())
         })
         .unwrap_or(index as u32 + 1)
-}
-
-/// A value's number: the checker's result, or the literal as written.
-fn value_of(v: &Value) -> i64 {
-    v.resolved.unwrap_or(match v.kind {
-        ValueKind::Literal(n) => n,
-        ValueKind::Named(_) => 0,
-    })
 }
 
 fn const_is_u32(c: &ConstDef) -> bool {
@@ -1732,170 +1636,4 @@ fn interface_doc(docs: &Docs, summary: &str) -> TokenStream {
         out.extend(docs_or(docs, String::new));
     }
     out
-}
-
-const KEYWORDS: &[&str] = &[
-    "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum", "extern",
-    "false", "fn", "for", "gen", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut",
-    "pub", "ref", "return", "self", "Self", "static", "struct", "super", "trait", "true", "type",
-    "unsafe", "use", "where", "while", "abstract", "become", "box", "do", "final", "macro",
-    "override", "priv", "try", "typeof", "unsized", "virtual", "yield",
-];
-
-/// An identifier, escaped if it is a Rust keyword.
-pub(crate) fn ident(name: &str) -> RIdent {
-    let name = if name.is_empty() { "_x" } else { name };
-    // The case conversions never start a name with a digit; a name composed from one
-    // (`{base}Client`) cannot either. Checked again here because an invalid identifier
-    // would panic inside `proc_macro2`.
-    let owned;
-    let name = if name.starts_with(|c: char| c.is_ascii_digit()) {
-        owned = format!("_{name}");
-        owned.as_str()
-    } else {
-        name
-    };
-    match name {
-        "self" | "Self" | "super" | "crate" | "_" => format_ident!("{}_", name),
-        n if KEYWORDS.contains(&n) => RIdent::new_raw(n, RSpan::call_site()),
-        n => RIdent::new(n, RSpan::call_site()),
-    }
-}
-
-/// A converted name that starts with a digit gets a leading underscore back: `_1`
-/// splits into the word `1`, which is no identifier. `_1` is valid in every case
-/// convention rustc checks (it ignores leading underscores).
-fn no_leading_digit(name: String) -> String {
-    if name.starts_with(|c: char| c.is_ascii_digit()) {
-        format!("_{name}")
-    } else {
-        name
-    }
-}
-
-/// Splits an identifier into words at underscores and case changes.
-fn words(name: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for part in name.split('_').filter(|p| !p.is_empty()) {
-        let chars: Vec<char> = part.chars().collect();
-        let mut word = String::new();
-        for (i, &c) in chars.iter().enumerate() {
-            if i > 0 && c.is_uppercase() {
-                let prev = chars[i - 1];
-                let next_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
-                if prev.is_lowercase()
-                    || prev.is_ascii_digit()
-                    || (prev.is_uppercase() && next_lower)
-                {
-                    out.push(std::mem::take(&mut word));
-                }
-            }
-            word.push(c);
-        }
-        if !word.is_empty() {
-            out.push(word);
-        }
-    }
-    out
-}
-
-/// `UpperCamelCase`; names that already are camel case (start upper, no underscore,
-/// not all upper case) are kept as written.
-pub(crate) fn upper_camel(name: &str) -> String {
-    let starts_upper = name.chars().next().is_some_and(|c| c.is_uppercase());
-    let has_lower = name.chars().any(|c| c.is_lowercase());
-    if starts_upper && has_lower && !name.contains('_') {
-        return name.to_owned();
-    }
-    let s: String = words(name)
-        .iter()
-        .map(|w| {
-            let mut cs = w.chars();
-            match cs.next() {
-                Some(f) => f
-                    .to_uppercase()
-                    .chain(cs.flat_map(char::to_lowercase))
-                    .collect(),
-                None => String::new(),
-            }
-        })
-        .collect();
-    if s.is_empty() {
-        "X".to_owned()
-    } else {
-        no_leading_digit(s)
-    }
-}
-
-/// `snake_case`; names already in snake case are kept as written.
-pub(crate) fn snake(name: &str) -> String {
-    if !name.chars().any(|c| c.is_uppercase()) {
-        return name.to_owned();
-    }
-    no_leading_digit(
-        words(name)
-            .iter()
-            .map(|w| w.to_lowercase())
-            .collect::<Vec<_>>()
-            .join("_"),
-    )
-}
-
-/// `SCREAMING_SNAKE_CASE`; names already in that case are kept as written.
-pub(crate) fn screaming(name: &str) -> String {
-    if !name.chars().any(|c| c.is_lowercase()) {
-        return name.to_owned();
-    }
-    no_leading_digit(
-        words(name)
-            .iter()
-            .map(|w| w.to_uppercase())
-            .collect::<Vec<_>>()
-            .join("_"),
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn case_conversions() {
-        assert_eq!(upper_camel("ADD"), "Add");
-        assert_eq!(upper_camel("MAX_NAME"), "MaxName");
-        assert_eq!(upper_camel("point"), "Point");
-        assert_eq!(upper_camel("Point"), "Point");
-        assert_eq!(upper_camel("linked_list"), "LinkedList");
-        assert_eq!(upper_camel("fooBar"), "FooBar");
-        assert_eq!(upper_camel("NFS3_OK"), "Nfs3Ok");
-        assert_eq!(snake("func1"), "func1");
-        assert_eq!(snake("numItems"), "num_items");
-        assert_eq!(snake("NFSPROC_NULL"), "nfsproc_null");
-        assert_eq!(snake("getHTTPResponse"), "get_http_response");
-        assert_eq!(snake("already_snake"), "already_snake");
-        assert_eq!(screaming("maxName"), "MAX_NAME");
-        assert_eq!(screaming("MAX_NAME"), "MAX_NAME");
-        assert_eq!(screaming("Calc"), "CALC");
-        assert_eq!(screaming("KeyValue"), "KEY_VALUE");
-    }
-
-    #[test]
-    fn underscore_digit_names_stay_identifiers() {
-        assert_eq!(upper_camel("_1"), "_1");
-        assert_eq!(upper_camel("_1_b"), "_1B");
-        assert_eq!(upper_camel("__2x"), "_2x");
-        assert_eq!(snake("_1"), "_1");
-        assert_eq!(snake("_1A"), "_1_a");
-        assert_eq!(screaming("_1"), "_1");
-        assert_eq!(screaming("_1a"), "_1A");
-        assert_eq!(ident("1Client").to_string(), "_1Client");
-    }
-
-    #[test]
-    fn keywords_are_escaped() {
-        assert_eq!(ident("type").to_string(), "r#type");
-        assert_eq!(ident("self").to_string(), "self_");
-        assert_eq!(ident("Self").to_string(), "Self_");
-        assert_eq!(ident("value").to_string(), "value");
-    }
 }

@@ -69,6 +69,7 @@ pub fn parse_and_check(
 // The generator and the build-script front end.
 mod builder;
 pub mod generate;
+mod naming;
 pub use builder::BuildError;
 pub use builder::Builder;
 

@@ -312,6 +312,15 @@ impl Value {
     }
 }
 
+/// A value's number: the checker's result, or the literal as written (0 for an
+/// unresolved name).
+pub(crate) fn value_of(v: &Value) -> i64 {
+    v.resolved.unwrap_or(match v.kind {
+        ValueKind::Literal(n) => n,
+        ValueKind::Named(_) => 0,
+    })
+}
+
 /// What a [`Value`] was written as.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ValueKind {

@@ -6,10 +6,11 @@
 use proc_macro2::TokenStream;
 use quote::quote;
 
-use crate::generate::{ident, interface_items, upper_camel, ProcWire};
+use crate::generate::{interface_items, ProcWire};
 use crate::model::{
     Argument, Docs, Ident, Interface, InterfaceOrigin, Procedure, Span, Type, Value, ValueKind,
 };
+use crate::naming::{ident, upper_camel};
 
 use super::{interface_id, StreamingKind};
 
