@@ -40,18 +40,18 @@
 use std::collections::{HashMap, HashSet};
 
 use proc_macro2::{Ident as RIdent, Literal, TokenStream};
-use quote::{format_ident, quote};
+use quote::quote;
 
 mod deep_drop;
 
-use crate::naming::{
-    arg_name, blocking_client_name, client_name, ident, interface_names, interface_static,
-    proc_name, procedures_static, screaming, server_name, snake, start_name, upper_camel,
-};
+use crate::emit::docs_or;
+use crate::emit::xdr::{Place, Xdr};
+use crate::ir;
+use crate::naming::{ident, screaming, snake, upper_camel};
 
 use crate::model::{
-    value_of, ConstDef, Declaration, Definition, Docs, EnumDef, Interface, Procedure, Spec,
-    StructDef, Type, TypedefDef, UnionDef, Value, ValueKind,
+    value_of, ConstDef, Declaration, Definition, EnumDef, Spec, StructDef, Type, TypedefDef,
+    UnionDef, Value, ValueKind,
 };
 
 /// How deep typedef chains are followed before giving up (a checked spec has no cycles;
@@ -102,54 +102,6 @@ fn allow_unused(item: &mut syn::Item) {
     attrs.push(attr);
 }
 
-/// Where a value to encode lives.
-#[derive(Clone)]
-enum Place {
-    /// A place expression of the value's type (`self.x`, `ret`, `a`).
-    Owned(TokenStream),
-    /// An identifier bound to a reference to the value (`item`, `value`).
-    Ref(TokenStream),
-}
-
-impl Place {
-    /// An expression of type `&T`.
-    fn by_ref(&self) -> TokenStream {
-        match self {
-            Place::Owned(p) => quote!(&#p),
-            Place::Ref(r) => r.clone(),
-        }
-    }
-
-    /// An expression of type `T` (for `Copy` types).
-    fn by_copy(&self) -> TokenStream {
-        match self {
-            Place::Owned(p) => p.clone(),
-            Place::Ref(r) => quote!(*#r),
-        }
-    }
-
-    /// The place itself, for method calls (`self.x.as_ref()`, `item.as_ref()`).
-    fn expr(&self) -> TokenStream {
-        match self {
-            Place::Owned(p) | Place::Ref(p) => p.clone(),
-        }
-    }
-}
-
-/// A primitive XDR type: its writer and reader methods.
-fn primitive(ty: &Type) -> Option<(&'static str, &'static str)> {
-    Some(match ty {
-        Type::Bool => ("put_bool", "get_bool"),
-        Type::Int => ("put_i32", "get_i32"),
-        Type::UnsignedInt => ("put_u32", "get_u32"),
-        Type::Hyper => ("put_i64", "get_i64"),
-        Type::UnsignedHyper => ("put_u64", "get_u64"),
-        Type::Float => ("put_f32", "get_f32"),
-        Type::Double => ("put_f64", "get_f64"),
-        _ => return None,
-    })
-}
-
 /// One variant of a union's Rust enum: a (label, arm) pair and its name.
 struct Variant<'d> {
     name: String,
@@ -168,17 +120,18 @@ enum Disc<'a> {
 
 struct Generator<'a> {
     spec: &'a Spec,
-    defs: HashMap<&'a str, &'a Definition>,
+    defs: ir::Defs<'a>,
+    /// The spec lowered: its services and the typedefs the XDR code resolves through.
+    module: ir::Module,
 }
 
 impl<'a> Generator<'a> {
     fn new(spec: &'a Spec) -> Self {
-        let defs = spec
-            .definitions
-            .iter()
-            .map(|d| (d.name().name.as_str(), d))
-            .collect();
-        Generator { spec, defs }
+        Generator {
+            spec,
+            defs: ir::defs(spec),
+            module: ir::lower(spec),
+        }
     }
 
     fn file(&self) -> TokenStream {
@@ -196,9 +149,8 @@ impl<'a> Generator<'a> {
         for members in deep_drop::recursive_components(self) {
             items.extend(self.deep_drop(&members));
         }
-        let names = interface_names(&self.spec.interfaces);
-        for (iface, name) in self.spec.interfaces.iter().zip(names) {
-            items.extend(self.interface(iface, &name));
+        for service in &self.module.services {
+            items.extend(crate::emit::service(service, &self.module.types));
         }
         items
     }
@@ -225,195 +177,28 @@ impl<'a> Generator<'a> {
         ty
     }
 
+    /// A checked type, resolved.
+    fn lower(&self, ty: &Type) -> ir::Type {
+        ir::lower_type(&self.defs, ty)
+    }
+
+    /// The XDR code of this file's types.
+    fn xdr(&self) -> Xdr<'_> {
+        Xdr::new(&self.module.types)
+    }
+
     fn rust_type(&self, ty: &Type) -> TokenStream {
-        match ty {
-            Type::Void => quote!(()),
-            Type::Bool => quote!(bool),
-            Type::Int => quote!(i32),
-            Type::UnsignedInt => quote!(u32),
-            Type::Hyper => quote!(i64),
-            Type::UnsignedHyper => quote!(u64),
-            Type::Float => quote!(f32),
-            Type::Double => quote!(f64),
-            Type::String { .. } => quote!(::std::string::String),
-            Type::FixedOpaque { len } => {
-                let len = len_lit(len);
-                quote!([u8; #len])
-            }
-            Type::VarOpaque { .. } => quote!(::rpc_core::Bytes),
-            Type::FixedArray { elem, len } => {
-                let elem = self.rust_type(elem);
-                let len = len_lit(len);
-                quote!([#elem; #len])
-            }
-            Type::VarArray { elem, .. } => {
-                let elem = self.rust_type(elem);
-                quote!(::std::vec::Vec<#elem>)
-            }
-            Type::Optional { elem, boxed } => {
-                let elem = self.rust_type(elem);
-                if *boxed {
-                    quote!(::core::option::Option<::std::boxed::Box<#elem>>)
-                } else {
-                    quote!(::core::option::Option<#elem>)
-                }
-            }
-            Type::Named(n) => {
-                let id = self.type_ident(&n.name);
-                quote!(#id)
-            }
-        }
+        self.xdr().rust_type(&self.lower(ty))
     }
-
-    /// Whether the Rust type's own `XdrEncode`/`XdrDecode` impls produce exactly the
-    /// declaration's encoding (no bound to pass, no fixed opaque).
-    fn plain(&self, ty: &Type) -> bool {
-        match self.resolve(ty) {
-            Type::String { max } | Type::VarOpaque { max } => max.is_none(),
-            Type::FixedOpaque { .. } => false,
-            Type::FixedArray { elem, .. } | Type::Optional { elem, .. } => self.plain(elem),
-            Type::VarArray { elem, max } => max.is_none() && self.plain(elem),
-            _ => true,
-        }
-    }
-
-    /// A bound as a `u32` expression: the constant's name if it was written as one,
-    /// `u32::MAX` for `<>`.
-    fn bound(&self, max: &Option<Value>) -> TokenStream {
-        let Some(v) = max else {
-            return quote!(u32::MAX);
-        };
-        let n = value_of(v);
-        if let ValueKind::Named(name) = &v.kind {
-            if let Some(Definition::Const(c)) = self.defs.get(name.name.as_str()) {
-                if const_is_u32(c) && u32::try_from(n).is_ok() {
-                    let id = ident(&screaming(&c.name.name));
-                    return quote!(#id);
-                }
-            }
-        }
-        let n = Literal::u32_unsuffixed(u32::try_from(n.max(0)).unwrap_or(u32::MAX));
-        quote!(#n)
-    }
-
-    // ----- encoding --------------------------------------------------------------------
 
     /// A statement writing the value at `place` with writer `w`.
     fn encode_stmt(&self, ty: &Type, place: &Place) -> TokenStream {
-        let ty = self.resolve(ty);
-        if matches!(ty, Type::Void) {
-            return TokenStream::new();
-        }
-        if let Some((put, _)) = primitive(ty) {
-            let put = format_ident!("{}", put);
-            let v = place.by_copy();
-            return quote!(w.#put(#v););
-        }
-        let e = self.encode_expr(ty, place);
-        quote!(#e?;)
+        self.xdr().encode_stmt(&self.lower(ty), place)
     }
-
-    /// An expression of type `Result<(), XdrError>` writing the value at `place`.
-    fn encode_expr(&self, ty: &Type, place: &Place) -> TokenStream {
-        let ty = self.resolve(ty);
-        match ty {
-            Type::Void => quote!(Ok(())),
-            Type::String { max } => {
-                let (v, max) = (place.by_ref(), self.bound(max));
-                quote!(w.put_string(#v, #max))
-            }
-            Type::VarOpaque { max } => {
-                // A `Bytes`: the shared-descriptor path sends a large one by reference
-                // when the writer shares (the client's requests); otherwise it is copied.
-                let (v, max) = (place.by_ref(), self.bound(max));
-                quote!(w.put_opaque_shared(#v, #max))
-            }
-            Type::FixedOpaque { len } => {
-                let (v, len) = (place.by_ref(), len_lit(len));
-                quote!(w.put_opaque_fixed(#v, #len))
-            }
-            Type::FixedArray { elem, len } if !self.plain(elem) => {
-                let (v, len) = (place.by_ref(), len_lit(len));
-                let each = self.encode_expr(elem, &Place::Ref(quote!(item)));
-                quote!(w.put_fixed_array_with(#v, #len, |w, item| #each))
-            }
-            Type::VarArray { elem, max } => {
-                let (v, max) = (place.by_ref(), self.bound(max));
-                if self.plain(elem) {
-                    quote!(w.put_var_array(#v, #max))
-                } else {
-                    let each = self.encode_expr(elem, &Place::Ref(quote!(item)));
-                    quote!(w.put_var_array_with(#v, #max, |w, item| #each))
-                }
-            }
-            Type::Optional { elem, boxed } if !self.plain(elem) => {
-                let p = place.expr();
-                let opt = if *boxed {
-                    quote!(#p.as_deref())
-                } else {
-                    quote!(#p.as_ref())
-                };
-                let each = self.encode_expr(elem, &Place::Ref(quote!(v)));
-                quote!(w.put_optional_with(#opt, |w, v| #each))
-            }
-            _ => {
-                let v = place.by_ref();
-                quote!(w.put(#v))
-            }
-        }
-    }
-
-    // ----- decoding --------------------------------------------------------------------
 
     /// An expression of type `Result<T, XdrError>` reading one value with reader `r`.
     fn decode_expr(&self, ty: &Type) -> TokenStream {
-        let ty = self.resolve(ty);
-        if let Some((_, get)) = primitive(ty) {
-            let get = format_ident!("{}", get);
-            return quote!(r.#get());
-        }
-        match ty {
-            Type::Void => quote!(Ok(())),
-            Type::String { max } => {
-                let max = self.bound(max);
-                quote!(r.get_string(#max))
-            }
-            Type::VarOpaque { max } => {
-                let max = self.bound(max);
-                quote!(r.get_opaque(#max))
-            }
-            Type::FixedOpaque { len } => {
-                let len = len_lit(len);
-                quote!(r.get_opaque_fixed::<#len>())
-            }
-            Type::FixedArray { elem, len } => {
-                let len = len_lit(len);
-                let each = self.decode_expr(elem);
-                quote!(r.get_fixed_array_with::<_, #len>(|r| #each))
-            }
-            Type::VarArray { elem, max } => {
-                let max = self.bound(max);
-                if self.plain(elem) && primitive(self.resolve(elem)).is_none() {
-                    let elem_ty = self.rust_type(elem);
-                    quote!(r.get_var_array::<#elem_ty>(#max))
-                } else {
-                    let each = self.decode_expr(elem);
-                    quote!(r.get_var_array_with(#max, |r| #each))
-                }
-            }
-            Type::Optional { elem, boxed } => {
-                let each = self.decode_expr(elem);
-                if *boxed {
-                    quote!(r.get_optional_with(|r| #each.map(::std::boxed::Box::new)))
-                } else {
-                    quote!(r.get_optional_with(|r| #each))
-                }
-            }
-            _ => {
-                let t = self.rust_type(ty);
-                quote!(r.get::<#t>())
-            }
-        }
+        self.xdr().decode_expr(&self.lower(ty))
     }
 
     // ----- definitions -----------------------------------------------------------------
@@ -871,663 +656,9 @@ impl<'a> Generator<'a> {
             },
         }
     }
-
-    // ----- interfaces ------------------------------------------------------------------
-
-    fn interface(&self, iface: &Interface, base: &str) -> TokenStream {
-        let wires: Vec<ProcWire> = iface.procedures.iter().map(|p| self.xdr_wire(p)).collect();
-        interface_items(iface, base, &wires)
-    }
-
-    /// How a procedure's arguments and result travel in XDR.
-    fn xdr_wire(&self, p: &Procedure) -> ProcWire {
-        let arg_names: Vec<RIdent> = p
-            .args
-            .iter()
-            .enumerate()
-            .map(|(i, a)| ident(&arg_name(a.name.as_ref().map(|n| n.name.as_str()), i)))
-            .collect();
-        let params = p
-            .args
-            .iter()
-            .zip(&arg_names)
-            .map(|(a, n)| {
-                let ty = self.rust_type(&a.ty);
-                quote!(#n: #ty)
-            })
-            .collect();
-        let encodes: Vec<TokenStream> = p
-            .args
-            .iter()
-            .zip(&arg_names)
-            .map(|(a, n)| match self.resolve(&a.ty) {
-                // An owned `String` argument moves into the writer: a long one is sent by
-                // reference to its own buffer (the shared-descriptor path), not copied.
-                Type::String { max } => {
-                    let max = self.bound(max);
-                    quote!(w.put_string_shared(#n, #max)?;)
-                }
-                _ => self.encode_stmt(&a.ty, &Place::Owned(quote!(#n))),
-            })
-            .collect();
-        let encode = if encodes.is_empty() {
-            quote!(|_| Ok(()))
-        } else {
-            quote!(move |w| { #(#encodes)* Ok(()) })
-        };
-        let (decode, encode_ret) = match self.resolve(&p.ret) {
-            Type::Void => (quote!(|_| Ok(())), None),
-            _ => {
-                let d = self.decode_expr(&p.ret);
-                let enc = self.encode_stmt(&p.ret, &Place::Owned(quote!(ret)));
-                (quote!(|r| #d), Some(enc))
-            }
-        };
-        let (decode_args, unpack) = match p.args.len() {
-            0 => (quote!(|_| Ok(())), quote!(decoded?;)),
-            1 => {
-                let d = self.decode_expr(&p.args[0].ty);
-                let n0 = &arg_names[0];
-                (quote!(|r| #d), quote!(let #n0 = decoded?;))
-            }
-            _ => {
-                let decodes = p.args.iter().map(|a| self.decode_expr(&a.ty));
-                (
-                    quote!(|r| Ok((#(#decodes?),*))),
-                    quote!(let (#(#arg_names),*) = decoded?;),
-                )
-            }
-        };
-        ProcWire {
-            params,
-            arg_names,
-            ret: self.rust_type(&p.ret),
-            encode,
-            decode,
-            decode_args,
-            unpack,
-            encode_ret,
-        }
-    }
-}
-
-/// How one procedure's arguments and result travel: the Rust types and the code that
-/// encodes and decodes them. This is all that differs between an IDL interface (XDR) and
-/// a `.proto` service (protobuf); [`interface_items`] emits the rest the same way for both.
-pub(crate) struct ProcWire {
-    /// The parameters after `&self` (and the server's `ctx`): `a: i32`.
-    pub(crate) params: Vec<TokenStream>,
-    /// The parameters' names, in order.
-    pub(crate) arg_names: Vec<RIdent>,
-    /// The Rust result type.
-    pub(crate) ret: TokenStream,
-    /// Client: a closure writing the arguments (bound to `arg_names`) with an
-    /// `&mut XdrWriter`.
-    pub(crate) encode: TokenStream,
-    /// Client: a closure reading the result from an `&mut XdrReader`.
-    pub(crate) decode: TokenStream,
-    /// Server: the closure given to `rpc_core::server::decode_args`.
-    pub(crate) decode_args: TokenStream,
-    /// Server: a statement binding `arg_names` from `decoded` (the `Result` that
-    /// `decode_args` returned).
-    pub(crate) unpack: TokenStream,
-    /// Server: statements writing the handler's result `ret` with `w`; `None` when the
-    /// result is `void`.
-    pub(crate) encode_ret: Option<TokenStream>,
-}
-
-/// Emits one interface: its `InterfaceInfo` and procedure table, the async and blocking
-/// clients, the server trait and the server adapter. `wires` holds one entry per
-/// procedure of `iface`, in order; `base` is the interface's Rust base name.
-pub(crate) fn interface_items(iface: &Interface, base: &str, wires: &[ProcWire]) -> TokenStream {
-    let mut out = TokenStream::new();
-    let id = iface.resolved_id.unwrap_or(0);
-    let version = u32::try_from(value_of(&iface.version)).unwrap_or(1);
-    let iname = &iface.name.name;
-    let info_name = ident(&interface_static(base));
-    let procs_name = ident(&procedures_static(base));
-    let trait_name = ident(base);
-    let client_name = ident(&client_name(base));
-    let blocking_name = ident(&blocking_client_name(base));
-    let server_name = ident(&server_name(base));
-    let id_lit = Literal::u32_unsuffixed(id);
-    let id_text = format!("{id:#010x}");
-    let version_lit = Literal::u32_unsuffixed(version);
-
-    // --- statics
-    let nprocs_lit = Literal::usize_unsuffixed(iface.procedures.len());
-    let proc_infos = iface.procedures.iter().enumerate().map(|(i, p)| {
-        let pname = &p.name.name;
-        let number = Literal::u32_unsuffixed(proc_number(p, i));
-        let (oneway, idempotent) = (p.oneway, p.is_idempotent());
-        quote! {
-            ::rpc_core::ProcedureInfo {
-                name: #pname,
-                number: #number,
-                oneway: #oneway,
-                idempotent: #idempotent,
-            }
-        }
-    });
-    let procs_doc = doc(&format!(
-        "The procedures of the `{iname}` interface, in declaration order."
-    ));
-    let (default_semantics, semantics_text) = match iface.default_semantics() {
-        Some("at_most_once") => (
-            quote!(::core::option::Option::Some(
-                ::rpc_core::Semantics::AtMostOnce
-            )),
-            ", at-most-once by default",
-        ),
-        Some("at_least_once") => (
-            quote!(::core::option::Option::Some(
-                ::rpc_core::Semantics::AtLeastOnce
-            )),
-            ", at-least-once by default",
-        ),
-        Some("exactly_once") => (
-            quote!(::core::option::Option::Some(
-                ::rpc_core::Semantics::ExactlyOnce
-            )),
-            ", exactly-once by default",
-        ),
-        _ => (quote!(::core::option::Option::None), ""),
-    };
-    let info_doc = doc(&format!(
-        "The `{iname}` interface: id `{id_text}`, version {version}{semantics_text}."
-    ));
-    out.extend(quote! {
-        #procs_doc
-        pub static #procs_name: [::rpc_core::ProcedureInfo; #nprocs_lit] = [#(#proc_infos),*];
-
-        #info_doc
-        pub static #info_name: ::rpc_core::InterfaceInfo = ::rpc_core::InterfaceInfo {
-            name: #iname,
-            id: #id_lit,
-            version: #version_lit,
-            procedures: &#procs_name,
-            default_semantics: #default_semantics,
-        };
-    });
-
-    // --- per-procedure pieces
-    struct Proc {
-        docs: TokenStream,
-        handler_docs: TokenStream,
-        name: RIdent,
-        params: Vec<TokenStream>,
-        arg_names: Vec<RIdent>,
-        ret: TokenStream,
-        too_many: bool,
-        inline: bool,
-    }
-    let procs: Vec<Proc> = iface
-        .procedures
-        .iter()
-        .zip(wires)
-        .map(|(p, wire)| {
-            let docs = docs_or(&p.docs, || format!("Calls `{}`.", p.name.name));
-            let handler_docs = docs_or(&p.docs, || format!("Handles a call of `{}`.", p.name.name));
-            let name = ident(&proc_name(&p.name.name));
-            Proc {
-                docs,
-                handler_docs,
-                name,
-                params: wire.params.clone(),
-                arg_names: wire.arg_names.clone(),
-                ret: wire.ret.clone(),
-                // `self` + `ctx` + the arguments against clippy's limit of 7.
-                too_many: wire.params.len() + 2 > 7,
-                inline: p.is_inline(),
-            }
-        })
-        .collect();
-    let allow_many = |p: &Proc| {
-        if p.too_many {
-            quote!(#[allow(clippy::too_many_arguments)])
-        } else {
-            TokenStream::new()
-        }
-    };
-
-    // --- async client
-    let mut client_methods = Vec::new();
-    let mut blocking_methods = Vec::new();
-    for (i, ((p, mp), wire)) in procs.iter().zip(&iface.procedures).zip(wires).enumerate() {
-        let Proc {
-            docs,
-            name,
-            params,
-            arg_names,
-            ret,
-            ..
-        } = p;
-        let allow = allow_many(p);
-        let index = Literal::usize_unsuffixed(i);
-        let (encode, decode) = (&wire.encode, &wire.decode);
-        let start = ident(&start_name(&mp.name.name));
-        let shown = name.to_string();
-        let shown = shown.trim_start_matches("r#");
-        let start_doc = doc(&format!(
-            "Starts `{shown}` now; await the handle later, poll it, cancel it, or drop it to \
-                 cancel. Must be called within a tokio runtime."
-        ));
-        let blocking_start_doc = doc(&format!(
-            "Starts `{shown}` now on the client's runtime; wait for the handle later, poll it, \
-                 cancel it, or drop it to cancel."
-        ));
-        client_methods.push(quote! {
-                #docs
-                #allow
-                pub async fn #name(&self, #(#params),*) -> ::core::result::Result<#ret, ::rpc_core::RpcError> {
-                    self.client
-                        .call(&#info_name, &#procs_name[#index], &self.options, #encode, #decode)
-                        .await
-                }
-
-                #start_doc
-                #allow
-                pub fn #start(&self, #(#params),*) -> ::rpc_core::client::CallHandle<#ret> {
-                    let this = self.clone();
-                    ::rpc_core::client::CallHandle::spawn(async move { this.#name(#(#arg_names),*).await })
-                }
-            });
-        blocking_methods.push(quote! {
-                #docs
-                #allow
-                pub fn #name(&self, #(#params),*) -> ::core::result::Result<#ret, ::rpc_core::RpcError> {
-                    self.runtime.call(self.inner.#name(#(#arg_names),*))
-                }
-
-                #blocking_start_doc
-                #allow
-                pub fn #start(&self, #(#params),*) -> ::rpc_core::client::BlockingCallHandle<#ret> {
-                    let this = self.inner.clone();
-                    ::rpc_core::client::BlockingCallHandle::spawn(
-                        &self.runtime,
-                        async move { this.#name(#(#arg_names),*).await },
-                    )
-                }
-            });
-    }
-    let client_doc = interface_doc(
-        &iface.docs,
-        &format!("Async client of the `{iname}` interface (id `{id_text}`, version {version})."),
-    );
-    let blocking_doc = interface_doc(
-        &iface.docs,
-        &format!(
-            "Blocking client of the `{iname}` interface (id `{id_text}`, version {version}): \
-                 each call blocks the calling thread on a runtime the client owns."
-        ),
-    );
-    let client_name_str = client_name.to_string();
-    let blocking_name_str = blocking_name.to_string();
-    let server_name_str = server_name.to_string();
-    out.extend(quote! {
-        #client_doc
-        pub struct #client_name<C: ::rpc_core::transport::Channel> {
-            client: ::rpc_core::Client<C>,
-            options: ::rpc_core::CallOptions,
-        }
-
-        impl<C: ::rpc_core::transport::Channel> #client_name<C> {
-            /// A client over `channel` with the default configuration; it connects on the first call.
-            pub fn new(channel: C) -> Self {
-                Self::from_client(::rpc_core::Client::new(channel))
-            }
-
-            /// A client using an existing runtime client (which may be shared with other stubs).
-            pub fn from_client(client: ::rpc_core::Client<C>) -> Self {
-                Self {
-                    client,
-                    options: ::rpc_core::CallOptions::default(),
-                }
-            }
-
-            /// The runtime client underneath.
-            pub fn client(&self) -> &::rpc_core::Client<C> {
-                &self.client
-            }
-
-            /// A cheap copy of this client whose calls use `options`.
-            pub fn with_options(&self, options: ::rpc_core::CallOptions) -> Self {
-                Self {
-                    client: self.client.clone(),
-                    options,
-                }
-            }
-
-            #(#client_methods)*
-        }
-
-        impl<C: ::rpc_core::transport::Channel> ::core::clone::Clone for #client_name<C> {
-            fn clone(&self) -> Self {
-                Self {
-                    client: self.client.clone(),
-                    options: self.options.clone(),
-                }
-            }
-        }
-
-        impl<C: ::rpc_core::transport::Channel> ::core::fmt::Debug for #client_name<C> {
-            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-                f.debug_struct(#client_name_str)
-                    .field("client", &self.client)
-                    .field("options", &self.options)
-                    .finish()
-            }
-        }
-
-        #blocking_doc
-        pub struct #blocking_name<C: ::rpc_core::transport::Channel> {
-            inner: #client_name<C>,
-            runtime: ::rpc_core::client::BlockingRuntime,
-        }
-
-        impl<C: ::rpc_core::transport::Channel> #blocking_name<C> {
-            /// A blocking client over `channel`, with a runtime of its own.
-            pub fn new(channel: C) -> ::std::io::Result<Self> {
-                Ok(Self::with_runtime(channel, ::rpc_core::client::BlockingRuntime::new()?))
-            }
-
-            /// A blocking client over `channel` that runs its calls on `runtime`.
-            pub fn with_runtime(channel: C, runtime: ::rpc_core::client::BlockingRuntime) -> Self {
-                Self {
-                    inner: #client_name::new(channel),
-                    runtime,
-                }
-            }
-
-            /// A cheap copy of this client whose calls use `options`.
-            pub fn with_options(&self, options: ::rpc_core::CallOptions) -> Self {
-                Self {
-                    inner: self.inner.with_options(options),
-                    runtime: self.runtime.clone(),
-                }
-            }
-
-            /// The async client underneath.
-            pub fn async_client(&self) -> &#client_name<C> {
-                &self.inner
-            }
-
-            #(#blocking_methods)*
-        }
-
-        impl<C: ::rpc_core::transport::Channel> ::core::clone::Clone for #blocking_name<C> {
-            fn clone(&self) -> Self {
-                Self {
-                    inner: self.inner.clone(),
-                    runtime: self.runtime.clone(),
-                }
-            }
-        }
-
-        impl<C: ::rpc_core::transport::Channel> ::core::fmt::Debug for #blocking_name<C> {
-            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-                f.debug_struct(#blocking_name_str)
-                    .field("inner", &self.inner)
-                    .field("runtime", &self.runtime)
-                    .finish()
-            }
-        }
-    });
-
-    // --- server trait
-    let trait_methods = procs.iter().map(|p| {
-            let Proc {
-                handler_docs,
-                name,
-                params,
-                ret,
-                ..
-            } = p;
-            let allow = allow_many(p);
-            if p.inline {
-                let note = doc(
-                    "`[inline]`: a cheap, synchronous handler that a server may run on the \
-                     connection's dispatch loop; it must not block.",
-                );
-                return quote! {
-                    #handler_docs
-                    #[doc = ""]
-                    #note
-                    #allow
-                    fn #name(&self, ctx: &::rpc_core::CallContext, #(#params),*)
-                        -> ::core::result::Result<#ret, ::rpc_core::Status>;
-                };
-            }
-            quote! {
-                #handler_docs
-                #allow
-                fn #name(&self, ctx: &::rpc_core::CallContext, #(#params),*)
-                    -> impl ::core::future::Future<Output = ::core::result::Result<#ret, ::rpc_core::Status>> + ::core::marker::Send;
-            }
-        });
-    let trait_doc = interface_doc(
-        &iface.docs,
-        &format!(
-            "Server side of the `{iname}` interface (id `{id_text}`, version {version}): \
-                 implement it (with `async fn`s) and serve it with [`{server_name_str}`]."
-        ),
-    );
-    out.extend(quote! {
-        #trait_doc
-        pub trait #trait_name: ::core::marker::Send + ::core::marker::Sync + 'static {
-            #(#trait_methods)*
-        }
-    });
-
-    // --- server adapter
-    let call_arms = procs
-        .iter()
-        .zip(&iface.procedures)
-        .zip(wires)
-        .enumerate()
-        .map(|(i, ((p, mp), wire))| {
-            let number = Literal::u32_unsuffixed(proc_number(mp, i));
-            let name = &p.name;
-            let names = &p.arg_names;
-            let (decode, unpack) = (&wire.decode_args, &wire.unpack);
-            if p.inline {
-                // Synchronous: runs here, on the worker that called `call`.
-                let run = match &wire.encode_ret {
-                    None => quote! {
-                        self.inner.#name(&ctx, #(#names),*)?;
-                        ::rpc_core::server::encode_result(|_| Ok(()))
-                    },
-                    Some(enc) => quote! {
-                        let ret = self.inner.#name(&ctx, #(#names),*)?;
-                        ::rpc_core::server::encode_result(|w| {
-                            #enc
-                            Ok(())
-                        })
-                    },
-                };
-                return quote! {
-                    #number => {
-                        let decoded = ::rpc_core::server::decode_args(&args, #decode);
-                        let result = (|| {
-                            #unpack
-                            #run
-                        })();
-                        ::std::boxed::Box::pin(::core::future::ready(result))
-                    }
-                };
-            }
-            let run = match &wire.encode_ret {
-                None => quote! {
-                    inner.#name(&ctx, #(#names),*).await?;
-                    ::rpc_core::server::encode_result(|_| Ok(()))
-                },
-                Some(enc) => {
-                    quote! {
-                        let ret = inner.#name(&ctx, #(#names),*).await?;
-                        ::rpc_core::server::encode_result(|w| {
-                            #enc
-                            Ok(())
-                        })
-                    }
-                }
-            };
-            quote! {
-                #number => {
-                    let decoded = ::rpc_core::server::decode_args(&args, #decode);
-                    let inner = ::std::sync::Arc::clone(&self.inner);
-                    ::std::boxed::Box::pin(async move {
-                        #unpack
-                        #run
-                    })
-                }
-            }
-        })
-        .collect::<Vec<_>>();
-    let inline_numbers: Vec<Literal> = procs
-        .iter()
-        .zip(&iface.procedures)
-        .enumerate()
-        .filter(|(_, (p, _))| p.inline)
-        .map(|(i, (_, mp))| Literal::u32_unsuffixed(proc_number(mp, i)))
-        .collect();
-    let inline_arms = procs
-        .iter()
-        .zip(&iface.procedures)
-        .zip(wires)
-        .enumerate()
-        .filter(|(_, ((p, _), _))| p.inline)
-        .map(|(i, ((p, mp), wire))| {
-            let number = Literal::u32_unsuffixed(proc_number(mp, i));
-            let name = &p.name;
-            let names = &p.arg_names;
-            let (decode, unpack) = (&wire.decode_args, &wire.unpack);
-            let run = match &wire.encode_ret {
-                None => quote! {
-                    self.inner.#name(ctx, #(#names),*)?;
-                    Ok(())
-                },
-                Some(enc) => quote! {
-                    let ret = self.inner.#name(ctx, #(#names),*)?;
-                    ::rpc_core::server::encode_result_into(out, |w| {
-                        #enc
-                        Ok(())
-                    })
-                },
-            };
-            quote! {
-                #number => {
-                    let decoded = ::rpc_core::server::decode_args(args, #decode);
-                    #unpack
-                    #run
-                }
-            }
-        })
-        .collect::<Vec<_>>();
-    let inline_methods = if inline_numbers.is_empty() {
-        TokenStream::new()
-    } else {
-        quote! {
-            fn is_inline(&self, procedure: u32) -> bool {
-                matches!(procedure, #(#inline_numbers)|*)
-            }
-
-            fn call_inline(
-                &self,
-                procedure: u32,
-                ctx: &::rpc_core::CallContext,
-                args: &::rpc_core::Bytes,
-                out: &mut ::rpc_core::xdr::XdrWriter,
-            ) -> ::core::result::Result<(), ::rpc_core::Status> {
-                let _ = &out;
-                match procedure {
-                    #(#inline_arms)*
-                    _ => Err(::rpc_core::Status::UnknownProcedure { procedure }),
-                }
-            }
-        }
-    };
-    let (ctx_param, args_param) = if call_arms.is_empty() {
-        (quote!(_ctx), quote!(_args))
-    } else {
-        (quote!(ctx), quote!(args))
-    };
-    let server_doc = doc(&format!(
-            "Serves an implementation of [`{base}`] (the `{iname}` interface): add it to a server with \
-             `Server::builder().add_service({server_name_str}::new(implementation))`."
-        ));
-    out.extend(quote! {
-        #server_doc
-        pub struct #server_name<T: #trait_name> {
-            inner: ::std::sync::Arc<T>,
-        }
-
-        impl<T: #trait_name> #server_name<T> {
-            /// Serves `implementation`.
-            pub fn new(implementation: T) -> Self {
-                Self::from_arc(::std::sync::Arc::new(implementation))
-            }
-
-            /// Serves an implementation that is shared with other code.
-            pub fn from_arc(implementation: ::std::sync::Arc<T>) -> Self {
-                Self { inner: implementation }
-            }
-
-            /// The implementation.
-            pub fn get_ref(&self) -> &T {
-                &self.inner
-            }
-        }
-
-        impl<T: #trait_name> ::core::clone::Clone for #server_name<T> {
-            fn clone(&self) -> Self {
-                Self { inner: ::std::sync::Arc::clone(&self.inner) }
-            }
-        }
-
-        impl<T: #trait_name> ::core::fmt::Debug for #server_name<T> {
-            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-                f.debug_struct(#server_name_str)
-                    .field("interface", &#info_name.name)
-                    .finish_non_exhaustive()
-            }
-        }
-
-        impl<T: #trait_name> ::rpc_core::server::Service for #server_name<T> {
-            fn info(&self) -> &'static ::rpc_core::InterfaceInfo {
-                &#info_name
-            }
-
-            fn call(
-                &self,
-                procedure: u32,
-                #ctx_param: ::rpc_core::CallContext,
-                #args_param: ::rpc_core::Bytes,
-            ) -> ::rpc_core::server::ServiceFuture {
-                match procedure {
-                    #(#call_arms)*
-                    _ => ::std::boxed::Box::pin(::core::future::ready(Err(
-                        ::rpc_core::Status::UnknownProcedure { procedure },
-                    ))),
-                }
-            }
-
-            #inline_methods
-        }
-    });
-    out
 }
 
 // ----- helpers ---------------------------------------------------------------------------
-
-fn proc_number(p: &Procedure, index: usize) -> u32 {
-    p.resolved_number
-        .or_else(|| {
-            p.number
-                .as_ref()
-                .and_then(|v| u32::try_from(value_of(v)).ok())
-        })
-        .unwrap_or(index as u32 + 1)
-}
 
 fn const_is_u32(c: &ConstDef) -> bool {
     u32::try_from(value_of(&c.value)).is_ok()
@@ -1589,11 +720,6 @@ fn case_name(label: i64) -> String {
     }
 }
 
-/// A length as a `usize` literal.
-fn len_lit(v: &Value) -> Literal {
-    Literal::usize_unsuffixed(usize::try_from(value_of(v).max(0)).unwrap_or(0))
-}
-
 /// An integer literal, with a separate minus sign when negative.
 fn int_lit(v: i64) -> TokenStream {
     let abs = Literal::u64_unsuffixed(v.unsigned_abs());
@@ -1602,38 +728,4 @@ fn int_lit(v: i64) -> TokenStream {
     } else {
         quote!(#abs)
     }
-}
-
-fn doc(text: &str) -> TokenStream {
-    // The lexer already breaks lines at a bare carriage return; docs from another
-    // front end might still hold one, and rustc rejects it in a doc comment.
-    let line = format!(" {}", text.replace('\r', " "));
-    quote!(#[doc = #line])
-}
-
-/// The IDL docs as `#[doc]` attributes, or a generated one-liner when there are none.
-fn docs_or(docs: &[String], fallback: impl FnOnce() -> String) -> TokenStream {
-    if docs.is_empty() {
-        return doc(&fallback());
-    }
-    docs.iter()
-        .map(|l| {
-            let line = if l.is_empty() {
-                String::new()
-            } else {
-                format!(" {l}")
-            };
-            quote!(#[doc = #line])
-        })
-        .collect()
-}
-
-/// A generated summary line followed by the interface's IDL docs.
-fn interface_doc(docs: &Docs, summary: &str) -> TokenStream {
-    let mut out = doc(summary);
-    if !docs.is_empty() {
-        out.extend(quote!(#[doc = ""]));
-        out.extend(docs_or(docs, String::new));
-    }
-    out
 }

@@ -68,7 +68,9 @@ pub fn parse_and_check(
 
 // The generator and the build-script front end.
 mod builder;
+mod emit;
 pub mod generate;
+mod ir;
 mod naming;
 pub use builder::BuildError;
 pub use builder::Builder;
