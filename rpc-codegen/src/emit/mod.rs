@@ -6,6 +6,8 @@
 //! * [`client`]: the async and blocking clients;
 //! * [`server`]: the server trait and its adapter.
 //!
+//! The type definitions' items come from the checked spec itself ([`types`]).
+//!
 //! Only the payload code differs between an XDR and a protobuf method, and it is chosen
 //! in one place, [`codec::wire`], by the method's [`ir::Codec`]. [`xdr`] is also what the
 //! type definitions' `XdrEncode`/`XdrDecode` impls are made of.
@@ -15,16 +17,29 @@ mod codec;
 mod protobuf;
 mod server;
 mod service_info;
+mod types;
 pub(crate) mod xdr;
 
 use proc_macro2::{Ident as RIdent, TokenStream};
 use quote::quote;
 
 use crate::ir::{self, Method, Types};
+use crate::model::Spec;
 use crate::naming::{
     blocking_client_name, client_name, ident, interface_static, procedures_static, server_name,
 };
 use codec::Wire;
+
+/// The items of a checked spec: its definitions' (from the spec) and its services'
+/// (from the spec lowered into the intermediate model).
+pub(crate) fn file(spec: &Spec) -> TokenStream {
+    let module = ir::lower(spec);
+    let mut items = types::Generator::new(spec, &module.types).items();
+    for svc in &module.services {
+        items.extend(service(svc, &module.types));
+    }
+    items
+}
 
 /// The items of one service: its statics, clients, server trait and adapter. `types`
 /// resolves the named types of its XDR methods.

@@ -170,3 +170,93 @@ fn comment_docs(comments: &prost_build::Comments) -> Docs {
         .map(|line| line.strip_prefix(' ').unwrap_or(line).to_owned())
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn method(name: &str, streaming: bool, idempotency: i32) -> prost_build::Method {
+        prost_build::Method {
+            name: upper_camel(name),
+            proto_name: name.to_owned(),
+            comments: prost_build::Comments::default(),
+            input_type: format!("{name}Request"),
+            output_type: format!("super::common::{name}Reply"),
+            input_proto_type: format!(".demo.{name}Request"),
+            output_proto_type: format!(".common.{name}Reply"),
+            options: prost_types::MethodOptions {
+                idempotency_level: Some(idempotency),
+                ..Default::default()
+            },
+            client_streaming: false,
+            server_streaming: streaming,
+        }
+    }
+
+    fn service(methods: Vec<prost_build::Method>) -> prost_build::Service {
+        prost_build::Service {
+            name: "Greeter".to_owned(),
+            proto_name: "Greeter".to_owned(),
+            package: "demo".to_owned(),
+            comments: prost_build::Comments {
+                leading: vec![" Says hello.".to_owned()],
+                ..Default::default()
+            },
+            methods,
+            options: prost_types::ServiceOptions::default(),
+        }
+    }
+
+    #[test]
+    fn a_service_lowers_with_the_protobuf_codec_and_positional_numbers() {
+        use prost_types::method_options::IdempotencyLevel;
+        let svc = service(vec![
+            method(
+                "SayHello",
+                false,
+                IdempotencyLevel::IdempotencyUnknown as i32,
+            ),
+            method("Watch", true, IdempotencyLevel::IdempotencyUnknown as i32),
+            method("GetName", false, IdempotencyLevel::NoSideEffects as i32),
+        ]);
+        let (lowered, refused) = lower(&svc, true);
+        assert!(refused.is_empty());
+        assert_eq!(lowered.name, "demo.Greeter");
+        assert_eq!(lowered.rust_base, "Greeter");
+        assert_eq!(lowered.id, interface_id("demo.Greeter"));
+        assert_eq!(
+            (lowered.version, lowered.origin.clone()),
+            (1, Origin::Proto)
+        );
+        assert_eq!(lowered.docs[0], "Says hello.");
+        assert!(lowered.docs[2].contains("`Watch` (server-streaming)"));
+        // The streaming method is left out without renumbering the one after it.
+        let numbers: Vec<u32> = lowered.methods.iter().map(|m| m.number).collect();
+        assert_eq!(numbers, [1, 3]);
+        let get = &lowered.methods[1];
+        assert_eq!(
+            (get.rust_name.as_str(), get.start_name.as_str()),
+            ("get_name", "start_get_name")
+        );
+        assert!(get.idempotent && !lowered.methods[0].idempotent);
+        assert_eq!(get.params, ["request"]);
+        assert_eq!(
+            get.codec,
+            Codec::Protobuf {
+                request: "GetNameRequest".into(),
+                response: "super::common::GetNameReply".into(),
+            }
+        );
+    }
+
+    #[test]
+    fn streaming_methods_are_refused_unless_skipped() {
+        let svc = service(vec![method("Watch", true, 0)]);
+        let (lowered, refused) = lower(&svc, false);
+        assert!(lowered.methods.is_empty());
+        assert_eq!(
+            refused,
+            ["method `demo.Greeter.Watch` is server-streaming; streaming methods are not supported (only unary)"]
+        );
+    }
+}
