@@ -14,8 +14,24 @@
 //!
 //! # Naming
 //!
-//! Every Rust name comes from [`crate::naming`], which the checker uses too to report
-//! IDL names that would collide in Rust.
+//! One module of the compiler holds these rules; the checker reports IDL names that
+//! would collide in Rust with the same functions, so the two always agree.
+//!
+//! * Types (structs, enums, unions, typedefs) and interfaces: `UpperCamelCase`
+//!   (`point_t` → `PointT`, names already in camel case are kept).
+//! * Constants: `SCREAMING_SNAKE_CASE`.
+//! * Enum variants: `UpperCamelCase` (`ADD` → `Add`).
+//! * Struct fields, procedures and arguments: `snake_case` (`numItems` → `num_items`;
+//!   names already in snake case are kept as written). Unnamed arguments (RFC 5531) are
+//!   `arg1`, `arg2`, ...
+//! * Rust keywords become raw identifiers (`type` → `r#type`), except the ones that
+//!   cannot be raw (`self`, `Self`, `super`, `crate`), which get a trailing underscore
+//!   (`self_`). Argument names that would shadow the generated code's own locals
+//!   (`w`, `r`, `ctx`, `args`, `inner`, `ret`, `options`, `procedure`, `decoded`,
+//!   `status`, `this`) and procedure names that would collide with the generated items'
+//!   own methods (`new`, `from_client`, `client`, `with_options`, `with_runtime`,
+//!   `async_client`, `clone`, `fmt`, `get_ref`, `from_arc`) also get a trailing
+//!   underscore.
 //!
 //! # Constants
 //!

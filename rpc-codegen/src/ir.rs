@@ -105,6 +105,8 @@ pub(crate) enum Origin {
 }
 
 /// A default delivery semantics (`[at_most_once]`, ...).
+// The names of `rpc_core::Semantics`, which the emitters write.
+#[allow(clippy::enum_variant_names)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Semantics {
     /// `[at_most_once]`

@@ -1,25 +1,17 @@
-//! Identifier naming: every rule that turns an IDL (or protobuf) name into a Rust one.
+//! Identifier naming: every rule that turns an IDL (or protobuf) name into a Rust one
+//! (the rules are listed in the generator's docs, "Naming").
 //!
 //! The emitters name the generated items with these functions, and the checker reports
 //! IDL names that two of them would turn into the same Rust name with the very same
-//! functions, so the two cannot drift apart. The rules (docs/IDL.md, "Generated Rust
-//! names"):
+//! functions, so the two cannot drift apart:
 //!
-//! * Types (structs, enums, unions, typedefs) and interfaces: [`upper_camel`]
-//!   (`point_t` → `PointT`, names already in camel case are kept).
-//! * Constants and an interface's statics: [`screaming`] (`CALC_INTERFACE`).
-//! * Enum variants: [`upper_camel`] (`ADD` → `Add`).
-//! * Struct fields, procedures and arguments: [`snake`] (`numItems` → `num_items`;
-//!   names already in snake case are kept as written). Unnamed arguments (RFC 5531) are
-//!   `arg1`, `arg2`, ... ([`arg_name`]).
-//! * Rust keywords become raw identifiers (`type` → `r#type`), except the ones that
-//!   cannot be raw (`self`, `Self`, `super`, `crate`), which get a trailing underscore
-//!   (`self_`) ([`ident`]). Argument names that would shadow the generated code's own
-//!   locals ([`arg_name`]) and procedure names that would collide with the generated
-//!   clients' own methods ([`proc_name`]) also get a trailing underscore.
-//! * An interface's items are its base name ([`interface_names`]) with a suffix:
+//! * types, enum variants and interfaces: [`upper_camel`]; constants: [`screaming`];
+//!   fields: [`snake`]; procedures: [`proc_name`]; arguments: [`arg_name`];
+//! * keyword escaping: [`ident`], which every generated identifier goes through;
+//! * an interface's items are its base name ([`interface_names`]) with a suffix:
 //!   [`client_name`], [`blocking_client_name`], [`server_name`], [`interface_static`],
-//!   [`procedures_static`]; the client method starting a call is [`start_name`].
+//!   [`procedures_static`]; the client method starting a call is [`start_name`];
+//! * anonymous interfaces and program versions are named by [`upper_camel_case`].
 
 use std::collections::HashMap;
 
@@ -259,7 +251,7 @@ pub(crate) fn procedures_static(base: &str) -> String {
 /// `CALC_PROG` → `CalcProg`, `myCalc` → `MyCalc`. Underscores, dashes, dots and other
 /// non-alphanumeric characters separate words; an all-uppercase word is lowercased
 /// after its first letter. (The parser names anonymous interfaces and program
-/// versions with it; [`upper_camel`] names the Rust items.)
+/// versions with it; the generated Rust items have their own rules.)
 pub fn upper_camel_case(name: &str) -> String {
     let mut out = String::new();
     for word in name.split(|c: char| !c.is_ascii_alphanumeric()) {
