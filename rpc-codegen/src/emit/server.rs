@@ -9,18 +9,23 @@ use super::{doc, interface_doc, Proc, Service};
 
 /// The server trait and adapter of `service`.
 pub(super) fn items(service: &Service<'_>) -> TokenStream {
+    let mut out = trait_items(service);
+    out.extend(adapter(service));
+    out
+}
+
+/// The server trait: one method per procedure (`async` unless `[inline]`).
+fn trait_items(service: &Service<'_>) -> TokenStream {
     let Service {
         svc,
-        info_name,
         trait_name,
         server_name,
         id_text,
         procs,
         ..
     } = service;
-    let (iname, version, base) = (&svc.name, svc.version, &svc.rust_base);
+    let (iname, version) = (&svc.name, svc.version);
     let server_name_str = server_name.to_string();
-    let mut out = TokenStream::new();
     let trait_methods = procs.iter().map(|p| {
             let Proc {
                 handler_docs,
@@ -58,12 +63,27 @@ pub(super) fn items(service: &Service<'_>) -> TokenStream {
                  implement it (with `async fn`s) and serve it with [`{server_name_str}`]."
         ),
     );
-    out.extend(quote! {
+    quote! {
         #trait_doc
         pub trait #trait_name: ::core::marker::Send + ::core::marker::Sync + 'static {
             #(#trait_methods)*
         }
-    });
+    }
+}
+
+/// The adapter `{Base}Server<T>`: decodes a call's arguments, runs the handler and
+/// encodes its result, as a `rpc_core::server::Service`.
+fn adapter(service: &Service<'_>) -> TokenStream {
+    let Service {
+        svc,
+        info_name,
+        trait_name,
+        server_name,
+        procs,
+        ..
+    } = service;
+    let (iname, base) = (&svc.name, &svc.rust_base);
+    let server_name_str = server_name.to_string();
     let call_arms = procs
         .iter()
         .map(|p| {
@@ -193,7 +213,7 @@ pub(super) fn items(service: &Service<'_>) -> TokenStream {
             "Serves an implementation of [`{base}`] (the `{iname}` interface): add it to a server with \
              `Server::builder().add_service({server_name_str}::new(implementation))`."
         ));
-    out.extend(quote! {
+    quote! {
         #server_doc
         pub struct #server_name<T: #trait_name> {
             inner: ::std::sync::Arc<T>,
@@ -251,6 +271,5 @@ pub(super) fn items(service: &Service<'_>) -> TokenStream {
 
             #inline_methods
         }
-    });
-    out
+    }
 }
