@@ -18,7 +18,7 @@ mod protobuf;
 mod server;
 mod service_info;
 mod types;
-pub(crate) mod xdr;
+mod xdr;
 
 use proc_macro2::{Ident as RIdent, TokenStream};
 use quote::quote;
@@ -132,7 +132,7 @@ impl<'s> Proc<'s> {
 }
 
 /// One `#[doc]` line.
-pub(crate) fn doc(text: &str) -> TokenStream {
+fn doc(text: &str) -> TokenStream {
     // The lexer already breaks lines at a bare carriage return; docs from another
     // front end might still hold one, and rustc rejects it in a doc comment.
     let line = format!(" {}", text.replace('\r', " "));
@@ -140,7 +140,7 @@ pub(crate) fn doc(text: &str) -> TokenStream {
 }
 
 /// The docs as `#[doc]` attributes, or a generated one-liner when there are none.
-pub(crate) fn docs_or(docs: &[String], fallback: impl FnOnce() -> String) -> TokenStream {
+fn docs_or(docs: &[String], fallback: impl FnOnce() -> String) -> TokenStream {
     if docs.is_empty() {
         return doc(&fallback());
     }
