@@ -20,10 +20,11 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use crate::diagnostics::{Diagnostic, Diagnostics};
-use crate::generate::{
-    arg_names, ident, interface_names, proc_name, screaming, snake, start_name, upper_camel,
-};
 use crate::model::*;
+use crate::naming::{
+    arg_name, blocking_client_name, client_name, ident, interface_names, interface_static,
+    proc_name, procedures_static, screaming, server_name, snake, start_name, upper_camel,
+};
 
 /// The largest fixed length (`opaque x[N]`, `T x[N]`): such types become inline Rust
 /// arrays, and a huge one would blow the stack of whoever holds it.
@@ -331,9 +332,8 @@ impl Checker {
             .map(|d| screaming(&d.name().name))
             .collect();
         for base in interface_names(&spec.interfaces) {
-            let base = screaming(&base);
-            taken.insert(format!("{base}_INTERFACE"));
-            taken.insert(format!("{base}_PROCEDURES"));
+            taken.insert(interface_static(&base));
+            taken.insert(procedures_static(&base));
         }
         let mut pending: Vec<&CDefine> = spec.c_defines.iter().collect();
         let mut added: Vec<(Ident, i64)> = Vec::new();
@@ -806,7 +806,7 @@ impl Checker {
 
     /// Reports distinct IDL names that the generator would turn into the same Rust name
     /// in the same Rust namespace (`foo_bar` and `FooBar` both become `FooBar`). The
-    /// names come from generate.rs's own conversions, so the two cannot drift apart.
+    /// names come from the generator's own conversions ([`crate::naming`]), so the two cannot drift apart.
     /// Identical IDL names are reported by the duplicate-name rules instead, and union
     /// variants need no rule: the generator appends case labels until they are unique.
     fn rust_names(&mut self, spec: &Spec) {
@@ -848,12 +848,11 @@ impl Checker {
             named.how = format!("becomes the trait `{}`", named.rust);
             named.interface = true;
             types.push(named);
-            types.push(made(format!("{base}Client"), "async client"));
-            types.push(made(format!("{base}BlockingClient"), "blocking client"));
-            types.push(made(format!("{base}Server"), "server"));
-            let screaming_base = screaming(&base);
-            values.push(made(format!("{screaming_base}_INTERFACE"), "static"));
-            values.push(made(format!("{screaming_base}_PROCEDURES"), "static"));
+            types.push(made(client_name(&base), "async client"));
+            types.push(made(blocking_client_name(&base), "blocking client"));
+            types.push(made(server_name(&base), "server"));
+            values.push(made(interface_static(&base), "static"));
+            values.push(made(procedures_static(&base), "static"));
         }
         let mut reported = HashSet::new();
         self.rust_collisions(types, &mut reported, |a, b| {
@@ -935,8 +934,11 @@ impl Checker {
                 let args = proc
                     .args
                     .iter()
-                    .zip(arg_names(proc))
                     .enumerate()
+                    .map(|(i, arg)| {
+                        let rust = ident(&arg_name(arg.name.as_ref().map(|n| n.name.as_str()), i));
+                        (i, (arg, rust))
+                    })
                     .map(|(i, (arg, rust))| match &arg.name {
                         Some(name) => RustName::plain(name, rust.to_string(), i),
                         None => {

@@ -2,11 +2,12 @@
 //! code generator).
 //!
 //! An IDL file (docs/IDL.md) goes through [`lexer`] → [`preprocess`] → [`parser`] →
-//! [`check`], producing a checked [`model::Spec`]; the generator turns that model into
-//! Rust. The preprocessor handles what rpcgen leaves to `cpp` (`#include`, `#ifdef`,
-//! `#define`); [`onc`] adds what rpcgen knows without being told (C type names, the
-//! `<rpc/rpc.h>` types, program names as constants), so real `.x` files compile
-//! unchanged. This crate is not a runtime: the generated code talks to `rpc-core`.
+//! [`check`], producing a checked [`model::Spec`]; the generator ([`generate`])
+//! lowers its interfaces into a typed intermediate model (services, methods, numbers,
+//! flags, each method's codec) and emits Rust from that. The preprocessor handles what
+//! rpcgen leaves to `cpp` (`#include`, `#ifdef`, `#define`); [`onc`] adds what rpcgen
+//! knows without being told (C type names, the `<rpc/rpc.h>` types, program names as
+//! constants), so real `.x` files compile unchanged. This crate is not a runtime: the generated code talks to `rpc-core`.
 //!
 //! `#include "file"` in a file given as text ([`parse`], [`parse_and_check`],
 //! [`generate_source`]) is looked up relative to `file_name`; [`Builder`] also takes
@@ -14,8 +15,9 @@
 //!
 //! `.proto` files take the other front end, [`proto`] (the `proto` feature, on by
 //! default; IDL-only users can turn it off and skip prost-build): prost-build makes the message
-//! types and a service generator of ours lowers each `service` into the same model and
-//! emits the same stubs (with protobuf payloads); see docs/PROTO.md.
+//! types and a service generator of ours lowers each `service` into the same
+//! intermediate model, from which the same emitters write the same stubs (with protobuf
+//! payloads); see docs/PROTO.md.
 //!
 //! Errors are [`diagnostics::Diagnostics`], rendered like rustc's:
 //!
@@ -68,7 +70,10 @@ pub fn parse_and_check(
 
 // The generator and the build-script front end.
 mod builder;
+mod emit;
 pub mod generate;
+mod ir;
+mod naming;
 pub use builder::BuildError;
 pub use builder::Builder;
 

@@ -4,7 +4,8 @@
 //! [`Type::Optional`] unboxed; the checker ([`crate::check`]) validates it and fills in
 //! the resolved parts in place (`Value::resolved`, `Type::Optional::boxed`,
 //! `Procedure::resolved_number`, `Interface::resolved_id`). The generator only ever sees a
-//! checked spec.
+//! checked spec, whose interfaces it lowers into its own typed model before emitting
+//! them.
 //!
 //! RFC 5531 `program` blocks are lowered by the parser into one [`Interface`] per
 //! `version` block ([`InterfaceOrigin::Program`]), so the rest of the compiler handles
@@ -310,6 +311,15 @@ impl Value {
         self.resolved
             .expect("rpc-codegen bug: value used before the checker resolved it")
     }
+}
+
+/// A value's number: the checker's result, or the literal as written (0 for an
+/// unresolved name).
+pub(crate) fn value_of(v: &Value) -> i64 {
+    v.resolved.unwrap_or(match v.kind {
+        ValueKind::Literal(n) => n,
+        ValueKind::Named(_) => 0,
+    })
 }
 
 /// What a [`Value`] was written as.

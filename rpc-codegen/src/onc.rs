@@ -220,7 +220,7 @@ fn add_prelude(spec: &mut Spec, defined: &mut HashSet<String>) {
     let Ok(prelude) = crate::parser::parse(PRELUDE_NAME, PRELUDE) else {
         return; // the prelude is fixed text that parses: a test makes sure
     };
-    use crate::generate::{screaming, upper_camel};
+    use crate::naming::{interface_static, procedures_static, screaming, upper_camel};
     let base = spec.source.len();
     let shift = |s: &mut Span| *s = Span::new(s.start + base, s.end + base);
     // A prelude definition is only added when nothing of the file's stands in its way,
@@ -234,13 +234,13 @@ fn add_prelude(spec: &mut Spec, defined: &mut HashSet<String>) {
             _ => upper_camel(&def.name().name),
         });
     }
-    for base in crate::generate::interface_names(&spec.interfaces) {
-        for suffix in ["", "Client", "BlockingClient", "Server"] {
-            rust_names.insert(format!("{base}{suffix}"));
-        }
-        let base = screaming(&base);
-        rust_names.insert(format!("{base}_INTERFACE"));
-        rust_names.insert(format!("{base}_PROCEDURES"));
+    for base in crate::naming::interface_names(&spec.interfaces) {
+        rust_names.insert(crate::naming::client_name(&base));
+        rust_names.insert(crate::naming::blocking_client_name(&base));
+        rust_names.insert(crate::naming::server_name(&base));
+        rust_names.insert(interface_static(&base));
+        rust_names.insert(procedures_static(&base));
+        rust_names.insert(base);
     }
     let eligible = |d: &Definition| {
         let rust = match d {
@@ -362,17 +362,16 @@ fn shift_spans(def: &mut Definition, shift: &dyn Fn(&mut Span)) {
 /// SCREAMING_CASE, rpcgen's convention, are added, and none whose Rust name another
 /// constant or an interface's statics already have.
 fn program_constants(spec: &mut Spec, defined: &mut HashSet<String>) {
-    use crate::generate::screaming;
+    use crate::naming::{interface_static, procedures_static, screaming};
     let mut taken: HashSet<String> = spec
         .definitions
         .iter()
         .filter(|d| matches!(d, Definition::Const(_) | Definition::StringConst(_)))
         .map(|d| screaming(&d.name().name))
         .collect();
-    for base in crate::generate::interface_names(&spec.interfaces) {
-        let base = screaming(&base);
-        taken.insert(format!("{base}_INTERFACE"));
-        taken.insert(format!("{base}_PROCEDURES"));
+    for base in crate::naming::interface_names(&spec.interfaces) {
+        taken.insert(interface_static(&base));
+        taken.insert(procedures_static(&base));
     }
     let mut consts = Vec::new();
     for iface in &spec.interfaces {

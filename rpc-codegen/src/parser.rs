@@ -79,26 +79,7 @@ pub fn parse_with(file_name: &str, source: &str, options: &Options) -> Result<Sp
     }
 }
 
-/// Converts a name to UpperCamelCase: `my_calc` → `MyCalc`, `CALC_PROG` → `CalcProg`,
-/// `myCalc` → `MyCalc`. Underscores, dashes, dots and other non-alphanumeric
-/// characters separate words; an all-uppercase word is lowercased after its first
-/// letter.
-pub fn upper_camel_case(name: &str) -> String {
-    let mut out = String::new();
-    for word in name.split(|c: char| !c.is_ascii_alphanumeric()) {
-        let all_upper = !word.chars().any(|c| c.is_ascii_lowercase());
-        let mut chars = word.chars();
-        if let Some(first) = chars.next() {
-            out.push(first.to_ascii_uppercase());
-            if all_upper {
-                out.extend(chars.map(|c| c.to_ascii_lowercase()));
-            } else {
-                out.extend(chars);
-            }
-        }
-    }
-    out
-}
+pub use crate::naming::upper_camel_case;
 
 /// The interface name for an anonymous `interface { ... }` in `file_name`: the file's
 /// stem in UpperCamelCase (`proto/my_calc.idl` → `MyCalc`). `None` if that is not an

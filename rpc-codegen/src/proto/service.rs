@@ -1,15 +1,15 @@
 //! The `.proto` front end of the generator: prost-build's [`prost_build::ServiceGenerator`]
-//! lowering each `service` into the same model an IDL interface has, and emitting it with
-//! the same code as the IDL path ([`crate::generate::interface_items`]); only the
-//! payload encoding differs (protobuf messages instead of XDR arguments).
+//! lowering each `service` into the intermediate model an IDL interface lowers into (an
+//! `ir::Service` whose methods have the protobuf codec), emitted by the same emitters as
+//! the IDL path; only the payload encoding differs (protobuf messages instead of XDR
+//! arguments).
 
 use proc_macro2::TokenStream;
 use quote::quote;
 
-use crate::generate::{ident, interface_items, upper_camel, ProcWire};
-use crate::model::{
-    Argument, Docs, Ident, Interface, InterfaceOrigin, Procedure, Span, Type, Value, ValueKind,
-};
+use crate::ir::{self, Codec, Method, Origin};
+use crate::model::Docs;
+use crate::naming::{proc_name, start_name, upper_camel};
 
 use super::{interface_id, StreamingKind};
 
@@ -75,27 +75,36 @@ pub(crate) fn service_source(service: &prost_build::Service, skip_streaming: boo
 }
 
 fn service_tokens(service: &prost_build::Service, skip_streaming: bool) -> TokenStream {
+    let (lowered, refused) = lower(service, skip_streaming);
+    let mut out = TokenStream::new();
+    for message in refused {
+        out.extend(quote!(::core::compile_error!(#message);));
+    }
+    out.extend(crate::emit::service(&lowered, &ir::Types::default()));
+    out
+}
+
+/// Lowers a service: its unary methods (protobuf codec), and the messages of the
+/// streaming ones it refuses (none with `skip_streaming`, which lists them in the
+/// service's docs instead).
+fn lower(service: &prost_build::Service, skip_streaming: bool) -> (ir::Service, Vec<String>) {
     let full = full_name(&service.package, &service.proto_name);
-    let mut refused = TokenStream::new();
+    let mut refused = Vec::new();
     let mut skipped = Vec::new();
-    let mut procedures = Vec::new();
-    let mut wires = Vec::new();
+    let mut methods = Vec::new();
     for (index, method) in service.methods.iter().enumerate() {
         if let Some(kind) = StreamingKind::of(method.client_streaming, method.server_streaming) {
             if skip_streaming {
                 skipped.push(format!("`{}` ({kind})", method.proto_name));
             } else {
-                let message = format!(
+                refused.push(format!(
                     "method `{full}.{}` is {kind}; streaming methods are not supported (only unary)",
                     method.proto_name
-                );
-                refused.extend(quote!(::core::compile_error!(#message);));
+                ));
             }
             continue;
         }
-        let (procedure, wire) = lower_method(method, index);
-        procedures.push(procedure);
-        wires.push(wire);
+        methods.push(lower_method(method, index));
     }
     let mut docs = comment_docs(&service.comments);
     if !skipped.is_empty() {
@@ -107,79 +116,44 @@ fn service_tokens(service: &prost_build::Service, skip_streaming: bool) -> Token
             skipped.join(", ")
         ));
     }
-    let iface = Interface {
+    let lowered = ir::Service {
+        id: interface_id(&full),
+        name: full,
+        rust_base: upper_camel(&service.proto_name),
         docs,
-        attributes: Vec::new(),
-        name: name_ident(&full),
-        id: None,
-        version: literal(1),
-        procedures,
-        origin: InterfaceOrigin::Interface,
-        resolved_id: Some(interface_id(&full)),
+        version: 1,
+        default_semantics: None,
+        origin: Origin::Proto,
+        methods,
     };
-    let mut out = refused;
-    out.extend(interface_items(
-        &iface,
-        &upper_camel(&service.proto_name),
-        &wires,
-    ));
-    out
+    (lowered, refused)
 }
 
 /// One unary method as a procedure taking one argument, `request`. Its number is its
 /// 1-based position among all the service's methods, so leaving out streaming methods
 /// does not renumber the others.
-fn lower_method(method: &prost_build::Method, index: usize) -> (Procedure, ProcWire) {
+fn lower_method(method: &prost_build::Method, index: usize) -> Method {
     use prost_types::method_options::IdempotencyLevel;
 
     let idempotent = matches!(
         method.options.idempotency_level(),
         IdempotencyLevel::NoSideEffects | IdempotencyLevel::Idempotent
     );
-    let procedure = Procedure {
+    Method {
+        name: method.proto_name.clone(),
+        rust_name: proc_name(&method.proto_name),
+        start_name: start_name(&method.proto_name),
+        number: u32::try_from(index + 1).unwrap_or(u32::MAX),
         docs: comment_docs(&method.comments),
-        attributes: if idempotent {
-            vec![name_ident("idempotent")]
-        } else {
-            Vec::new()
-        },
         oneway: false,
-        ret: Type::Named(name_ident(&method.output_type)),
-        name: name_ident(&method.proto_name),
-        args: vec![Argument {
-            name: Some(name_ident("request")),
-            ty: Type::Named(name_ident(&method.input_type)),
-            span: Span::default(),
-        }],
-        number: None,
-        resolved_number: Some(u32::try_from(index + 1).unwrap_or(u32::MAX)),
-    };
-    let input = rust_type(&method.input_type);
-    let output = rust_type(&method.output_type);
-    let request = ident("request");
-    let to_xdr_error = quote!(|e| ::rpc_core::xdr::XdrError::foreign("protobuf", e));
-    let wire = ProcWire {
-        params: vec![quote!(#request: #input)],
-        arg_names: vec![request.clone()],
-        ret: output.clone(),
-        encode: quote!(|w| ::prost::Message::encode(&#request, w.buf_mut()).map_err(#to_xdr_error)),
-        decode: quote!(|r| <#output as ::prost::Message>::decode(r.take_rest()).map_err(#to_xdr_error)),
-        decode_args: quote!(|r| <#input as ::prost::Message>::decode(r.take_rest()).map_err(#to_xdr_error)),
-        unpack: quote!(let #request = decoded?;),
-        encode_ret: Some(
-            quote!(::prost::Message::encode(&ret, w.buf_mut()).map_err(#to_xdr_error)?;),
-        ),
-    };
-    (procedure, wire)
-}
-
-/// A Rust type path as prost-build wrote it (`HelloRequest`, `super::common::Point`,
-/// `::prost_types::Empty`).
-fn rust_type(path: &str) -> TokenStream {
-    path.parse().unwrap_or_else(|_| {
-        let message = format!("rpc-codegen: `{path}` is not a Rust type path");
-        quote!(::core::compile_error!(#message))
-    })
+        idempotent,
+        inline: false,
+        params: vec!["request".to_owned()],
+        codec: Codec::Protobuf {
+            request: method.input_type.clone(),
+            response: method.output_type.clone(),
+        },
+    }
 }
 
 /// A protobuf item's leading and trailing comments as doc lines, sanitized for rustdoc
@@ -197,17 +171,92 @@ fn comment_docs(comments: &prost_build::Comments) -> Docs {
         .collect()
 }
 
-fn name_ident(name: &str) -> Ident {
-    Ident {
-        name: name.to_owned(),
-        span: Span::default(),
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn literal(n: i64) -> Value {
-    Value {
-        kind: ValueKind::Literal(n),
-        span: Span::default(),
-        resolved: Some(n),
+    fn method(name: &str, streaming: bool, idempotency: i32) -> prost_build::Method {
+        prost_build::Method {
+            name: upper_camel(name),
+            proto_name: name.to_owned(),
+            comments: prost_build::Comments::default(),
+            input_type: format!("{name}Request"),
+            output_type: format!("super::common::{name}Reply"),
+            input_proto_type: format!(".demo.{name}Request"),
+            output_proto_type: format!(".common.{name}Reply"),
+            options: prost_types::MethodOptions {
+                idempotency_level: Some(idempotency),
+                ..Default::default()
+            },
+            client_streaming: false,
+            server_streaming: streaming,
+        }
+    }
+
+    fn service(methods: Vec<prost_build::Method>) -> prost_build::Service {
+        prost_build::Service {
+            name: "Greeter".to_owned(),
+            proto_name: "Greeter".to_owned(),
+            package: "demo".to_owned(),
+            comments: prost_build::Comments {
+                leading: vec![" Says hello.".to_owned()],
+                ..Default::default()
+            },
+            methods,
+            options: prost_types::ServiceOptions::default(),
+        }
+    }
+
+    #[test]
+    fn a_service_lowers_with_the_protobuf_codec_and_positional_numbers() {
+        use prost_types::method_options::IdempotencyLevel;
+        let svc = service(vec![
+            method(
+                "SayHello",
+                false,
+                IdempotencyLevel::IdempotencyUnknown as i32,
+            ),
+            method("Watch", true, IdempotencyLevel::IdempotencyUnknown as i32),
+            method("GetName", false, IdempotencyLevel::NoSideEffects as i32),
+        ]);
+        let (lowered, refused) = lower(&svc, true);
+        assert!(refused.is_empty());
+        assert_eq!(lowered.name, "demo.Greeter");
+        assert_eq!(lowered.rust_base, "Greeter");
+        assert_eq!(lowered.id, interface_id("demo.Greeter"));
+        assert_eq!(
+            (lowered.version, lowered.origin.clone()),
+            (1, Origin::Proto)
+        );
+        assert_eq!(lowered.docs[0], "Says hello.");
+        assert!(lowered.docs[2].contains("`Watch` (server-streaming)"));
+        // The streaming method is left out without renumbering the one after it.
+        let numbers: Vec<u32> = lowered.methods.iter().map(|m| m.number).collect();
+        assert_eq!(numbers, [1, 3]);
+        let get = &lowered.methods[1];
+        assert_eq!(
+            (get.rust_name.as_str(), get.start_name.as_str()),
+            ("get_name", "start_get_name")
+        );
+        assert!(get.idempotent && !lowered.methods[0].idempotent);
+        assert_eq!(get.params, ["request"]);
+        assert_eq!(
+            get.codec,
+            Codec::Protobuf {
+                request: "GetNameRequest".into(),
+                response: "super::common::GetNameReply".into(),
+            }
+        );
+    }
+
+    #[test]
+    fn streaming_methods_are_refused_unless_skipped() {
+        let svc = service(vec![method("Watch", true, 0)]);
+        let (lowered, refused) = lower(&svc, false);
+        assert!(lowered.methods.is_empty());
+        assert_eq!(
+            refused,
+            ["method `demo.Greeter.Watch` is server-streaming; streaming methods are not supported (only unary)"]
+        );
     }
 }

@@ -171,7 +171,7 @@ impl Generator<'_> {
                 .fields
                 .iter()
                 .map(|f| {
-                    let fname = super::ident(&super::snake(&f.name.name));
+                    let fname = crate::naming::ident(&crate::naming::snake(&f.name.name));
                     self.walk_mut(&f.ty, quote!(&mut self.#fname), set, list)
                 })
                 .collect(),
