@@ -16,7 +16,7 @@ use super::hook::ServeHook;
 use super::interfaces::InterfaceTable;
 use super::layer::{self, BoxError, Interceptor, ServerCall, ServerStack, Wrap};
 use super::limits::ServerLimits;
-use super::reply_cache::{ReplyCache, ReplyCacheConfig};
+use super::reply_cache::{ReplyCacheConfig, ReplyCacheShards};
 use super::state::{Phase, Shared};
 use super::stats::Counters;
 use super::CallContext;
@@ -331,7 +331,7 @@ impl ServerBuilder {
             epoch: Instant::now(),
             run_inline: self.run_inline,
             share_threshold: self.share_threshold,
-            cache: self.reply_cache.map(|c| Mutex::new(ReplyCache::new(c))),
+            cache: self.reply_cache.map(ReplyCacheShards::new),
             controls: Mutex::new(HashMap::new()),
             counters: Counters::new(),
             stack: layer::build(self.layers),

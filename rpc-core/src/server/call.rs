@@ -265,9 +265,7 @@ impl Shared {
             }
         };
         let joined = match self.cache.as_ref().filter(|_| cached) {
-            Some(cache) => {
-                lock(cache).finish(scope.clone(), header.client_id, header.call_id, &frame)
-            }
+            Some(cache) => cache.finish(scope, header.client_id, header.call_id, &frame),
             None => Vec::new(),
         };
         if header.is_oneway() {
@@ -294,7 +292,7 @@ impl Shared {
     ) -> Option<Frame> {
         super::dispatch::refused(span, &status);
         let joined = match self.cache.as_ref().filter(|_| cached) {
-            Some(cache) => lock(cache).abandon(scope.clone(), header.client_id, header.call_id),
+            Some(cache) => cache.abandon(scope, header.client_id, header.call_id),
             None => Vec::new(),
         };
         for (dup, to) in joined {
@@ -341,7 +339,7 @@ pub(super) async fn housekeeping(shared: std::sync::Weak<Shared>) {
             return;
         }
         if let Some(cache) = &shared.cache {
-            lock(cache).expire(Instant::now());
+            cache.expire(Instant::now());
         }
     }
 }

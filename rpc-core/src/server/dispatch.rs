@@ -140,8 +140,8 @@ impl Shared {
         let cached = self.cache.is_some() && header.semantics() != Semantics::AtLeastOnce;
         if let Some(cache) = self.cache.as_ref().filter(|_| cached) {
             let fingerprint = reply_cache::fingerprint(&header, &args);
-            let lookup = lock(cache).begin(
-                conn.scope.clone(),
+            let lookup = cache.begin(
+                &conn.scope,
                 &header,
                 fingerprint,
                 header.aux,

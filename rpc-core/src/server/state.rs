@@ -13,10 +13,10 @@ use super::connections::ConnectionTable;
 use super::interfaces::InterfaceTable;
 use super::layer::{Interceptor, ServerStack};
 use super::limits::ServerLimits;
-use super::reply_cache::ReplyCache;
+use super::reply_cache::ReplyCacheShards;
 use super::scope::ClientScope;
 use super::stats::{Counters, ServerStats};
-use super::{lock, CallControl};
+use super::CallControl;
 
 /// Where a server is in its life.
 ///
@@ -61,7 +61,7 @@ pub(super) struct Shared {
     /// `ServerBuilder::share_threshold`.
     pub(super) share_threshold: Option<usize>,
     /// Exactly-once / at-most-once deduplication.
-    pub(super) cache: Option<Mutex<ReplyCache>>,
+    pub(super) cache: Option<ReplyCacheShards>,
     /// Calls admitted and not finished, for cancellation.
     pub(super) controls: Mutex<HashMap<CallKey, Arc<CallControl>>>,
     pub(super) counters: Counters,
@@ -80,7 +80,7 @@ impl Shared {
             reply_cache: self
                 .cache
                 .as_ref()
-                .map(|c| lock(c).stats())
+                .map(ReplyCacheShards::stats)
                 .unwrap_or_default(),
             in_flight: self.admission.in_flight() as u64,
             queued_reply_bytes: self.connections.queued_bytes() as u64,
