@@ -1,7 +1,6 @@
 //! [`ServerBuilder`]: a server's configuration, and `serve`, which starts it.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use std::time::{Duration, Instant};
 use tracing::Instrument;
@@ -332,7 +331,6 @@ impl ServerBuilder {
             run_inline: self.run_inline,
             share_threshold: self.share_threshold,
             cache: self.reply_cache.map(ReplyCacheShards::new),
-            controls: Mutex::new(HashMap::new()),
             counters: Counters::new(),
             stack: layer::build(self.layers),
             interceptors: self.interceptors.into_boxed_slice(),

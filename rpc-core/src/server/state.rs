@@ -1,8 +1,6 @@
 //! What every task of a server shares: configuration, the interface table, admission,
 //! the connection table, the reply cache, the counters and the lifecycle phase.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio::sync::watch;
@@ -14,9 +12,7 @@ use super::interfaces::InterfaceTable;
 use super::layer::{Interceptor, ServerStack};
 use super::limits::ServerLimits;
 use super::reply_cache::ReplyCacheShards;
-use super::scope::ClientScope;
 use super::stats::{Counters, ServerStats};
-use super::CallControl;
 
 /// Where a server is in its life.
 ///
@@ -42,10 +38,6 @@ impl Phase {
     }
 }
 
-/// A call's key for cancellation: (scope, client id, call id). A Cancel acts only on
-/// calls of its own connection's scope (the same principal, else the same address).
-pub(super) type CallKey = (ClientScope, u64, u64);
-
 #[derive(Debug)]
 pub(super) struct Shared {
     pub(super) interfaces: InterfaceTable,
@@ -62,8 +54,6 @@ pub(super) struct Shared {
     pub(super) share_threshold: Option<usize>,
     /// Exactly-once / at-most-once deduplication.
     pub(super) cache: Option<ReplyCacheShards>,
-    /// Calls admitted and not finished, for cancellation.
-    pub(super) controls: Mutex<HashMap<CallKey, Arc<CallControl>>>,
     pub(super) counters: Counters,
     /// `ServerBuilder::layer`s around the handler (`None`: none set).
     pub(super) stack: Option<ServerStack>,
