@@ -81,6 +81,13 @@ pub struct Args {
     /// Do not print progress to stderr.
     #[arg(long)]
     pub silent: bool,
+    /// The rpc rows' call semantics, passed on to the latency tool (`--semantics`):
+    /// at-most-once and exactly-once calls go through the server's reply cache.
+    #[arg(long, value_enum, default_value_t = crate::latency::CallSemantics::AtLeastOnce)]
+    pub semantics: crate::latency::CallSemantics,
+    /// The rpc rows' handler runs on the server's worker pool (latency `--pooled`).
+    #[arg(long)]
+    pub pooled: bool,
 }
 
 impl Args {
@@ -295,6 +302,8 @@ fn count(
         .args(["--only", only])
         .args(["--iterations", &calls.to_string()])
         .args(["--warmup", &warmup.to_string()])
+        .args(["--semantics", semantics_arg(args.semantics)])
+        .args(args.pooled.then_some("--pooled"))
         .arg("--json")
         .arg(&json)
         .arg("--svg")
@@ -481,6 +490,16 @@ pub fn format_table(report: &InstructionsReport) -> String {
         out.push('\n');
     }
     out
+}
+
+/// The latency tool's spelling of `semantics`.
+fn semantics_arg(semantics: crate::latency::CallSemantics) -> &'static str {
+    use crate::latency::CallSemantics;
+    match semantics {
+        CallSemantics::AtLeastOnce => "at-least-once",
+        CallSemantics::AtMostOnce => "at-most-once",
+        CallSemantics::ExactlyOnce => "exactly-once",
+    }
 }
 
 #[cfg(test)]

@@ -39,13 +39,13 @@ use bytes::Bytes;
 use clap::{Parser, ValueEnum};
 use rpc_core::frame::{Frame, FrameHeader, FrameKind, HEADER_LEN};
 use rpc_core::transport::{Channel, Connection, FrameReceiver, FrameSender, Listener};
-use rpc_core::{Client, Server};
+use rpc_core::{CallOptions, Client, Semantics, Server};
 use rpc_transport_tcp::{TcpChannel, TcpConfig, TcpListener, TlsClient, TlsServer};
 use rpc_transport_udp::{proto, Security, StaticKeypair, UdpChannel, UdpConfig, UdpListener};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
-use crate::echo::{echo, EchoService};
+use crate::echo::{EchoService, ECHO, ECHO_INTERFACE};
 use crate::harness::{
     run_concurrent, run_on_layout_pinned, run_pipelined, Case, CaseResult, Kind, Layout,
     Measurement, Pin, Pipeline, Plan, Report, RoundTrip, ServerCtl, Transport,
@@ -145,6 +145,15 @@ pub struct Args {
     /// recorder is installed and every metric handle is a no-op.
     #[arg(long)]
     pub prometheus: bool,
+    /// The semantics of the rpc rows' calls: at-least-once (the echo procedure is
+    /// `[idempotent]`: no reply cache), at-most-once or exactly-once (both go through
+    /// the server's reply cache).
+    #[arg(long, value_enum, default_value_t = CallSemantics::AtLeastOnce)]
+    pub semantics: CallSemantics,
+    /// Run the rpc rows' handler on the server's worker pool instead of inline on the
+    /// connection loop (`Server::builder().run_inline(false)`).
+    #[arg(long)]
+    pub pooled: bool,
     /// Measure nothing: print the table of, and plot, a report written by `--json`.
     #[arg(long, value_name = "JSON")]
     pub replot: Option<std::path::PathBuf>,
@@ -306,11 +315,38 @@ pub fn cases(args: &Args) -> Vec<Case> {
     out
 }
 
-/// Options of our transports that are not part of a [`Case`].
+/// The semantics the rpc rows' calls ask for (`--semantics`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum CallSemantics {
+    /// The echo procedure's own (it is `[idempotent]`): no reply cache.
+    #[default]
+    AtLeastOnce,
+    /// Deduplicated by the server's reply cache, never re-sent.
+    AtMostOnce,
+    /// Deduplicated by the server's reply cache, re-sent until answered.
+    ExactlyOnce,
+}
+
+impl CallSemantics {
+    fn options(self) -> CallOptions {
+        let options = CallOptions::new();
+        match self {
+            CallSemantics::AtLeastOnce => options,
+            CallSemantics::AtMostOnce => options.semantics(Semantics::AtMostOnce),
+            CallSemantics::ExactlyOnce => options.semantics(Semantics::ExactlyOnce),
+        }
+    }
+}
+
+/// Options of our transports and of the rpc rows that are not part of a [`Case`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StackOptions {
     /// Largest datagram of our UDP transport (`None`: its default).
     pub udp_max_datagram: Option<usize>,
+    /// The rpc rows' call semantics.
+    pub semantics: CallSemantics,
+    /// The rpc rows' server runs the handler on its worker pool.
+    pub pooled: bool,
 }
 
 /// Runs every case `args` selects and returns the report (progress goes to stderr unless
@@ -319,6 +355,8 @@ pub fn run(args: &Args) -> io::Result<Report> {
     let plan = args.plan();
     let opts = StackOptions {
         udp_max_datagram: args.udp_max_datagram,
+        semantics: args.semantics,
+        pooled: args.pooled,
     };
     let cases = cases(args);
     if let Some(pin) = args.pin {
@@ -399,11 +437,11 @@ pub fn run_case(case: &Case, plan: &Plan, opts: StackOptions) -> io::Result<Meas
                     let listener = UdpListener::bind_with("127.0.0.1:0", config)
                         .await
                         .map_err(io::Error::other)?;
-                    serve(kind, ctl, listener).await
+                    serve(kind, ctl, listener, opts).await
                 },
                 move |addr| async move {
                     let channel = UdpChannel::new(addr).with_config(client_config);
-                    measure(kind, &plan, n, case.payload, channel).await
+                    measure(kind, &plan, n, case.payload, channel, opts).await
                 },
             )
         }
@@ -426,8 +464,8 @@ pub fn run_case(case: &Case, plan: &Plan, opts: StackOptions) -> io::Result<Meas
                         .map_err(io::Error::other)?
                         .with_config(config);
                     match server_tls {
-                        Some(tls) => serve(kind, ctl, listener.with_tls(tls)).await,
-                        None => serve(kind, ctl, listener).await,
+                        Some(tls) => serve(kind, ctl, listener.with_tls(tls), opts).await,
+                        None => serve(kind, ctl, listener, opts).await,
                     }
                 },
                 move |addr| async move {
@@ -436,7 +474,7 @@ pub fn run_case(case: &Case, plan: &Plan, opts: StackOptions) -> io::Result<Meas
                         Some(tls) => channel.with_tls(tls),
                         None => channel,
                     };
-                    measure(kind, &plan, n, case.payload, channel).await
+                    measure(kind, &plan, n, case.payload, channel, opts).await
                 },
             )
         }
@@ -450,10 +488,15 @@ pub fn run_case(case: &Case, plan: &Plan, opts: StackOptions) -> io::Result<Meas
 }
 
 /// The server side of a frames-only or an RPC case.
-async fn serve<L: Listener>(kind: Kind, ctl: ServerCtl, listener: L) -> io::Result<()> {
+async fn serve<L: Listener>(
+    kind: Kind,
+    ctl: ServerCtl,
+    listener: L,
+    opts: StackOptions,
+) -> io::Result<()> {
     match kind {
         Kind::Frames => frames_server(ctl, listener).await,
-        _ => rpc_server(ctl, listener).await,
+        _ => rpc_server(ctl, listener, opts).await,
     }
 }
 
@@ -464,10 +507,11 @@ async fn measure<C: Channel>(
     n: usize,
     payload: usize,
     channel: C,
+    opts: StackOptions,
 ) -> io::Result<Measurement> {
     match kind {
         Kind::Frames => frames_client(plan, n, payload, channel).await,
-        _ => rpc_client(plan, n, payload, channel).await,
+        _ => rpc_client(plan, n, payload, channel, opts).await,
     }
 }
 
@@ -859,10 +903,15 @@ async fn frames_client<C: Channel>(
     run_pipelined(plan, n, &mut pipeline).await
 }
 
-async fn rpc_server<L: Listener>(mut ctl: ServerCtl, listener: L) -> io::Result<()> {
+async fn rpc_server<L: Listener>(
+    mut ctl: ServerCtl,
+    listener: L,
+    opts: StackOptions,
+) -> io::Result<()> {
     let addr = listener.local_addr();
     let server = Server::builder()
         .add_service(EchoService)
+        .run_inline(!opts.pooled)
         .serve(listener)
         .map_err(io::Error::other)?;
     ctl.ready(addr);
@@ -875,11 +924,20 @@ async fn rpc_server<L: Listener>(mut ctl: ServerCtl, listener: L) -> io::Result<
 struct RpcCaller<C: Channel> {
     client: Client<C>,
     blob: Arc<[u8]>,
+    options: CallOptions,
 }
 
 impl<C: Channel> RoundTrip for RpcCaller<C> {
     async fn round_trip(&mut self) -> io::Result<()> {
-        let reply = echo(&self.client, &self.blob)
+        let reply = self
+            .client
+            .call(
+                &ECHO_INTERFACE,
+                &ECHO,
+                &self.options,
+                |w| w.put_opaque(&self.blob, u32::MAX),
+                |r| r.get_opaque(u32::MAX),
+            )
             .await
             .map_err(io::Error::other)?;
         if reply.len() != self.blob.len() {
@@ -898,6 +956,7 @@ async fn rpc_client<C: Channel>(
     n: usize,
     payload: usize,
     channel: C,
+    opts: StackOptions,
 ) -> io::Result<Measurement> {
     let client = Client::new(channel);
     client.connect().await.map_err(io::Error::other)?;
@@ -906,6 +965,7 @@ async fn rpc_client<C: Channel>(
         .map(|_| RpcCaller {
             client: client.clone(),
             blob: blob.clone(),
+            options: opts.semantics.options(),
         })
         .collect();
     let m = run_concurrent(plan, callers).await;

@@ -291,6 +291,27 @@ async fn a_principal_cannot_cancel_anothers_call() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_on_another_connection_of_the_same_principal_cancels_the_call() {
+    let (server, runs, channel) = serve();
+    let mut alice = Raw::open(&channel, Some("alice")).await;
+    let mut alice_again = Raw::open(&channel, Some("alice")).await;
+    alice.send(Raw::frame(5, 2, 5, 0)).await;
+    wait_for("alice's call started", || {
+        runs.waits.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    // The call's handle lives with the connection it came on: the Cancel, on her
+    // second connection, still finds it.
+    alice_again.cancel(5).await;
+    assert_eq!(alice_again.call(6, 1, 6, 0).await, reply("alice", 6));
+    assert_eq!(
+        alice.answer(5).await,
+        Answer::Reply("alice".into(), 5, true)
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_principals_the_address_is_the_scope() {
     let (server, runs, channel) = serve();
     // Memory connections all come from 127.0.0.1: without principals, two connections

@@ -21,6 +21,99 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The client's limit of calls in flight (`ClientConfig::max_in_flight`): a counter,
+/// so taking and returning a slot is one atomic operation each, with no lock; only a
+/// call that finds every slot taken waits (on a [`Notify`], woken as slots come back).
+pub(super) struct InFlight {
+    limit: usize,
+    used: AtomicUsize,
+    /// Calls waiting for a slot (a returned slot wakes one only if there are any).
+    waiting: AtomicUsize,
+    freed: Notify,
+}
+
+impl InFlight {
+    pub(super) fn new(limit: usize) -> Self {
+        InFlight {
+            limit: limit.max(1),
+            used: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
+            freed: Notify::new(),
+        }
+    }
+
+    /// Calls holding a slot now.
+    pub(super) fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// A slot, if one is free now.
+    pub(super) fn try_acquire(&self) -> Option<InFlightSlot<'_>> {
+        let mut used = self.used.load(Ordering::Relaxed);
+        loop {
+            if used >= self.limit {
+                return None;
+            }
+            match self.used.compare_exchange_weak(
+                used,
+                used + 1,
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Some(InFlightSlot(self)),
+                Err(now) => used = now,
+            }
+        }
+    }
+
+    /// Waits for a slot.
+    pub(super) async fn acquire(&self) -> InFlightSlot<'_> {
+        loop {
+            if let Some(slot) = self.try_acquire() {
+                return slot;
+            }
+            let _waiting = Waiting::new(&self.waiting);
+            let notified = self.freed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            // A slot returned between the check above and `enable` saw `waiting` and
+            // notified (or is seen here).
+            if let Some(slot) = self.try_acquire() {
+                return slot;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Counts a call waiting for an in-flight slot while it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A call's in-flight slot, returned when dropped.
+pub(super) struct InFlightSlot<'a>(&'a InFlight);
+
+impl Drop for InFlightSlot<'_> {
+    fn drop(&mut self) {
+        self.0.used.fetch_sub(1, Ordering::SeqCst);
+        if self.0.waiting.load(Ordering::SeqCst) > 0 {
+            self.0.freed.notify_one();
+        }
+    }
+}
+
 /// Shards of the call-id allocator.
 pub(super) const ID_SHARDS: usize = 16;
 
@@ -327,6 +420,28 @@ impl ConnCalls {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn in_flight_slots_are_bounded_and_a_returned_one_wakes_a_waiter() {
+        let limit = Arc::new(InFlight::new(2));
+        let a = limit.try_acquire().expect("a free slot");
+        let b = limit.try_acquire().expect("a free slot");
+        assert!(limit.try_acquire().is_none());
+        assert_eq!(limit.used(), 2);
+        let waiter = {
+            let limit = limit.clone();
+            tokio::spawn(async move {
+                let _slot = limit.acquire().await;
+                limit.used()
+            })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        drop(a);
+        assert_eq!(waiter.await.unwrap(), 2);
+        drop(b);
+        assert_eq!(limit.used(), 0);
+    }
     use crate::frame::FrameHeader;
 
     #[test]

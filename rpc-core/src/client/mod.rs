@@ -43,7 +43,6 @@ use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use bytes::Bytes;
-use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 pub use blocking::BlockingRuntime;
@@ -62,7 +61,7 @@ use crate::xdr::{XdrDecode, XdrError, XdrReader, XdrWriter};
 
 use connection::Registration;
 use endpoint::Ep;
-use inflight::{CallIds, Delivery, Inbox, LiveId};
+use inflight::{CallIds, Delivery, InFlight, Inbox, LiveId};
 use state::{CallState, Context, Outcome, Step};
 use stats::Counters;
 
@@ -108,8 +107,7 @@ struct Inner<C> {
     client_id: u64,
     /// Call ids, and the low-water mark each call carries to the server's reply cache.
     ids: CallIds,
-    in_flight: Semaphore,
-    in_flight_limit: usize,
+    in_flight: InFlight,
     stats: Counters,
 }
 
@@ -148,7 +146,6 @@ impl<C: Channel> Client<C> {
     }
 
     fn from_parts(endpoints: Vec<Arc<Ep<C>>>, config: ClientConfig, balanced: bool) -> Self {
-        let in_flight_limit = config.max_in_flight.min(Semaphore::MAX_PERMITS);
         let client_id = crate::id::random_u64();
         Client {
             inner: Arc::new(Inner {
@@ -160,8 +157,7 @@ impl<C: Channel> Client<C> {
                 balanced,
                 client_id,
                 ids: CallIds::default(),
-                in_flight: Semaphore::new(in_flight_limit),
-                in_flight_limit,
+                in_flight: InFlight::new(config.max_in_flight),
                 stats: Counters::default(),
                 config,
             }),
@@ -200,7 +196,7 @@ impl<C: Channel> Client<C> {
 
     /// A snapshot of the client's counters.
     pub fn stats(&self) -> ClientStats {
-        let in_flight = self.inner.in_flight_limit - self.inner.in_flight.available_permits();
+        let in_flight = self.inner.in_flight.used();
         self.inner.stats.snapshot(in_flight as u64)
     }
 
@@ -333,12 +329,16 @@ impl<C: Channel> Client<C> {
         // points at them, and the transport gathers them into its writes.
         let (payload, tail) = w.split_payload();
 
-        let _permit =
-            match tokio::time::timeout_at(deadline.into(), inner.in_flight.acquire()).await {
-                Ok(Ok(permit)) => permit,
-                Ok(Err(_)) => return Err(RpcError::Transport(TransportError::Closed)),
+        // A free slot is taken at once (no timer armed); only a call that finds the
+        // limit reached waits, until its deadline.
+        let _slot = match inner.in_flight.try_acquire() {
+            Some(slot) => slot,
+            None => match tokio::time::timeout_at(deadline.into(), inner.in_flight.acquire()).await
+            {
+                Ok(slot) => slot,
                 Err(_) => return Err(RpcError::Timeout),
-            };
+            },
+        };
         // One call id for every attempt: it is what the server deduplicates by.
         let live = LiveId::new(&inner.ids);
         let call_id = live.id;

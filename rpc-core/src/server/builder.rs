@@ -1,7 +1,6 @@
 //! [`ServerBuilder`]: a server's configuration, and `serve`, which starts it.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use std::time::{Duration, Instant};
 use tracing::Instrument;
@@ -16,7 +15,7 @@ use super::hook::{ServeHook, Serving};
 use super::interfaces::InterfaceTable;
 use super::layer::{self, BoxError, Interceptor, ServerCall, ServerStack, Wrap};
 use super::limits::ServerLimits;
-use super::reply_cache::{ReplyCache, ReplyCacheConfig};
+use super::reply_cache::{ReplyCacheConfig, ReplyCacheShards};
 use super::state::{Phase, Shared};
 use super::stats::Counters;
 use super::CallContext;
@@ -334,8 +333,7 @@ impl ServerBuilder {
             epoch: Instant::now(),
             run_inline: self.run_inline,
             share_threshold: self.share_threshold,
-            cache: self.reply_cache.map(|c| Mutex::new(ReplyCache::new(c))),
-            controls: Mutex::new(HashMap::new()),
+            cache: self.reply_cache.map(ReplyCacheShards::new),
             counters: Counters::new(),
             stack: layer::build(self.layers),
             interceptors: self.interceptors.into_boxed_slice(),

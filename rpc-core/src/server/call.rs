@@ -20,9 +20,9 @@ use super::connections::{CallSlot, ConnState};
 use super::interfaces::Hosted;
 use super::layer::{self, intercept, ServerCall};
 use super::scope::ClientScope;
-use super::state::{CallKey, Shared};
+use super::state::Shared;
 use super::stats::bump;
-use super::{lock, status_frame, CallContext, CallControl};
+use super::{status_frame, CallContext, CallControl};
 use crate::error::Status;
 use crate::frame::{Frame, FrameHeader, FrameKind};
 use crate::interface::CallTarget;
@@ -105,9 +105,8 @@ impl Shared {
         let header = job.header;
         let peer = job.conn.peer;
         let scope = &job.conn.scope;
-        let key = (scope.clone(), header.client_id, header.call_id);
         // However this call ends, it can no longer be cancelled.
-        let _control = ForgetControl(self, key, job.control.clone());
+        let _control = ForgetControl(&job.conn, header, &job.control);
         let span = &job.span;
         let procedure = job.hosted.procedure(job.procedure);
         if let Some(budget) = header.deadline_budget() {
@@ -265,9 +264,7 @@ impl Shared {
             }
         };
         let joined = match self.cache.as_ref().filter(|_| cached) {
-            Some(cache) => {
-                lock(cache).finish(scope.clone(), header.client_id, header.call_id, &frame)
-            }
+            Some(cache) => cache.finish(scope, header.client_id, header.call_id, &frame),
             None => Vec::new(),
         };
         if header.is_oneway() {
@@ -294,7 +291,7 @@ impl Shared {
     ) -> Option<Frame> {
         super::dispatch::refused(span, &status);
         let joined = match self.cache.as_ref().filter(|_| cached) {
-            Some(cache) => lock(cache).abandon(scope.clone(), header.client_id, header.call_id),
+            Some(cache) => cache.abandon(scope, header.client_id, header.call_id),
             None => Vec::new(),
         };
         for (dup, to) in joined {
@@ -313,19 +310,14 @@ impl Shared {
     }
 }
 
-/// Removes a call's cancellation handle when the call ends — only its own: an
-/// at-least-once duplicate running at the same time may have replaced it.
-struct ForgetControl<'a>(&'a Shared, CallKey, Arc<CallControl>);
+/// Removes a call's cancellation handle from its connection when the call ends — only
+/// its own: an at-least-once duplicate running at the same time may have replaced it.
+struct ForgetControl<'a>(&'a ConnState, FrameHeader, &'a Arc<CallControl>);
 
 impl Drop for ForgetControl<'_> {
     fn drop(&mut self) {
-        let mut controls = lock(&self.0.controls);
-        if controls
-            .get(&self.1)
-            .is_some_and(|c| Arc::ptr_eq(c, &self.2))
-        {
-            controls.remove(&self.1);
-        }
+        self.0
+            .remove_control(self.1.client_id, self.1.call_id, self.2);
     }
 }
 
@@ -341,7 +333,7 @@ pub(super) async fn housekeeping(shared: std::sync::Weak<Shared>) {
             return;
         }
         if let Some(cache) = &shared.cache {
-            lock(cache).expire(Instant::now());
+            cache.expire(Instant::now());
         }
     }
 }

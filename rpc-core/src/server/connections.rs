@@ -12,6 +12,7 @@
 //! connections before it refuses anyone.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,8 +21,8 @@ use std::time::Instant;
 use tokio::sync::Notify;
 
 use super::limits::ServerLimits;
-use super::lock;
 use super::scope::ClientScope;
+use super::{lock, CallControl};
 use crate::transport::FrameSender;
 use crate::Principal;
 
@@ -47,9 +48,63 @@ pub(super) struct ConnState {
     /// replies waiting for room give up.
     closing: AtomicBool,
     close: Notify,
+    /// This connection's calls admitted to the worker pool and not finished, by
+    /// (client id, call id), for cancellation. Per connection, so a pooled call takes
+    /// no server-wide lock; a Cancel looks here first, then at the other connections of
+    /// its scope ([`ConnectionTable::find_control`]).
+    controls: Mutex<ControlMap>,
+}
+
+/// Cancellation handles by (client id, call id).
+type ControlMap = HashMap<(u64, u64), Arc<CallControl>, BuildHasherDefault<PairHasher>>;
+
+/// Hashes a (client id, call id) pair with two multiplications. The ids are the peer's
+/// to choose, but the map is the peer's own connection's and holds at most its calls in
+/// flight (bounded by admission): a peer that makes its ids collide only slows down its
+/// own calls' bookkeeping.
+#[derive(Default)]
+struct PairHasher(u64);
+
+impl Hasher for PairHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, id: u64) {
+        self.0 = (self.0.rotate_left(29) ^ id).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
 }
 
 impl ConnState {
+    /// Registers the cancellation handle of a call admitted to the worker pool (a call
+    /// with the same ids still running, an at-least-once duplicate, is replaced).
+    pub(super) fn add_control(&self, client_id: u64, call_id: u64, control: Arc<CallControl>) {
+        lock(&self.controls).insert((client_id, call_id), control);
+    }
+
+    /// Removes a call's cancellation handle when the call ends — only `control`: an
+    /// at-least-once duplicate running at the same time may have replaced it.
+    pub(super) fn remove_control(&self, client_id: u64, call_id: u64, control: &Arc<CallControl>) {
+        let mut controls = lock(&self.controls);
+        if controls
+            .get(&(client_id, call_id))
+            .is_some_and(|c| Arc::ptr_eq(c, control))
+        {
+            controls.remove(&(client_id, call_id));
+        }
+    }
+
+    /// The cancellation handle of a call of this connection in the worker pool.
+    pub(super) fn control(&self, client_id: u64, call_id: u64) -> Option<Arc<CallControl>> {
+        lock(&self.controls).get(&(client_id, call_id)).cloned()
+    }
+
     /// Calls in flight.
     pub(super) fn calls(&self) -> usize {
         self.calls.load(Ordering::Acquire)
@@ -259,6 +314,7 @@ impl ConnectionTable {
             last_active_ms: AtomicU64::new(0),
             closing: AtomicBool::new(false),
             close: Notify::new(),
+            controls: Mutex::default(),
         });
         conn.touch(epoch, Instant::now());
         t.open.insert(conn.id, conn.clone());
@@ -284,6 +340,22 @@ impl ConnectionTable {
         for conn in lock(&self.table).open.values() {
             conn.begin_close();
         }
+    }
+
+    /// The cancellation handle of a call in the worker pool that came on another open
+    /// connection of `conn`'s scope (a client that reconnected, or that has several
+    /// connections, may cancel on any of them). Only a Cancel looks here.
+    pub(super) fn find_control(
+        &self,
+        conn: &ConnState,
+        client_id: u64,
+        call_id: u64,
+    ) -> Option<Arc<CallControl>> {
+        let t = lock(&self.table);
+        t.open
+            .values()
+            .filter(|c| c.id != conn.id && c.scope == conn.scope)
+            .find_map(|c| c.control(client_id, call_id))
     }
 
     /// Connections open.

@@ -19,7 +19,7 @@ use super::interfaces::Placement;
 use super::reply_cache::{self, Lookup};
 use super::state::{Phase, Shared};
 use super::stats::bump;
-use super::{lock, status_frame, CallControl, PING_INTERFACE};
+use super::{status_frame, CallControl, PING_INTERFACE};
 use crate::error::Status;
 use crate::frame::{flags, split_credentials, Frame, FrameHeader, FrameKind, Semantics};
 use crate::interface::CallTarget;
@@ -43,8 +43,10 @@ impl Shared {
                 // Only calls from the same scope (principal, else address): a peer who
                 // learns a client id cannot cancel its calls. Unknown ones are ignored,
                 // as the protocol says.
-                let key = (conn.scope.clone(), header.client_id, header.call_id);
-                let control = lock(&self.controls).get(&key).cloned();
+                let control = conn.control(header.client_id, header.call_id).or_else(|| {
+                    self.connections
+                        .find_control(conn, header.client_id, header.call_id)
+                });
                 if let Some(control) = control {
                     control.cancel();
                 }
@@ -140,8 +142,8 @@ impl Shared {
         let cached = self.cache.is_some() && header.semantics() != Semantics::AtLeastOnce;
         if let Some(cache) = self.cache.as_ref().filter(|_| cached) {
             let fingerprint = reply_cache::fingerprint(&header, &args);
-            let lookup = lock(cache).begin(
-                conn.scope.clone(),
+            let lookup = cache.begin(
+                &conn.scope,
                 &header,
                 fingerprint,
                 header.aux,
@@ -222,8 +224,7 @@ impl Shared {
             };
         }
         let control = Arc::new(CallControl::default());
-        let key = (conn.scope.clone(), header.client_id, header.call_id);
-        lock(&self.controls).insert(key, control.clone());
+        conn.add_control(header.client_id, header.call_id, control.clone());
         let job = Job {
             work: Work {
                 hosted: hosted.clone(),

@@ -33,6 +33,7 @@
 //! retry arrives after `client_idle` (10 minutes by default, far beyond any deadline).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub use super::scope::ClientScope;
@@ -221,7 +222,11 @@ struct ClientState {
     calls: BTreeMap<u64, Entry>,
     done_entries: usize,
     done_bytes: usize,
+    /// When a call of this client last arrived.
     last_seen: Option<Instant>,
+    /// The time the client is filed under in `ReplyCache::lru` (at most `last_seen`:
+    /// refiled lazily, by `expire`, not on every call).
+    filed: Option<Instant>,
 }
 
 /// Whose entries: the scope the client's calls come from (its principal, else its peer
@@ -260,13 +265,16 @@ impl CacheMetrics {
 pub struct ReplyCache {
     cfg: ReplyCacheConfig,
     clients: HashMap<ClientKey, ClientState>,
-    /// Clients tracked per scope (principal or peer address).
-    per_scope: HashMap<ClientScope, usize>,
+    /// Clients tracked, in all and per scope (shared by the shards of a sharded cache,
+    /// whose client limits hold for all of them together).
+    admitted: Arc<Mutex<Admitted>>,
     /// Finished replies in completion order, for global eviction (oldest first). Entries
     /// freed by other means stay here until they reach the front or a compaction.
     order: VecDeque<(ClientKey, u64)>,
-    /// Clients by when they were last seen (least recent first), so expiry and the
-    /// client limit cost O(log n) per client removed rather than a scan.
+    /// Clients by when they were filed (least recent first), so expiry and the client
+    /// limit cost O(log n) per client removed rather than a scan. A client is filed when
+    /// first seen and refiled under its `last_seen` only when expiry reaches it: a call
+    /// of a known client does not touch the set.
     lru: BTreeSet<(Instant, ClientKey)>,
     done_entries: usize,
     done_bytes: usize,
@@ -287,10 +295,16 @@ impl std::fmt::Debug for ReplyCache {
 impl ReplyCache {
     /// An empty cache.
     pub fn new(cfg: ReplyCacheConfig) -> Self {
+        Self::sharing(cfg, Arc::default())
+    }
+
+    /// An empty cache whose client limits count the clients of every cache made with
+    /// the same `admitted`.
+    fn sharing(cfg: ReplyCacheConfig, admitted: Arc<Mutex<Admitted>>) -> Self {
         ReplyCache {
             cfg,
             clients: HashMap::new(),
-            per_scope: HashMap::new(),
+            admitted,
             order: VecDeque::new(),
             lru: BTreeSet::new(),
             done_entries: 0,
@@ -325,23 +339,60 @@ impl ReplyCache {
         reply_to: &FrameSender,
         now: Instant,
     ) -> Lookup {
-        let key = (scope.into(), call.client_id);
-        if !self.clients.contains_key(&key) && !self.admit_client(&key.0, now) {
-            self.stats.clients_refused += 1;
-            self.metrics.clients_refused.increment(1);
-            return Lookup::Refused;
-        }
-        let client = self.clients.entry(key.clone()).or_default();
-        if let Some(seen) = client.last_seen.replace(now) {
-            self.lru.remove(&(seen, key.clone()));
-        }
-        self.lru.insert((now, key));
+        self.begin_counted(
+            scope.into(),
+            call,
+            fingerprint,
+            low_water,
+            reply_to,
+            now,
+            true,
+        )
+    }
+
+    /// [`ReplyCache::begin`]; a refusal is counted only if `count_refusal` (a sharded
+    /// cache tries again after expiring idle clients of every shard).
+    #[allow(clippy::too_many_arguments)]
+    fn begin_counted(
+        &mut self,
+        scope: ClientScope,
+        call: &crate::frame::FrameHeader,
+        fingerprint: u32,
+        low_water: u64,
+        reply_to: &FrameSender,
+        now: Instant,
+        count_refusal: bool,
+    ) -> Lookup {
+        let key = (scope, call.client_id);
+        // A known client's call looks its client up once.
+        let client = match self.clients.get_mut(&key) {
+            Some(client) => client,
+            None => {
+                if !self.admit_client(&key.0, now) {
+                    if count_refusal {
+                        self.stats.clients_refused += 1;
+                        self.metrics.clients_refused.increment(1);
+                    }
+                    return Lookup::Refused;
+                }
+                self.lru.insert((now, key.clone()));
+                self.clients.entry(key.clone()).or_insert(ClientState {
+                    filed: Some(now),
+                    ..ClientState::default()
+                })
+            }
+        };
+        client.last_seen = Some(now);
         if low_water > client.floor {
-            // Everything below the low-water mark was answered and acknowledged.
-            let keep = client.calls.split_off(&low_water);
-            let released = std::mem::replace(&mut client.calls, keep);
+            // Everything below the low-water mark was answered and acknowledged (with
+            // one call in flight, that is the previous call's entry: taken off the
+            // front, with no new map built).
             client.floor = low_water;
-            for (_, entry) in released {
+            while let Some(first) = client.calls.first_entry() {
+                if *first.key() >= low_water {
+                    break;
+                }
+                let entry = first.remove();
                 match entry {
                     Entry::Done { bytes, .. } => {
                         client.done_entries -= 1;
@@ -355,6 +406,16 @@ impl ReplyCache {
                     // Its execution finishes and its reply is dropped.
                     Entry::Running { .. } => self.running -= 1,
                 }
+            }
+            // Their places in the eviction order, if they lead it (they do when this
+            // client's calls are the latest finished), go too, so the queue does not
+            // grow until a compaction.
+            while self
+                .order
+                .front()
+                .is_some_and(|(k, id)| *id < low_water && *k == key)
+            {
+                self.order.pop_front();
             }
         }
         match client.calls.get_mut(&call.call_id) {
@@ -406,20 +467,25 @@ impl ReplyCache {
     /// Whether a new client from `scope` may be tracked (expiring idle clients first if
     /// a limit is reached); counts it in its scope's quota if so.
     fn admit_client(&mut self, scope: &ClientScope, now: Instant) -> bool {
-        let full = |c: &Self| {
-            c.clients.len() >= c.cfg.max_clients
-                || c.per_scope.get(scope).copied().unwrap_or(0) >= c.cfg.max_clients_per_peer
-        };
-        if full(self) {
-            self.expire(now);
-            if full(self) {
-                return false;
-            }
+        if self.try_admit(scope) {
+            return true;
         }
-        match self.per_scope.get_mut(scope) {
+        self.expire(now);
+        self.try_admit(scope)
+    }
+
+    /// Counts a new client from `scope` if both client limits allow it.
+    fn try_admit(&self, scope: &ClientScope) -> bool {
+        let mut admitted = lock(&self.admitted);
+        let of_scope = admitted.per_scope.get(scope).copied().unwrap_or(0);
+        if admitted.clients >= self.cfg.max_clients || of_scope >= self.cfg.max_clients_per_peer {
+            return false;
+        }
+        admitted.clients += 1;
+        match admitted.per_scope.get_mut(scope) {
             Some(n) => *n += 1,
             None => {
-                self.per_scope.insert(scope.clone(), 1);
+                admitted.per_scope.insert(scope.clone(), 1);
             }
         }
         true
@@ -438,30 +504,36 @@ impl ReplyCache {
         let Some(client) = self.clients.get_mut(&key) else {
             return Vec::new();
         };
-        let Some(Entry::Running {
-            waiters,
-            fingerprint,
-        }) = client.calls.remove(&call_id)
-        else {
-            // Released by the low-water mark (or the client expired) while running.
+        // Released by the low-water mark (or the client expired) while running: absent.
+        let Some(entry) = client.calls.get_mut(&call_id) else {
             return Vec::new();
         };
-        self.running -= 1;
+        let Entry::Running {
+            waiters,
+            fingerprint,
+        } = entry
+        else {
+            return Vec::new();
+        };
+        let waiters = std::mem::take(waiters);
         let bytes = reply.payload_len() + ENTRY_OVERHEAD;
-        client.calls.insert(
-            call_id,
-            Entry::Done {
-                reply: reply.clone(),
-                bytes,
-                fingerprint,
-            },
-        );
+        *entry = Entry::Done {
+            reply: reply.clone(),
+            bytes,
+            fingerprint: *fingerprint,
+        };
+        self.running -= 1;
         client.done_entries += 1;
         client.done_bytes += bytes;
+        let over_client = client.done_entries > self.cfg.per_client_entries
+            || client.done_bytes > self.cfg.per_client_bytes;
         self.done_entries += 1;
         self.done_bytes += bytes;
-        self.order.push_back((key.clone(), call_id));
-        self.enforce_caps(&key);
+        if over_client {
+            self.enforce_client_caps(&key);
+        }
+        self.order.push_back((key, call_id));
+        self.enforce_total_caps();
         waiters.into_iter().map(|w| (w.call, w.reply_to)).collect()
     }
 
@@ -488,9 +560,8 @@ impl ReplyCache {
         waiters.into_iter().map(|w| (w.call, w.reply_to)).collect()
     }
 
-    /// Evicts the oldest finished replies of `client_id` over its caps, then of any
-    /// client over the global caps.
-    fn enforce_caps(&mut self, client_id: &ClientKey) {
+    /// Evicts the oldest finished replies of `client_id` over its caps.
+    fn enforce_client_caps(&mut self, client_id: &ClientKey) {
         let cfg = self.cfg;
         while let Some(client) = self.clients.get(client_id) {
             if client.done_entries <= cfg.per_client_entries
@@ -502,6 +573,11 @@ impl ReplyCache {
                 break;
             }
         }
+    }
+
+    /// Evicts the oldest finished replies of any client while over the global caps.
+    fn enforce_total_caps(&mut self) {
+        let cfg = self.cfg;
         while self.done_entries > cfg.total_entries || self.done_bytes > cfg.total_bytes {
             // The oldest finished reply of any client goes first.
             let Some((client, call)) = self.order.pop_front() else {
@@ -557,14 +633,18 @@ impl ReplyCache {
 
     fn forget_client(&mut self, id: ClientKey) {
         if let Some(client) = self.clients.remove(&id) {
-            if let Some(n) = self.per_scope.get_mut(&id.0) {
-                *n -= 1;
-                if *n == 0 {
-                    self.per_scope.remove(&id.0);
+            {
+                let mut admitted = lock(&self.admitted);
+                admitted.clients = admitted.clients.saturating_sub(1);
+                if let Some(n) = admitted.per_scope.get_mut(&id.0) {
+                    *n -= 1;
+                    if *n == 0 {
+                        admitted.per_scope.remove(&id.0);
+                    }
                 }
             }
-            if let Some(seen) = client.last_seen {
-                self.lru.remove(&(seen, id));
+            if let Some(filed) = client.filed {
+                self.lru.remove(&(filed, id));
             }
             self.done_entries -= client.done_entries;
             self.done_bytes -= client.done_bytes;
@@ -578,27 +658,194 @@ impl ReplyCache {
         }
     }
 
-    fn has_running(&self, id: &ClientKey) -> bool {
-        self.clients
-            .get(id)
-            .is_some_and(|c| c.calls.values().any(|e| matches!(e, Entry::Running { .. })))
-    }
-
     /// Forgets every client not heard from for `client_idle` and with nothing running.
     pub fn expire(&mut self, now: Instant) {
         let idle = self.cfg.client_idle;
-        let expired: Vec<ClientKey> = self
-            .lru
-            .iter()
-            .take_while(|&&(seen, _)| now.saturating_duration_since(seen) >= idle)
-            .map(|(_, id)| id)
-            .filter(|id| !self.has_running(id))
-            .cloned()
-            .collect();
-        for id in expired {
-            self.forget_client(id);
+        let idle_since = |t: Instant| now.saturating_duration_since(t) >= idle;
+        // Clients are filed no later than they were last seen, so every idle client is
+        // in the idle prefix of the set; the ones seen since are refiled under the time
+        // they were last seen (and clients with calls running stay), after the scan.
+        let mut refile = Vec::new();
+        while let Some((filed, _)) = self.lru.first() {
+            if !idle_since(*filed) {
+                break;
+            }
+            let Some((filed, id)) = self.lru.pop_first() else {
+                break;
+            };
+            let Some(client) = self.clients.get_mut(&id) else {
+                continue;
+            };
+            let seen = client.last_seen.unwrap_or(filed);
+            let running = client
+                .calls
+                .values()
+                .any(|e| matches!(e, Entry::Running { .. }));
+            if idle_since(seen) && !running {
+                client.filed = None;
+                self.forget_client(id);
+            } else {
+                client.filed = Some(seen);
+                refile.push((seen, id));
+            }
+        }
+        self.lru.extend(refile);
+    }
+}
+
+/// Most shards a server's reply cache is split into.
+const SHARDS: usize = 16;
+
+/// The server's reply cache: [`SHARDS`] caches, each under its own mutex, so calls of
+/// different clients rarely meet on a lock. A client's entries all live in one shard,
+/// chosen by its client id mixed with a key drawn at random per server (a peer cannot
+/// aim its client ids at one shard). Each shard holds its share of the global caps
+/// (`total_entries` and `total_bytes` divided by the number of shards, and evicts its
+/// own oldest replies over them); the per-client caps apply as they are, and the client
+/// limits (`max_clients`, `max_clients_per_peer`) count the clients of all shards
+/// together, exactly.
+pub(crate) struct ReplyCacheShards {
+    shards: Box<[Mutex<ReplyCache>]>,
+    key: u64,
+}
+
+impl std::fmt::Debug for ReplyCacheShards {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplyCacheShards")
+            .field("shards", &self.shards.len())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl ReplyCacheShards {
+    /// An empty cache with `cfg`'s limits.
+    pub(crate) fn new(cfg: ReplyCacheConfig) -> Self {
+        // No shard gets a share of zero entries.
+        let n = SHARDS.min(cfg.total_entries).max(1);
+        let share = ReplyCacheConfig {
+            total_entries: (cfg.total_entries / n).max(1),
+            total_bytes: cfg.total_bytes / n,
+            ..cfg
+        };
+        let admitted = Arc::new(Mutex::new(Admitted::default()));
+        let key = {
+            use std::hash::BuildHasher;
+            std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64)
+        };
+        ReplyCacheShards {
+            shards: (0..n)
+                .map(|_| Mutex::new(ReplyCache::sharing(share, admitted.clone())))
+                .collect(),
+            key,
         }
     }
+
+    /// The shard of `client_id`'s entries.
+    fn shard(&self, client_id: u64) -> &Mutex<ReplyCache> {
+        let mixed = (client_id ^ self.key).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let index = ((mixed >> 32) % self.shards.len() as u64) as usize;
+        &self.shards[index]
+    }
+
+    /// [`ReplyCache::begin`] in the call's shard. When the client limits refuse a new
+    /// client, idle clients of every shard are expired (one shard at a time) and the
+    /// call is looked up once more.
+    pub(crate) fn begin(
+        &self,
+        scope: &ClientScope,
+        call: &crate::frame::FrameHeader,
+        fingerprint: u32,
+        low_water: u64,
+        reply_to: &FrameSender,
+        now: Instant,
+    ) -> Lookup {
+        let shard = self.shard(call.client_id);
+        let single = self.shards.len() == 1;
+        let first = lock(shard).begin_counted(
+            scope.clone(),
+            call,
+            fingerprint,
+            low_water,
+            reply_to,
+            now,
+            single,
+        );
+        if single || !matches!(first, Lookup::Refused) {
+            return first;
+        }
+        self.expire(now);
+        lock(shard).begin_counted(
+            scope.clone(),
+            call,
+            fingerprint,
+            low_water,
+            reply_to,
+            now,
+            true,
+        )
+    }
+
+    /// [`ReplyCache::finish`] in the call's shard.
+    pub(crate) fn finish(
+        &self,
+        scope: &ClientScope,
+        client_id: u64,
+        call_id: u64,
+        reply: &Frame,
+    ) -> Vec<(crate::frame::FrameHeader, FrameSender)> {
+        lock(self.shard(client_id)).finish(scope.clone(), client_id, call_id, reply)
+    }
+
+    /// [`ReplyCache::abandon`] in the call's shard.
+    pub(crate) fn abandon(
+        &self,
+        scope: &ClientScope,
+        client_id: u64,
+        call_id: u64,
+    ) -> Vec<(crate::frame::FrameHeader, FrameSender)> {
+        lock(self.shard(client_id)).abandon(scope.clone(), client_id, call_id)
+    }
+
+    /// [`ReplyCache::expire`] in every shard, one at a time.
+    pub(crate) fn expire(&self, now: Instant) {
+        for shard in self.shards.iter() {
+            lock(shard).expire(now);
+        }
+    }
+
+    /// The shards' counters and occupancy added up.
+    pub(crate) fn stats(&self) -> ReplyCacheStats {
+        self.shards
+            .iter()
+            .map(|s| lock(s).stats())
+            .fold(ReplyCacheStats::default(), |a, b| ReplyCacheStats {
+                clients: a.clients + b.clients,
+                entries: a.entries + b.entries,
+                bytes: a.bytes + b.bytes,
+                running: a.running + b.running,
+                dedup_hits: a.dedup_hits + b.dedup_hits,
+                evicted_early: a.evicted_early + b.evicted_early,
+                released: a.released + b.released,
+                refused_forgotten: a.refused_forgotten + b.refused_forgotten,
+                clients_expired: a.clients_expired + b.clients_expired,
+                clients_refused: a.clients_refused + b.clients_refused,
+                waiters_dropped: a.waiters_dropped + b.waiters_dropped,
+                mismatched: a.mismatched + b.mismatched,
+            })
+    }
+}
+
+/// Clients tracked, in all and per scope, for the client limits.
+#[derive(Debug, Default)]
+struct Admitted {
+    clients: usize,
+    per_scope: HashMap<ClientScope, usize>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Every critical section leaves the data consistent: poisoning is ignored.
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]
@@ -965,5 +1212,88 @@ mod tests {
         let mut other = h;
         other.procedure += 1;
         assert_ne!(fingerprint(&h, b"a"), fingerprint(&other, b"a"));
+    }
+
+    #[test]
+    fn a_client_seen_again_is_not_expired_from_when_it_was_first_filed() {
+        let (tx, _rx) = frame_queue(8);
+        let t0 = Instant::now();
+        let mut c =
+            ReplyCache::new(ReplyCacheConfig::default().client_idle(Duration::from_secs(60)));
+        for (client, at) in [(1, 0), (2, 0), (1, 50)] {
+            let now = t0 + Duration::from_secs(at);
+            assert!(matches!(
+                c.begin(P, &call(client, at + 1), 0, 0, &tx, now),
+                Lookup::Run
+            ));
+            c.finish(P, client, at + 1, &reply(client, at + 1, 4));
+        }
+        // Client 2 is idle; client 1 was seen 20 s ago (filed under its first call).
+        c.expire(t0 + Duration::from_secs(70));
+        assert_eq!((c.stats().clients, c.stats().clients_expired), (1, 1));
+        assert!(matches!(
+            c.begin(P, &call(1, 51), 0, 0, &tx, t0 + Duration::from_secs(70)),
+            Lookup::Cached(_)
+        ));
+        // Refiled under its last call: idle only a full `client_idle` after it.
+        c.expire(t0 + Duration::from_secs(129));
+        assert_eq!(c.stats().clients, 1);
+        c.expire(t0 + Duration::from_secs(131));
+        assert_eq!((c.stats().clients, c.stats().entries), (0, 0));
+    }
+
+    #[test]
+    fn shards_share_the_client_limits_exactly_and_split_the_global_caps() {
+        let (tx, _rx) = frame_queue(8);
+        let now = Instant::now();
+        let cfg = ReplyCacheConfig::default()
+            .max_clients(10)
+            .max_clients_per_peer(6)
+            .total(SHARDS * 4, usize::MAX);
+        let c = ReplyCacheShards::new(cfg);
+        assert_eq!(c.shards.len(), SHARDS);
+        let p = ClientScope::from(P);
+        let q = ClientScope::from(Q);
+        let run = |scope: &ClientScope, client: u64| {
+            matches!(
+                c.begin(scope, &call(client, 1), 0, 0, &tx, now),
+                Lookup::Run
+            )
+        };
+        // At most 6 clients from one scope, 10 in all, wherever their shards are.
+        assert_eq!((0..20u64).filter(|&id| run(&p, id)).count(), 6);
+        assert_eq!((100..120u64).filter(|&id| run(&q, id)).count(), 4);
+        let s = c.stats();
+        assert_eq!((s.clients, s.running, s.clients_refused), (10, 10, 30));
+        // Every shard keeps at most its share (4) of finished replies.
+        for client in 1000..1100u64 {
+            let scope = ClientScope::from(std::net::IpAddr::from([10, 0, 0, client as u8]));
+            let c =
+                ReplyCacheShards::new(ReplyCacheConfig::default().total(SHARDS * 4, usize::MAX));
+            for id in 1..=10 {
+                assert!(matches!(
+                    c.begin(&scope, &call(client, id), 0, 0, &tx, now),
+                    Lookup::Run
+                ));
+                c.finish(&scope, client, id, &reply(client, id, 8));
+            }
+            let s = c.stats();
+            assert_eq!((s.entries, s.evicted_early), (4, 6), "{s:?}");
+        }
+        // A refused new client gets a slot once idle clients of any shard expire.
+        let later = now + ReplyCacheConfig::default().client_idle;
+        for id in 0..20u64 {
+            c.abandon(&p, id, 1);
+        }
+        for id in 100..120u64 {
+            c.abandon(&q, id, 1);
+        }
+        assert!(matches!(
+            c.begin(&q, &call(500, 1), 0, 0, &tx, later),
+            Lookup::Run
+        ));
+        // (Shards not needed to make room may still hold their idle clients.)
+        c.expire(later);
+        assert_eq!(c.stats().clients, 1);
     }
 }

@@ -7,6 +7,7 @@
 //! peer's IP address. It is computed once, when the connection is accepted.
 
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 
 use crate::Principal;
@@ -22,7 +23,7 @@ use crate::Principal;
 ///
 /// Cloning is cheap (an address, a reference count, or a 32-byte key), so the server
 /// clones it into map keys without allocating.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum ClientScope {
     /// The peer is known only by its IP address.
     Ip(IpAddr),
@@ -45,6 +46,26 @@ impl ClientScope {
         match self {
             ClientScope::Principal(p) => Some(p),
             ClientScope::Ip(_) => None,
+        }
+    }
+}
+
+/// Hashed with as few writes as it takes (an IPv4 scope is one `u64`): the server
+/// hashes a scope on every call that goes through the reply cache, and each write to a
+/// keyed hasher costs more than the bytes it carries. Consistent with `Eq`: equal scopes
+/// write the same values.
+impl Hash for ClientScope {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        match self {
+            ClientScope::Ip(IpAddr::V4(ip)) => state.write_u64(1 << 32 | u64::from(u32::from(*ip))),
+            ClientScope::Ip(IpAddr::V6(ip)) => {
+                state.write_u64(2 << 32);
+                state.write_u128(u128::from(*ip));
+            }
+            ClientScope::Principal(p) => {
+                state.write_u64(3 << 32);
+                p.hash(state);
+            }
         }
     }
 }

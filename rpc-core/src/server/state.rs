@@ -1,8 +1,6 @@
 //! What every task of a server shares: configuration, the interface table, admission,
 //! the connection table, the reply cache, the counters and the lifecycle phase.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio::sync::watch;
@@ -13,10 +11,8 @@ use super::connections::ConnectionTable;
 use super::interfaces::InterfaceTable;
 use super::layer::{Interceptor, ServerStack};
 use super::limits::ServerLimits;
-use super::reply_cache::ReplyCache;
-use super::scope::ClientScope;
+use super::reply_cache::ReplyCacheShards;
 use super::stats::{Counters, ServerStats};
-use super::{lock, CallControl};
 
 /// Where a server is in its life.
 ///
@@ -42,10 +38,6 @@ impl Phase {
     }
 }
 
-/// A call's key for cancellation: (scope, client id, call id). A Cancel acts only on
-/// calls of its own connection's scope (the same principal, else the same address).
-pub(super) type CallKey = (ClientScope, u64, u64);
-
 #[derive(Debug)]
 pub(super) struct Shared {
     pub(super) interfaces: InterfaceTable,
@@ -61,9 +53,7 @@ pub(super) struct Shared {
     /// `ServerBuilder::share_threshold`.
     pub(super) share_threshold: Option<usize>,
     /// Exactly-once / at-most-once deduplication.
-    pub(super) cache: Option<Mutex<ReplyCache>>,
-    /// Calls admitted and not finished, for cancellation.
-    pub(super) controls: Mutex<HashMap<CallKey, Arc<CallControl>>>,
+    pub(super) cache: Option<ReplyCacheShards>,
     pub(super) counters: Counters,
     /// `ServerBuilder::layer`s around the handler (`None`: none set).
     pub(super) stack: Option<ServerStack>,
@@ -80,7 +70,7 @@ impl Shared {
             reply_cache: self
                 .cache
                 .as_ref()
-                .map(|c| lock(c).stats())
+                .map(ReplyCacheShards::stats)
                 .unwrap_or_default(),
             in_flight: self.admission.in_flight() as u64,
             queued_reply_bytes: self.connections.queued_bytes() as u64,
