@@ -138,12 +138,15 @@ async fn write_loop(
     mut translate: impl FnMut(Frame) -> Option<Bytes> + Send,
 ) {
     let abort = outbox.abort_signal();
+    // Armed once, polled only when the writer would wait (see `writer::write_loop`).
+    let abort = abort.aborted();
+    tokio::pin!(abort);
     let mut batch = Vec::with_capacity(WRITE_BATCH);
     loop {
         let mut out = BytesMut::new();
         tokio::select! {
             biased;
-            () = abort.aborted() => break,
+            () = &mut abort => break,
             Some(message) = direct.recv() => out.extend_from_slice(&onc::encode_record(&message)),
             n = outbox.recv_batch(&mut batch, WRITE_BATCH) => {
                 if n == 0 {
@@ -161,8 +164,8 @@ async fn write_loop(
         }
         tokio::select! {
             biased;
-            () = abort.aborted() => break,
             r = write.write_all(&out) => if r.is_err() { break },
+            () = &mut abort => break,
         }
     }
     let _ = write.shutdown().await;

@@ -46,13 +46,18 @@ where
     let mut chunks: Vec<&'static [u8]> = Vec::with_capacity(2 * limit);
     let mut iov: Vec<IoSlice<'static>> = Vec::with_capacity(2 * limit);
     let abort = outbox.abort_signal();
+    // One long-lived future, polled only when the queue or the socket makes the writer
+    // wait: a frame that is ready, or a write the socket takes at once, never touches
+    // it (an abort is still seen the moment the writer would block).
+    let abort = abort.aborted();
+    tokio::pin!(abort);
     let aborted = || io::Error::new(io::ErrorKind::ConnectionAborted, "connection aborted");
 
     loop {
         let received = tokio::select! {
             biased;
-            () = abort.aborted() => return Err(aborted()),
             n = outbox.recv_batch(&mut batch, limit) => n,
+            () = &mut abort => return Err(aborted()),
         };
         if received == 0 {
             debug!("all senders gone; shutting down the write side");
@@ -81,8 +86,8 @@ where
         }
         let written = tokio::select! {
             biased;
-            () = abort.aborted() => Err(aborted()),
             r = gather.write_all(&mut out) => r,
+            () = &mut abort => Err(aborted()),
         };
         (chunks, iov) = gather.into_parts();
         batch.clear();

@@ -366,7 +366,7 @@ impl<C: Channel> Client<C> {
             let cx = Context {
                 semantics,
                 policy: &policy,
-                time_left: deadline.saturating_duration_since(Instant::now()),
+                deadline,
                 jitter: inner.jitter_sample(),
             };
             let (next, step) = state::next(*state, outcome, &cx);

@@ -9,7 +9,7 @@
 //! every rule of docs/SEMANTICS.md's tables lives here, and the unit tests below check
 //! every (semantics, outcome) pair without tokio.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::{RpcError, TransportError};
 use crate::frame::Semantics;
@@ -120,10 +120,18 @@ pub(crate) struct Context<'a> {
     pub(crate) semantics: Semantics,
     /// Its retry policy.
     pub(crate) policy: &'a RetryPolicy,
-    /// Time left before the call's deadline.
-    pub(crate) time_left: Duration,
+    /// The call's deadline. The clock is read only on the paths that weigh the time
+    /// left (a retry's pause, a server's deadline status), not on every step.
+    pub(crate) deadline: Instant,
     /// A uniform random sample in `0..=u32::MAX`, for the pause's jitter.
     pub(crate) jitter: u32,
+}
+
+impl Context<'_> {
+    /// Time left before the call's deadline.
+    fn time_left(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
 }
 
 impl CallState {
@@ -161,7 +169,7 @@ fn pause(state: &CallState, cx: &Context<'_>) -> Option<(Duration, Duration)> {
     let half = state.backoff / 2;
     let extra = half.mul_f64(f64::from(cx.jitter) / f64::from(u32::MAX));
     let after = half + extra;
-    if after >= cx.time_left {
+    if after >= cx.time_left() {
         return None;
     }
     Some((after, (state.backoff * 2).min(cx.policy.max_backoff)))
@@ -356,7 +364,7 @@ pub(crate) fn next(state: CallState, outcome: Outcome, cx: &Context<'_>) -> (Cal
             // client's deadline has passed too.) With time left, the limit was the
             // server's own (a timeout layer shorter than the call's deadline): the
             // server's status stands.
-            RpcError::DeadlineExceeded if cx.time_left <= DEADLINE_SLACK => {
+            RpcError::DeadlineExceeded if cx.time_left() <= DEADLINE_SLACK => {
                 done(state, Err(RpcError::Timeout))
             }
             err => done(state, Err(err)),
@@ -384,7 +392,7 @@ mod tests {
         Context {
             semantics,
             policy,
-            time_left: Duration::from_secs(30),
+            deadline: Instant::now() + Duration::from_secs(30),
             jitter: u32::MAX / 2,
         }
     }
@@ -686,7 +694,7 @@ mod tests {
         assert!(matches!(step, Step::Retry { after, .. } if after == ms(2)));
         // A pause that would end past the deadline ends the call instead.
         let c = Context {
-            time_left: ms(1),
+            deadline: Instant::now() + ms(1),
             ..cx(s, &p)
         };
         let (_, step) = next(in_doubt(&p), Outcome::Lost(TransportError::Closed), &c);
@@ -710,7 +718,7 @@ mod tests {
             for state in [fresh(&p), in_doubt(&p)] {
                 for time_left in [Duration::ZERO, Duration::from_secs(30)] {
                     let cx = Context {
-                        time_left,
+                        deadline: Instant::now() + time_left,
                         ..cx(s, &p)
                     };
                     for o in outcomes() {

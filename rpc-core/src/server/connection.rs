@@ -115,8 +115,17 @@ async fn read_loop<R: FrameReceiver>(
                 Wait::Stopped(end) => return end,
             }
         }
+        // The stop conditions as flags first: `stop` (two notifications) is polled only
+        // when the read would wait, and a peer that keeps frames coming is stopped here.
+        if state.is_closing() {
+            return End::ClosedByServer;
+        }
+        if let Phase::Closing { deadline } = shared.phase() {
+            return End::Closing(deadline);
+        }
         let received = tokio::select! {
             biased;
+            r = receiver.recv() => r,
             end = &mut stop => return end,
             () = &mut idle_timer, if idle.is_some() => {
                 let timeout = idle.unwrap_or(Duration::MAX);
@@ -130,7 +139,6 @@ async fn read_loop<R: FrameReceiver>(
                 idle_timer.as_mut().reset((from + timeout).into());
                 continue;
             }
-            r = receiver.recv() => r,
         };
         match received {
             Ok(Some(frame)) => {

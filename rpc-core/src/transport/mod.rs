@@ -54,8 +54,11 @@ struct QueueState {
     /// Bytes (headers included) of frames sent and not yet written: queued, or in the
     /// batch the transport is writing now.
     bytes: AtomicUsize,
-    /// Woken whenever `bytes` falls (a batch was written).
+    /// Woken whenever `bytes` falls (a batch was written) while someone waits.
     drained: Notify,
+    /// Tasks in [`FrameSender::written`]: without any, a written batch skips the
+    /// notification (and the lock it takes).
+    drain_waiters: AtomicUsize,
     /// [`FrameSender::abort`] was called.
     aborted: AtomicBool,
     /// Woken by [`FrameSender::abort`].
@@ -65,9 +68,29 @@ struct QueueState {
 impl QueueState {
     fn release(&self, bytes: usize) {
         if bytes > 0 {
-            self.bytes.fetch_sub(bytes, Ordering::AcqRel);
-            self.drained.notify_waiters();
+            // SeqCst pairs with `written`: either this load sees its waiter, or the
+            // waiter's check of `bytes` (after it registered) sees this release.
+            self.bytes.fetch_sub(bytes, Ordering::SeqCst);
+            if self.drain_waiters.load(Ordering::SeqCst) > 0 {
+                self.drained.notify_waiters();
+            }
         }
+    }
+}
+
+/// Counts one task in [`FrameSender::written`] while it lives.
+struct DrainWaiter<'a>(&'a QueueState);
+
+impl<'a> DrainWaiter<'a> {
+    fn new(state: &'a QueueState) -> Self {
+        state.drain_waiters.fetch_add(1, Ordering::SeqCst);
+        DrainWaiter(state)
+    }
+}
+
+impl Drop for DrainWaiter<'_> {
+    fn drop(&mut self) {
+        self.0.drain_waiters.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -274,6 +297,7 @@ impl FrameSender {
     pub async fn written(&self) {
         match &self.inner {
             SenderInner::Queue(tx, state) => {
+                let _waiting = DrainWaiter::new(state);
                 tokio::select! {
                     () = state.drained.notified() => {}
                     () = tx.closed() => {}
