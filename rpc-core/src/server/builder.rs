@@ -330,6 +330,7 @@ impl ServerBuilder {
             limits: self.limits,
             incarnation: crate::id::random_u64(),
             phase,
+            stage: std::sync::atomic::AtomicU8::new(Phase::Running.stage()),
             epoch: Instant::now(),
             run_inline: self.run_inline,
             share_threshold: self.share_threshold,

@@ -120,7 +120,7 @@ async fn read_loop<R: FrameReceiver>(
         if state.is_closing() {
             return End::ClosedByServer;
         }
-        if let Phase::Closing { deadline } = shared.phase() {
+        if let Some(deadline) = shared.closing_deadline() {
             return End::Closing(deadline);
         }
         let received = tokio::select! {

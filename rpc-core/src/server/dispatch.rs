@@ -17,7 +17,7 @@ use super::connection::{deliver, Delivery, End};
 use super::connections::ConnState;
 use super::interfaces::Placement;
 use super::reply_cache::{self, Lookup};
-use super::state::{Phase, Shared};
+use super::state::Shared;
 use super::stats::bump;
 use super::{status_frame, CallControl, PING_INTERFACE};
 use crate::error::Status;
@@ -69,7 +69,7 @@ impl Shared {
         // duplicates; the outcome and the handler's time are recorded on it).
         let span = call_span(&header, conn.peer);
         bump(&self.counters.calls_received);
-        if self.phase() != Phase::Running {
+        if !self.is_running() {
             bump(&self.counters.refused_shutting_down);
             return self
                 .answer(conn, sender, &header, &span, Status::ShuttingDown)

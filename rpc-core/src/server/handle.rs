@@ -76,7 +76,7 @@ impl ServerHandle {
         futures_util::future::join_all(hooks.into_iter().map(|h| h.stop())).await;
         let shared = self.shared.clone();
         let deadline = Instant::now() + shared.limits.shutdown_grace;
-        shared.phase.send_replace(Phase::Draining);
+        shared.set_phase(Phase::Draining);
         if let Some(accept) = self.accept.take() {
             let _ = accept.await;
         }
@@ -87,7 +87,7 @@ impl ServerHandle {
                 "shutdown grace period over; abandoning calls still running"
             );
         }
-        shared.phase.send_replace(Phase::Closing { deadline });
+        shared.set_phase(Phase::Closing { deadline });
         let flushed =
             tokio::time::timeout_at(deadline.into(), shared.connections.wait_all_closed());
         if flushed.await.is_err() {
@@ -109,7 +109,7 @@ impl ServerHandle {
 impl Drop for ServerHandle {
     fn drop(&mut self) {
         if !self.shared.phase().is_closing() {
-            self.shared.phase.send_replace(Phase::Closing {
+            self.shared.set_phase(Phase::Closing {
                 deadline: Instant::now(),
             });
         }

@@ -32,7 +32,19 @@ pub(super) enum Phase {
     },
 }
 
+/// [`Phase::stage`] of [`Phase::Closing`].
+const CLOSING_STAGE: u8 = 2;
+
 impl Phase {
+    /// 0 running, 1 draining, 2 closing: phases only move forward.
+    pub(super) fn stage(&self) -> u8 {
+        match self {
+            Phase::Running => 0,
+            Phase::Draining => 1,
+            Phase::Closing { .. } => CLOSING_STAGE,
+        }
+    }
+
     pub(super) fn is_closing(&self) -> bool {
         matches!(self, Phase::Closing { .. })
     }
@@ -45,7 +57,11 @@ pub(super) struct Shared {
     pub(super) connections: ConnectionTable,
     pub(super) limits: ServerLimits,
     pub(super) incarnation: u64,
+    /// Changed only through [`Shared::set_phase`], which keeps `stage` in step.
     pub(super) phase: watch::Sender<Phase>,
+    /// The phase as a number ([`Phase::stage`]), for the per-call checks: reading it
+    /// takes no lock.
+    pub(super) stage: std::sync::atomic::AtomicU8,
     /// Time zero for the connections' activity clocks.
     pub(super) epoch: Instant,
     /// `ServerBuilder::run_inline`.
@@ -80,5 +96,29 @@ impl Shared {
 
     pub(super) fn phase(&self) -> Phase {
         *self.phase.borrow()
+    }
+
+    /// Moves the server to `phase` (watchers of `phase` are woken).
+    pub(super) fn set_phase(&self, phase: Phase) {
+        self.phase.send_replace(phase);
+        // After the watch: whoever sees the new stage reads the new phase.
+        self.stage
+            .store(phase.stage(), std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether the server takes new calls (no lock taken).
+    pub(super) fn is_running(&self) -> bool {
+        self.stage.load(std::sync::atomic::Ordering::Acquire) == Phase::Running.stage()
+    }
+
+    /// The shutdown's deadline once the server is closing (a lock is taken only then).
+    pub(super) fn closing_deadline(&self) -> Option<Instant> {
+        if self.stage.load(std::sync::atomic::Ordering::Acquire) < CLOSING_STAGE {
+            return None;
+        }
+        match self.phase() {
+            Phase::Closing { deadline } => Some(deadline),
+            _ => None,
+        }
     }
 }
