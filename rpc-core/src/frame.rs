@@ -256,7 +256,7 @@ impl FrameHeader {
         out[36..40].copy_from_slice(&self.deadline_us.to_be_bytes());
         out[40..48].copy_from_slice(&self.aux.to_be_bytes());
         out[48..52].copy_from_slice(&len.to_be_bytes());
-        let mut crc = crc32fast::Hasher::new();
+        let mut crc = crc32_hasher();
         crc.update(&out[..CRC_OFFSET]);
         for chunk in payload {
             crc.update(chunk);
@@ -314,9 +314,16 @@ impl FrameHeader {
     }
 }
 
+/// A fresh CRC-32 (IEEE) hasher, as `crc32fast::Hasher::new()` makes, without its CPU
+/// feature detection on every call: the detected hasher is made once and copied.
+pub fn crc32_hasher() -> crc32fast::Hasher {
+    static TEMPLATE: std::sync::OnceLock<crc32fast::Hasher> = std::sync::OnceLock::new();
+    TEMPLATE.get_or_init(crc32fast::Hasher::new).clone()
+}
+
 /// Checks the CRC field of `header` (the raw 56 bytes) against the header and payload.
 pub fn verify_crc(header: &[u8; HEADER_LEN], payload: &[u8]) -> Result<(), FrameError> {
-    let mut crc = crc32fast::Hasher::new();
+    let mut crc = crc32_hasher();
     crc.update(&header[..CRC_OFFSET]);
     crc.update(payload);
     let actual = crc.finalize();

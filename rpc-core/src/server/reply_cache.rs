@@ -207,7 +207,7 @@ impl Entry {
 /// interface version, procedure and argument bytes. A duplicate must match the
 /// original's, or it is a different request reusing the call id.
 pub fn fingerprint(call: &crate::frame::FrameHeader, args: &[u8]) -> u32 {
-    let mut h = crc32fast::Hasher::new();
+    let mut h = crate::frame::crc32_hasher();
     h.update(&call.interface_id.to_be_bytes());
     h.update(&call.interface_version.to_be_bytes());
     h.update(&call.procedure.to_be_bytes());

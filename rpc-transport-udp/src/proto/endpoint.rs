@@ -142,12 +142,18 @@ pub struct Endpoint {
     stats: EndpointStats,
     /// Counters of connections already freed.
     freed: ConnectionStats,
-    /// Every connection's next deadline in a min-heap, so the earliest is found without
-    /// a scan. `deadlines` holds each handle's current deadline; a heap entry that no
-    /// longer matches it is stale and skipped (a changed deadline pushes a new entry
-    /// instead of searching for the old one: a push is much cheaper than a sorted-set
-    /// update, and deadlines change on almost every datagram). The top is never stale,
-    /// and the heap is rebuilt when stale entries outnumber live ones.
+    /// Every connection's armed deadline in a min-heap, so the earliest is found without
+    /// a scan. `deadlines` holds each handle's armed deadline; a heap entry that no
+    /// longer matches it is stale and skipped, and the heap is rebuilt when stale
+    /// entries outnumber live ones.
+    ///
+    /// Deadlines change on almost every datagram, nearly always to a later time (an
+    /// acknowledged send stops its retransmission timer, a datagram pushes the idle
+    /// timer on). So a deadline is re-armed at once only when it moves *earlier*; a
+    /// later one leaves the armed (earlier) entry in place, and [`Endpoint::poll_timeout`]
+    /// corrects the top entry when it is asked (the connection's own deadline is the
+    /// truth: `Connection::next_timeout`). What it returns is therefore exact, and a
+    /// connection's timers cost a heap operation only when the earliest one changes.
     timers: BinaryHeap<Reverse<(Instant, u64)>>,
     deadlines: HandleMap<u64, Instant>,
     /// Reused by `handle_timeout`.
@@ -1054,19 +1060,19 @@ impl Endpoint {
         }
     }
 
-    /// Brings the ordered deadline set up to date with connection `h`.
+    /// Arms connection `h`'s deadline in the heap if it moved earlier than the armed one
+    /// (or none is armed); a later one is left to [`Endpoint::settle_timers`].
     fn refresh_timer(&mut self, h: u64) {
         let next = self.connections.get(&h).and_then(Connection::next_timeout);
-        let old = self.deadlines.get(&h).copied();
-        if old == next {
-            return;
-        }
-        match next {
-            Some(at) => {
+        let armed = self.deadlines.get(&h).copied();
+        match (next, armed) {
+            (Some(at), Some(old)) if at >= old => return,
+            (Some(at), _) => {
                 self.deadlines.insert(h, at);
                 self.timers.push(Reverse((at, h)));
             }
-            None => {
+            (None, None) => return,
+            (None, Some(_)) => {
                 self.deadlines.remove(&h);
             }
         }
@@ -1078,6 +1084,31 @@ impl Endpoint {
                 .collect();
         }
         self.drop_stale_timers();
+    }
+
+    /// Makes the heap's top entry the earliest deadline of any connection: pops stale
+    /// entries, and re-arms a top connection whose deadline moved later (see `timers`).
+    fn settle_timers(&mut self) {
+        loop {
+            self.drop_stale_timers();
+            let Some(&Reverse((at, h))) = self.timers.peek() else {
+                return;
+            };
+            let next = self.connections.get(&h).and_then(Connection::next_timeout);
+            if next == Some(at) {
+                return;
+            }
+            self.timers.pop();
+            match next {
+                Some(next) => {
+                    self.deadlines.insert(h, next);
+                    self.timers.push(Reverse((next, h)));
+                }
+                None => {
+                    self.deadlines.remove(&h);
+                }
+            }
+        }
     }
 
     /// Pops stale entries off the top of the timer heap (see `timers`).
@@ -1175,7 +1206,8 @@ impl Endpoint {
     }
 
     /// When [`Endpoint::handle_timeout`] must next be called.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        self.settle_timers();
         self.timers.peek().map(|&Reverse((at, _))| at)
     }
 

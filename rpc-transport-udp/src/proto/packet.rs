@@ -450,7 +450,7 @@ pub fn seal_checksum(datagram: &mut [u8]) {
 
 /// CRC-32 of `datagram` with the checksum field treated as zero.
 fn checksum(datagram: &[u8]) -> u32 {
-    let mut h = crc32fast::Hasher::new();
+    let mut h = rpc_core::frame::crc32_hasher();
     h.update(datagram.get(..CRC_OFFSET).unwrap_or(datagram));
     h.update(&[0u8; 4]);
     h.update(datagram.get(CRC_OFFSET + 4..).unwrap_or(&[]));
@@ -767,7 +767,7 @@ impl Packet {
             checksum(out.get(base..).unwrap_or(&[]))
         } else {
             let head = out.get(base..).unwrap_or(&[]);
-            let mut h = crc32fast::Hasher::new();
+            let mut h = rpc_core::frame::crc32_hasher();
             h.update(head.get(..CRC_OFFSET).unwrap_or(head));
             h.update(&[0u8; 4]);
             h.update(head.get(CRC_OFFSET + 4..).unwrap_or(&[]));

@@ -579,12 +579,13 @@ impl Sim {
     }
 
     /// The next instant anything is due (arrival or timer), if any.
-    pub fn next_deadline(&self) -> Option<Duration> {
+    pub fn next_deadline(&mut self) -> Option<Duration> {
+        let base = self.base;
         let timers = self
             .nodes
-            .iter()
+            .iter_mut()
             .filter_map(|n| n.ep.poll_timeout())
-            .map(|t| t.saturating_duration_since(self.base));
+            .map(|t| t.saturating_duration_since(base));
         self.net.next_arrival().into_iter().chain(timers).min()
     }
 
@@ -651,11 +652,14 @@ impl Sim {
         }
     }
 
-    fn stuck(&self, why: String) -> String {
+    fn stuck(&mut self, why: String) -> String {
         let timers: Vec<_> = self
             .nodes
-            .iter()
-            .map(|n| n.ep.poll_timeout().map(|t| self.at(t)))
+            .iter_mut()
+            .map(|n| n.ep.poll_timeout())
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.map(|t| self.at(t)))
             .collect();
         format!(
             "seed {}: livelock/stall ({why}) at virtual time {:?}, iteration {}; \
