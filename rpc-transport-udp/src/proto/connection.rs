@@ -386,6 +386,9 @@ pub(crate) struct Connection {
     global_starved: bool,
 
     timers: TimerTable,
+    /// The deadline the endpoint's timer heap holds for this connection (it may be
+    /// earlier than `timers.next()`: see `Endpoint::timers`). The endpoint's alone.
+    pub(crate) armed: Option<Instant>,
     last_recv: Instant,
     /// While Data is in flight: when the peer last acknowledged new data (or when the
     /// data went in flight). A peer that keeps pinging but acknowledges nothing for
@@ -462,6 +465,7 @@ impl Connection {
             rto_without_ack: 0,
             global_starved: false,
             timers: TimerTable::default(),
+            armed: None,
             last_recv: now,
             progress: None,
             last_send: now,

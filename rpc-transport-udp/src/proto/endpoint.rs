@@ -27,7 +27,7 @@ use super::cookie::{CookieError, CookieKeys};
 use super::packet::{AckInfo, Body, Cookie, Packet, PacketError, SackRanges};
 use super::reassembly::GlobalBudget;
 use super::seal::{self, HandshakeError, HelloFields, OpenError};
-use super::{HandleMap, HandleSet};
+use super::HandleSet;
 
 /// Identifies a connection within its endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -143,9 +143,9 @@ pub struct Endpoint {
     /// Counters of connections already freed.
     freed: ConnectionStats,
     /// Every connection's armed deadline in a min-heap, so the earliest is found without
-    /// a scan. `deadlines` holds each handle's armed deadline; a heap entry that no
-    /// longer matches it is stale and skipped, and the heap is rebuilt when stale
-    /// entries outnumber live ones.
+    /// a scan. Each connection keeps the deadline armed for it (`Connection::armed`); a
+    /// heap entry that no longer matches it (or whose connection is gone) is stale and
+    /// skipped, and the heap is rebuilt when stale entries outnumber connections.
     ///
     /// Deadlines change on almost every datagram, nearly always to a later time (an
     /// acknowledged send stops its retransmission timer, a datagram pushes the idle
@@ -155,7 +155,6 @@ pub struct Endpoint {
     /// truth: `Connection::next_timeout`). What it returns is therefore exact, and a
     /// connection's timers cost a heap operation only when the earliest one changes.
     timers: BinaryHeap<Reverse<(Instant, u64)>>,
-    deadlines: HandleMap<u64, Instant>,
     /// Reused by `handle_timeout`.
     due: Vec<u64>,
     /// Address validation (server).
@@ -211,7 +210,6 @@ impl Endpoint {
             stats: EndpointStats::default(),
             freed: ConnectionStats::default(),
             timers: BinaryHeap::new(),
-            deadlines: HandleMap::default(),
             due: Vec::new(),
             cookies: CookieKeys::random(cfg.cookie_lifetime)
                 .unwrap_or_else(|| CookieKeys::new(&fallback_secret(), cfg.cookie_lifetime)),
@@ -1061,26 +1059,26 @@ impl Endpoint {
     }
 
     /// Arms connection `h`'s deadline in the heap if it moved earlier than the armed one
-    /// (or none is armed); a later one is left to [`Endpoint::settle_timers`].
+    /// (or none is armed); a later one is left to [`Endpoint::settle_timers`]. A
+    /// connection that is gone leaves only stale entries.
     fn refresh_timer(&mut self, h: u64) {
-        let next = self.connections.get(&h).and_then(Connection::next_timeout);
-        let armed = self.deadlines.get(&h).copied();
-        match (next, armed) {
-            (Some(at), Some(old)) if at >= old => return,
+        let Some(conn) = self.connections.get_mut(&h) else {
+            return;
+        };
+        match (conn.next_timeout(), conn.armed) {
+            (Some(at), Some(armed)) if at >= armed => return,
             (Some(at), _) => {
-                self.deadlines.insert(h, at);
+                conn.armed = Some(at);
                 self.timers.push(Reverse((at, h)));
             }
             (None, None) => return,
-            (None, Some(_)) => {
-                self.deadlines.remove(&h);
-            }
+            (None, Some(_)) => conn.armed = None,
         }
-        if self.timers.len() > 2 * self.deadlines.len() + 64 {
+        if self.timers.len() > 2 * self.connections.len() + 64 {
             self.timers = self
-                .deadlines
+                .connections
                 .iter()
-                .map(|(&h, &at)| Reverse((at, h)))
+                .filter_map(|(&h, c)| c.armed.map(|at| Reverse((at, h))))
                 .collect();
         }
         self.drop_stale_timers();
@@ -1094,27 +1092,34 @@ impl Endpoint {
             let Some(&Reverse((at, h))) = self.timers.peek() else {
                 return;
             };
-            let next = self.connections.get(&h).and_then(Connection::next_timeout);
+            let Some(conn) = self.connections.get_mut(&h) else {
+                // (Not reached: `drop_stale_timers` leaves a live entry on top.)
+                self.timers.pop();
+                continue;
+            };
+            let next = conn.next_timeout();
             if next == Some(at) {
                 return;
             }
             self.timers.pop();
-            match next {
-                Some(next) => {
-                    self.deadlines.insert(h, next);
-                    self.timers.push(Reverse((next, h)));
-                }
-                None => {
-                    self.deadlines.remove(&h);
-                }
+            conn.armed = next;
+            if let Some(next) = next {
+                self.timers.push(Reverse((next, h)));
             }
         }
+    }
+
+    /// Whether the heap entry `(at, h)` is the one armed for a live connection.
+    fn is_armed(&self, h: u64, at: Instant) -> bool {
+        self.connections
+            .get(&h)
+            .is_some_and(|c| c.armed == Some(at))
     }
 
     /// Pops stale entries off the top of the timer heap (see `timers`).
     fn drop_stale_timers(&mut self) {
         while let Some(&Reverse((at, h))) = self.timers.peek() {
-            if self.deadlines.get(&h) == Some(&at) {
+            if self.is_armed(h, at) {
                 break;
             }
             self.timers.pop();
@@ -1132,10 +1137,13 @@ impl Endpoint {
                 break;
             }
             self.timers.pop();
-            if self.deadlines.get(&h) == Some(&at) {
-                // Re-armed (or not) by `collect` once the connection has run.
-                self.deadlines.remove(&h);
-                due.push(h);
+            if let Some(conn) = self.connections.get_mut(&h) {
+                if conn.armed == Some(at) {
+                    // Re-armed (or not) by `collect` once the connection has run (it may
+                    // find nothing due: the armed deadline can be earlier than its own).
+                    conn.armed = None;
+                    due.push(h);
+                }
             }
         }
         self.drop_stale_timers();
