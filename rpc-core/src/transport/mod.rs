@@ -43,14 +43,24 @@ pub struct FrameSender {
 
 #[derive(Clone)]
 enum SenderInner {
-    Queue(mpsc::Sender<Frame>, Arc<QueueState>),
+    Queue(mpsc::UnboundedSender<Frame>, Arc<QueueState>),
     Sink(Arc<dyn FrameSink>),
 }
 
 /// What a queue's two ends share besides the frames: how many bytes are waiting to be
 /// written, and whether the connection was aborted.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct QueueState {
+    /// Frames in the queue (sent, not yet taken by the writer): at most `capacity`. The
+    /// queue's own count, not a channel semaphore's, so taking frames out costs one
+    /// atomic operation instead of the semaphore's waiter-list lock.
+    frames: AtomicUsize,
+    /// [`frame_queue`]'s `capacity`.
+    capacity: usize,
+    /// Woken when frames leave a full queue while senders wait for room.
+    room: Notify,
+    /// Senders waiting for room (see `drain_waiters`).
+    room_waiters: AtomicUsize,
     /// Bytes (headers included) of frames sent and not yet written: queued, or in the
     /// batch the transport is writing now.
     bytes: AtomicUsize,
@@ -66,6 +76,57 @@ struct QueueState {
 }
 
 impl QueueState {
+    fn new(capacity: usize) -> Self {
+        QueueState {
+            frames: AtomicUsize::new(0),
+            capacity: capacity.max(1),
+            room: Notify::new(),
+            room_waiters: AtomicUsize::new(0),
+            bytes: AtomicUsize::new(0),
+            drained: Notify::new(),
+            drain_waiters: AtomicUsize::new(0),
+            aborted: AtomicBool::new(false),
+            abort: Notify::new(),
+        }
+    }
+
+    /// Takes a place in the queue if there is one.
+    fn reserve(&self) -> bool {
+        self.frames
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < self.capacity).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// `n` frames left the queue (or never entered it).
+    fn unreserve(&self, n: usize) {
+        if n > 0 {
+            // SeqCst pairs with `wait_for_room`, as in `release`.
+            self.frames.fetch_sub(n, Ordering::SeqCst);
+            if self.room_waiters.load(Ordering::SeqCst) > 0 {
+                self.room.notify_waiters();
+            }
+        }
+    }
+
+    /// Waits until the queue has room (or `tx`'s receiver is gone).
+    async fn wait_for_room(&self, tx: &mpsc::UnboundedSender<Frame>) {
+        self.room_waiters.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Decrement(&self.room_waiters);
+        let notified = self.room.notified();
+        tokio::pin!(notified);
+        // Registered before the check: a frame taken after it wakes this waiter.
+        notified.as_mut().enable();
+        if self.frames.load(Ordering::SeqCst) < self.capacity {
+            return;
+        }
+        tokio::select! {
+            () = notified => {}
+            () = tx.closed() => {}
+        }
+    }
+
     fn release(&self, bytes: usize) {
         if bytes > 0 {
             // SeqCst pairs with `written`: either this load sees its waiter, or the
@@ -78,19 +139,12 @@ impl QueueState {
     }
 }
 
-/// Counts one task in [`FrameSender::written`] while it lives.
-struct DrainWaiter<'a>(&'a QueueState);
+/// Takes one off a waiter count when dropped.
+struct Decrement<'a>(&'a AtomicUsize);
 
-impl<'a> DrainWaiter<'a> {
-    fn new(state: &'a QueueState) -> Self {
-        state.drain_waiters.fetch_add(1, Ordering::SeqCst);
-        DrainWaiter(state)
-    }
-}
-
-impl Drop for DrainWaiter<'_> {
+impl Drop for Decrement<'_> {
     fn drop(&mut self) {
-        self.0.drain_waiters.fetch_sub(1, Ordering::SeqCst);
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -157,7 +211,7 @@ pub trait FrameSink: Send + Sync + 'static {
 /// until the outbox is dropped.
 #[derive(Debug)]
 pub struct FrameOutbox {
-    rx: mpsc::Receiver<Frame>,
+    rx: mpsc::UnboundedReceiver<Frame>,
     state: Arc<QueueState>,
     /// Bytes of the frames handed out by the last receive, released by the next.
     in_writer: usize,
@@ -192,8 +246,8 @@ impl AbortSignal {
 
 /// A bounded outgoing frame queue holding at most `capacity` frames.
 pub fn frame_queue(capacity: usize) -> (FrameSender, FrameOutbox) {
-    let (tx, rx) = mpsc::channel(capacity.max(1));
-    let state = Arc::new(QueueState::default());
+    let (tx, rx) = mpsc::unbounded_channel();
+    let state = Arc::new(QueueState::new(capacity));
     (
         FrameSender {
             inner: SenderInner::Queue(tx, state.clone()),
@@ -218,10 +272,17 @@ impl FrameSender {
     pub async fn send(&self, frame: Frame) -> Result<(), TransportError> {
         match &self.inner {
             SenderInner::Queue(tx, state) => {
+                while !state.reserve() {
+                    if tx.is_closed() {
+                        return Err(TransportError::Closed);
+                    }
+                    state.wait_for_room(tx).await;
+                }
                 let len = wire_len(&frame);
                 state.bytes.fetch_add(len, Ordering::AcqRel);
-                let sent = tx.send(frame).await;
+                let sent = tx.send(frame);
                 if sent.is_err() {
+                    state.unreserve(1);
                     state.release(len);
                 }
                 sent.map_err(|_| TransportError::Closed)
@@ -256,18 +317,20 @@ impl FrameSender {
     pub fn try_send_frame(&self, frame: Frame) -> Result<(), TrySendError> {
         match &self.inner {
             SenderInner::Queue(tx, state) => {
+                if tx.is_closed() {
+                    return Err(TrySendError::Closed(TransportError::Closed));
+                }
+                if !state.reserve() {
+                    return Err(TrySendError::Full(frame));
+                }
                 let len = wire_len(&frame);
                 state.bytes.fetch_add(len, Ordering::AcqRel);
-                match tx.try_send(frame) {
+                match tx.send(frame) {
                     Ok(()) => Ok(()),
-                    Err(e) => {
+                    Err(_) => {
+                        state.unreserve(1);
                         state.release(len);
-                        match e {
-                            mpsc::error::TrySendError::Full(f) => Err(TrySendError::Full(f)),
-                            mpsc::error::TrySendError::Closed(_) => {
-                                Err(TrySendError::Closed(TransportError::Closed))
-                            }
-                        }
+                        Err(TrySendError::Closed(TransportError::Closed))
                     }
                 }
             }
@@ -297,7 +360,8 @@ impl FrameSender {
     pub async fn written(&self) {
         match &self.inner {
             SenderInner::Queue(tx, state) => {
-                let _waiting = DrainWaiter::new(state);
+                state.drain_waiters.fetch_add(1, Ordering::SeqCst);
+                let _waiting = Decrement(&state.drain_waiters);
                 tokio::select! {
                     () = state.drained.notified() => {}
                     () = tx.closed() => {}
@@ -343,6 +407,7 @@ impl FrameOutbox {
         self.state.release(std::mem::take(&mut self.in_writer));
         let start = out.len();
         let n = self.rx.recv_many(out, limit.max(1)).await;
+        self.state.unreserve(n);
         self.in_writer = out[start..].iter().map(wire_len).sum();
         n
     }
@@ -351,6 +416,7 @@ impl FrameOutbox {
     /// [`FrameSender::queued_bytes`] at once).
     pub fn try_recv(&mut self) -> Option<Frame> {
         let frame = self.rx.try_recv().ok()?;
+        self.state.unreserve(1);
         self.state.release(wire_len(&frame));
         Some(frame)
     }
@@ -451,6 +517,7 @@ impl FrameReceiver for FrameOutbox {
     async fn recv(&mut self) -> Result<Option<Frame>, TransportError> {
         let frame = self.rx.recv().await;
         if let Some(frame) = &frame {
+            self.state.unreserve(1);
             self.state.release(wire_len(frame));
         }
         Ok(frame.map(Frame::into_contiguous))

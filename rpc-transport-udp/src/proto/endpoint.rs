@@ -507,11 +507,14 @@ impl Endpoint {
     }
 
     fn end_batch(&mut self) {
-        for h in std::mem::take(&mut self.touched) {
+        // Taken and put back: the list keeps its allocation from batch to batch.
+        let mut touched = std::mem::take(&mut self.touched);
+        for h in touched.drain(..) {
             if let Some(conn) = self.connections.get_mut(&h) {
                 conn.update_pause();
             }
         }
+        self.touched = touched;
     }
 
     fn handle_one(&mut self, now: Instant, from: SocketAddr, datagram: Bytes) {
