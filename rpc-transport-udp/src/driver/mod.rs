@@ -7,20 +7,36 @@
 //! ```text
 //!  caller's task (FrameSender)            driver task (one per socket)
 //!  ──────────────────────────             ─────────────────────────────────────────
-//!  try_send: lock, endpoint.send,         socket readable → try_recv_from × batch
-//!            poll_transmit → sendto         → lock, handle_datagram, flush, events
-//!  (no hand-off on the send path)         timer (endpoint.poll_timeout) → handle_timeout
-//!                                         Notify (timer moved earlier, queue, exit)
-//!  runtime's task (FrameReceiver)         socket writable (only while pending_out)
-//!  ──────────────────────────
-//!  recv: lock, endpoint.poll_message (the core's bounded per-connection queue), or
-//!        park its waker until Event::Readable; parse + CRC check outside the lock
+//!  try_send: lock, endpoint.send,         socket readable → recvmmsg (RECV_SLOTS
+//!            flush (below)                  buffers; GRO buffers split per datagram)
+//!  (no hand-off on the send path)           until recv_batch → lock, handle_datagrams,
+//!                                           flush, events
+//!  runtime's task (FrameReceiver)         timer (endpoint.poll_timeout) → handle_timeout
+//!  ──────────────────────────             Notify (timer moved earlier, queue, exit)
+//!  recv: lock, endpoint.poll_message      socket writable (only while pending_out)
+//!        (the core's bounded queue), or
+//!        park until Event::Readable;      flush: poll_transmit_gather → datagram
+//!        parse + CRC outside the lock       whole in buf → GSO run (same peer, same
+//!                                             length, ≤ 64 datagrams, ≤ 64 KiB)
+//!                                             → one sendmsg with UDP_SEGMENT
+//!                                           buf + gathered chunks → sendmsg (iovecs),
+//!                                             after the run before it
+//!                                           WouldBlock → pending_out (bounded)
 //! ```
 //!
+//! Batched I/O goes through `quinn-udp`'s `UdpSocketState`, made once per socket: it
+//! sets GRO and the packet-info options and forbids IP fragmentation (datagrams larger
+//! than the interface's MTU are refused, not fragmented). Without it (its socket options
+//! refused) every datagram is its own `recvfrom`/`sendto`. GSO is used only where the
+//! kernel offers it and [`UdpConfig::gso`] allows; a refused GSO send is sent again one
+//! datagram per call.
+//!
 //! State shared between them lives in one `std::sync::Mutex` (never held across an
-//! `.await`): the endpoint, per-connection driver state, a reusable datagram buffer, a
-//! bounded queue of datagrams that met a full socket buffer, and the deadline the driver
-//! task has armed (a sender only wakes the driver when it moved that deadline earlier).
+//! `.await`): the endpoint, per-connection driver state, a reusable datagram buffer, the
+//! GSO run (at most 64 KiB), a bounded queue of datagrams that met a full socket buffer,
+//! and the deadline the driver task has armed (a sender only wakes the driver when it
+//! moved that deadline earlier). The driver task alone owns its receive buffers
+//! (`RECV_SLOTS` × 64 KiB).
 
 mod channel;
 mod config;
