@@ -243,6 +243,12 @@ impl Shared {
         // IPV6_DONTFRAG); connected sockets, ICMP errors and IPv6 are unaffected.
         let udp = match UdpSocketState::new(UdpSockRef::from(&socket)) {
             Ok(udp) => {
+                // ECN is not used: no TOS / traffic class control message per datagram.
+                let sock = SockRef::from(&socket);
+                let _ = match local_addr {
+                    SocketAddr::V4(_) => sock.set_recv_tos(false),
+                    SocketAddr::V6(_) => sock.set_recv_tclass_v6(false),
+                };
                 debug!(
                     gso_segments = udp.max_gso_segments(),
                     gro_segments = udp.gro_segments(),
@@ -988,9 +994,24 @@ fn read_datagrams(
         let mut bufs: [io::IoSliceMut<'_>; RECV_SLOTS] =
             std::array::from_fn(|_| io::IoSliceMut::new(slots.next().unwrap_or_default()));
         let meta = &mut rx.meta;
+        // Fewer buffers filled than offered: `recvmmsg` found the socket empty after
+        // them. Telling the runtime so (`WouldBlock` clears the socket's readiness,
+        // unless readiness arrived since this call began) saves the call that would
+        // only say so.
+        let mut drained: Option<usize> = None;
         let got = shared.socket.try_io(Interest::READABLE, || {
-            udp.recv(UdpSockRef::from(&shared.socket), &mut bufs[..want], meta)
+            match udp.recv(UdpSockRef::from(&shared.socket), &mut bufs[..want], meta) {
+                Ok(n) if n < want => {
+                    drained = Some(n);
+                    Err(io::Error::from(io::ErrorKind::WouldBlock))
+                }
+                other => other,
+            }
         });
+        let got = match (got, drained) {
+            (Err(e), Some(n)) if e.kind() == io::ErrorKind::WouldBlock => Ok(n),
+            (other, _) => other,
+        };
         match got {
             Ok(n) => {
                 r.calls += 1;
@@ -1012,6 +1033,9 @@ fn read_datagrams(
                     for datagram in data.chunks(stride) {
                         batch.push((meta.addr, Bytes::copy_from_slice(datagram)));
                     }
+                }
+                if drained.is_some() {
+                    break;
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
