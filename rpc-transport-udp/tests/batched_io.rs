@@ -221,11 +221,8 @@ async fn sealed_fragments_are_contiguous_and_batch_at_the_default_datagram_size(
     assert_eq!(l.forged_dropped, 0, "{l:?}");
 }
 
-/// A peer address given to the connected client socket's GSO send (quinn-udp always
-/// names the destination) is its own peer: the send works and ICMP refusals are still
-/// reported. Covered by the refused-port tests in `driver.rs`; here the large-datagram
-/// default (loopback, 65,000 bytes: no GSO run) still delivers through the batched
-/// receive path.
+/// The default to a loopback peer (65,000-byte datagrams, too large for two to share a
+/// GSO send; large Data fragments gathered) still goes through the batched receive path.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn default_loopback_datagrams_still_round_trip() {
     let (client, server) = round_trips("127.0.0.1:0", UdpConfig::default(), &SIZES).await;

@@ -1197,3 +1197,55 @@ async fn drive(shared: Arc<Shared>) {
     }
     debug!(local = %shared.local_addr, "driver finished");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 1000);
+    const B: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 2000);
+
+    #[test]
+    fn a_gso_run_takes_equal_datagrams_to_one_peer_and_a_shorter_last() {
+        let mut run = GsoRun::default();
+        assert!(run.is_empty());
+        assert!(run.push(A, &[1; 100], 64));
+        assert!(run.push(A, &[2; 100], 64));
+        // Another peer, a longer datagram: not in this run.
+        assert!(!run.push(B, &[3; 100], 64));
+        assert!(!run.push(A, &[3; 101], 64));
+        // A shorter one ends the run.
+        assert!(run.push(A, &[4; 40], 64));
+        assert!(!run.push(A, &[5; 40], 64));
+        assert_eq!((run.to, run.segment, run.count), (Some(A), 100, 3));
+        assert_eq!(run.buf.len(), 240);
+        assert_eq!(&run.buf[200..], &[4; 40][..]);
+        run.clear();
+        assert!(run.is_empty() && run.buf.is_empty());
+        assert!(run.push(B, &[6; 10], 64));
+        assert!(run.push(B, &[6; 10], 64));
+    }
+
+    #[test]
+    fn a_gso_run_is_bounded_in_segments_and_bytes() {
+        let mut run = GsoRun::default();
+        for _ in 0..3 {
+            assert!(run.push(A, &[0; 10], 3));
+        }
+        assert!(!run.push(A, &[0; 10], 3), "at most max_segments datagrams");
+
+        let mut run = GsoRun::default();
+        let big = vec![0u8; 20_000];
+        assert!(run.push(A, &big, 64));
+        assert!(run.push(A, &big, 64));
+        assert!(run.push(A, &big, 64));
+        assert!(!run.push(A, &big, 64), "at most MAX_GSO_BYTES");
+        assert!(run.buf.len() <= MAX_GSO_BYTES);
+
+        // Too large for two to share a send, and empty datagrams: no run.
+        let mut run = GsoRun::default();
+        assert!(!run.push(A, &vec![0u8; MAX_GSO_BYTES / 2 + 1], 64));
+        assert!(!run.push(A, &[], 64));
+        assert!(run.is_empty());
+    }
+}
