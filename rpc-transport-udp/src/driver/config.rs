@@ -43,7 +43,10 @@ pub struct UdpConfig {
     /// [`rpc_core::transport::Listener::accept`]; beyond it new connections are closed
     /// at once and counted ([`crate::UdpStats::accept_overflow`]). Default 128.
     pub accept_backlog: usize,
-    /// Most datagrams read from the socket per wakeup of the driver. Default 64.
+    /// Most datagrams read from the socket per wakeup of the driver. Default 64. The
+    /// driver asks for no more than that many with each `recvmmsg`, but one GRO buffer
+    /// (several datagrams of one sender coalesced by the kernel, at most 64 KiB) counts
+    /// as one until it is split, so a wakeup may take up to one call's worth more.
     pub recv_batch: usize,
     /// How long [`crate::UdpChannel`] waits for name resolution and the handshake.
     /// Default 5 s (the protocol's own `peer_timeout` may end the handshake sooner).
@@ -61,6 +64,15 @@ pub struct UdpConfig {
     /// are served at most this much later. See docs/PERFORMANCE.md. Set it on the
     /// client's channel, the server's listener, or both.
     pub busy_poll: Option<Duration>,
+    /// Segmentation offload on send (Linux `UDP_SEGMENT`, GSO): consecutive datagrams
+    /// to one peer that are copied whole into the driver's buffer (not gathered) and
+    /// have the same length (the last may be shorter) leave in one system call, up to
+    /// 64 datagrams and 64 KiB at a time. Used only where the kernel offers it; a GSO
+    /// send the kernel or the device refuses is sent again datagram by datagram, and
+    /// GSO is not tried again on that socket. Counted in [`crate::UdpStats::gso_sends`].
+    /// Default `true`; `false` sends every datagram with its own system call. Receiving
+    /// is batched either way (`recvmmsg`, and GRO where the kernel offers it).
+    pub gso: bool,
 }
 
 impl Default for UdpConfig {
@@ -75,6 +87,7 @@ impl Default for UdpConfig {
             connect_timeout: Duration::from_secs(5),
             max_pending_out: 1024,
             busy_poll: None,
+            gso: true,
         }
     }
 }
@@ -130,6 +143,12 @@ impl UdpConfig {
     /// Sets [`UdpConfig::busy_poll`] (a zero duration is the same as `None`).
     pub fn busy_poll(mut self, budget: Option<Duration>) -> Self {
         self.busy_poll = budget.filter(|d| !d.is_zero());
+        self
+    }
+
+    /// Sets [`UdpConfig::gso`].
+    pub fn gso(mut self, enabled: bool) -> Self {
+        self.gso = enabled;
         self
     }
 
@@ -201,6 +220,8 @@ mod tests {
         assert_eq!(c.accept_backlog, 128);
         assert_eq!(c.recv_batch, 64);
         assert_eq!(c.connect_timeout, Duration::from_secs(5));
+        assert!(c.gso);
+        assert!(!c.clone().gso(false).gso);
         // 16 MiB messages leave 16 MiB - 56 for the payload.
         assert_eq!(c.effective_max_payload(), (16 << 20) - 56);
     }

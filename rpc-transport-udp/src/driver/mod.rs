@@ -7,20 +7,36 @@
 //! ```text
 //!  caller's task (FrameSender)            driver task (one per socket)
 //!  ──────────────────────────             ─────────────────────────────────────────
-//!  try_send: lock, endpoint.send,         socket readable → try_recv_from × batch
-//!            poll_transmit → sendto         → lock, handle_datagram, flush, events
-//!  (no hand-off on the send path)         timer (endpoint.poll_timeout) → handle_timeout
-//!                                         Notify (timer moved earlier, queue, exit)
-//!  runtime's task (FrameReceiver)         socket writable (only while pending_out)
-//!  ──────────────────────────
-//!  recv: lock, endpoint.poll_message (the core's bounded per-connection queue), or
-//!        park its waker until Event::Readable; parse + CRC check outside the lock
+//!  try_send: lock, endpoint.send,         socket readable → recvmmsg (RECV_SLOTS
+//!            flush (below)                  buffers; GRO buffers split per datagram)
+//!  (no hand-off on the send path)           until recv_batch → lock, handle_datagrams,
+//!                                           flush, events
+//!  runtime's task (FrameReceiver)         timer (endpoint.poll_timeout) → handle_timeout
+//!  ──────────────────────────             Notify (timer moved earlier, queue, exit)
+//!  recv: lock, endpoint.poll_message      socket writable (only while pending_out)
+//!        (the core's bounded queue), or
+//!        park until Event::Readable;      flush: poll_transmit_gather → datagram
+//!        parse + CRC outside the lock       whole in buf → GSO run (same peer, same
+//!                                             length, ≤ 64 datagrams, ≤ 64 KiB)
+//!                                             → one sendmsg with UDP_SEGMENT
+//!                                           buf + gathered chunks → sendmsg (iovecs),
+//!                                             after the run before it
+//!                                           WouldBlock → pending_out (bounded)
 //! ```
 //!
+//! Batched I/O goes through `quinn-udp`'s `UdpSocketState`, made once per socket: it
+//! sets GRO and the packet-info options and forbids IP fragmentation (datagrams larger
+//! than the interface's MTU are refused, not fragmented). Without it (its socket options
+//! refused) every datagram is its own `recvfrom`/`sendto`. GSO is used only where the
+//! kernel offers it and [`UdpConfig::gso`] allows; a refused GSO send is sent again one
+//! datagram per call.
+//!
 //! State shared between them lives in one `std::sync::Mutex` (never held across an
-//! `.await`): the endpoint, per-connection driver state, a reusable datagram buffer, a
-//! bounded queue of datagrams that met a full socket buffer, and the deadline the driver
-//! task has armed (a sender only wakes the driver when it moved that deadline earlier).
+//! `.await`): the endpoint, per-connection driver state, a reusable datagram buffer, the
+//! GSO run (at most 64 KiB), a bounded queue of datagrams that met a full socket buffer,
+//! and the deadline the driver task has armed (a sender only wakes the driver when it
+//! moved that deadline earlier). The driver task alone owns its receive buffers
+//! (`RECV_SLOTS` × 64 KiB).
 
 mod channel;
 mod config;
@@ -37,6 +53,7 @@ use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use quinn_udp::{RecvMeta, Transmit, UdpSockRef, UdpSocketState};
 use rpc_core::transport::{Connection, FrameSender};
 use rpc_core::TransportError;
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
@@ -56,8 +73,21 @@ pub use stats::{UdpStats, UdpStatsHandle};
 use conn::{ConnShared, ConnSink};
 use stats::Registry;
 
-/// Largest UDP payload (IPv4: 65,535 − 8 − 20); the receive buffer holds one.
+/// Largest UDP payload (IPv4: 65,535 − 8 − 20); each receive buffer holds one, or one
+/// GRO batch (the kernel coalesces at most 64 KiB).
 const MAX_UDP_PAYLOAD: usize = 65_536;
+
+/// Receive buffers handed to one `recvmmsg` (each [`MAX_UDP_PAYLOAD`] bytes: the driver
+/// task's receive memory is this × 64 KiB = 512 KiB, touched only as far as datagrams
+/// fill it).
+const RECV_SLOTS: usize = if quinn_udp::BATCH_SIZE < 8 {
+    quinn_udp::BATCH_SIZE
+} else {
+    8
+};
+
+/// Most bytes one GSO send carries (the largest UDP payload: the kernel refuses more).
+const MAX_GSO_BYTES: usize = 65_507;
 
 /// What the connect oneshot of a client connection carries.
 type ConnectResult = Result<(), Arc<io::Error>>;
@@ -71,6 +101,9 @@ pub(crate) struct Shared {
     notify: Notify,
     local_addr: SocketAddr,
     registry: Arc<Registry>,
+    /// Batched I/O on `socket` (`recvmmsg`, GRO, GSO); `None` if the socket options it
+    /// needs could not be set, then every datagram is its own `recvfrom`/`sendto`.
+    udp: Option<UdpSocketState>,
 }
 
 /// Driver-level counters (the endpoint keeps the protocol's).
@@ -80,8 +113,70 @@ struct DriverCounters {
     recv_errors: u64,
     pending_out_drops: u64,
     datagrams_gathered: u64,
+    gso_sends: u64,
+    recv_calls: u64,
+    gro_batches: u64,
     accept_overflow: u64,
     bad_frames: u64,
+}
+
+/// Datagrams to one peer waiting to leave with one GSO send: `count` datagrams of
+/// `segment` bytes back to back in `buf` (at most [`MAX_GSO_BYTES`]), the last possibly
+/// shorter (which closes the run: the kernel cuts `buf` every `segment` bytes).
+#[derive(Debug, Default)]
+struct GsoRun {
+    to: Option<SocketAddr>,
+    buf: Vec<u8>,
+    segment: usize,
+    count: usize,
+    closed: bool,
+}
+
+impl GsoRun {
+    fn is_empty(&self) -> bool {
+        self.to.is_none()
+    }
+
+    fn clear(&mut self) {
+        self.to = None;
+        self.buf.clear();
+        self.segment = 0;
+        self.count = 0;
+        self.closed = false;
+    }
+
+    /// Appends `datagram` for `to` if it can join the run, or starts a run with it if
+    /// the run is empty; returns whether it did. A datagram longer than half of
+    /// [`MAX_GSO_BYTES`] starts none (no second one of its size would fit; it is sent
+    /// as it is, without a copy).
+    fn push(&mut self, to: SocketAddr, datagram: &[u8], max_segments: usize) -> bool {
+        let len = datagram.len();
+        match self.to {
+            None => {
+                if len == 0 || len > MAX_GSO_BYTES / 2 {
+                    return false;
+                }
+                self.to = Some(to);
+                self.segment = len;
+                self.count = 1;
+            }
+            Some(run_to) => {
+                if run_to != to
+                    || self.closed
+                    || len == 0
+                    || len > self.segment
+                    || self.count >= max_segments
+                    || self.buf.len() + len > MAX_GSO_BYTES
+                {
+                    return false;
+                }
+                self.closed = len < self.segment;
+                self.count += 1;
+            }
+        }
+        self.buf.extend_from_slice(datagram);
+        true
+    }
 }
 
 /// Per-connection driver state. Received messages stay in the protocol core's bounded
@@ -105,6 +200,11 @@ struct State {
     gather: Vec<Bytes>,
     /// Reusable buffer for `poll_transmit`.
     buf: Vec<u8>,
+    /// The GSO run being built by `flush`: datagrams of `gso.segment` bytes (the last
+    /// may be shorter) back to back, at most [`MAX_GSO_BYTES`].
+    gso: GsoRun,
+    /// [`UdpConfig::gso`].
+    gso_enabled: bool,
     /// Datagrams that met `EWOULDBLOCK`, sent when the socket is writable again.
     pending_out: VecDeque<(SocketAddr, Vec<u8>)>,
     max_pending_out: usize,
@@ -138,11 +238,36 @@ impl Shared {
         registry: Arc<Registry>,
     ) -> io::Result<Arc<Shared>> {
         let local_addr = socket.local_addr()?;
+        // Sets GRO and the packet-info options, and makes the socket refuse datagrams
+        // larger than the interface's MTU instead of fragmenting them (IP_PMTUDISC_PROBE,
+        // IPV6_DONTFRAG); connected sockets, ICMP errors and IPv6 are unaffected.
+        let udp = match UdpSocketState::new(UdpSockRef::from(&socket)) {
+            Ok(udp) => {
+                // ECN is not used: no TOS / traffic class control message per datagram.
+                let sock = SockRef::from(&socket);
+                let _ = match local_addr {
+                    SocketAddr::V4(_) => sock.set_recv_tos(false),
+                    SocketAddr::V6(_) => sock.set_recv_tclass_v6(false),
+                };
+                debug!(
+                    gso_segments = udp.max_gso_segments(),
+                    gro_segments = udp.gro_segments(),
+                    "batched UDP I/O"
+                );
+                Some(udp)
+            }
+            Err(e) => {
+                debug!(error = %e, "no batched UDP I/O on this socket; one datagram per call");
+                None
+            }
+        };
         let state = State {
             endpoint,
             conns: HandleMap::default(),
             buf: Vec::with_capacity(config.protocol.max_datagram),
             gather: Vec::new(),
+            gso: GsoRun::default(),
+            gso_enabled: config.gso,
             pending_out: VecDeque::new(),
             max_pending_out: config.max_pending_out,
             armed: None,
@@ -162,6 +287,7 @@ impl Shared {
             notify: Notify::new(),
             local_addr,
             registry,
+            udp,
         });
         shared.registry.register(&shared);
         Ok(shared)
@@ -242,6 +368,9 @@ impl State {
             recv_errors: d.recv_errors,
             pending_out_drops: d.pending_out_drops,
             datagrams_gathered: d.datagrams_gathered,
+            gso_sends: d.gso_sends,
+            recv_calls: d.recv_calls,
+            gro_batches: d.gro_batches,
             accept_overflow: d.accept_overflow,
             bad_frames: d.bad_frames,
             retries_sent: e.retries_sent,
@@ -280,7 +409,7 @@ impl State {
     fn process(&mut self, shared: &Arc<Shared>, now: Instant) -> bool {
         let pending_before = !self.pending_out.is_empty();
         loop {
-            self.flush(&shared.socket, now);
+            self.flush(&shared.socket, shared.udp.as_ref(), now);
             if self.refused {
                 self.refused = false;
                 self.fail_all_refused();
@@ -362,8 +491,10 @@ impl State {
         }
     }
 
-    /// Writes every datagram the endpoint has to send (queued ones first).
-    fn flush(&mut self, socket: &UdpSocket, now: Instant) {
+    /// Writes every datagram the endpoint has to send (queued ones first). Datagrams
+    /// copied whole into `buf` join a GSO run when segmentation offload is on (see
+    /// [`GsoRun`]); gathered ones leave by `send_gather`, after the run before them.
+    fn flush(&mut self, socket: &UdpSocket, udp: Option<&UdpSocketState>, now: Instant) {
         let mut blocked = false;
         while let Some((to, datagram)) = self.pending_out.front() {
             match Self::send_one(socket, self.peer, datagram, *to) {
@@ -381,6 +512,12 @@ impl State {
                 }
             }
         }
+        // GSO as far as the kernel offers it now (it may have been switched off after a
+        // refused GSO send).
+        let max_segments = match udp {
+            Some(udp) if self.gso_enabled && !blocked => udp.max_gso_segments(),
+            _ => 1,
+        };
         let mut buf = std::mem::take(&mut self.buf);
         let mut gather = std::mem::take(&mut self.gather);
         while let Some(to) = self
@@ -390,6 +527,26 @@ impl State {
             if blocked {
                 self.queue_pending(to, &buf, &gather);
                 continue;
+            }
+            if max_segments > 1 && gather.is_empty() {
+                if self.gso.push(to, &buf, max_segments) {
+                    continue;
+                }
+                // It does not fit the run: send the run, start another with it.
+                blocked = self.send_run(socket, udp);
+                if blocked {
+                    self.queue_pending(to, &buf, &gather);
+                    continue;
+                }
+                if self.gso.push(to, &buf, max_segments) {
+                    continue;
+                }
+            } else if !self.gso.is_empty() {
+                blocked = self.send_run(socket, udp);
+                if blocked {
+                    self.queue_pending(to, &buf, &gather);
+                    continue;
+                }
             }
             match Self::send_gather(socket, self.peer, &buf, &gather, to) {
                 Ok(_) => {
@@ -404,10 +561,105 @@ impl State {
                 Err(e) => self.send_failed(&e, to),
             }
         }
+        if !self.gso.is_empty() {
+            self.send_run(socket, udp);
+        }
         // Drop the references now: they keep callers' buffers alive.
         gather.clear();
         self.buf = buf;
         self.gather = gather;
+    }
+
+    /// Sends the GSO run (one system call for all of its datagrams, or a plain send for
+    /// a run of one) and empties it. Returns whether the socket's buffer was full: then
+    /// the run's datagrams wait in `pending_out`. A GSO send refused for another reason
+    /// (a device without segmentation offload: `EIO`, `EINVAL`; `quinn-udp` stops offering
+    /// GSO on the socket after those) is sent again datagram by datagram.
+    fn send_run(&mut self, socket: &UdpSocket, udp: Option<&UdpSocketState>) -> bool {
+        let Some(to) = self.gso.to else {
+            return false;
+        };
+        let run = std::mem::take(&mut self.gso.buf);
+        let segment = self.gso.segment.max(1);
+        let count = self.gso.count;
+        self.gso.clear();
+        // Ok(whether a full buffer stopped it, what is left queued already).
+        let outcome: io::Result<bool> = match udp {
+            Some(udp) if count > 1 => {
+                let transmit = Transmit {
+                    destination: to,
+                    ecn: None,
+                    contents: &run,
+                    segment_size: Some(segment),
+                    src_ip: None,
+                };
+                let sent = socket.try_io(Interest::WRITABLE, || {
+                    udp.try_send(UdpSockRef::from(socket), &transmit)
+                });
+                match sent {
+                    Ok(()) => {
+                        self.counters.gso_sends += 1;
+                        Ok(false)
+                    }
+                    Err(e)
+                        if e.kind() == io::ErrorKind::WouldBlock
+                            || (e.kind() == io::ErrorKind::ConnectionRefused
+                                && self.peer.is_some()) =>
+                    {
+                        Err(e)
+                    }
+                    Err(e) => {
+                        debug!(%to, error = %e, segments = count, "GSO send refused; sending one by one");
+                        Ok(self.send_each(socket, to, &run, segment))
+                    }
+                }
+            }
+            _ => Self::send_one(socket, self.peer, &run, to).map(|_| false),
+        };
+        let blocked = match outcome {
+            Ok(blocked) => blocked,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                for datagram in run.chunks(segment) {
+                    self.queue_pending(to, datagram, &[]);
+                }
+                true
+            }
+            Err(e) => {
+                self.send_failed(&e, to);
+                false
+            }
+        };
+        // Keep the allocation for the next run.
+        self.gso.buf = run;
+        self.gso.buf.clear();
+        blocked
+    }
+
+    /// The run's datagrams one system call each (GSO refused). Returns whether a full
+    /// socket buffer stopped it (what is left is queued then); other errors are counted
+    /// per datagram.
+    fn send_each(
+        &mut self,
+        socket: &UdpSocket,
+        to: SocketAddr,
+        run: &[u8],
+        segment: usize,
+    ) -> bool {
+        let mut datagrams = run.chunks(segment);
+        while let Some(datagram) = datagrams.next() {
+            match Self::send_one(socket, self.peer, datagram, to) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.queue_pending(to, datagram, &[]);
+                    for rest in datagrams {
+                        self.queue_pending(to, rest, &[]);
+                    }
+                    return true;
+                }
+                Err(e) => self.send_failed(&e, to),
+            }
+        }
+        false
     }
 
     /// The connected peer's port is closed (ICMP port unreachable): fail its connections
@@ -674,39 +926,151 @@ fn random_u64() -> u64 {
     h.finish()
 }
 
-/// Reads up to `recv_batch` datagrams without waiting and hands them to the endpoint;
-/// returns how many were read.
-fn receive_now(
-    shared: &Arc<Shared>,
-    rx_buf: &mut [u8],
+/// The driver task's receive buffers: [`RECV_SLOTS`] buffers of [`MAX_UDP_PAYLOAD`]
+/// bytes for one `recvmmsg`, and what the kernel says of each.
+struct RxBufs {
+    slots: Box<[u8]>,
+    meta: [RecvMeta; RECV_SLOTS],
+}
+
+impl RxBufs {
+    fn new() -> Self {
+        RxBufs {
+            slots: vec![0u8; RECV_SLOTS * MAX_UDP_PAYLOAD].into_boxed_slice(),
+            meta: [RecvMeta::default(); RECV_SLOTS],
+        }
+    }
+}
+
+/// What one receive call did.
+#[derive(Default)]
+struct Received {
+    datagrams: usize,
+    calls: u64,
+    gro_batches: u64,
+    errors: u64,
+    refused: bool,
+}
+
+/// Reads datagrams without waiting into `batch`, up to `recv_batch` (one receive call
+/// may go past it by what GRO coalesced into its last buffers) or until the socket has
+/// none. Each datagram is copied out to an exactly sized buffer: reassembly accounts
+/// for each datagram's memory.
+fn read_datagrams(
+    shared: &Shared,
+    rx: &mut RxBufs,
     batch: &mut Vec<(SocketAddr, Bytes)>,
     recv_batch: usize,
-) -> usize {
-    let mut refused = false;
-    let mut errors = 0;
+) -> Received {
+    let mut r = Received::default();
+    let Some(udp) = shared.udp.as_ref() else {
+        for _ in 0..recv_batch {
+            match shared
+                .socket
+                .try_recv_from(&mut rx.slots[..MAX_UDP_PAYLOAD])
+            {
+                Ok((n, from)) => {
+                    r.calls += 1;
+                    batch.push((from, Bytes::copy_from_slice(&rx.slots[..n])));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => r.refused = true,
+                Err(e) => {
+                    r.errors += 1;
+                    debug!(error = %e, "recv failed");
+                }
+            }
+        }
+        r.datagrams = batch.len();
+        return r;
+    };
+    // Bounded like the datagrams: every call either returns some or is an error.
     for _ in 0..recv_batch {
-        match shared.socket.try_recv_from(rx_buf) {
-            // Exactly sized: reassembly accounts for each datagram's memory.
-            Ok((n, from)) => batch.push((from, Bytes::copy_from_slice(&rx_buf[..n]))),
+        let want = RECV_SLOTS.min(recv_batch.saturating_sub(batch.len()));
+        if want == 0 {
+            break;
+        }
+        let mut slots = rx.slots.chunks_mut(MAX_UDP_PAYLOAD);
+        let mut bufs: [io::IoSliceMut<'_>; RECV_SLOTS] =
+            std::array::from_fn(|_| io::IoSliceMut::new(slots.next().unwrap_or_default()));
+        let meta = &mut rx.meta;
+        // Fewer buffers filled than offered: `recvmmsg` found the socket empty after
+        // them. Telling the runtime so (`WouldBlock` clears the socket's readiness,
+        // unless readiness arrived since this call began) saves the call that would
+        // only say so.
+        let mut drained: Option<usize> = None;
+        let got = shared.socket.try_io(Interest::READABLE, || {
+            match udp.recv(UdpSockRef::from(&shared.socket), &mut bufs[..want], meta) {
+                Ok(n) if n < want => {
+                    drained = Some(n);
+                    Err(io::Error::from(io::ErrorKind::WouldBlock))
+                }
+                other => other,
+            }
+        });
+        let got = match (got, drained) {
+            (Err(e), Some(n)) if e.kind() == io::ErrorKind::WouldBlock => Ok(n),
+            (other, _) => other,
+        };
+        match got {
+            Ok(n) => {
+                r.calls += 1;
+                for (buf, meta) in bufs.iter().zip(meta.iter()).take(n) {
+                    let data = &buf[..meta.len.min(buf.len())];
+                    if data.is_empty() {
+                        // An empty datagram: the endpoint counts it as malformed.
+                        batch.push((meta.addr, Bytes::new()));
+                        continue;
+                    }
+                    let stride = if meta.stride == 0 {
+                        data.len()
+                    } else {
+                        meta.stride
+                    };
+                    if data.len() > stride {
+                        r.gro_batches += 1;
+                    }
+                    for datagram in data.chunks(stride) {
+                        batch.push((meta.addr, Bytes::copy_from_slice(datagram)));
+                    }
+                }
+                if drained.is_some() {
+                    break;
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => refused = true,
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => r.refused = true,
             Err(e) => {
-                errors += 1;
+                r.errors += 1;
                 debug!(error = %e, "recv failed");
             }
         }
     }
-    if batch.is_empty() && errors == 0 && !refused {
+    r.datagrams = batch.len();
+    r
+}
+
+/// Reads up to `recv_batch` datagrams without waiting (see [`read_datagrams`]) and hands
+/// them to the endpoint; returns how many were read.
+fn receive_now(
+    shared: &Arc<Shared>,
+    rx: &mut RxBufs,
+    batch: &mut Vec<(SocketAddr, Bytes)>,
+    recv_batch: usize,
+) -> usize {
+    let r = read_datagrams(shared, rx, batch, recv_batch);
+    if r.datagrams == 0 && r.errors == 0 && !r.refused {
         return 0;
     }
-    let received = batch.len();
     let mut st = shared.lock();
-    st.counters.recv_errors += errors;
-    st.refused |= refused && st.peer.is_some();
+    st.counters.recv_errors += r.errors;
+    st.counters.recv_calls += r.calls;
+    st.counters.gro_batches += r.gro_batches;
+    st.refused |= r.refused && st.peer.is_some();
     let now = Instant::now();
     st.endpoint.handle_datagrams(now, batch);
     shared.process_and_release(st);
-    received
+    r.datagrams
 }
 
 /// Takes the socket's pending error (`SO_ERROR`). On a connected socket a refusal
@@ -750,7 +1114,7 @@ enum Wake {
 /// The driver task: reads datagrams, fires the endpoint's timer, flushes queued
 /// datagrams; ends when the socket has no connection and no listener left.
 async fn drive(shared: Arc<Shared>) {
-    let mut rx_buf = vec![0u8; MAX_UDP_PAYLOAD].into_boxed_slice();
+    let mut rx = RxBufs::new();
     let mut batch: Vec<(SocketAddr, Bytes)> = Vec::new();
     let sleep = tokio::time::sleep(Duration::from_secs(3600));
     tokio::pin!(sleep);
@@ -777,7 +1141,7 @@ async fn drive(shared: Arc<Shared>) {
             // is spent. A due timer waits at most `budget`.
             let start = Instant::now();
             while deadline.is_none_or(|d| start < d) {
-                if receive_now(&shared, &mut rx_buf, &mut batch, recv_batch) > 0 {
+                if receive_now(&shared, &mut rx, &mut batch, recv_batch) > 0 {
                     continue 'driver;
                 }
                 if start.elapsed() >= budget {
@@ -812,7 +1176,7 @@ async fn drive(shared: Arc<Shared>) {
                     take_socket_error(&shared);
                 }
                 if ready.is_readable() {
-                    receive_now(&shared, &mut rx_buf, &mut batch, recv_batch);
+                    receive_now(&shared, &mut rx, &mut batch, recv_batch);
                 }
             }
             Wake::Ready(Err(e)) => {
@@ -832,4 +1196,56 @@ async fn drive(shared: Arc<Shared>) {
         }
     }
     debug!(local = %shared.local_addr, "driver finished");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 1000);
+    const B: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 2000);
+
+    #[test]
+    fn a_gso_run_takes_equal_datagrams_to_one_peer_and_a_shorter_last() {
+        let mut run = GsoRun::default();
+        assert!(run.is_empty());
+        assert!(run.push(A, &[1; 100], 64));
+        assert!(run.push(A, &[2; 100], 64));
+        // Another peer, a longer datagram: not in this run.
+        assert!(!run.push(B, &[3; 100], 64));
+        assert!(!run.push(A, &[3; 101], 64));
+        // A shorter one ends the run.
+        assert!(run.push(A, &[4; 40], 64));
+        assert!(!run.push(A, &[5; 40], 64));
+        assert_eq!((run.to, run.segment, run.count), (Some(A), 100, 3));
+        assert_eq!(run.buf.len(), 240);
+        assert_eq!(&run.buf[200..], &[4; 40][..]);
+        run.clear();
+        assert!(run.is_empty() && run.buf.is_empty());
+        assert!(run.push(B, &[6; 10], 64));
+        assert!(run.push(B, &[6; 10], 64));
+    }
+
+    #[test]
+    fn a_gso_run_is_bounded_in_segments_and_bytes() {
+        let mut run = GsoRun::default();
+        for _ in 0..3 {
+            assert!(run.push(A, &[0; 10], 3));
+        }
+        assert!(!run.push(A, &[0; 10], 3), "at most max_segments datagrams");
+
+        let mut run = GsoRun::default();
+        let big = vec![0u8; 20_000];
+        assert!(run.push(A, &big, 64));
+        assert!(run.push(A, &big, 64));
+        assert!(run.push(A, &big, 64));
+        assert!(!run.push(A, &big, 64), "at most MAX_GSO_BYTES");
+        assert!(run.buf.len() <= MAX_GSO_BYTES);
+
+        // Too large for two to share a send, and empty datagrams: no run.
+        let mut run = GsoRun::default();
+        assert!(!run.push(A, &vec![0u8; MAX_GSO_BYTES / 2 + 1], 64));
+        assert!(!run.push(A, &[], 64));
+        assert!(run.is_empty());
+    }
 }

@@ -49,6 +49,15 @@ pub struct UdpStats {
     /// Datagrams sent with a gather list (`sendmsg`: the datagram header, then payload
     /// chunks referenced where they lie, not copied).
     pub datagrams_gathered: u64,
+    /// Send system calls that carried more than one datagram (segmentation offload,
+    /// GSO: see [`crate::UdpConfig::gso`]).
+    pub gso_sends: u64,
+    /// Receive system calls (`recvmmsg`) that returned at least one datagram; with
+    /// `datagrams_received` it shows how many datagrams a call took on average.
+    pub recv_calls: u64,
+    /// Received buffers that held more than one datagram (coalesced by the kernel's
+    /// receive offload, GRO) and were split into their datagrams.
+    pub gro_batches: u64,
     /// New connections closed because the accept backlog was full.
     pub accept_overflow: u64,
     /// Messages that were not a valid RPC frame (their connection was closed).
@@ -115,6 +124,9 @@ impl UdpStats {
         self.recv_errors += o.recv_errors;
         self.pending_out_drops += o.pending_out_drops;
         self.datagrams_gathered += o.datagrams_gathered;
+        self.gso_sends += o.gso_sends;
+        self.recv_calls += o.recv_calls;
+        self.gro_batches += o.gro_batches;
         self.retries_sent += o.retries_sent;
         self.cookies_expired += o.cookies_expired;
         self.cookies_invalid += o.cookies_invalid;
