@@ -45,6 +45,7 @@ mod listener;
 mod metrics;
 mod stats;
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -72,6 +73,12 @@ pub use stats::{UdpStats, UdpStatsHandle};
 
 use conn::{ConnShared, ConnSink};
 use stats::Registry;
+
+thread_local! {
+    /// A thread's empty list of wakers, traded for the full one of the state it
+    /// releases (see [`Shared::process_and_release_at`]).
+    static SPARE_WAKERS: Cell<Vec<Waker>> = const { Cell::new(Vec::new()) };
+}
 
 /// Largest UDP payload (IPv4: 65,535 − 8 − 20); each receive buffer holds one, or one
 /// GRO batch (the kernel coalesces at most 64 KiB).
@@ -298,22 +305,26 @@ impl Shared {
     }
 
     /// Runs [`State::process`] and does what it asks once the lock is released.
-    fn process_and_release(self: &Arc<Self>, mut st: MutexGuard<'_, State>) {
-        let now = Instant::now();
+    fn process_and_release(self: &Arc<Self>, st: MutexGuard<'_, State>) {
+        self.process_and_release_at(st, Instant::now());
+    }
+
+    /// [`Shared::process_and_release`] with the time the caller already read.
+    fn process_and_release_at(self: &Arc<Self>, mut st: MutexGuard<'_, State>, now: Instant) {
         let notify = st.process(self, now);
         if st.published.due(now) {
             let counters = st.counters_snapshot();
             st.published.publish(&counters);
         }
-        let wake = std::mem::take(&mut st.wake);
+        // The wakers leave in this thread's spare list, which the state gets in
+        // exchange: neither list allocates once it has grown.
+        let mut wake = SPARE_WAKERS.try_with(Cell::take).unwrap_or_default();
+        std::mem::swap(&mut wake, &mut st.wake);
         drop(st);
-        self.after_unlock(notify, wake);
-    }
-
-    fn after_unlock(&self, notify: bool, wake: Vec<Waker>) {
-        for w in wake {
+        for w in wake.drain(..) {
             w.wake();
         }
+        let _ = SPARE_WAKERS.try_with(|spare| spare.set(wake));
         if notify {
             self.notify.notify_one();
         }
@@ -1069,7 +1080,7 @@ fn receive_now(
     st.refused |= r.refused && st.peer.is_some();
     let now = Instant::now();
     st.endpoint.handle_datagrams(now, batch);
-    shared.process_and_release(st);
+    shared.process_and_release_at(st, now);
     r.datagrams
 }
 
@@ -1186,8 +1197,9 @@ async fn drive(shared: Arc<Shared>) {
             Wake::Timer => {
                 sleeping_until = None;
                 let mut st = shared.lock();
-                st.endpoint.handle_timeout(Instant::now());
-                shared.process_and_release(st);
+                let now = Instant::now();
+                st.endpoint.handle_timeout(now);
+                shared.process_and_release_at(st, now);
             }
             Wake::Notified | Wake::Writable => {
                 let st = shared.lock();
