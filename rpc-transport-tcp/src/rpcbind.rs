@@ -55,7 +55,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rpc_core::naming::{Endpoint, ResolveError, Resolver, Scheme};
+use rpc_core::naming::{
+    refreshing_watch, EmptyAnswer, Endpoint, ResolveError, Resolver, Scheme,
+};
 use rpc_core::server::{HookFuture, RunningHook, ServeHook, Serving};
 use rpc_core::transport::Channel;
 use rpc_core::{Client, RpcError};
@@ -779,39 +781,16 @@ impl Resolver for RpcbindResolver {
         version: u32,
     ) -> Result<watch::Receiver<Vec<Endpoint>>, ResolveError> {
         let prog = program_number(name)?;
-        let rpcbind = Rpcbind::udp(self.rpcbind);
-        let first = self.lookup(&rpcbind, prog, version).await?;
-        if first.is_empty() {
-            return Err(ResolveError::NotFound {
-                name: name.to_owned(),
-                version,
-            });
-        }
-        let (tx, rx) = watch::channel(first);
         let me = self.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    () = tx.closed() => return,
-                    () = tokio::time::sleep(me.refresh) => {}
-                }
-                match me.lookup(&rpcbind, prog, version).await {
-                    Ok(set) => {
-                        tx.send_if_modified(|cur| {
-                            let changed = *cur != set;
-                            if changed {
-                                *cur = set;
-                            }
-                            changed
-                        });
-                    }
-                    Err(e) => {
-                        tracing::debug!(error = %e, "rpcbind refresh failed; keeping the last set")
-                    }
-                }
-            }
-        });
-        Ok(rx)
+        // One client for every refresh.
+        let rpcbind = Arc::new(Rpcbind::udp(self.rpcbind));
+        // rpcbind is authoritative: no registration left means no server left.
+        let empty = EmptyAnswer::ReplacesTheSet;
+        refreshing_watch(name, version, self.refresh, empty, move || {
+            let (me, rpcbind) = (me.clone(), rpcbind.clone());
+            async move { me.lookup(&rpcbind, prog, version).await }
+        })
+        .await
     }
 }
 

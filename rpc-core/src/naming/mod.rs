@@ -264,42 +264,77 @@ impl Resolver for DnsResolver {
         name: &str,
         version: u32,
     ) -> Result<watch::Receiver<Vec<Endpoint>>, ResolveError> {
-        let first = self.lookup().await?;
-        if first.is_empty() {
-            return Err(ResolveError::NotFound {
-                name: name.to_owned(),
-                version,
-            });
-        }
-        let (tx, rx) = watch::channel(first);
         let me = self.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    () = tx.closed() => return,
-                    () = tokio::time::sleep(me.refresh) => {}
+        // DNS hiccups should not empty a working client: an empty answer keeps the set.
+        let empty = EmptyAnswer::KeepsTheSet;
+        refreshing_watch(name, version, self.refresh, empty, move || {
+            let me = me.clone();
+            async move { me.lookup().await }
+        })
+        .await
+    }
+}
+
+/// What a later empty answer does in [`refreshing_watch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmptyAnswer {
+    /// The last set stays (a lookup that can answer "none" by mistake: DNS).
+    KeepsTheSet,
+    /// It replaces the set (the source is authoritative: every server unregistered).
+    ReplacesTheSet,
+}
+
+/// A watch over `lookup`, repeated every `refresh` for as long as a receiver lives: what
+/// a polling [`Resolver::watch`] returns.
+///
+/// The first answer must name at least one endpoint ([`ResolveError::NotFound`]
+/// otherwise); a later one replaces the set when it differs (receivers see a change
+/// only then), an empty one as `empty` says; a failed lookup keeps the last set (logged
+/// at debug level).
+pub async fn refreshing_watch<F, Fut>(
+    name: &str,
+    version: u32,
+    refresh: Duration,
+    empty: EmptyAnswer,
+    mut lookup: F,
+) -> Result<watch::Receiver<Vec<Endpoint>>, ResolveError>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Vec<Endpoint>, ResolveError>> + Send,
+{
+    let first = lookup().await?;
+    if first.is_empty() {
+        return Err(ResolveError::NotFound {
+            name: name.to_owned(),
+            version,
+        });
+    }
+    let (tx, rx) = watch::channel(first);
+    let name = name.to_owned();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = tx.closed() => return,
+                () = tokio::time::sleep(refresh) => {}
+            }
+            match lookup().await {
+                Ok(set) if set.is_empty() && empty == EmptyAnswer::KeepsTheSet => {}
+                Ok(set) => {
+                    tx.send_if_modified(|cur| {
+                        let changed = *cur != set;
+                        if changed {
+                            *cur = set;
+                        }
+                        changed
+                    });
                 }
-                match me.lookup().await {
-                    // A failed or empty lookup keeps the last known set: DNS hiccups should
-                    // not empty a working client.
-                    Ok(set) if !set.is_empty() => {
-                        tx.send_if_modified(|cur| {
-                            let changed = *cur != set;
-                            if changed {
-                                *cur = set;
-                            }
-                            changed
-                        });
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::debug!(error = %e, "DNS refresh failed; keeping the last set")
-                    }
+                Err(e) => {
+                    tracing::debug!(%name, error = %e, "refreshing the endpoints failed; keeping the last set")
                 }
             }
-        });
-        Ok(rx)
-    }
+        }
+    });
+    Ok(rx)
 }
 
 #[cfg(test)]
