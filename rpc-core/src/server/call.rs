@@ -14,7 +14,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
 use tracing::Instrument;
 
-use super::admission::Finish;
+use super::admission::{Finish, WorkerGuard};
 use super::connection::{deliver, Delivery};
 use super::connections::{CallSlot, ConnState};
 use super::interfaces::Hosted;
@@ -27,7 +27,7 @@ use crate::error::Status;
 use crate::frame::{Frame, FrameHeader, FrameKind};
 use crate::interface::CallTarget;
 use crate::metrics::server_outcome;
-use crate::transport::FrameSender;
+use crate::transport::{FrameSender, TrySendError};
 use crate::xdr::XdrWriter;
 
 /// An inline reply is encoded into the connection's buffer; when less than this is
@@ -66,37 +66,73 @@ pub(super) struct Work {
 impl Shared {
     /// Spawns an admitted call's task.
     pub(super) fn spawn_call(self: &Arc<Self>, job: Job) {
-        let span = job.work.span.clone();
-        let shared = self.clone();
+        if self.admission.push(job) {
+            let shared = self.clone();
+            // Its own root span: a worker outlives the call that started it.
+            let span = tracing::debug_span!(parent: None, "rpc.worker");
+            tokio::spawn(async move { shared.work().await }.instrument(span));
+        }
+    }
+
+    /// A worker task of the pool: runs queued calls one at a time until the server
+    /// closes, then drops the calls still queued.
+    async fn work(self: &Arc<Self>) {
+        let _worker = WorkerGuard(&self.admission);
         let mut phase = self.phase.subscribe();
-        tokio::spawn(
-            async move {
-                let Job { work, sender, slot } = job;
-                let reply = {
-                    // Released however the handler part ends, so shutdown never waits
-                    // for a lost call.
-                    let _admitted = Finish(&shared.admission);
-                    let work = async {
-                        let _worker = shared.admission.worker().await?;
-                        shared.run(work).await
-                    };
-                    // Past the shutdown's grace period (or with the server dropped) the
-                    // handler is abandoned.
-                    tokio::select! {
-                        biased;
-                        reply = work => reply,
-                        _ = phase.wait_for(|p| p.is_closing()) => None,
-                    }
-                };
-                if let Some(reply) = reply {
-                    if deliver(slot.conn(), &sender, reply, None).await != Delivery::Sent {
-                        bump(&shared.counters.replies_dropped);
-                    }
-                }
-                drop(slot);
+        loop {
+            let job = tokio::select! {
+                biased;
+                job = self.admission.next_job() => job,
+                _ = phase.wait_for(|p| p.is_closing()) => break,
+            };
+            if !self.run_job(job, &mut phase).await {
+                break;
             }
-            .instrument(span),
-        );
+        }
+        self.admission.abandon_queued();
+    }
+
+    /// Runs one queued call and hands its reply over; `false` if the server began
+    /// closing meanwhile (the handler is abandoned, past the shutdown's grace period).
+    async fn run_job(
+        self: &Arc<Self>,
+        job: Job,
+        phase: &mut tokio::sync::watch::Receiver<super::state::Phase>,
+    ) -> bool {
+        let Job { work, sender, slot } = job;
+        let span = work.span.clone();
+        let reply = {
+            // Released however the handler part ends, so shutdown never waits for a
+            // lost call.
+            let _admitted = Finish(&self.admission);
+            tokio::select! {
+                biased;
+                reply = self.run(work).instrument(span.clone()) => reply,
+                _ = phase.wait_for(|p| p.is_closing()) => return false,
+            }
+        };
+        let Some(reply) = reply else {
+            return true;
+        };
+        match sender.try_send_frame(reply) {
+            Ok(()) => {}
+            Err(TrySendError::Closed(_)) => bump(&self.counters.replies_dropped),
+            Err(TrySendError::Full(reply)) => {
+                // A connection that does not read waits for room with its reply, in a
+                // task of its own: the worker goes on to the next call.
+                let shared = self.clone();
+                tokio::spawn(
+                    async move {
+                        if deliver(slot.conn(), &sender, reply, None).await != Delivery::Sent {
+                            bump(&shared.counters.replies_dropped);
+                        }
+                        drop(slot);
+                    }
+                    .instrument(span),
+                );
+            }
+        }
+        true
     }
 
     /// Runs one call holding a worker; returns the reply to hand over (`None` for a
