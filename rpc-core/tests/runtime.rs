@@ -26,8 +26,9 @@ static ADD: ProcedureInfo = proc("add", 1, false);
 static WAIT: ProcedureInfo = proc("wait", 2, false);
 static BOOM: ProcedureInfo = proc("boom", 3, false);
 static LOG: ProcedureInfo = proc("log", 4, true);
+static RELAY: ProcedureInfo = proc("relay", 5, false);
 static MISSING: ProcedureInfo = proc("missing", 99, false);
-static PROCS: [ProcedureInfo; 4] = [ADD, WAIT, BOOM, LOG];
+static PROCS: [ProcedureInfo; 5] = [ADD, WAIT, BOOM, LOG, RELAY];
 static TEST_V1: InterfaceInfo = InterfaceInfo {
     name: "Test",
     id: 0x2000_0001,
@@ -56,6 +57,8 @@ struct TestService {
     gate: Semaphore,
     executions: AtomicU64,
     logged: AtomicU64,
+    /// `relay` calls `add` on the same server through this client.
+    relay_to: std::sync::OnceLock<Client<MemoryChannel>>,
 }
 
 impl Default for TestService {
@@ -64,6 +67,7 @@ impl Default for TestService {
             gate: Semaphore::new(0),
             executions: AtomicU64::new(0),
             logged: AtomicU64::new(0),
+            relay_to: std::sync::OnceLock::new(),
         }
     }
 }
@@ -117,6 +121,20 @@ impl Service for Svc {
             4 => Box::pin(async move {
                 svc.logged.fetch_add(1, Ordering::SeqCst);
                 Ok(Bytes::new())
+            }),
+            5 => Box::pin(async move {
+                let client = svc
+                    .relay_to
+                    .get()
+                    .cloned()
+                    .ok_or_else(|| Status::application(2, "no relay client"))?;
+                let sum = add(&client, 40, 2)
+                    .await
+                    .map_err(|e| Status::application(3, e.to_string()))?;
+                encode_result(|w| {
+                    w.put_i32(sum);
+                    Ok(())
+                })
             }),
             other => Box::pin(async move { Err(Status::UnknownProcedure { procedure: other }) }),
         }
@@ -293,6 +311,73 @@ async fn handler_panic_is_an_error_reply_and_the_worker_survives() {
         assert_eq!(add(&client, 20, 22).await.unwrap(), 42);
     }
     assert_eq!(f.server.stats().handler_panics, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooled_handlers_never_exceed_workers_and_queued_calls_all_run() {
+    let (workers, calls) = (3, 12);
+    let f = start(workers, 64);
+    let client = Client::new(f.channel.clone());
+    let mut waiting = Vec::new();
+    for _ in 0..calls {
+        let c = client.clone();
+        waiting.push(tokio::spawn(
+            async move { wait(&c, &CallOptions::new()).await },
+        ));
+    }
+    eventually("every call admitted", || {
+        f.server.stats().in_flight == calls as u64
+    })
+    .await;
+    eventually("the workers busy", || {
+        f.svc.executions.load(Ordering::SeqCst) == workers as u64
+    })
+    .await;
+    // Released one at a time: each release lets exactly one more handler start.
+    for started in workers + 1..=calls {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(
+            f.svc.executions.load(Ordering::SeqCst),
+            started as u64 - 1,
+            "no more than {workers} handlers run at once"
+        );
+        f.svc.gate.add_permits(1);
+        eventually("the next queued call starts", || {
+            f.svc.executions.load(Ordering::SeqCst) == started as u64
+        })
+        .await;
+    }
+    f.svc.gate.add_permits(workers);
+    for t in waiting {
+        t.await.unwrap().expect("every queued call completes");
+    }
+    assert_eq!(f.server.stats().in_flight, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_calling_its_own_server_gets_a_second_worker() {
+    let f = start(2, 16);
+    let client = Client::new(f.channel.clone());
+    f.svc
+        .relay_to
+        .set(client.clone())
+        .unwrap_or_else(|_| panic!("set once"));
+    for _ in 0..5 {
+        let sum = tokio::time::timeout(
+            Duration::from_secs(10),
+            client.call(
+                &TEST_V1,
+                &RELAY,
+                &CallOptions::new(),
+                |_| Ok(()),
+                |r| r.get_i32(),
+            ),
+        )
+        .await
+        .expect("the nested call does not wait behind its caller")
+        .expect("relay answers");
+        assert_eq!(sum, 42);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -55,9 +55,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rpc_core::naming::{
-    refreshing_watch, EmptyAnswer, Endpoint, ResolveError, Resolver, Scheme,
-};
+use rpc_core::naming::{refreshing_watch, EmptyAnswer, Endpoint, ResolveError, Resolver, Scheme};
 use rpc_core::server::{HookFuture, RunningHook, ServeHook, Serving};
 use rpc_core::transport::Channel;
 use rpc_core::{Client, RpcError};
