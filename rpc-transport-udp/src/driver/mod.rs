@@ -963,6 +963,23 @@ struct Received {
     refused: bool,
 }
 
+impl Received {
+    /// Counts a failed receive call; returns whether the socket has nothing left
+    /// (`EWOULDBLOCK`: stop reading). A refusal (ICMP port unreachable on a connected
+    /// socket) is noted, any other error counted; reading goes on after both.
+    fn failed(&mut self, e: &io::Error) -> bool {
+        match e.kind() {
+            io::ErrorKind::WouldBlock => return true,
+            io::ErrorKind::ConnectionRefused => self.refused = true,
+            _ => {
+                self.errors += 1;
+                debug!(error = %e, "recv failed");
+            }
+        }
+        false
+    }
+}
+
 /// Reads datagrams without waiting into `batch`, up to `recv_batch` (one receive call
 /// may go past it by what GRO coalesced into its last buffers) or until the socket has
 /// none. Each datagram is copied out to an exactly sized buffer: reassembly accounts
@@ -984,11 +1001,10 @@ fn read_datagrams(
                     r.calls += 1;
                     batch.push((from, Bytes::copy_from_slice(&rx.slots[..n])));
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => r.refused = true,
                 Err(e) => {
-                    r.errors += 1;
-                    debug!(error = %e, "recv failed");
+                    if r.failed(&e) {
+                        break;
+                    }
                 }
             }
         }
@@ -1049,11 +1065,10 @@ fn read_datagrams(
                     break;
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => r.refused = true,
             Err(e) => {
-                r.errors += 1;
-                debug!(error = %e, "recv failed");
+                if r.failed(&e) {
+                    break;
+                }
             }
         }
     }
