@@ -74,7 +74,7 @@ fn take_events(ep: &mut Endpoint) {
     }
 }
 
-fn check(ep: &Endpoint, cfg: &Config, now: Instant) {
+fn check(ep: &mut Endpoint, cfg: &Config, now: Instant) {
     assert!(ep.reassembly_bytes() <= cfg.global_reassembly_budget);
     assert!(ep.connection_count() <= cfg.max_connections);
     if let Some(t) = ep.poll_timeout() {
@@ -181,8 +181,8 @@ pub fn endpoint(data: &[u8]) {
         }
         drain(&mut client, now, &mut to_server, client_addr);
         drain(&mut server, now, &mut to_client, server_addr);
-        check(&client, &cfg, now);
-        check(&server, &cfg, now);
+        check(&mut client, &cfg, now);
+        check(&mut server, &cfg, now);
     }
     if let Some(stats) = client.connection_stats(conn) {
         assert!(stats.in_flight <= u64::from(cfg.send_window), "{stats:?}");
