@@ -535,3 +535,75 @@ impl Drop for FrameOutbox {
         self.state.release(left);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::frame::FrameHeader;
+
+    fn frame(call_id: u64) -> Frame {
+        Frame::new(
+            FrameHeader::call(1, call_id, 2, 1, 1),
+            Bytes::from_static(b"abcd"),
+        )
+    }
+
+    /// The queue's own count bounds it: the frame past `capacity` is refused, and a
+    /// frame taken out makes room for exactly one more.
+    #[test]
+    fn queue_holds_at_most_capacity_frames() {
+        let (tx, mut outbox) = frame_queue(3);
+        for id in 0..3 {
+            assert!(tx.try_send(frame(id)).expect("open"), "frame {id} fits");
+        }
+        assert!(
+            !tx.try_send(frame(3)).expect("open"),
+            "the fourth is refused"
+        );
+        assert_eq!(tx.queued_bytes(), 3 * (HEADER_LEN + 4));
+        assert!(outbox.try_recv().is_some());
+        assert!(tx.try_send(frame(4)).expect("open"), "room for one more");
+        assert!(!tx.try_send(frame(5)).expect("open"), "and only one");
+    }
+
+    /// A sender waiting for room proceeds once the writer takes a batch, and fails
+    /// (does not wait forever) once the writer is gone.
+    #[tokio::test]
+    async fn a_sender_waits_for_room_until_frames_leave_or_the_writer_goes() {
+        let (tx, mut outbox) = frame_queue(1);
+        tx.send(frame(0)).await.expect("room");
+        let waiting = tokio::spawn({
+            let tx = tx.clone();
+            async move { tx.send(frame(1)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            !waiting.is_finished(),
+            "the queue is full: the sender waits"
+        );
+        let mut batch = Vec::new();
+        assert_eq!(outbox.recv_batch(&mut batch, 8).await, 1);
+        tokio::time::timeout(Duration::from_secs(10), waiting)
+            .await
+            .expect("the waiting sender proceeds once a frame left")
+            .expect("task")
+            .expect("sent");
+
+        let blocked = tokio::spawn({
+            let tx = tx.clone();
+            async move { tx.send(frame(2)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!blocked.is_finished(), "full again: the sender waits");
+        drop(outbox);
+        let r = tokio::time::timeout(Duration::from_secs(10), blocked)
+            .await
+            .expect("a waiting sender ends once the writer is gone")
+            .expect("task");
+        assert!(matches!(r, Err(TransportError::Closed)), "{r:?}");
+    }
+}
