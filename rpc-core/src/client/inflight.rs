@@ -6,7 +6,7 @@
 //! sharded by call id, so concurrent calls rarely meet on a lock.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
@@ -318,30 +318,7 @@ impl Inbox {
 /// Shards of a connection's table of waiting calls.
 const CALL_SHARDS: usize = 8;
 
-/// Hashes a call id with one multiplication (Fibonacci hashing). Call ids are the
-/// client's own sequential numbers (a peer can only look ids up, never insert them), so
-/// a keyed hash buys nothing here; the multiplication spreads them over the high bits
-/// the table uses.
-#[derive(Default)]
-pub(super) struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-
-    fn write_u64(&mut self, id: u64) {
-        self.0 = id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-type CallMap = HashMap<u64, Arc<Inbox>, BuildHasherDefault<IdHasher>>;
+type CallMap = HashMap<u64, Arc<Inbox>, BuildHasherDefault<crate::id::IdHasher>>;
 
 /// The calls waiting for an answer on one connection, by call id. Its reply reader
 /// delivers answers from it; when the connection fails, every call still in it learns

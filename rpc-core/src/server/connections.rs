@@ -12,7 +12,7 @@
 //! connections before it refuses anyone.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -56,30 +56,7 @@ pub(super) struct ConnState {
 }
 
 /// Cancellation handles by (client id, call id).
-type ControlMap = HashMap<(u64, u64), Arc<CallControl>, BuildHasherDefault<PairHasher>>;
-
-/// Hashes a (client id, call id) pair with two multiplications. The ids are the peer's
-/// to choose, but the map is the peer's own connection's and holds at most its calls in
-/// flight (bounded by admission): a peer that makes its ids collide only slows down its
-/// own calls' bookkeeping.
-#[derive(Default)]
-struct PairHasher(u64);
-
-impl Hasher for PairHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-
-    fn write_u64(&mut self, id: u64) {
-        self.0 = (self.0.rotate_left(29) ^ id).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
+type ControlMap = HashMap<(u64, u64), Arc<CallControl>, BuildHasherDefault<crate::id::IdHasher>>;
 
 impl ConnState {
     /// Registers the cancellation handle of a call admitted to the worker pool (a call
